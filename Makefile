@@ -1,0 +1,47 @@
+# make bench / make test: from a clean clone, create .venv, install torch and sparsespike
+# (editable, which builds the C++ extension), then run. Both are idempotent.
+# make gpu-check OUT=DIR: on a CUDA machine with torch + triton and no network: the existing
+# python, an in-place build without build isolation, the CUDA tests and the bench on cuda.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sparsespike-installed
+OUT ?= gpu-check-results
+BENCH_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: all install test bench gpu-check clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h) | $(PY)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet "setuptools>=70" wheel "pybind11>=2.12"
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m sparsespike.bench $(BENCH_ARGS)
+
+gpu-check:
+	mkdir -p "$(OUT)"
+	$(PYTHON) setup.py build_ext --inplace
+	-PYTHONPATH=$(CURDIR) SPARSESPIKE_TEST_REPORT="$(OUT)/cuda-tests.json" \
+		$(PYTHON) -m pytest -p no:cacheprovider -m cuda tests 2>&1 | tee "$(OUT)/cuda-tests.log"
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m sparsespike.bench --device cuda --calibrate \
+		--json "$(OUT)/bench-cuda.json" 2>&1 | tee "$(OUT)/bench-cuda.log"
+
+clean:
+	rm -rf build *.egg-info sparsespike/*.so .pytest_cache

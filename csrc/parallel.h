@@ -1,0 +1,66 @@
+// OpenMP helpers. Without OpenMP everything runs on one thread with the same results:
+// work splits never change the summation order of any output element.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace sparsespike {
+
+struct Range {
+  int64_t begin;
+  int64_t end;
+};
+
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline int thread_count() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+inline void parallel_barrier() {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+// No more threads than work items, and at least one.
+inline int clamp_threads(int threads, int64_t items) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, items)));
+}
+
+// This thread's contiguous share of [0, n) inside a parallel region.
+inline Range thread_range(int64_t n) {
+  const int64_t t = thread_index(), p = thread_count();
+  return {n * t / p, n * (t + 1) / p};
+}
+
+// This thread's contiguous share of [0, n) holding about 1/p of the work, where
+// offsets[0..n] are cumulative work counts (a CSR row pointer).
+inline Range balanced_range(const int64_t* offsets, int64_t n) {
+  const int64_t t = thread_index(), p = thread_count();
+  const int64_t total = offsets[n];
+  auto boundary = [&](int64_t k) -> int64_t {
+    if (k == 0) return 0;
+    if (k == p) return n;
+    const int64_t target = total * k / p;
+    return std::lower_bound(offsets, offsets + n + 1, target) - offsets;
+  };
+  return {std::min(boundary(t), n), std::min(boundary(t + 1), n)};
+}
+
+}  // namespace sparsespike

@@ -1,0 +1,47 @@
+// Portable SIMD through GCC/Clang vector extensions: one 32-byte vector type per element type.
+// The compiler maps it to AVX2/AVX-512 halves or SSE pairs, whatever the target has, so the
+// same source builds for -march=native and for a portable x86-64-v3 or non-x86 wheel.
+#pragma once
+
+#include <cstring>
+
+namespace sparsespike {
+
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef double f64x4 __attribute__((vector_size(32)));
+
+template <typename T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using type = f32x8;
+  static constexpr int lanes = 8;
+};
+
+template <>
+struct Vec<double> {
+  using type = f64x4;
+  static constexpr int lanes = 4;
+};
+
+// Unaligned load/store: memcpy compiles to a single vmovups and never assumes alignment.
+template <typename V, typename T>
+inline V load_vec(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+inline void store_vec(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// Broadcast through a vector-scalar operation, which GCC lowers to one vbroadcastss.
+template <typename V, typename T>
+inline V splat(T x) {
+  return V{} + x;
+}
+
+}  // namespace sparsespike

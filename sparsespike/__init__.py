@@ -1,0 +1,26 @@
+"""sparsespike: event-driven spiking neural network kernels (C++ and Triton) for PyTorch."""
+
+from . import dispatch, synops
+from ._backend import backends, get_default_backend, set_default_backend
+from .dispatch import get_crossover, set_crossover
+from .ops import spike_linear, spike_linear_reference
+from .synops import SynOpCounter, count_synops, synop_scope
+from . import nn  # noqa: E402  (modules build on the ops above)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SynOpCounter",
+    "backends",
+    "count_synops",
+    "dispatch",
+    "get_crossover",
+    "get_default_backend",
+    "nn",
+    "set_crossover",
+    "set_default_backend",
+    "spike_linear",
+    "spike_linear_reference",
+    "synop_scope",
+    "synops",
+]

@@ -1,0 +1,160 @@
+"""Which implementations are available, and which one a call uses.
+
+Every op has a pure-torch reference, a C++ CPU kernel (``sparsespike._C``) and a Triton kernel
+(``sparsespike.kernels``). A missing or broken C++ extension never breaks ``import sparsespike``:
+ops fall back to the reference with one warning, and :func:`backends` says why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+import warnings
+from types import ModuleType
+
+import torch
+
+BACKENDS = ("auto", "reference", "cpp", "triton")
+_ENV_BACKEND = "SPARSESPIKE_BACKEND"
+
+_cpp_module: ModuleType | None = None
+_cpp_error: str | None = None
+_cpp_warned = False
+_triton_modules: dict[str, ModuleType | None] = {}
+_triton_error: str | None = None
+_default_backend: str | None = None
+
+try:
+    from . import _C as _cpp_module  # noqa: N811
+except Exception as exc:  # any load failure (missing .so, ABI, symbol) is reported, not raised
+    _cpp_module = None
+    _cpp_error = f"{type(exc).__name__}: {exc}"
+
+
+def cpp() -> ModuleType | None:
+    """The C++ extension module, or None (with one warning per process) when it is unavailable."""
+    global _cpp_warned
+    if _cpp_module is None and not _cpp_warned:
+        _cpp_warned = True
+        warnings.warn(
+            "sparsespike: the C++ extension sparsespike._C could not be loaded "
+            f"({_cpp_error}); CPU ops fall back to the pure-torch reference. "
+            "Rebuild with `pip install -e .` (see README).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return _cpp_module
+
+
+def triton_kernels(op: str = "spike_linear") -> ModuleType | None:
+    """The Triton kernels of one op (``sparsespike.kernels.<op>``), imported on first use, or None
+    when Triton is unavailable.
+
+    On a machine without CUDA, Triton can only run through its interpreter, which must be
+    switched on before the kernels are decorated: we set TRITON_INTERPRET=1 here unless the
+    user chose otherwise.
+    """
+    global _triton_error
+    if op not in _triton_modules:
+        if not torch.cuda.is_available():
+            os.environ.setdefault("TRITON_INTERPRET", "1")
+        try:
+            _triton_modules[op] = _import_kernels(op)
+        except Exception as exc:
+            _triton_modules[op] = None
+            _triton_error = f"{type(exc).__name__}: {exc}"
+    return _triton_modules[op]
+
+
+def _import_kernels(op: str) -> ModuleType:
+    """sparsespike.kernels.<op>; in a source tree used without installing (PYTHONPATH=., an
+    in-place build), the top-level kernels/ folder is mounted as sparsespike.kernels first."""
+    name = "sparsespike.kernels"
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parent.parent / "kernels"
+        spec = importlib.util.spec_from_file_location(
+            name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        if spec is None or not (folder / "__init__.py").exists():
+            raise
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{name}.{op}")
+
+
+def triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def backends() -> dict:
+    """What this installation can run: one entry per backend, with the reason when it cannot."""
+    kernels = triton_kernels()
+    return {
+        "reference": True,
+        "cpp": _cpp_module is not None,
+        "cpp_error": _cpp_error,
+        "cpp_openmp": bool(getattr(_cpp_module, "openmp", False)),
+        "triton": kernels is not None,
+        "triton_error": _triton_error,
+        "triton_interpret": triton_interpreted(),
+        "cuda": torch.cuda.is_available(),
+        "default_backend": get_default_backend(),
+    }
+
+
+def check_backend(backend: str) -> str:
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def get_default_backend() -> str:
+    """The process default: set_default_backend(), else $SPARSESPIKE_BACKEND, else "auto"."""
+    if _default_backend is not None:
+        return _default_backend
+    env = os.environ.get(_ENV_BACKEND)
+    if env is None or env == "":
+        return "auto"
+    if env not in BACKENDS:
+        raise ValueError(f"${_ENV_BACKEND} must be one of {BACKENDS}, got {env!r}")
+    return env
+
+
+def set_default_backend(backend: str | None) -> None:
+    """Set the backend used when a call passes backend=None; None restores the env/auto default."""
+    global _default_backend
+    _default_backend = None if backend is None else check_backend(backend)
+
+
+def resolve_backend(backend: str | None, device: torch.device) -> str:
+    """The concrete backend for a call: "reference", "cpp", "triton" or "auto".
+
+    Raises a clear error when an explicitly requested backend cannot run on ``device``.
+    """
+    backend = get_default_backend() if backend is None else check_backend(backend)
+    if backend == "cpp":
+        if device.type != "cpu":
+            raise ValueError(f"backend='cpp' runs on CPU tensors only, got device {device}")
+        if cpp() is None:
+            raise RuntimeError(f"backend='cpp' requested but the C++ extension is unavailable: {_cpp_error}")
+    elif backend == "triton":
+        if triton_kernels() is None:
+            raise RuntimeError(f"backend='triton' requested but Triton is unavailable: {_triton_error}")
+        if device.type == "cpu" and not triton_interpreted():
+            raise RuntimeError(
+                "backend='triton' on CPU tensors needs the Triton interpreter: set "
+                "TRITON_INTERPRET=1 before sparsespike's kernels are first used"
+            )
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"backend='triton' runs on CUDA (or CPU, interpreted), got device {device}")
+        if device.type == "cuda" and triton_interpreted():
+            raise RuntimeError("backend='triton' on CUDA tensors, but TRITON_INTERPRET=1 is set")
+    elif backend == "auto" and device.type == "cpu" and cpp() is None:
+        backend = "reference"
+    return backend

@@ -1,0 +1,123 @@
+"""backend="auto": event-driven or dense, chosen per call from spike density and shape.
+
+An event-driven kernel's work scales with the number of spikes; a dense GEMM's does not. The
+crossover density, below which the event-driven kernel wins, is a property of the device and is
+measured by ``python -m sparsespike.bench --calibrate`` (which prints it and can write it as JSON).
+The defaults below were measured that way (see README, "Dispatch"); override them per process
+with :func:`set_crossover` or with ``SPARSESPIKE_CROSSOVER``: inline JSON or a path to a JSON file,
+e.g. ``{"cpu": {"forward_density": 0.2}}``.
+
+On CUDA a call must not wait for the GPU to learn the density of its own input, so it uses the
+density of the previous call through the same layer (copied to the host asynchronously) and
+falls back to a shape rule on the first call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+
+_ENV = "SPARSESPIKE_CROSSOVER"
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Event-driven below these input densities (fraction of nonzero spikes), dense above."""
+
+    forward_density: float
+    backward_density: float
+    # CUDA only: without a density estimate yet, rows <= this use the event-driven kernel.
+    small_rows: int = 64
+
+
+_DEFAULTS = {
+    # Measured on the 2-core x86-64 development machine (bench --calibrate, 3200 x 1024 -> 1024).
+    "cpu": Crossover(forward_density=0.25, backward_density=0.12),
+    # Estimates from the H200 roofline (kernels.md) until a CUDA calibration replaces them.
+    "cuda": Crossover(forward_density=0.01, backward_density=0.005),
+}
+_overrides: dict[str, Crossover] = {}
+
+
+def _from_env() -> dict[str, Crossover]:
+    raw = os.environ.get(_ENV)
+    if not raw:
+        return {}
+    try:
+        text = open(raw).read() if os.path.exists(raw) else raw
+        data = json.loads(text)
+        return {dev: dataclasses.replace(_DEFAULTS.get(dev, _DEFAULTS["cpu"]), **vals) for dev, vals in data.items()}
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"${_ENV} must be JSON (or a JSON file) like {{\"cpu\": {{\"forward_density\": 0.2}}}}: {exc}") from exc
+
+
+def get_crossover(device_type: str) -> Crossover:
+    if device_type in _overrides:
+        return _overrides[device_type]
+    env = _from_env()
+    if device_type in env:
+        return env[device_type]
+    return _DEFAULTS.get(device_type, _DEFAULTS["cpu"])
+
+
+def set_crossover(device_type: str, **values: float) -> Crossover:
+    """Override crossover constants for a device type ("cpu", "cuda"); returns the new setting."""
+    for name, value in values.items():
+        if name not in {f.name for f in dataclasses.fields(Crossover)}:
+            raise ValueError(f"unknown crossover field {name!r}")
+        if not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"crossover {name} must be a non-negative number, got {value!r}")
+    new = dataclasses.replace(get_crossover(device_type), **values)
+    _overrides[device_type] = new
+    return new
+
+
+def reset_crossover() -> None:
+    _overrides.clear()
+
+
+def effective_density(density: float, out_features: int, tile: int) -> float:
+    """Density scaled by the event-driven kernel's column-tile padding (narrow layers pay for
+    whole tiles), so one crossover constant fits every output width."""
+    padded = -(-out_features // tile) * tile
+    return density * padded / out_features
+
+
+class DensityHistory:
+    """Last observed input density per call site, read without waiting for the device.
+
+    record() starts an asynchronous copy of the nonzero count to pinned host memory;
+    estimate() returns the newest count whose copy has completed (or None).
+    """
+
+    def __init__(self, max_sites: int = 1024):
+        self._pending: dict[object, tuple] = {}
+        self._known: dict[object, float] = {}
+        self._max_sites = max_sites
+
+    def record(self, site: object, nnz: torch.Tensor, numel: int) -> None:
+        if nnz.device.type != "cuda" or numel == 0:
+            return
+        if len(self._pending) >= self._max_sites:
+            self._pending.clear()
+        host = torch.empty((), dtype=nnz.dtype, pin_memory=True)
+        host.copy_(nnz, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._pending[site] = (host, event, numel)
+
+    def estimate(self, site: object) -> float | None:
+        pending = self._pending.get(site)
+        if pending is not None and pending[1].query():
+            host, _, numel = self._pending.pop(site)
+            if len(self._known) >= self._max_sites:
+                self._known.clear()
+            self._known[site] = float(host.item()) / numel
+        return self._known.get(site)
+
+
+density_history = DensityHistory()

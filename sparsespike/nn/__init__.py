@@ -1,0 +1,5 @@
+"""Drop-in torch modules built on sparsespike ops."""
+
+from .linear import SpikeLinear
+
+__all__ = ["SpikeLinear"]

@@ -1,0 +1,83 @@
+"""Derived copies of weights (packed layouts), rebuilt only when the weight changes.
+
+The CPU event-driven kernel gathers one weight row per spike from an input-major, tile-packed
+copy of W. Re-packing on every call costs about a fifth of a sparse forward at 97% sparsity;
+instead the copy is cached per (weight tensor, layout) and rebuilt when the weight changed:
+its version counter moved (any in-place op, e.g. an optimizer step), its storage, shape or
+dtype changed, or, when a fingerprint function is given, its content changed anyway (edits
+through ``.data`` bypass the version counter; the fingerprint is a checksum cheaper than a
+re-pack). Identity is checked through a weak reference, so a new tensor that reuses a freed
+tensor's memory never sees a stale copy, and an entry is dropped as soon as its weight is freed.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+
+
+class DerivedWeightCache:
+    def __init__(self, max_entries: int = 128):
+        self._entries: OrderedDict[tuple[int, str], tuple] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.RLock()  # a weakref callback may run while held
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _signature(weight: torch.Tensor, fingerprint: Callable[[torch.Tensor], int] | None) -> tuple:
+        try:
+            version = weight._version
+        except RuntimeError:  # inference tensors have no version counter
+            version = None
+        content = fingerprint(weight) if fingerprint is not None else None
+        return (version, content, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device)
+
+    def get(
+        self,
+        weight: torch.Tensor,
+        layout: str,
+        build: Callable[[torch.Tensor], torch.Tensor],
+        fingerprint: Callable[[torch.Tensor], int] | None = None,
+    ) -> torch.Tensor:
+        signature = self._signature(weight, fingerprint)
+        if signature[0] is None and signature[1] is None:
+            return build(weight)  # nothing to detect a change by: never cache
+        key = (id(weight), layout)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0]() is weight and entry[1] == signature:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry[2]
+        derived = build(weight)
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = (weakref.ref(weight, self._forget(key)), signature, derived)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+        return derived
+
+    def _forget(self, key: tuple[int, str]) -> Callable:
+        """Weakref callback: drop the copy as soon as its weight is freed."""
+        entries, lock = self._entries, self._lock
+
+        def drop(dead_ref: weakref.ref) -> None:
+            with lock:
+                entry = entries.get(key)
+                if entry is not None and entry[0] is dead_ref:
+                    del entries[key]
+
+        return drop
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+weight_cache = DerivedWeightCache()

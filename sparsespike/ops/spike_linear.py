@@ -1,0 +1,301 @@
+"""spike_linear: event-driven propagation of spikes through a dense weight, y = spikes @ W^T + b.
+
+Three implementations behind one entry point, :func:`spike_linear`:
+
+- reference: ``F.linear`` on the spikes cast to the weight's dtype; the oracle.
+- cpp (CPU): each row's nonzeros are compacted and only their weight rows are summed, from a
+  cached input-major, tile-packed copy of W (``csrc/spike_linear.cpp``).
+- triton (CUDA, or CPU under TRITON_INTERPRET=1): the same, as ELL compaction + gather kernels
+  (``kernels/spike_linear.py``).
+
+``backend="auto"`` (the default) picks per call between the event-driven kernel and a dense
+GEMM from the input density and the layer's shape (``sparsespike.dispatch``). Backward: the
+weight gradient touches only active inputs (deterministic, no atomics); the input gradient is a
+dense GEMM and is skipped when the spikes do not require grad.
+
+Every call reports the nonzeros it propagated, and counts nnz x out_features synaptic operations
+into any active ``sparsespike.count_synops()`` counter.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import synops
+from .._backend import cpp, resolve_backend, triton_kernels
+from ..dispatch import density_history, effective_density, get_crossover
+from ._validate import (
+    check_finite,
+    require_float_weight,
+    require_nonempty,
+    require_same_device,
+    require_spike_dtype,
+    require_tensor,
+)
+from ._weight_cache import weight_cache
+
+__all__ = ["spike_linear", "spike_linear_reference"]
+
+_CPP_DTYPES = (torch.float32, torch.float64)
+_DENSITY_SAMPLE_ROWS = 64
+
+
+# --------------------------------------------------------------------------- reference
+
+def spike_linear_reference(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """The oracle: F.linear of the spikes (cast to the weight's dtype). Differentiable."""
+    x = spikes if spikes.dtype == weight.dtype else spikes.to(weight.dtype)
+    return F.linear(x, weight, bias)
+
+
+def _as_dense(spikes: Tensor, dtype: torch.dtype) -> Tensor:
+    return spikes if spikes.dtype == dtype else spikes.to(dtype)
+
+
+def _count_nonzero(spikes: Tensor) -> Tensor:
+    return torch.count_nonzero(spikes).to(torch.int64)
+
+
+# --------------------------------------------------------------------------- C++ (CPU)
+
+def _require_cpp_dtype(weight: Tensor) -> None:
+    if weight.dtype not in _CPP_DTYPES:
+        raise TypeError(f"backend='cpp' supports float32 and float64 weights, got {weight.dtype}")
+
+
+def _numpy(t: Tensor):
+    return t.detach().contiguous().numpy()
+
+
+def _packed_weight(weight: Tensor) -> Tensor:
+    def build(w: Tensor) -> Tensor:
+        tile = cpp().tile_bytes // w.element_size()
+        packed = torch.empty((-(-w.shape[0] // tile), w.shape[1], tile), dtype=w.dtype)
+        cpp().pack_weight(_numpy(w), packed.numpy(), torch.get_num_threads())
+        return packed
+
+    def fingerprint(w: Tensor) -> int:
+        return cpp().fingerprint(_numpy(w), torch.get_num_threads())
+
+    return weight_cache.get(weight, "cpp-packed", build, fingerprint)
+
+
+def _cpp_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    out = torch.empty((spikes.shape[0], weight.shape[0]), dtype=weight.dtype)
+    nnz = cpp().spike_linear_forward(
+        _numpy(spikes), _packed_weight(weight).numpy(), None if bias is None else _numpy(bias),
+        out.numpy(), torch.get_num_threads(),
+    )
+    return out, torch.tensor(nnz, dtype=torch.int64)
+
+
+def _cpp_count(spikes: Tensor) -> Tensor:
+    """Nonzeros of the spikes, raising on NaN/Inf: one pass, for the dense path's SynOp count."""
+    return torch.tensor(cpp().count_spikes(_numpy(spikes), torch.get_num_threads()), dtype=torch.int64)
+
+
+def _cpp_grad_weight_t(grad_out: Tensor, spikes: Tensor) -> Tensor:
+    gwt = torch.empty((spikes.shape[1], grad_out.shape[1]), dtype=grad_out.dtype)
+    cpp().spike_linear_grad_weight(_numpy(spikes), _numpy(grad_out), gwt.numpy(), torch.get_num_threads())
+    return gwt
+
+
+def _sampled_density(spikes: Tensor) -> float:
+    """Input density from at most 64 evenly spaced rows: cheap next to either kernel."""
+    rows = spikes.shape[0]
+    if rows > _DENSITY_SAMPLE_ROWS:
+        pick = torch.linspace(0, rows - 1, _DENSITY_SAMPLE_ROWS, device=spikes.device).long()
+        spikes = spikes.index_select(0, pick)
+    return int(torch.count_nonzero(spikes)) / spikes.numel()
+
+
+def _cpu_event_driven(weight: Tensor, density: float) -> bool:
+    tile = cpp().tile_bytes // weight.element_size()
+    return effective_density(density, weight.shape[0], tile) <= get_crossover("cpu").forward_density
+
+
+# --------------------------------------------------------------------------- Triton
+
+def _triton_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    check_finite(spikes)
+    # W^T is rebuilt per call: on a GPU the transpose costs microseconds, so no cache to go stale
+    return triton_kernels("spike_linear").forward(spikes, weight.t().contiguous(), bias)
+
+
+def _cuda_event_driven(spikes: Tensor, weight: Tensor) -> bool:
+    crossover = get_crossover("cuda")
+    density = density_history.estimate(_site(weight))
+    if density is None:
+        return spikes.shape[0] <= crossover.small_rows
+    return density <= crossover.forward_density
+
+
+def _site(weight: Tensor) -> tuple:
+    return ("spike_linear", weight.data_ptr(), tuple(weight.shape))
+
+
+# --------------------------------------------------------------------------- the custom ops
+
+@torch.library.custom_op("sparsespike::spike_linear", mutates_args=())
+def _spike_linear_op(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor]:
+    """(spikes [R, in] @ weight^T + bias, number of nonzero spikes). Default: the reference."""
+    check_finite(spikes)
+    return spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
+
+
+@_spike_linear_op.register_kernel("cpu")
+def _spike_linear_cpu(spikes, weight, bias, backend):
+    if backend == "reference":
+        check_finite(spikes)
+        return spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
+    if backend == "triton":
+        return _triton_forward(spikes, weight, bias)
+    if backend == "cpp":
+        _require_cpp_dtype(weight)
+        return _cpp_forward(spikes, weight, bias)
+    # auto
+    if weight.dtype not in _CPP_DTYPES or cpp() is None:
+        check_finite(spikes)
+        return spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
+    if _cpu_event_driven(weight, _sampled_density(spikes)):
+        return _cpp_forward(spikes, weight, bias)
+    nnz = _cpp_count(spikes)  # validates before the GEMM runs
+    return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
+
+
+@_spike_linear_op.register_kernel("cuda")
+def _spike_linear_cuda(spikes, weight, bias, backend):
+    if backend == "triton" or (backend == "auto" and _cuda_event_driven(spikes, weight)):
+        out, nnz = _triton_forward(spikes, weight, bias)
+    else:
+        check_finite(spikes)
+        out, nnz = spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
+    if backend == "auto":
+        density_history.record(_site(weight), nnz, spikes.numel())
+    return out, nnz
+
+
+@_spike_linear_op.register_fake
+def _spike_linear_fake(spikes, weight, bias, backend):
+    out = spikes.new_empty((spikes.shape[0], weight.shape[0]), dtype=weight.dtype)
+    return out, spikes.new_empty((), dtype=torch.int64)
+
+
+@torch.library.custom_op("sparsespike::spike_linear_grad_weight", mutates_args=())
+def _grad_weight_op(grad_out: Tensor, spikes: Tensor, nnz: Tensor, backend: str) -> Tensor:
+    """spikes^T @ grad_out, [in, out] (the weight gradient, transposed). Default: dense."""
+    return _as_dense(spikes, grad_out.dtype).t() @ grad_out
+
+
+@_grad_weight_op.register_kernel("cpu")
+def _grad_weight_cpu(grad_out, spikes, nnz, backend):
+    if backend == "triton":
+        return triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
+    event_driven = backend == "cpp" or (
+        backend == "auto"
+        and grad_out.dtype in _CPP_DTYPES
+        and cpp() is not None
+        and int(nnz) / spikes.numel() <= get_crossover("cpu").backward_density
+    )
+    if event_driven:
+        return _cpp_grad_weight_t(grad_out, spikes)
+    return _as_dense(spikes, grad_out.dtype).t() @ grad_out
+
+
+@_grad_weight_op.register_kernel("cuda")
+def _grad_weight_cuda(grad_out, spikes, nnz, backend):
+    density = density_history.estimate(("spike_linear_grad", tuple(spikes.shape)))
+    event_driven = backend == "triton" or (
+        backend == "auto" and density is not None and density <= get_crossover("cuda").backward_density
+    )
+    if backend == "auto":
+        density_history.record(("spike_linear_grad", tuple(spikes.shape)), nnz, spikes.numel())
+    if event_driven:
+        return triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
+    return _as_dense(spikes, grad_out.dtype).t() @ grad_out
+
+
+@_grad_weight_op.register_fake
+def _grad_weight_fake(grad_out, spikes, nnz, backend):
+    return grad_out.new_empty((spikes.shape[1], grad_out.shape[1]))
+
+
+def _setup_context(ctx, inputs, output):
+    spikes, weight, bias, backend = inputs
+    _, nnz = output
+    ctx.backend = backend
+    ctx.has_bias = bias is not None
+    needs_spikes, needs_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    # keep only what the requested gradients read
+    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, nnz)
+
+
+def _backward(ctx, grad_out, _grad_nnz):
+    spikes, weight, nnz = ctx.saved_tensors
+    grad_spikes = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_spikes = grad_out @ weight  # dense: every input receives gradient
+    if ctx.needs_input_grad[1]:
+        grad_weight = torch.ops.sparsespike.spike_linear_grad_weight(grad_out, spikes, nnz, ctx.backend).t()
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = grad_out.sum(0)
+    return grad_spikes, grad_weight, grad_bias, None
+
+
+_spike_linear_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------- public entry point
+
+def _validate(spikes, weight, bias) -> None:
+    require_tensor(spikes, "spikes")
+    require_tensor(weight, "weight")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D [out_features, in_features], got shape {tuple(weight.shape)}")
+    require_float_weight(weight)
+    require_nonempty(weight, "weight")
+    if spikes.dim() < 1:
+        raise ValueError("spikes must have at least one dimension (the last is in_features)")
+    if spikes.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"spikes has {spikes.shape[-1]} features in its last dimension but weight expects "
+            f"in_features={weight.shape[1]} (weight shape {tuple(weight.shape)})"
+        )
+    require_nonempty(spikes, "spikes")
+    require_spike_dtype(spikes, weight)
+    require_same_device(spikes, "spikes", weight, "weight")
+    if bias is not None:
+        require_tensor(bias, "bias")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+        if bias.dtype != weight.dtype:
+            raise TypeError(f"bias must have the weight's dtype ({weight.dtype}), got {bias.dtype}")
+        require_same_device(bias, "bias", weight, "weight")
+
+
+def spike_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend: Optional[str] = None) -> Tensor:
+    """``F.linear(spikes, weight, bias)``, propagating only the nonzero spikes.
+
+    Args:
+        spikes: [..., in_features]; bool, uint8 or the weight's float dtype; graded (non-binary)
+            values are allowed, the kernels work over the nonzeros.
+        weight: [out_features, in_features], floating point.
+        bias: optional [out_features].
+        backend: "auto" (default, per call: event-driven or dense), "reference", "cpp" (CPU) or
+            "triton" (CUDA, or CPU under TRITON_INTERPRET=1). None uses the process default
+            (``sparsespike.set_default_backend`` or ``$SPARSESPIKE_BACKEND``).
+
+    Returns:
+        [..., out_features] in the weight's dtype.
+    """
+    _validate(spikes, weight, bias)
+    backend = resolve_backend(backend, weight.device)
+    out_features, in_features = weight.shape
+    flat = spikes.reshape(-1, in_features)
+    out, nnz = torch.ops.sparsespike.spike_linear(flat, weight, bias, backend)
+    synops.record("spike_linear", nnz, out_features)
+    return out.reshape(*spikes.shape[:-1], out_features)

@@ -1,0 +1,380 @@
+"""spike_linear: every backend against the reference, forward and backward.
+
+Tolerances: float32 kernels are compared with the float64 reference at rtol 1e-5 and
+atol 1e-5 * sqrt(terms summed per output), since kernels sum in another order than the GEMM.
+float64 kernels at rtol 1e-10 and atol 1e-10 * sqrt(terms).
+"""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sparsespike
+from sparsespike import spike_linear, spike_linear_reference
+
+CPU_BACKENDS = ["reference", "cpp", "auto"]
+DENSITIES = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.001, 0.5))
+
+
+def make_spikes(shape, density, dtype, seed, graded=False):
+    g = torch.Generator().manual_seed(seed)
+    active = torch.rand(shape, generator=g) < density
+    if dtype in (torch.bool, torch.uint8):
+        return active.to(dtype)
+    values = torch.randn(shape, generator=g, dtype=torch.float64) if graded else torch.ones(shape, dtype=torch.float64)
+    return (active * values).to(dtype)
+
+
+def make_layer(in_f, out_f, dtype, seed, bias=True):
+    g = torch.Generator().manual_seed(seed + 1)
+    w = (torch.randn(out_f, in_f, generator=g, dtype=torch.float64) / math.sqrt(in_f)).to(dtype)
+    b = torch.randn(out_f, generator=g, dtype=torch.float64).to(dtype) if bias else None
+    return w, b
+
+
+def assert_matches(actual, expected64, terms, dtype):
+    eps = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(
+        actual.double(), expected64, rtol=eps, atol=eps * math.sqrt(max(terms, 1)), check_dtype=False
+    )
+
+
+def reference64(spikes, weight, bias):
+    return spike_linear_reference(spikes.double(), weight.double(), None if bias is None else bias.double())
+
+
+def check_forward(backend, shape, out_f, density, spike_dtype, seed, graded=False, bias=True, wdtype=torch.float32):
+    in_f = shape[-1]
+    spikes = make_spikes(shape, density, spike_dtype, seed, graded)
+    weight, b = make_layer(in_f, out_f, wdtype, seed, bias)
+    out = spike_linear(spikes, weight, b, backend=backend)
+    assert out.shape == (*shape[:-1], out_f)
+    assert out.dtype == wdtype
+    assert_matches(out, reference64(spikes, weight, b), in_f, wdtype)
+
+
+def check_backward(backend, shape, out_f, density, seed, graded=False, spikes_grad=True, wdtype=torch.float32):
+    in_f = shape[-1]
+    spikes = make_spikes(shape, density, wdtype, seed, graded).requires_grad_(spikes_grad)
+    weight, b = make_layer(in_f, out_f, wdtype, seed)
+    weight.requires_grad_()
+    b.requires_grad_()
+    out = spike_linear(spikes, weight, b, backend=backend)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 2), dtype=wdtype)
+    inputs = (spikes, weight, b) if spikes_grad else (weight, b)
+    grads = torch.autograd.grad(out, inputs, grad_out)
+
+    s64, w64, b64 = (t.detach().double().requires_grad_() for t in (spikes, weight, b))
+    ref_inputs = (s64, w64, b64) if spikes_grad else (w64, b64)
+    ref_grads = torch.autograd.grad(spike_linear_reference(s64, w64, b64), ref_inputs, grad_out.double())
+    rows = spikes.numel() // in_f
+    terms = {id(s64): out_f, id(w64): rows, id(b64): rows}
+    for g, r, ri in zip(grads, ref_grads, ref_inputs):
+        assert g.shape == r.shape
+        assert_matches(g, r, terms[id(ri)], wdtype)
+
+
+# ----------------------------------------------------------------------------- forward
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(
+    rows=st.integers(1, 2000),
+    in_f=st.integers(1, 1100),
+    out_f=st.integers(1, 1100),
+    density=DENSITIES,
+    spike_dtype=st.sampled_from([torch.float32, torch.bool, torch.uint8]),
+    seed=st.integers(0, 2**16),
+)
+def test_forward_matches_reference(backend, rows, in_f, out_f, density, spike_dtype, seed):
+    check_forward(backend, (rows, in_f), out_f, density, spike_dtype, seed)
+
+
+@pytest.mark.parametrize("backend", ["triton", "cpp", "auto"])
+@settings(max_examples=25)  # the Triton interpreter runs programs one by one: keep CI short
+@given(
+    shape=st.sampled_from([(1, 1), (3, 17), (5, 64), (2, 3, 40), (33, 129), (7, 1025)]),
+    out_f=st.integers(1, 150),
+    density=DENSITIES,
+    spike_dtype=st.sampled_from([torch.float32, torch.bool, torch.uint8]),
+    graded=st.booleans(),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_forward_small_shapes(backend, shape, out_f, density, spike_dtype, graded, bias, seed):
+    check_forward(backend, shape, out_f, density, spike_dtype, seed, graded=graded, bias=bias)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])
+def test_forward_float64(backend):
+    check_forward(backend, (6, 70), 90, 0.2, torch.float64, 0, graded=True, wdtype=torch.float64)
+
+
+def test_forward_float16_triton_interpreted():
+    spikes = make_spikes((9, 40), 0.3, torch.float16, 3)
+    weight, b = make_layer(40, 24, torch.float16, 3)
+    out = spike_linear(spikes, weight, b, backend="triton")
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), reference64(spikes, weight, b).float(), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])
+def test_leading_dims_and_single_vector(backend):
+    check_forward(backend, (4, 3, 2, 50), 30, 0.1, torch.float32, 1)
+    check_forward(backend, (50,), 30, 0.3, torch.float32, 2)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton", "auto"])
+def test_non_contiguous_inputs(backend):
+    base = make_spikes((64, 80), 0.1, torch.float32, 4)
+    weight, b = make_layer(40, 33, torch.float32, 4)
+    for spikes in (base[::2, :40], base.t()[:40, :40].t(), base[:, ::2]):
+        assert not spikes.is_contiguous()
+        out = spike_linear(spikes, weight, b, backend=backend)
+        assert_matches(out, reference64(spikes, weight, b), 40, torch.float32)
+    w_nc = make_layer(33, 40, torch.float32, 5)[0].t()  # [33 out, 40 in], non-contiguous
+    spikes = base[:, :40]
+    out = spike_linear(spikes, w_nc, None, backend=backend)
+    assert_matches(out, reference64(spikes, w_nc, None), 40, torch.float32)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton", "auto"])
+def test_negative_and_graded_values(backend):
+    spikes = torch.tensor([[0.0, -2.5, 0.0, 3.0, -0.0], [1e-30, 0.0, 0.0, 0.0, 7.0]])
+    weight, b = make_layer(5, 6, torch.float32, 6)
+    out = spike_linear(spikes, weight, b, backend=backend)
+    assert_matches(out, reference64(spikes, weight, b), 5, torch.float32)
+
+
+# ----------------------------------------------------------------------------- backward
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(
+    rows=st.integers(1, 2000),
+    in_f=st.integers(1, 1100),
+    out_f=st.integers(1, 1100),
+    density=DENSITIES,
+    spikes_grad=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_backward_matches_reference(backend, rows, in_f, out_f, density, spikes_grad, seed):
+    check_backward(backend, (rows, in_f), out_f, density, seed, spikes_grad=spikes_grad)
+
+
+@pytest.mark.parametrize("backend", ["triton", "cpp", "auto"])
+@settings(max_examples=20)
+@given(
+    shape=st.sampled_from([(1, 1), (3, 17), (2, 3, 40), (33, 129), (70, 9)]),
+    out_f=st.integers(1, 150),
+    density=DENSITIES,
+    graded=st.booleans(),
+    spikes_grad=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_backward_small_shapes(backend, shape, out_f, density, graded, spikes_grad, seed):
+    check_backward(backend, shape, out_f, density, seed, graded=graded, spikes_grad=spikes_grad)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])
+def test_backward_float64(backend):
+    check_backward(backend, (12, 70), 50, 0.2, 0, graded=True, wdtype=torch.float64)
+
+
+def test_gradcheck_reference_float64():
+    spikes = make_spikes((5, 7), 0.5, torch.float64, 0, graded=True).requires_grad_()
+    weight, b = make_layer(7, 4, torch.float64, 0)
+    assert torch.autograd.gradcheck(
+        lambda s, w, bb: spike_linear(s, w, bb, backend="reference"),
+        (spikes, weight.requires_grad_(), b.requires_grad_()),
+    )
+
+
+@pytest.mark.parametrize("backend", ["cpp", "auto"])
+def test_gradcheck_cpp_float64(backend):
+    spikes = make_spikes((6, 9), 0.4, torch.float64, 1, graded=True).requires_grad_()
+    weight, b = make_layer(9, 5, torch.float64, 1)
+    assert torch.autograd.gradcheck(
+        lambda s, w, bb: spike_linear(s, w, bb, backend=backend),
+        (spikes, weight.requires_grad_(), b.requires_grad_()),
+    )
+
+
+def test_integer_spikes_do_not_require_grad():
+    spikes = make_spikes((8, 20), 0.3, torch.bool, 2)
+    weight, b = make_layer(20, 10, torch.float32, 2)
+    weight.requires_grad_()
+    out = spike_linear(spikes, weight, b, backend="cpp")
+    out.sum().backward()
+    expected = spikes.float().sum(0).expand(10, 20)
+    torch.testing.assert_close(weight.grad, expected)
+
+
+# ----------------------------------------------------------------------------- properties
+
+@pytest.mark.parametrize("backend", ["cpp", "auto"])
+def test_deterministic_across_calls_and_threads(backend):
+    spikes = make_spikes((300, 257), 0.05, torch.float32, 7, graded=True)
+    weight, b = make_layer(257, 130, torch.float32, 7)
+    weight.requires_grad_()
+    grad_out = torch.randn(300, 130)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, threads, threads):
+            torch.set_num_threads(n)
+            weight.grad = None
+            out = spike_linear(spikes, weight, b, backend=backend)
+            out.backward(grad_out)
+            results.append((out.detach().clone(), weight.grad.clone()))
+    finally:
+        torch.set_num_threads(threads)
+    for out, gw in results[1:]:
+        assert torch.equal(out, results[0][0])
+        assert torch.equal(gw, results[0][1])
+
+
+def test_weight_cache_follows_in_place_updates():
+    spikes = make_spikes((20, 30), 0.2, torch.float32, 8)
+    weight, b = make_layer(30, 12, torch.float32, 8)
+    first = spike_linear(spikes, weight, b, backend="cpp")
+    with torch.no_grad():
+        weight.mul_(2.0)
+    second = spike_linear(spikes, weight, b, backend="cpp")
+    assert_matches(second, reference64(spikes, weight, b), 30, torch.float32)
+    assert not torch.allclose(first, second)
+
+
+def test_weight_cache_never_serves_a_freed_weight():
+    spikes = make_spikes((20, 30), 0.3, torch.float32, 9)
+    for seed in range(20):  # fresh weights of one shape reuse freed memory
+        weight, _ = make_layer(30, 12, torch.float32, seed)
+        out = spike_linear(spikes, weight, None, backend="cpp")
+        assert_matches(out, reference64(spikes, weight, None), 30, torch.float32)
+        del weight
+
+
+def test_weight_cache_sees_edits_through_data():
+    # .data bypasses the version counter (gradcheck perturbs inputs this way)
+    spikes = make_spikes((20, 30), 0.3, torch.float32, 9)
+    weight, _ = make_layer(30, 12, torch.float32, 9)
+    spike_linear(spikes, weight, None, backend="cpp")
+    version = weight._version
+    weight.data[3, 7] += 1.0
+    weight.data[[0, 1]] = weight.data[[1, 0]]
+    assert weight._version == version
+    out = spike_linear(spikes, weight, None, backend="cpp")
+    assert_matches(out, reference64(spikes, weight, None), 30, torch.float32)
+
+
+def test_inference_mode():
+    spikes = make_spikes((10, 30), 0.2, torch.float32, 10)
+    with torch.inference_mode():
+        weight, b = make_layer(30, 12, torch.float32, 10)
+        for backend in ("cpp", "auto", "triton"):
+            out = spike_linear(spikes, weight, b, backend=backend)
+            assert_matches(out, reference64(spikes, weight, b), 30, torch.float32)
+
+
+@pytest.mark.parametrize("force", ["event", "dense"])
+def test_auto_both_sides_of_the_crossover(force):
+    density = 0.0 if force == "dense" else 1.0
+    sparsespike.set_crossover("cpu", forward_density=density, backward_density=density)
+    check_forward("auto", (40, 50), 20, 0.3, torch.float32, 11)
+    check_backward("auto", (40, 50), 20, 0.3, 11)
+
+
+def test_crossover_from_environment(monkeypatch):
+    monkeypatch.setenv("SPARSESPIKE_CROSSOVER", '{"cpu": {"forward_density": 0.123}}')
+    assert sparsespike.get_crossover("cpu").forward_density == 0.123
+    monkeypatch.setenv("SPARSESPIKE_CROSSOVER", "not json")
+    with pytest.raises(ValueError, match="SPARSESPIKE_CROSSOVER"):
+        sparsespike.get_crossover("cpu")
+    with pytest.raises(ValueError, match="unknown crossover field"):
+        sparsespike.set_crossover("cpu", speed=1.0)
+
+
+def test_default_backend(monkeypatch):
+    spikes = make_spikes((4, 6), 0.5, torch.float32, 12)
+    weight, _ = make_layer(6, 3, torch.float32, 12)
+    monkeypatch.setenv("SPARSESPIKE_BACKEND", "reference")
+    assert sparsespike.get_default_backend() == "reference"
+    spike_linear(spikes, weight)
+    monkeypatch.setenv("SPARSESPIKE_BACKEND", "gpu")
+    with pytest.raises(ValueError, match="SPARSESPIKE_BACKEND"):
+        spike_linear(spikes, weight)
+    sparsespike.set_default_backend("cpp")
+    assert sparsespike.get_default_backend() == "cpp"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        sparsespike.set_default_backend("fast")
+
+
+# ----------------------------------------------------------------------------- torch integration
+
+def test_opcheck():
+    spikes = make_spikes((6, 10), 0.4, torch.float32, 13).requires_grad_()
+    weight, b = make_layer(10, 5, torch.float32, 13)
+    for backend in ("reference", "cpp", "auto", "triton"):
+        torch.library.opcheck(
+            torch.ops.sparsespike.spike_linear.default,
+            (spikes, weight.requires_grad_(), b.requires_grad_(), backend),
+        )
+        nnz = torch.count_nonzero(spikes.detach())
+        torch.library.opcheck(
+            torch.ops.sparsespike.spike_linear_grad_weight.default,
+            (torch.randn(6, 5), spikes.detach(), nnz, backend),
+        )
+
+
+def test_torch_compile_fullgraph_forward_backward():
+    layer = sparsespike.nn.SpikeLinear(40, 16, backend="cpp")
+    spikes = make_spikes((3, 8, 40), 0.2, torch.float32, 14).requires_grad_()
+
+    @torch.compile(fullgraph=True)
+    def step(x):
+        return layer(x).relu().sum()
+
+    loss = step(spikes)
+    loss.backward()
+    ref_spikes = spikes.detach().clone().requires_grad_()
+    ref_w = layer.weight.detach().clone().requires_grad_()
+    ref_loss = spike_linear_reference(ref_spikes, ref_w, layer.bias.detach()).relu().sum()
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(spikes.grad, ref_spikes.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.weight.grad, ref_w.grad, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "auto", "reference"])
+@pytest.mark.parametrize("wdtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.2, 1.0])
+def test_cuda_matches_reference(backend, wdtype, density):
+    shape, out_f = (3, 700, 300), 500
+    spikes = make_spikes(shape, density, torch.bool, 15).cuda()
+    weight, b = (t.cuda() for t in make_layer(300, out_f, wdtype, 15))
+    weight.requires_grad_()
+    out = spike_linear(spikes, weight, b, backend=backend)
+    ref = reference64(spikes.cpu(), weight.detach().cpu(), b.cpu())
+    tol = 1e-4 if wdtype == torch.float32 else 3e-2
+    torch.testing.assert_close(out.double().cpu(), ref, rtol=tol, atol=tol * 10)
+    grad_out = torch.randn(out.shape, device="cuda", dtype=wdtype)
+    out.backward(grad_out)
+    ref_gw = grad_out.double().cpu().reshape(-1, out_f).t() @ spikes.cpu().reshape(-1, 300).double()
+    torch.testing.assert_close(weight.grad.double().cpu(), ref_gw, rtol=tol, atol=tol * 50)
+
+
+@pytest.mark.cuda
+def test_cuda_float32_backward_with_spike_grad():
+    check = make_spikes((64, 300), 0.05, torch.float32, 16).cuda().requires_grad_()
+    weight, b = (t.cuda().requires_grad_() for t in make_layer(300, 200, torch.float32, 16))
+    out = spike_linear(check, weight, b, backend="triton")
+    out.sum().backward()
+    ref_s = check.detach().clone().requires_grad_()
+    ref_w = weight.detach().clone().requires_grad_()
+    spike_linear_reference(ref_s, ref_w, b.detach()).sum().backward()
+    torch.testing.assert_close(check.grad, ref_s.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(weight.grad, ref_w.grad, rtol=1e-4, atol=1e-4)
