@@ -67,6 +67,7 @@ void pack_tiles(const T* src, int64_t k_rows, int64_t n, int64_t stride_k, int64
 
 // One column tile: y[r, c0:c0+valid] for rows [r0, r1), gathering rows of `block`, whose row k
 // holds the tile's TW columns at block + k * ldb (TW readable elements even where valid < TW).
+// Two accumulator sets take alternate nonzeros: shorter FMA dependency chains.
 template <typename T>
 void spmm_tile(const int64_t* beg, const int64_t* end, const int32_t* idx, const T* val,
                int64_t r0, int64_t r1, const T* block, int64_t ldb, int64_t c0, int64_t valid,
@@ -78,13 +79,28 @@ void spmm_tile(const int64_t* beg, const int64_t* end, const int32_t* idx, const
   T init_pad[TW] = {};
   if (init) std::memcpy(init_pad, init + c0, valid * sizeof(T));
   for (int64_t r = r0; r < r1; ++r) {
-    V acc[NV];
-    for (int k = 0; k < NV; ++k) acc[k] = load_vec<V>(init_pad + k * L);
-    for (int64_t j = beg[r]; j < end[r]; ++j) {
+    V acc[NV], acc2[NV];
+    for (int k = 0; k < NV; ++k) {
+      acc[k] = load_vec<V>(init_pad + k * L);
+      acc2[k] = V{};
+    }
+    int64_t j = beg[r];
+    for (; j + 1 < end[r]; j += 2) {
+      const V v = splat<V>(val[j]);
+      const V v2 = splat<V>(val[j + 1]);
+      const T* row = block + static_cast<int64_t>(idx[j]) * ldb;
+      const T* row2 = block + static_cast<int64_t>(idx[j + 1]) * ldb;
+      for (int k = 0; k < NV; ++k) {
+        acc[k] += v * load_vec<V>(row + k * L);
+        acc2[k] += v2 * load_vec<V>(row2 + k * L);
+      }
+    }
+    if (j < end[r]) {
       const V v = splat<V>(val[j]);
       const T* row = block + static_cast<int64_t>(idx[j]) * ldb;
       for (int k = 0; k < NV; ++k) acc[k] += v * load_vec<V>(row + k * L);
     }
+    for (int k = 0; k < NV; ++k) acc[k] += acc2[k];
     T* out = y + r * ldy + c0;
     if (valid == TW) {
       for (int k = 0; k < NV; ++k) store_vec(out + k * L, acc[k]);

@@ -1,0 +1,4 @@
+"""Benchmarks: ``python -m sparsespike.bench`` (sparsity vs throughput profiling).
+
+Suites: ``spike_linear`` (event-driven propagation vs dense matmul and embedding_bag).
+"""

@@ -1,0 +1,90 @@
+"""python -m sparsespike.bench [--quick] [--json PATH] [--device cpu|cuda] [--calibrate]
+
+Prints a Markdown table per suite on stdout (progress on stderr) and, with --json, writes every
+measured point, the machine, the backends and (with --calibrate) the measured dispatch
+crossover, which can be fed back through SPARSESPIKE_CROSSOVER.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import torch
+
+from .. import backends, dispatch
+from . import spike_linear as spike_linear_suite
+from .timing import machine_info
+
+SUITES = {"spike_linear": spike_linear_suite}
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m sparsespike.bench", description=__doc__.split("\n\n")[1])
+    p.add_argument("--quick", action="store_true", help="fewer densities and repeats (under a minute on 2 cores)")
+    p.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--suite", action="append", choices=sorted(SUITES), help="suites to run (default all)")
+    p.add_argument("--repeats", type=int, help="timed repeats per point (default 3 quick, 9 full)")
+    p.add_argument("--threads", type=int, help="torch/OpenMP threads (default torch's)")
+    p.add_argument("--calibrate", action="store_true", help="also measure the dense/event-driven crossover")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    return p.parse_args(argv)
+
+
+def _write_json(path: str, data: dict) -> None:
+    """Atomic: a reader never sees a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    if device.type not in ("cpu", "cuda"):
+        print(f"error: --device must be cpu or cuda, got {args.device}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    report = {"machine": machine_info(device), "backends": backends(), "suites": {}}
+    print(f"# sparsespike bench on {report['machine']['processor']} ({device}, {torch.get_num_threads()} threads)\n")
+
+    if args.calibrate:
+        crossover = spike_linear_suite.calibrate(device, progress=progress)
+        report["crossover"] = {device.type: crossover}
+        current = dispatch.get_crossover(device.type)
+        print("## dispatch crossover (3200 x 1024 -> 1024)\n")
+        print(f"measured: forward_density={crossover['forward_density']:.3f} "
+              f"backward_density={crossover['backward_density']:.3f} "
+              f"(in use: {current.forward_density}, {current.backward_density})")
+        print("apply with: SPARSESPIKE_CROSSOVER='" + json.dumps({device.type: {
+            "forward_density": round(crossover["forward_density"], 4),
+            "backward_density": round(crossover["backward_density"], 4)}}) + "'\n")
+
+    for name in args.suite or list(SUITES):
+        suite = SUITES[name]
+        points = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress)
+        report["suites"][name] = suite.as_json(points)
+        print(f"## {name} (median ms; x = speed-up over dense)\n")
+        print(suite.table(points))
+        print()
+
+    if args.json:
+        _write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

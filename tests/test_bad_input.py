@@ -1,0 +1,162 @@
+"""Bad input to spike_linear: a TypeError/ValueError naming the argument, on every backend,
+and never a crash or a partial result."""
+
+import pytest
+import torch
+
+import sparsespike
+from sparsespike import spike_linear
+
+BACKENDS = ["reference", "cpp", "triton", "auto"]
+
+
+def layer(in_f=8, out_f=4, dtype=torch.float32):
+    return torch.randn(out_f, in_f, dtype=dtype), torch.randn(out_f, dtype=dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_in_features_mismatch(backend):
+    w, b = layer()
+    with pytest.raises(ValueError, match="in_features=8"):
+        spike_linear(torch.zeros(3, 7), w, b, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(8,), (2, 4, 8)])
+def test_weight_not_2d(backend, shape):
+    with pytest.raises(ValueError, match="weight must be 2-D"):
+        spike_linear(torch.zeros(3, 8), torch.randn(shape), backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.uint8, torch.bool])
+def test_integer_weight(backend, dtype):
+    with pytest.raises(TypeError, match="weight must be a floating-point tensor"):
+        spike_linear(torch.zeros(3, 8), torch.ones(4, 8, dtype=dtype), backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spike_dtype(backend):
+    w, b = layer()
+    with pytest.raises(TypeError, match="spikes must be bool, uint8 or the weight's dtype"):
+        spike_linear(torch.zeros(3, 8, dtype=torch.int32), w, b, backend=backend)
+    with pytest.raises(TypeError, match="spikes must be bool, uint8 or the weight's dtype"):
+        spike_linear(torch.zeros(3, 8, dtype=torch.float64), w, b, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bias(backend):
+    w, _ = layer()
+    with pytest.raises(ValueError, match=r"bias must have shape \[4\]"):
+        spike_linear(torch.zeros(3, 8), w, torch.zeros(5), backend=backend)
+    with pytest.raises(TypeError, match="bias must have the weight's dtype"):
+        spike_linear(torch.zeros(3, 8), w, torch.zeros(4, dtype=torch.float64), backend=backend)
+    with pytest.raises(TypeError, match="bias must be a torch.Tensor"):
+        spike_linear(torch.zeros(3, 8), w, [0.0] * 4, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_not_tensors(backend):
+    w, _ = layer()
+    with pytest.raises(TypeError, match="spikes must be a torch.Tensor"):
+        spike_linear([[0.0] * 8], w, backend=backend)
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        spike_linear(torch.zeros(3, 8), w.numpy(), backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_size(backend):
+    w, b = layer()
+    with pytest.raises(ValueError, match="spikes has zero elements"):
+        spike_linear(torch.zeros(0, 8), w, b, backend=backend)
+    with pytest.raises(ValueError, match="weight has zero elements"):
+        spike_linear(torch.zeros(3, 0), torch.zeros(4, 0), backend=backend)
+    with pytest.raises(ValueError, match="weight has zero elements"):
+        spike_linear(torch.zeros(3, 8), torch.zeros(0, 8), backend=backend)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        spike_linear(torch.tensor(1.0), w, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_spikes(backend, bad):
+    w, b = layer()
+    spikes = torch.zeros(40, 8)
+    spikes[37, 5] = bad  # late in the input: nothing may have been written before the check
+    with pytest.raises(ValueError, match="spikes contains NaN or Inf"):
+        spike_linear(spikes, w, b, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "auto"])
+def test_non_finite_spikes_dense_path(backend):
+    sparsespike.set_crossover("cpu", forward_density=0.0)  # auto takes the dense GEMM
+    spikes = torch.ones(10, 8)
+    spikes[3, 3] = float("nan")
+    with pytest.raises(ValueError, match="spikes contains NaN or Inf"):
+        spike_linear(spikes, *layer(), backend=backend)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        spike_linear(torch.zeros(3, 8), layer()[0], backend="cuda")
+
+
+def test_cpp_backend_rejects_half_weights():
+    w = torch.randn(4, 8, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match="backend='cpp' supports float32 and float64"):
+        spike_linear(torch.zeros(3, 8, dtype=torch.bool), w, backend="cpp")
+    # auto falls back to the reference for dtypes the C++ kernel lacks
+    out = spike_linear(torch.ones(3, 8, dtype=torch.bool), w, backend="auto")
+    torch.testing.assert_close(out, w.sum(1).expand(3, 4))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs two devices")
+def test_devices_differ():
+    w, b = layer()
+    with pytest.raises(ValueError, match="spikes is on cuda:0 but weight is on cpu"):
+        spike_linear(torch.zeros(3, 8, device="cuda"), w, b)
+
+
+def test_devices_differ_meta():
+    # a second device without CUDA: the meta device
+    w, b = layer()
+    with pytest.raises(ValueError, match="spikes is on meta but weight is on cpu"):
+        spike_linear(torch.zeros(3, 8, device="meta"), w, b)
+    with pytest.raises(ValueError, match="bias is on meta but weight is on cpu"):
+        spike_linear(torch.zeros(3, 8), w, torch.zeros(4, device="meta"))
+
+
+def test_cpp_backend_on_non_cpu_device():
+    with pytest.raises(ValueError, match="backend='cpp' runs on CPU tensors only"):
+        spike_linear(torch.zeros(3, 8, device="meta"), torch.zeros(4, 8, device="meta"), backend="cpp")
+
+
+class TestExtensionBoundary:
+    """The C++ module validates on its own, before touching memory, whoever calls it."""
+
+    def test_shapes_and_dtypes(self):
+        from sparsespike import _C
+
+        spikes = torch.zeros(3, 8).numpy()
+        packed = torch.zeros(1, 8, 64).numpy()
+        out = torch.zeros(3, 4).numpy()
+        with pytest.raises(ValueError, match="packed_weight has 7 inputs"):
+            _C.spike_linear_forward(spikes, torch.zeros(1, 7, 64).numpy(), None, out, 1)
+        with pytest.raises(ValueError, match="out must have shape"):
+            _C.spike_linear_forward(spikes, packed, None, torch.zeros(2, 4).numpy(), 1)
+        with pytest.raises(TypeError, match="out must have dtype"):
+            _C.spike_linear_forward(spikes, packed, None, torch.zeros(3, 4, dtype=torch.float64).numpy(), 1)
+        with pytest.raises(ValueError, match="packed_weight does not match"):
+            _C.spike_linear_forward(spikes, torch.zeros(2, 8, 64).numpy(), None, out, 1)
+        with pytest.raises(ValueError, match="bias must have shape"):
+            _C.spike_linear_forward(spikes, packed, torch.zeros(5).numpy(), out, 1)
+        with pytest.raises(TypeError, match="spikes must be bool, uint8"):
+            _C.spike_linear_forward(spikes.astype("int32"), packed, None, out, 1)
+        with pytest.raises(ValueError, match="must be C-contiguous"):
+            _C.spike_linear_forward(torch.zeros(8, 3).numpy().T, packed, None, out, 1)
+        with pytest.raises(ValueError, match="grad_out has 2 rows"):
+            _C.spike_linear_grad_weight(spikes, torch.zeros(2, 4).numpy(), torch.zeros(8, 4).numpy(), 1)
+        readonly = torch.zeros(3, 4).numpy()
+        readonly.setflags(write=False)
+        with pytest.raises(ValueError, match="out must be writable"):
+            _C.spike_linear_forward(spikes, packed, None, readonly, 1)
