@@ -6,18 +6,27 @@ instead the copy is cached per (weight tensor, layout) and rebuilt when the weig
 its version counter moved (any in-place op, e.g. an optimizer step), its storage, shape or
 dtype changed, or, when a fingerprint function is given, its content changed anyway (edits
 through ``.data`` bypass the version counter; the fingerprint is a checksum cheaper than a
-re-pack). Identity is checked through a weak reference, so a new tensor that reuses a freed
+re-pack; SPARSESPIKE_WEIGHT_CHECK=version skips it, for code that never edits weights through
+``.data``). Identity is checked through a weak reference, so a new tensor that reuses a freed
 tensor's memory never sees a stale copy, and an entry is dropped as soon as its weight is freed.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import OrderedDict
 from typing import Callable
 
 import torch
+
+
+def _content_checks() -> bool:
+    mode = os.environ.get("SPARSESPIKE_WEIGHT_CHECK", "content")
+    if mode not in ("content", "version"):
+        raise ValueError(f"$SPARSESPIKE_WEIGHT_CHECK must be 'content' or 'version', got {mode!r}")
+    return mode == "content"
 
 
 class DerivedWeightCache:
@@ -34,7 +43,8 @@ class DerivedWeightCache:
             version = weight._version
         except RuntimeError:  # inference tensors have no version counter
             version = None
-        content = fingerprint(weight) if fingerprint is not None else None
+        check_content = fingerprint is not None and (version is None or _content_checks())
+        content = fingerprint(weight) if check_content else None
         return (version, content, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device)
 
     def get(

@@ -57,6 +57,10 @@ def _as_dense(spikes: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _count_nonzero(spikes: Tensor) -> Tensor:
+    """Nonzeros of the spikes after the non-finite check (one C++ pass on CPU when available)."""
+    if spikes.device.type == "cpu" and cpp() is not None:
+        return _cpp_count(spikes)
+    check_finite(spikes)
     return torch.count_nonzero(spikes).to(torch.int64)
 
 
@@ -104,18 +108,20 @@ def _cpp_grad_weight_t(grad_out: Tensor, spikes: Tensor) -> Tensor:
     return gwt
 
 
-def _sampled_density(spikes: Tensor) -> float:
-    """Input density from at most 64 evenly spaced rows: cheap next to either kernel."""
+def _sampled_nnz(spikes: Tensor) -> tuple[Tensor, int, bool]:
+    """Nonzeros of at most 64 evenly spaced rows (cheap next to either kernel), the number of
+    elements they hold, and whether that sample was the whole tensor (then also validated)."""
     rows = spikes.shape[0]
-    if rows > _DENSITY_SAMPLE_ROWS:
-        pick = torch.linspace(0, rows - 1, _DENSITY_SAMPLE_ROWS, device=spikes.device).long()
-        spikes = spikes.index_select(0, pick)
-    return int(torch.count_nonzero(spikes)) / spikes.numel()
+    if rows <= _DENSITY_SAMPLE_ROWS:
+        return _cpp_count(spikes), spikes.numel(), True
+    pick = torch.linspace(0, rows - 1, _DENSITY_SAMPLE_ROWS).long()
+    sample = spikes.index_select(0, pick)
+    return torch.tensor(cpp().count_spikes(_numpy(sample), 1)), sample.numel(), False
 
 
-def _cpu_event_driven(weight: Tensor, density: float) -> bool:
+def _cpu_event_driven(weight: Tensor, density: Tensor | float) -> bool:
     tile = cpp().tile_bytes // weight.element_size()
-    return effective_density(density, weight.shape[0], tile) <= get_crossover("cpu").forward_density
+    return effective_density(float(density), weight.shape[0], tile) <= get_crossover("cpu").forward_density
 
 
 # --------------------------------------------------------------------------- Triton
@@ -143,15 +149,15 @@ def _site(weight: Tensor) -> tuple:
 @torch.library.custom_op("sparsespike::spike_linear", mutates_args=())
 def _spike_linear_op(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor]:
     """(spikes [R, in] @ weight^T + bias, number of nonzero spikes). Default: the reference."""
-    check_finite(spikes)
-    return spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
+    nnz = _count_nonzero(spikes)  # validates before the GEMM runs
+    return spike_linear_reference(spikes, weight, bias), nnz
 
 
 @_spike_linear_op.register_kernel("cpu")
 def _spike_linear_cpu(spikes, weight, bias, backend):
     if backend == "reference":
-        check_finite(spikes)
-        return spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
+        nnz = _count_nonzero(spikes)
+        return spike_linear_reference(spikes, weight, bias), nnz
     if backend == "triton":
         return _triton_forward(spikes, weight, bias)
     if backend == "cpp":
@@ -159,11 +165,12 @@ def _spike_linear_cpu(spikes, weight, bias, backend):
         return _cpp_forward(spikes, weight, bias)
     # auto
     if weight.dtype not in _CPP_DTYPES or cpp() is None:
-        check_finite(spikes)
-        return spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
-    if _cpu_event_driven(weight, _sampled_density(spikes)):
+        nnz = _count_nonzero(spikes)
+        return spike_linear_reference(spikes, weight, bias), nnz
+    sample_nnz, sample_size, exact = _sampled_nnz(spikes)
+    if _cpu_event_driven(weight, sample_nnz / sample_size):
         return _cpp_forward(spikes, weight, bias)
-    nnz = _cpp_count(spikes)  # validates before the GEMM runs
+    nnz = sample_nnz if exact else _cpp_count(spikes)  # validates before the GEMM runs
     return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
 
 
@@ -172,8 +179,8 @@ def _spike_linear_cuda(spikes, weight, bias, backend):
     if backend == "triton" or (backend == "auto" and _cuda_event_driven(spikes, weight)):
         out, nnz = _triton_forward(spikes, weight, bias)
     else:
-        check_finite(spikes)
-        out, nnz = spike_linear_reference(spikes, weight, bias), _count_nonzero(spikes)
+        nnz = _count_nonzero(spikes)
+        out = spike_linear_reference(spikes, weight, bias)
     if backend == "auto":
         density_history.record(_site(weight), nnz, spikes.numel())
     return out, nnz
