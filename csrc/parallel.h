@@ -49,18 +49,4 @@ inline Range thread_range(int64_t n) {
   return {n * t / p, n * (t + 1) / p};
 }
 
-// This thread's contiguous share of [0, n) holding about 1/p of the work, where
-// offsets[0..n] are cumulative work counts (a CSR row pointer).
-inline Range balanced_range(const int64_t* offsets, int64_t n) {
-  const int64_t t = thread_index(), p = thread_count();
-  const int64_t total = offsets[n];
-  auto boundary = [&](int64_t k) -> int64_t {
-    if (k == 0) return 0;
-    if (k == p) return n;
-    const int64_t target = total * k / p;
-    return std::lower_bound(offsets, offsets + n + 1, target) - offsets;
-  };
-  return {std::min(boundary(t), n), std::min(boundary(t + 1), n)};
-}
-
 }  // namespace sparsespike

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <memory>
 #include <new>
-#include <vector>
 
 #include "compact.h"
 #include "parallel.h"
@@ -64,89 +63,53 @@ template <typename S, typename T>
 ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, const T* grad,
                                     int64_t out, T* gwt, int threads) {
   ScanResult result;
-  const int p = clamp_threads(threads, rows);
-  // Transposed compaction (CSR of spikes^T) by a stable counting sort: rows stay in ascending
-  // order within each input, whatever the thread count, so the sums below are deterministic.
-  std::vector<int64_t> counts(static_cast<size_t>(p) * in, 0);
-  std::unique_ptr<int32_t[]> scratch_idx(new (std::nothrow) int32_t[p * in]);
-  std::unique_ptr<T[]> scratch_val(new (std::nothrow) T[p * in]);
-  if (!scratch_idx || !scratch_val) {
+  constexpr int64_t TW = tile_width<T>();
+  const int64_t tiles = tile_count<T>(out);
+  std::unique_ptr<int32_t[]> idx(new (std::nothrow) int32_t[rows * in]);
+  std::unique_ptr<T[]> val(new (std::nothrow) T[rows * in]);
+  std::unique_ptr<int64_t[]> rowbeg(new (std::nothrow) int64_t[rows]);
+  std::unique_ptr<int64_t[]> rowend(new (std::nothrow) int64_t[rows]);
+  const int p = clamp_threads(threads, std::max(rows, tiles));
+  std::unique_ptr<T[]> acc(new (std::nothrow) T[p * in * TW]);
+  if (!idx || !val || !rowbeg || !rowend || !acc) {
     result.out_of_memory = true;
     return result;
   }
   std::atomic<bool> any_bad{false};
+  std::atomic<int64_t> total{0};
 
 #pragma omp parallel num_threads(p)
   {
-    const int t = thread_index();
+    // Phase 1: every thread compacts its share of the rows (as in the forward).
     const Range rr = thread_range(rows);
-    int32_t* sidx = scratch_idx.get() + static_cast<int64_t>(t) * in;
-    T* sval = scratch_val.get() + static_cast<int64_t>(t) * in;
-    int64_t* cnt = counts.data() + static_cast<int64_t>(t) * in;
     bool bad = false;
+    int64_t n = rr.begin * in;
     for (int64_t r = rr.begin; r < rr.end; ++r) {
-      const int64_t n = compact_row(spikes + r * in, in, sidx, sval, bad);
-      for (int64_t j = 0; j < n; ++j) ++cnt[sidx[j]];
+      rowbeg[r] = n;
+      n += compact_row(spikes + r * in, in, idx.get() + n, val.get() + n, bad);
+      rowend[r] = n;
     }
     if (bad) any_bad = true;
-  }
-  result.nonfinite = any_bad.load();
-  if (result.nonfinite) return result;
+    total += n - rr.begin * in;
+    parallel_barrier();
 
-  // colptr[i] = start of input i; counts become each thread's write cursor inside input i.
-  std::vector<int64_t> colptr(in + 1, 0);
-  for (int64_t i = 0; i < in; ++i) {
-    int64_t cursor = colptr[i];
-    for (int t = 0; t < p; ++t) {
-      const int64_t c = counts[static_cast<int64_t>(t) * in + i];
-      counts[static_cast<int64_t>(t) * in + i] = cursor;
-      cursor += c;
-    }
-    colptr[i + 1] = cursor;
-  }
-  const int64_t nnz = colptr[in];
-  result.nnz = nnz;
-  std::unique_ptr<int32_t[]> ridx(new (std::nothrow) int32_t[std::max<int64_t>(nnz, 1)]);
-  std::unique_ptr<T[]> rval(new (std::nothrow) T[std::max<int64_t>(nnz, 1)]);
-  std::unique_ptr<T[]> edge(new (std::nothrow) T[tile_width<T>() * rows]);
-  if (!ridx || !rval || !edge) {
-    result.out_of_memory = true;
-    return result;
-  }
-
-#pragma omp parallel num_threads(p)
-  {
-    const int t = thread_index();
-    const Range rr = thread_range(rows);
-    int32_t* sidx = scratch_idx.get() + static_cast<int64_t>(t) * in;
-    T* sval = scratch_val.get() + static_cast<int64_t>(t) * in;
-    int64_t* cursor = counts.data() + static_cast<int64_t>(t) * in;
-    bool unused = false;
-    for (int64_t r = rr.begin; r < rr.end; ++r) {
-      const int64_t n = compact_row(spikes + r * in, in, sidx, sval, unused);
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t pos = cursor[sidx[j]]++;
-        ridx[pos] = static_cast<int32_t>(r);
-        rval[pos] = sval[j];
+    // Phase 2: every thread owns whole column tiles of grad_weight^T and streams all rows into
+    // a packed accumulator: no atomics, and each element sums its rows in ascending order.
+    if (!any_bad.load()) {
+      const Range tr = thread_range(tiles);
+      T* tile_acc = acc.get() + static_cast<int64_t>(thread_index()) * in * TW;
+      for (int64_t t = tr.begin; t < tr.end; ++t) {
+        const int64_t c0 = t * TW, valid = std::min(TW, out - c0);
+        std::memset(tile_acc, 0, in * TW * sizeof(T));
+        scatter_tile(rowbeg.get(), rowend.get(), idx.get(), val.get(), rows, grad, out, c0, valid,
+                     tile_acc);
+        for (int64_t i = 0; i < in; ++i)
+          std::memcpy(gwt + i * out + c0, tile_acc + i * TW, valid * sizeof(T));
       }
     }
   }
-
-  // The ragged right edge of grad_out, packed: its last tile read in place would run past
-  // the end of the array.
-  const int64_t edge_col = out / tile_width<T>() * tile_width<T>();
-  if (nnz > 0 && edge_col < out)
-    pack_tiles(grad + edge_col, rows, out - edge_col, out, 1, edge.get(), threads);
-
-  // Inputs split so that each thread gets about the same number of events.
-  const int q = clamp_threads(threads, in);
-#pragma omp parallel num_threads(q)
-  {
-    const Range ir = balanced_range(colptr.data(), in);
-    if (ir.end > ir.begin)
-      spmm_rowmajor(colptr.data(), colptr.data() + 1, ridx.get(), rval.get(), ir.begin, ir.end,
-                    grad, out, out, edge.get(), gwt, out);
-  }
+  result.nnz = total.load();
+  result.nonfinite = any_bad.load();
   return result;
 }
 

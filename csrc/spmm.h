@@ -1,13 +1,13 @@
 // Sparse x dense product, Y[r, :] = init[:] + sum_j val[j] * B[idx[j], :] for j in [beg[r], end[r]).
 //
-// This one kernel serves both directions of spike_linear: forward (A = spikes, B = W^T) and the
-// weight gradient (A = spikes^T, B = grad_out). B comes packed in column tiles: tile t is a
+// The forward of spike_linear is spmm_packed (A = spikes, B = W^T); its weight gradient is
+// scatter_tile, the same tiling turned around. B comes packed in column tiles: tile t is a
 // contiguous [k_rows, TW] block (TW columns = 256 bytes, zero-padded at the right edge). A tile
 // spans few pages, so gathering random rows of it misses neither L2 nor the TLB (with B
 // row-major, every gathered row is on another page: measured 1.5x slower). The accumulators of a
-// tile live in registers. With end = beg + 1 the sparse operand is plain CSR; separate arrays let
-// threads fill rows in their own slices. Summation order is fixed (j ascending), so results are
-// deterministic and independent of the thread count.
+// tile live in registers. Rows are given by begin/end offsets, so threads can compact rows into
+// slices of their own. Summation order is fixed (j ascending), so results are deterministic and
+// independent of the thread count.
 #pragma once
 
 #include <algorithm>
@@ -32,34 +32,23 @@ inline int64_t tile_count(int64_t n) {
 }
 
 // packed[t][k][c] = src[k * stride_k + (t * TW + c) * stride_c], zero beyond column n.
-// Reads follow whichever source stride is 1, so a transposing pack (B = W^T from W) streams W.
+// Each (tile, column) reads a source line along k: sequential when stride_k == 1, as in the
+// transposing pack B = W^T from W.
 template <typename T>
 void pack_tiles(const T* src, int64_t k_rows, int64_t n, int64_t stride_k, int64_t stride_c,
                 T* packed, int threads) {
   constexpr int64_t TW = tile_width<T>();
   const int64_t tiles = tile_count<T>(n);
-  if (stride_c == 1) {
-#pragma omp parallel for num_threads(clamp_threads(threads, k_rows)) schedule(static)
-    for (int64_t k = 0; k < k_rows; ++k) {
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t valid = std::min<int64_t>(TW, n - t * TW);
-        T* dst = packed + (t * k_rows + k) * TW;
-        std::memcpy(dst, src + k * stride_k + t * TW, valid * sizeof(T));
-        std::memset(dst + valid, 0, (TW - valid) * sizeof(T));
-      }
-    }
-  } else {
 #pragma omp parallel for num_threads(clamp_threads(threads, tiles)) schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
-      T* block = packed + t * k_rows * TW;
-      for (int64_t c = 0; c < TW; ++c) {
-        const int64_t col = t * TW + c;
-        if (col < n) {
-          const T* line = src + col * stride_c;
-          for (int64_t k = 0; k < k_rows; ++k) block[k * TW + c] = line[k * stride_k];
-        } else {
-          for (int64_t k = 0; k < k_rows; ++k) block[k * TW + c] = T(0);
-        }
+  for (int64_t t = 0; t < tiles; ++t) {
+    T* block = packed + t * k_rows * TW;
+    for (int64_t c = 0; c < TW; ++c) {
+      const int64_t col = t * TW + c;
+      if (col < n) {
+        const T* line = src + col * stride_c;
+        for (int64_t k = 0; k < k_rows; ++k) block[k * TW + c] = line[k * stride_k];
+      } else {
+        for (int64_t k = 0; k < k_rows; ++k) block[k * TW + c] = T(0);
       }
     }
   }
@@ -124,21 +113,33 @@ void spmm_packed(const int64_t* beg, const int64_t* end, const int32_t* idx, con
               std::min(TW, n - t * TW), init, y, ldy);
 }
 
-// The same with B row-major [k_rows, n] (row stride ldb). For a B used once (a gradient),
-// packing costs more than the TLB misses it saves; only a ragged last tile is copied
-// (into `edge`, k_rows * TW elements), since its rows cannot be over-read in place.
+// The transposed product by scattering: acc[idx[j], :] += val[j] * g[r, c0:c0+TW] for every
+// nonzero j of every row r in [0, rows), acc being one packed [k_rows, TW] column tile (zeroed by
+// the caller). Each row of g is loaded once into registers and added into the rows of the tile
+// its nonzeros select; the tile stays in L2 and on a few pages. Sums run over r ascending.
 template <typename T>
-void spmm_rowmajor(const int64_t* beg, const int64_t* end, const int32_t* idx, const T* val,
-                   int64_t r0, int64_t r1, const T* b, int64_t ldb, int64_t n, const T* edge,
-                   T* y, int64_t ldy) {
-  constexpr int64_t TW = tile_width<T>();
-  const int64_t full = n / TW;
-  for (int64_t t = 0; t < full; ++t)
-    spmm_tile(beg, end, idx, val, r0, r1, b + t * TW, ldb, t * TW, TW,
-              static_cast<const T*>(nullptr), y, ldy);
-  if (full * TW < n)
-    spmm_tile(beg, end, idx, val, r0, r1, edge, TW, full * TW, n - full * TW,
-              static_cast<const T*>(nullptr), y, ldy);
+void scatter_tile(const int64_t* beg, const int64_t* end, const int32_t* idx, const T* val,
+                  int64_t rows, const T* g, int64_t ldg, int64_t c0, int64_t valid, T* acc) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  constexpr int TW = tile_width<T>();
+  constexpr int NV = TW / L;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (beg[r] == end[r]) continue;
+    V gv[NV];
+    if (valid == TW) {
+      for (int k = 0; k < NV; ++k) gv[k] = load_vec<V>(g + r * ldg + c0 + k * L);
+    } else {
+      T tmp[TW] = {};
+      std::memcpy(tmp, g + r * ldg + c0, valid * sizeof(T));
+      for (int k = 0; k < NV; ++k) gv[k] = load_vec<V>(tmp + k * L);
+    }
+    for (int64_t j = beg[r]; j < end[r]; ++j) {
+      const V v = splat<V>(val[j]);
+      T* dst = acc + static_cast<int64_t>(idx[j]) * TW;
+      for (int k = 0; k < NV; ++k) store_vec(dst + k * L, load_vec<V>(dst + k * L) + v * gv[k]);
+    }
+  }
 }
 
 }  // namespace sparsespike
