@@ -43,6 +43,14 @@ inline int clamp_threads(int threads, int64_t items) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, items)));
 }
 
+// Threads for `elements` of streaming work: starting an OpenMP team costs microseconds, more
+// than a small call's whole work, so small problems stay on one thread.
+inline int threads_for_work(int threads, int64_t items, int64_t elements) {
+  constexpr int64_t kMinElementsPerThread = 1 << 15;
+  return std::min(clamp_threads(threads, items),
+                  clamp_threads(threads, elements / kMinElementsPerThread));
+}
+
 // This thread's contiguous share of [0, n) inside a parallel region.
 inline Range thread_range(int64_t n) {
   const int64_t t = thread_index(), p = thread_count();

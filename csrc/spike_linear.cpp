@@ -30,7 +30,7 @@ ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const
     result.out_of_memory = true;
     return result;
   }
-  const int p = clamp_threads(threads, rows);
+  const int p = threads_for_work(threads, rows, rows * std::max<int64_t>(in, out));
   std::atomic<bool> any_bad{false};
   std::atomic<int64_t> total{0};
 
@@ -69,7 +69,7 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
   std::unique_ptr<T[]> val(new (std::nothrow) T[rows * in]);
   std::unique_ptr<int64_t[]> rowbeg(new (std::nothrow) int64_t[rows]);
   std::unique_ptr<int64_t[]> rowend(new (std::nothrow) int64_t[rows]);
-  const int p = clamp_threads(threads, std::max(rows, tiles));
+  const int p = threads_for_work(threads, std::max(rows, tiles), (rows + in) * out);
   std::unique_ptr<T[]> acc(new (std::nothrow) T[p * in * TW]);
   if (!idx || !val || !rowbeg || !rowend || !acc) {
     result.out_of_memory = true;
@@ -94,17 +94,23 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
     parallel_barrier();
 
     // Phase 2: every thread owns whole column tiles of grad_weight^T and streams all rows into
-    // a packed accumulator: no atomics, and each element sums its rows in ascending order.
+    // them: no atomics, and each element sums its rows in ascending order. With at least one
+    // event per input on average, a packed accumulator tile (in L2, few pages) pays for its
+    // zeroing and copy-out; with fewer, events scatter straight into the zeroed output.
     if (!any_bad.load()) {
       const Range tr = thread_range(tiles);
+      const bool packed = total.load() >= in;
       T* tile_acc = acc.get() + static_cast<int64_t>(thread_index()) * in * TW;
       for (int64_t t = tr.begin; t < tr.end; ++t) {
         const int64_t c0 = t * TW, valid = std::min(TW, out - c0);
-        std::memset(tile_acc, 0, in * TW * sizeof(T));
+        T* dst = packed ? tile_acc : gwt + c0;
+        const int64_t ld = packed ? TW : out;
+        for (int64_t i = 0; i < in; ++i) std::memset(dst + i * ld, 0, (packed ? TW : valid) * sizeof(T));
         scatter_tile(rowbeg.get(), rowend.get(), idx.get(), val.get(), rows, grad, out, c0, valid,
-                     tile_acc);
-        for (int64_t i = 0; i < in; ++i)
-          std::memcpy(gwt + i * out + c0, tile_acc + i * TW, valid * sizeof(T));
+                     dst, ld);
+        if (packed)
+          for (int64_t i = 0; i < in; ++i)
+            std::memcpy(gwt + i * out + c0, tile_acc + i * TW, valid * sizeof(T));
       }
     }
   }
@@ -115,7 +121,7 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
 
 template <typename S>
 ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads) {
-  const int p = clamp_threads(threads, rows);
+  const int p = threads_for_work(threads, rows, rows * in);
   int64_t total = 0;
   bool any_bad = false;
 #pragma omp parallel num_threads(p) reduction(+ : total) reduction(|| : any_bad)

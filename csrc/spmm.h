@@ -113,30 +113,37 @@ void spmm_packed(const int64_t* beg, const int64_t* end, const int32_t* idx, con
               std::min(TW, n - t * TW), init, y, ldy);
 }
 
-// The transposed product by scattering: acc[idx[j], :] += val[j] * g[r, c0:c0+TW] for every
-// nonzero j of every row r in [0, rows), acc being one packed [k_rows, TW] column tile (zeroed by
-// the caller). Each row of g is loaded once into registers and added into the rows of the tile
-// its nonzeros select; the tile stays in L2 and on a few pages. Sums run over r ascending.
+// The transposed product by scattering: acc[idx[j], 0:valid] += val[j] * g[r, c0:c0+valid] for
+// every nonzero j of every row r in [0, rows). acc is a column tile with row stride ld_acc:
+// either packed ([k_rows, TW], stays in L2 and on few pages; its padding lanes receive zeros) or
+// the output itself (ld_acc = its width, c0 already applied) when there are too few events to pay
+// for packing. Each row of g is loaded once into registers and added into the rows of acc its
+// nonzeros select. Sums run over r ascending.
 template <typename T>
 void scatter_tile(const int64_t* beg, const int64_t* end, const int32_t* idx, const T* val,
-                  int64_t rows, const T* g, int64_t ldg, int64_t c0, int64_t valid, T* acc) {
+                  int64_t rows, const T* g, int64_t ldg, int64_t c0, int64_t valid, T* acc,
+                  int64_t ld_acc) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
   constexpr int TW = tile_width<T>();
   constexpr int NV = TW / L;
+  const bool full_lanes = valid == TW || ld_acc == TW;
   for (int64_t r = 0; r < rows; ++r) {
     if (beg[r] == end[r]) continue;
-    V gv[NV];
-    if (valid == TW) {
-      for (int k = 0; k < NV; ++k) gv[k] = load_vec<V>(g + r * ldg + c0 + k * L);
-    } else {
-      T tmp[TW] = {};
-      std::memcpy(tmp, g + r * ldg + c0, valid * sizeof(T));
-      for (int k = 0; k < NV; ++k) gv[k] = load_vec<V>(tmp + k * L);
+    T g_pad[TW] = {};
+    std::memcpy(g_pad, g + r * ldg + c0, valid * sizeof(T));
+    if (!full_lanes) {  // ragged edge of the output itself: only `valid` lanes exist
+      for (int64_t j = beg[r]; j < end[r]; ++j) {
+        T* dst = acc + static_cast<int64_t>(idx[j]) * ld_acc;
+        for (int64_t c = 0; c < valid; ++c) dst[c] += val[j] * g_pad[c];
+      }
+      continue;
     }
+    V gv[NV];
+    for (int k = 0; k < NV; ++k) gv[k] = load_vec<V>(g_pad + k * L);
     for (int64_t j = beg[r]; j < end[r]; ++j) {
       const V v = splat<V>(val[j]);
-      T* dst = acc + static_cast<int64_t>(idx[j]) * TW;
+      T* dst = acc + static_cast<int64_t>(idx[j]) * ld_acc;
       for (int k = 0; k < NV; ++k) store_vec(dst + k * L, load_vec<V>(dst + k * L) + v * gv[k]);
     }
   }
