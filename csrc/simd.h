@@ -38,10 +38,11 @@ inline void store_vec(T* p, const V& v) {
   std::memcpy(p, &v, sizeof(V));
 }
 
-// Broadcast through a vector-scalar operation, which GCC lowers to one vbroadcastss.
+// Broadcast through a vector-scalar operation that is exact for every x (x - 0 == x, -0.0
+// included), so the compiler emits a lone vbroadcastss; V{} + x would need a real add.
 template <typename V, typename T>
 inline V splat(T x) {
-  return V{} + x;
+  return x - V{};
 }
 
 }  // namespace sparsespike
