@@ -3,7 +3,12 @@
 // same source builds for -march=native and for a portable x86-64-v3 or non-x86 wheel.
 #pragma once
 
+#include <cstdint>
 #include <cstring>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace sparsespike {
 
@@ -36,6 +41,34 @@ inline V load_vec(const T* p) {
 template <typename V, typename T>
 inline void store_vec(T* p, const V& v) {
   std::memcpy(p, &v, sizeof(V));
+}
+
+// Non-temporal store where the target is 32-byte aligned and AVX exists: the line is written
+// without first being read (no read-for-ownership) and without evicting the caller's working set.
+// Returns false when it could not stream (the caller stores normally). Follow with stream_fence().
+template <typename V, typename T>
+inline bool stream_vec(T* p, const V& v) {
+#if defined(__AVX__)
+  if ((reinterpret_cast<uintptr_t>(p) & 31) == 0) {
+    if constexpr (sizeof(T) == 4) {
+      _mm256_stream_ps(reinterpret_cast<float*>(p), reinterpret_cast<const __m256&>(v));
+      return true;
+    } else {
+      _mm256_stream_pd(reinterpret_cast<double*>(p), reinterpret_cast<const __m256d&>(v));
+      return true;
+    }
+  }
+#endif
+  (void)p;
+  (void)v;
+  return false;
+}
+
+// Orders this thread's streamed stores before anything it does next.
+inline void stream_fence() {
+#if defined(__AVX__)
+  _mm_sfence();
+#endif
 }
 
 // Broadcast through a vector-scalar operation that is exact for every x (x - 0 == x, -0.0
