@@ -35,8 +35,10 @@ class Crossover:
 
 
 _DEFAULTS = {
-    # Measured on the 2-core x86-64 development machine (bench --calibrate, 3200 x 1024 -> 1024).
-    "cpu": Crossover(forward_density=0.25, backward_density=0.12),
+    # bench --calibrate on the 2-core x86-64 (AVX2) development machine, 3200 x 1024 -> 1024, fp32:
+    # measured crossings 0.33-0.34 forward and 0.22-0.26 weight gradient over two runs; rounded
+    # down, since near the crossing both paths cost the same and the density is a sampled estimate.
+    "cpu": Crossover(forward_density=0.3, backward_density=0.2),
     # Estimates from the H200 roofline (kernels.md) until a CUDA calibration replaces them.
     "cuda": Crossover(forward_density=0.01, backward_density=0.005),
 }
