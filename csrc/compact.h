@@ -9,7 +9,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <type_traits>
+
+#include "parallel.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -74,6 +78,22 @@ inline uint32_t nonzero_mask32(const S* block, uint32_t& bad) {
 #endif
 }
 
+// Scalar compaction of row[i:n), appended at `count`; returns the new count.
+template <typename S, typename T>
+inline int64_t compact_scalar(const S* row, int64_t i, int64_t n, int32_t* idx, T* val,
+                              int64_t count, bool& nonfinite) {
+  bool bad = false;
+  for (; i < n; ++i) {
+    const S v = row[i];
+    idx[count] = static_cast<int32_t>(i);
+    val[count] = static_cast<T>(v);
+    count += (v != S(0));
+    bad |= is_nonfinite(v);
+  }
+  nonfinite |= bad;
+  return count;
+}
+
 #if defined(__AVX2__)
 // For each 8-bit mask, the lane numbers of its set bits, left-packed.
 struct LeftPackTable {
@@ -124,16 +144,8 @@ inline int64_t compact_row_left_pack(const S* row, int64_t n, int32_t* idx, floa
     _mm256_storeu_ps(val + count, _mm256_permutevar8x32_ps(v, perm));
     count += __builtin_popcount(m);
   }
-  bool tail_bad = false;
-  for (; i < n; ++i) {
-    const S v = row[i];
-    idx[count] = static_cast<int32_t>(i);
-    val[count] = static_cast<float>(v);
-    count += (v != S(0));
-    tail_bad |= is_nonfinite(v);
-  }
-  nonfinite |= (bad != 0) || tail_bad;
-  return count;
+  nonfinite |= bad != 0;
+  return compact_scalar(row, i, n, idx, val, count, nonfinite);
 }
 #endif
 
@@ -160,16 +172,8 @@ inline int64_t compact_row(const S* row, int64_t n, int32_t* idx, T* val, bool& 
       m &= m - 1;
     }
   }
-  bool tail_bad = false;
-  for (; i < n; ++i) {
-    const S v = row[i];
-    idx[count] = static_cast<int32_t>(i);
-    val[count] = static_cast<T>(v);
-    count += (v != S(0));
-    tail_bad |= is_nonfinite(v);
-  }
-  nonfinite |= (bad != 0) || tail_bad;
-  return count;
+  nonfinite |= bad != 0;
+  return compact_scalar(row, i, n, idx, val, count, nonfinite);
 }
 
 // Number of nonzeros of row[0:n), with the same non-finite flag as compact_row.
@@ -187,5 +191,37 @@ inline int64_t count_row(const S* row, int64_t n, bool& nonfinite) {
   nonfinite |= (bad != 0) || tail_bad;
   return count;
 }
+
+// Per-row event lists of a [rows, in] spike matrix. Inside a parallel region each thread
+// compacts its own rows into its own slice [r0 * in, r1 * in) of the buffers (room for every
+// row fully active; only the pages the compaction touches are ever faulted in); beg/end hold
+// absolute offsets, so the slices never need to be joined.
+template <typename T>
+struct RowEvents {
+  std::unique_ptr<int32_t[]> idx;
+  std::unique_ptr<T[]> val;
+  std::unique_ptr<int64_t[]> beg, end;
+
+  // false when out of memory
+  bool allocate(int64_t rows, int64_t in) {
+    idx.reset(new (std::nothrow) int32_t[rows * in]);
+    val.reset(new (std::nothrow) T[rows * in]);
+    beg.reset(new (std::nothrow) int64_t[rows]);
+    end.reset(new (std::nothrow) int64_t[rows]);
+    return idx && val && beg && end;
+  }
+
+  // Compacts rows [rr.begin, rr.end); returns how many events they hold.
+  template <typename S>
+  int64_t compact(const S* spikes, int64_t in, Range rr, bool& nonfinite) {
+    int64_t n = rr.begin * in;
+    for (int64_t r = rr.begin; r < rr.end; ++r) {
+      beg[r] = n;
+      n += compact_row(spikes + r * in, in, idx.get() + n, val.get() + n, nonfinite);
+      end[r] = n;
+    }
+    return n - rr.begin * in;
+  }
+};
 
 }  // namespace sparsespike

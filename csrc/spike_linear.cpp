@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 #include <new>
+#include <cstring>
 
 #include "compact.h"
 #include "parallel.h"
@@ -21,12 +22,8 @@ template <typename S, typename T>
 ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const T* packed_weight,
                                 int64_t out, const T* bias, T* y, int threads) {
   ScanResult result;
-  // Room for every row fully active; only the pages the compaction touches are ever faulted in.
-  std::unique_ptr<int32_t[]> idx(new (std::nothrow) int32_t[rows * in]);
-  std::unique_ptr<T[]> val(new (std::nothrow) T[rows * in]);
-  std::unique_ptr<int64_t[]> rowbeg(new (std::nothrow) int64_t[rows]);
-  std::unique_ptr<int64_t[]> rowend(new (std::nothrow) int64_t[rows]);
-  if (!idx || !val || !rowbeg || !rowend) {
+  RowEvents<T> events;
+  if (!events.allocate(rows, in)) {
     result.out_of_memory = true;
     return result;
   }
@@ -37,22 +34,14 @@ ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const
 #pragma omp parallel num_threads(p)
   {
     const Range rr = thread_range(rows);
-    // Each thread compacts its own rows into its own slice [r0 * in, r1 * in) of the buffers;
-    // rowbeg/rowend hold absolute offsets, so the slices never need to be joined.
     bool bad = false;
-    int64_t n = rr.begin * in;
-    for (int64_t r = rr.begin; r < rr.end; ++r) {
-      rowbeg[r] = n;
-      n += compact_row(spikes + r * in, in, idx.get() + n, val.get() + n, bad);
-      rowend[r] = n;
-    }
+    total += events.compact(spikes, in, rr, bad);
     if (bad) any_bad = true;
-    total += n - rr.begin * in;
     parallel_barrier();
     // Validate before writing: a non-finite spike anywhere leaves y untouched.
     if (!any_bad.load() && rr.end > rr.begin)
-      spmm_packed(rowbeg.get(), rowend.get(), idx.get(), val.get(), rr.begin, rr.end,
-                  packed_weight, in, out, bias, y, out);
+      spmm_packed(events.beg.get(), events.end.get(), events.idx.get(), events.val.get(), rr.begin,
+                  rr.end, packed_weight, in, out, bias, y, out);
   }
   result.nnz = total.load();
   result.nonfinite = any_bad.load();
@@ -65,13 +54,10 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
   ScanResult result;
   constexpr int64_t TW = tile_width<T>();
   const int64_t tiles = tile_count<T>(out);
-  std::unique_ptr<int32_t[]> idx(new (std::nothrow) int32_t[rows * in]);
-  std::unique_ptr<T[]> val(new (std::nothrow) T[rows * in]);
-  std::unique_ptr<int64_t[]> rowbeg(new (std::nothrow) int64_t[rows]);
-  std::unique_ptr<int64_t[]> rowend(new (std::nothrow) int64_t[rows]);
   const int p = threads_for_work(threads, std::max(rows, tiles), (rows + in) * out);
+  RowEvents<T> events;
   std::unique_ptr<T[]> acc(new (std::nothrow) T[p * in * TW]);
-  if (!idx || !val || !rowbeg || !rowend || !acc) {
+  if (!events.allocate(rows, in) || !acc) {
     result.out_of_memory = true;
     return result;
   }
@@ -81,16 +67,9 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
 #pragma omp parallel num_threads(p)
   {
     // Phase 1: every thread compacts its share of the rows (as in the forward).
-    const Range rr = thread_range(rows);
     bool bad = false;
-    int64_t n = rr.begin * in;
-    for (int64_t r = rr.begin; r < rr.end; ++r) {
-      rowbeg[r] = n;
-      n += compact_row(spikes + r * in, in, idx.get() + n, val.get() + n, bad);
-      rowend[r] = n;
-    }
+    total += events.compact(spikes, in, thread_range(rows), bad);
     if (bad) any_bad = true;
-    total += n - rr.begin * in;
     parallel_barrier();
 
     // Phase 2: every thread owns whole column tiles of grad_weight^T and streams all rows into
@@ -105,9 +84,10 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
         const int64_t c0 = t * TW, valid = std::min(TW, out - c0);
         T* dst = packed ? tile_acc : gwt + c0;
         const int64_t ld = packed ? TW : out;
-        for (int64_t i = 0; i < in; ++i) std::memset(dst + i * ld, 0, (packed ? TW : valid) * sizeof(T));
-        scatter_tile(rowbeg.get(), rowend.get(), idx.get(), val.get(), rows, grad, out, c0, valid,
-                     dst, ld);
+        for (int64_t i = 0; i < in; ++i)
+          std::memset(dst + i * ld, 0, (packed ? TW : valid) * sizeof(T));
+        scatter_tile(events.beg.get(), events.end.get(), events.idx.get(), events.val.get(), rows,
+                     grad, out, c0, valid, dst, ld);
         if (packed)
           for (int64_t i = 0; i < in; ++i)
             std::memcpy(gwt + i * out + c0, tile_acc + i * TW, valid * sizeof(T));
