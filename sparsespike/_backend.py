@@ -11,8 +11,8 @@ import importlib
 import importlib.util
 import os
 import sys
-from pathlib import Path
 import warnings
+from pathlib import Path
 from types import ModuleType
 
 import torch

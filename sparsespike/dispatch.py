@@ -43,18 +43,24 @@ _DEFAULTS = {
     "cuda": Crossover(forward_density=0.01, backward_density=0.005),
 }
 _overrides: dict[str, Crossover] = {}
+_env_parsed: tuple[str, dict[str, Crossover]] | None = None  # (raw value, parsed): parse once
 
 
 def _from_env() -> dict[str, Crossover]:
+    global _env_parsed
     raw = os.environ.get(_ENV)
     if not raw:
         return {}
+    if _env_parsed is not None and _env_parsed[0] == raw:
+        return _env_parsed[1]
     try:
         text = open(raw).read() if os.path.exists(raw) else raw
         data = json.loads(text)
-        return {dev: dataclasses.replace(_DEFAULTS.get(dev, _DEFAULTS["cpu"]), **vals) for dev, vals in data.items()}
-    except (OSError, ValueError, TypeError) as exc:
+        parsed = {dev: dataclasses.replace(_DEFAULTS.get(dev, _DEFAULTS["cpu"]), **vals) for dev, vals in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise ValueError(f"${_ENV} must be JSON (or a JSON file) like {{\"cpu\": {{\"forward_density\": 0.2}}}}: {exc}") from exc
+    _env_parsed = (raw, parsed)
+    return parsed
 
 
 def get_crossover(device_type: str) -> Crossover:

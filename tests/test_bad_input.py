@@ -110,6 +110,20 @@ def test_cpp_backend_rejects_half_weights():
     torch.testing.assert_close(out, w.sum(1).expand(3, 4))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_half_precision_on_cpu_uses_the_reference(backend, dtype):
+    w = torch.randn(4, 8, dtype=dtype)
+    spikes = (torch.rand(3, 8) < 0.5).to(dtype)
+    with sparsespike.count_synops() as counter:
+        out = spike_linear(spikes, w, backend=backend)
+    torch.testing.assert_close(out, torch.nn.functional.linear(spikes, w))
+    assert counter.total() == int(torch.count_nonzero(spikes)) * 4
+    spikes[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="spikes contains NaN or Inf"):
+        spike_linear(spikes, w, backend=backend)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs two devices")
 def test_devices_differ():
     w, b = layer()

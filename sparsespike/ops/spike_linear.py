@@ -41,6 +41,7 @@ from ._weight_cache import weight_cache
 __all__ = ["spike_linear", "spike_linear_reference"]
 
 _CPP_DTYPES = (torch.float32, torch.float64)
+_CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
 _DENSITY_SAMPLE_ROWS = 64
 
 
@@ -58,7 +59,7 @@ def _as_dense(spikes: Tensor, dtype: torch.dtype) -> Tensor:
 
 def _count_nonzero(spikes: Tensor) -> Tensor:
     """Nonzeros of the spikes after the non-finite check (one C++ pass on CPU when available)."""
-    if spikes.device.type == "cpu" and cpp() is not None:
+    if spikes.device.type == "cpu" and spikes.dtype in _CPP_SPIKE_DTYPES and cpp() is not None:
         return _cpp_count(spikes)
     check_finite(spikes)
     return torch.count_nonzero(spikes).to(torch.int64)
@@ -229,6 +230,7 @@ def _backward_common(ctx, grad_out, grad_weight_t):
 
 def _save_for_backward(ctx, spikes, weight, bias, backend, nnz):
     ctx.backend = backend
+    ctx.device_type = weight.device.type
     ctx.has_bias = bias is not None
     needs_spikes, needs_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     # keep only what the requested gradients read
@@ -293,9 +295,7 @@ class _SpikeLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, _grad_nnz):
-        spikes = ctx.saved_tensors[0]
-        device = spikes.device.type if spikes is not None else "cpu"
-        return _backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(device, _grad_weight_t_default))
+        return _backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default))
 
 
 # --------------------------------------------------------------------------- public entry point
