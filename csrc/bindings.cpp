@@ -105,8 +105,8 @@ void pack_weight(const py::array& weight, py::array& packed, int threads) {
     throw py::type_error("weight must be float32 or float64, got " + dtype_name(weight));
 }
 
-py::tuple forward(const py::array& spikes, const py::array& packed_weight, const py::object& bias,
-                  py::array& out, int threads, double max_density) {
+int64_t forward(const py::array& spikes, const py::array& packed_weight, const py::object& bias,
+                py::array& out, int threads) {
   require_matrix(spikes, "spikes");
   if (packed_weight.ndim() != 3 || !(packed_weight.flags() & py::array::c_style))
     throw py::value_error("packed_weight must be a C-contiguous 3-D array from pack_weight");
@@ -117,7 +117,7 @@ py::tuple forward(const py::array& spikes, const py::array& packed_weight, const
   if (out.ndim() != 2) throw py::value_error("out must be 2-D");
   const int64_t n_out = out.shape(1);
   require_output(out, "out", rows, n_out);
-  return dispatch_types(spikes, packed_weight, [&](auto* s, auto* type_tag) -> py::tuple {
+  return dispatch_types(spikes, packed_weight, [&](auto* s, auto* type_tag) -> int64_t {
     using T = std::remove_pointer_t<decltype(type_tag)>;
     require_dtype<T>(out, "out", packed_weight);
     if (packed_weight.shape(0) != sparsespike::tile_count<T>(n_out) ||
@@ -137,10 +137,10 @@ py::tuple forward(const py::array& spikes, const py::array& packed_weight, const
     ScanResult r;
     {
       py::gil_scoped_release release;
-      r = sparsespike::spike_linear_forward(s, rows, in, w, n_out, b, y, threads, max_density);
+      r = sparsespike::spike_linear_forward(s, rows, in, w, n_out, b, y, threads);
     }
     raise_on(r);
-    return py::make_tuple(r.nnz, !r.declined);
+    return r.nnz;
   });
 }
 
@@ -206,9 +206,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("threads"), "Packs weight [out, in] into the forward's tiled input-major layout.");
   m.def("spike_linear_forward", &forward, py::arg("spikes"), py::arg("packed_weight"),
         py::arg("bias"), py::arg("out").noconvert(), py::arg("threads"),
-        py::arg("max_density") = 2.0,
-        "out = spikes @ W^T (+ bias), event-driven; returns (events, written): events = nonzeros,\n"
-        "written = False when denser than max_density (out untouched).");
+        "out = spikes @ W^T (+ bias), event-driven; returns the number of events (nonzeros).");
   m.def("spike_linear_grad_weight", &grad_weight, py::arg("spikes"), py::arg("grad_out"),
         py::arg("grad_weight_t").noconvert(), py::arg("threads"),
         "grad_weight_t = spikes^T @ grad_out over active inputs only; returns the nonzeros.");

@@ -20,8 +20,7 @@ void pack_weight(const T* weight, int64_t out, int64_t in, T* packed, int thread
 
 template <typename S, typename T>
 ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const T* packed_weight,
-                                int64_t out, const T* bias, T* y, int threads,
-                                double max_density) {
+                                int64_t out, const T* bias, T* y, int threads) {
   ScanResult result;
   RowEvents<T> events;
   if (!events.allocate(rows, in)) {
@@ -40,14 +39,12 @@ ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const
     if (bad) any_bad = true;
     parallel_barrier();
     // Validate before writing: a non-finite spike anywhere leaves y untouched.
-    const bool declined = static_cast<double>(total.load()) > max_density * rows * in;
-    if (!any_bad.load() && !declined && rr.end > rr.begin)
+    if (!any_bad.load() && rr.end > rr.begin)
       spmm_packed(events.beg.get(), events.end.get(), events.idx.get(), events.val.get(), rr.begin,
                   rr.end, packed_weight, in, out, bias, y, out);
   }
   result.nnz = total.load();
   result.nonfinite = any_bad.load();
-  result.declined = static_cast<double>(result.nnz) > max_density * rows * in;
   return result;
 }
 
@@ -122,7 +119,7 @@ ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads) {
 
 #define SPARSESPIKE_INSTANTIATE(S, T)                                                         \
   template ScanResult spike_linear_forward<S, T>(const S*, int64_t, int64_t, const T*, int64_t, \
-                                                 const T*, T*, int, double);                   \
+                                                 const T*, T*, int);                           \
   template ScanResult spike_linear_grad_weight<S, T>(const S*, int64_t, int64_t, const T*,      \
                                                      int64_t, T*, int);
 

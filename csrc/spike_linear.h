@@ -12,7 +12,6 @@ struct ScanResult {
   int64_t nnz = 0;         // nonzeros of the spike tensor = events propagated
   bool nonfinite = false;  // a NaN or Inf was found: no output was written
   bool out_of_memory = false;
-  bool declined = false;   // denser than the caller's max_density: no output was written
 };
 
 // Packs weight[out, in] into the input-major tiled layout the forward gathers from:
@@ -21,12 +20,9 @@ template <typename T>
 void pack_weight(const T* weight, int64_t out, int64_t in, T* packed, int threads);
 
 // y[rows, out] = spikes[rows, in] @ W^T (+ bias[out]), W given packed by pack_weight.
-// When the compacted spikes turn out denser than max_density (nonzeros / (rows * in)), y is left
-// unwritten and `declined` set: the caller's dense GEMM is faster there, and gets the count.
 template <typename S, typename T>
 ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const T* packed_weight,
-                                int64_t out, const T* bias, T* y, int threads,
-                                double max_density = 2.0);
+                                int64_t out, const T* bias, T* y, int threads);
 
 // gwt[in, out] = spikes[rows, in]^T @ grad[rows, out], touching only active inputs.
 template <typename S, typename T>

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .. import synops
 from .._backend import cpp, resolve_backend, triton_kernels
-from ..dispatch import density_history, get_crossover, padding_factor
+from ..dispatch import density_history, effective_density, get_crossover
 from ._validate import (
     check_finite,
     require_float_weight,
@@ -89,16 +89,13 @@ def _packed_weight(weight: Tensor) -> Tensor:
     return weight_cache.get(weight, "cpp-packed", build, fingerprint)
 
 
-def _cpp_forward(
-    spikes: Tensor, weight: Tensor, bias: Optional[Tensor], max_density: float = 2.0
-) -> tuple[Optional[Tensor], Tensor]:
-    """(output, nnz); the output is None when the spikes were denser than max_density."""
+def _cpp_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     out = torch.empty((spikes.shape[0], weight.shape[0]), dtype=weight.dtype)
-    nnz, written = cpp().spike_linear_forward(
+    nnz = cpp().spike_linear_forward(
         _numpy(spikes), _packed_weight(weight).numpy(), None if bias is None else _numpy(bias),
-        out.numpy(), torch.get_num_threads(), max_density,
+        out.numpy(), torch.get_num_threads(),
     )
-    return (out if written else None), torch.tensor(nnz, dtype=torch.int64)
+    return out, torch.tensor(nnz, dtype=torch.int64)
 
 
 def _cpp_count(spikes: Tensor) -> Tensor:
@@ -112,17 +109,20 @@ def _cpp_grad_weight_t(grad_out: Tensor, spikes: Tensor) -> Tensor:
     return gwt
 
 
-def _sampled_density(spikes: Tensor) -> float:
-    """Density of 64 evenly spaced rows: cheap next to either kernel."""
-    pick = torch.linspace(0, spikes.shape[0] - 1, _DENSITY_SAMPLE_ROWS).long()
+def _sampled_nnz(spikes: Tensor) -> tuple[Tensor, int, bool]:
+    """Nonzeros of at most 64 evenly spaced rows (cheap next to either kernel), the number of
+    elements they hold, and whether that sample was the whole tensor (then also validated)."""
+    rows = spikes.shape[0]
+    if rows <= _DENSITY_SAMPLE_ROWS:
+        return _cpp_count(spikes), spikes.numel(), True
+    pick = torch.linspace(0, rows - 1, _DENSITY_SAMPLE_ROWS).long()
     sample = spikes.index_select(0, pick)
-    return cpp().count_spikes(_numpy(sample), 1) / sample.numel()
+    return torch.tensor(cpp().count_spikes(_numpy(sample), 1)), sample.numel(), False
 
 
-def _cpu_max_event_density(weight: Tensor) -> float:
-    """Highest input density at which the C++ kernel beats the dense GEMM for this layer."""
+def _cpu_event_driven(weight: Tensor, density: Tensor | float) -> bool:
     tile = cpp().tile_bytes // weight.element_size()
-    return get_crossover("cpu").forward_density / padding_factor(weight.shape[0], tile)
+    return effective_density(float(density), weight.shape[0], tile) <= get_crossover("cpu").forward_density
 
 
 # --------------------------------------------------------------------------- Triton
@@ -159,19 +159,15 @@ def _forward_cpu(spikes, weight, bias, backend):
         return _triton_forward(spikes, weight, bias)
     if backend == "cpp":
         _require_cpp_dtype(weight)
-        return _cpp_forward(spikes, weight, bias)  # max_density 2: always written
+        return _cpp_forward(spikes, weight, bias)
     # auto
     if weight.dtype not in _CPP_DTYPES or cpp() is None:
         return _forward_default(spikes, weight, bias, backend)
-    max_density = _cpu_max_event_density(weight)
-    if spikes.shape[0] > _DENSITY_SAMPLE_ROWS and _sampled_density(spikes) > max_density:
-        nnz = _cpp_count(spikes)  # validates before the GEMM runs
-        return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
-    # few rows: the kernel compacts them all (cheap) and declines if they are too dense
-    out, nnz = _cpp_forward(spikes, weight, bias, max_density)
-    if out is None:
-        out = F.linear(_as_dense(spikes, weight.dtype), weight, bias)
-    return out, nnz
+    sample_nnz, sample_size, exact = _sampled_nnz(spikes)
+    if _cpu_event_driven(weight, sample_nnz / sample_size):
+        return _cpp_forward(spikes, weight, bias)
+    nnz = sample_nnz if exact else _cpp_count(spikes)  # validates before the GEMM runs
+    return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
 
 
 def _forward_cuda(spikes, weight, bias, backend):
