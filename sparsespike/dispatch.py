@@ -88,11 +88,11 @@ def reset_crossover() -> None:
     _overrides.clear()
 
 
-def effective_density(density: float, out_features: int, tile: int) -> float:
-    """Density scaled by the event-driven kernel's column-tile padding (narrow layers pay for
-    whole tiles), so one crossover constant fits every output width."""
-    padded = -(-out_features // tile) * tile
-    return density * padded / out_features
+def padding_factor(out_features: int, tile: int) -> float:
+    """Work of an event-driven kernel whose column tiles are `tile` wide, relative to the layer's
+    width: narrow layers pay for whole tiles, so their crossover density is lower by this factor
+    and one constant fits every output width."""
+    return (-(-out_features // tile) * tile) / out_features
 
 
 class DensityHistory:

@@ -277,12 +277,13 @@ def test_inference_mode():
             assert_matches(out, reference64(spikes, weight, b), 30, torch.float32)
 
 
+@pytest.mark.parametrize("rows", [40, 300])  # all rows counted / 64 rows sampled
 @pytest.mark.parametrize("force", ["event", "dense"])
-def test_auto_both_sides_of_the_crossover(force):
+def test_auto_both_sides_of_the_crossover(force, rows):
     density = 0.0 if force == "dense" else 1.0
     sparsespike.set_crossover("cpu", forward_density=density, backward_density=density)
-    check_forward("auto", (40, 50), 20, 0.3, torch.float32, 11)
-    check_backward("auto", (40, 50), 20, 0.3, 11)
+    check_forward("auto", (rows, 50), 20, 0.3, torch.float32, 11)
+    check_backward("auto", (rows, 50), 20, 0.3, 11)
 
 
 def test_crossover_from_environment(monkeypatch):

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .. import synops
 from .._backend import cpp, resolve_backend, triton_kernels
-from ..dispatch import density_history, effective_density, get_crossover
+from ..dispatch import density_history, get_crossover, padding_factor
 from ._validate import (
     check_finite,
     require_float_weight,
@@ -122,7 +122,7 @@ def _sampled_nnz(spikes: Tensor) -> tuple[Tensor, int, bool]:
 
 def _cpu_event_driven(weight: Tensor, density: Tensor | float) -> bool:
     tile = cpp().tile_bytes // weight.element_size()
-    return effective_density(float(density), weight.shape[0], tile) <= get_crossover("cpu").forward_density
+    return float(density) * padding_factor(weight.shape[0], tile) <= get_crossover("cpu").forward_density
 
 
 # --------------------------------------------------------------------------- Triton
