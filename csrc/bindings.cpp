@@ -201,7 +201,7 @@ uint64_t fingerprint(const py::array& a, int threads) {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "sparsespike C++ CPU kernels";
-  m.attr("tile_bytes") = sparsespike::kTileBytes;
+  m.attr("tile_bytes") = sparsespike::kGatherTileBytes;
   m.def("pack_weight", &pack_weight, py::arg("weight"), py::arg("packed").noconvert(),
         py::arg("threads"), "Packs weight [out, in] into the forward's tiled input-major layout.");
   m.def("spike_linear_forward", &forward, py::arg("spikes"), py::arg("packed_weight"),

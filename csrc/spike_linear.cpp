@@ -52,8 +52,8 @@ template <typename S, typename T>
 ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, const T* grad,
                                     int64_t out, T* gwt, int threads) {
   ScanResult result;
-  constexpr int64_t TW = tile_width<T>();
-  const int64_t tiles = tile_count<T>(out);
+  constexpr int64_t TW = tile_width<T, kScatterTileBytes>();
+  const int64_t tiles = tile_count<T, kScatterTileBytes>(out);
   const int p = threads_for_work(threads, std::max(rows, tiles), (rows + in) * out);
   RowEvents<T> events;
   std::unique_ptr<T[]> acc(new (std::nothrow) T[p * in * TW]);

@@ -151,17 +151,18 @@ class TestExtensionBoundary:
     def test_shapes_and_dtypes(self):
         from sparsespike import _C
 
+        tile = _C.tile_bytes // 4  # float32 columns per packed tile
         spikes = torch.zeros(3, 8).numpy()
-        packed = torch.zeros(1, 8, 64).numpy()
+        packed = torch.zeros(1, 8, tile).numpy()
         out = torch.zeros(3, 4).numpy()
         with pytest.raises(ValueError, match="packed_weight has 7 inputs"):
-            _C.spike_linear_forward(spikes, torch.zeros(1, 7, 64).numpy(), None, out, 1)
+            _C.spike_linear_forward(spikes, torch.zeros(1, 7, tile).numpy(), None, out, 1)
         with pytest.raises(ValueError, match="out must have shape"):
             _C.spike_linear_forward(spikes, packed, None, torch.zeros(2, 4).numpy(), 1)
         with pytest.raises(TypeError, match="out must have dtype"):
             _C.spike_linear_forward(spikes, packed, None, torch.zeros(3, 4, dtype=torch.float64).numpy(), 1)
         with pytest.raises(ValueError, match="packed_weight does not match"):
-            _C.spike_linear_forward(spikes, torch.zeros(2, 8, 64).numpy(), None, out, 1)
+            _C.spike_linear_forward(spikes, torch.zeros(2, 8, tile).numpy(), None, out, 1)
         with pytest.raises(ValueError, match="bias must have shape"):
             _C.spike_linear_forward(spikes, packed, torch.zeros(5).numpy(), out, 1)
         with pytest.raises(TypeError, match="spikes must be bool, uint8"):
