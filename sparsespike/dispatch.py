@@ -36,7 +36,7 @@ class Crossover:
 
 _DEFAULTS = {
     # bench --calibrate on the 2-core x86-64 (AVX2) development machine, 3200 x 1024 -> 1024, fp32:
-    # measured crossings 0.33-0.34 forward and 0.22-0.26 weight gradient over two runs; rounded
+    # measured crossings 0.33-0.38 forward and 0.19-0.26 weight gradient over four runs; rounded
     # down, since near the crossing both paths cost the same and the density is a sampled estimate.
     "cpu": Crossover(forward_density=0.3, backward_density=0.2),
     # Estimates from the H200 roofline (kernels.md) until a CUDA calibration replaces them.
@@ -98,8 +98,9 @@ def padding_factor(out_features: int, tile: int) -> float:
 class DensityHistory:
     """Last observed input density per call site, read without waiting for the device.
 
-    record() starts an asynchronous copy of the nonzero count to pinned host memory;
-    estimate() returns the newest count whose copy has completed (or None).
+    record() starts an asynchronous copy of the nonzero count to pinned host memory, unless a
+    copy for the site is still in flight (a host running ahead of the GPU would otherwise replace
+    it before it lands, forever); estimate() returns the newest count that has landed (or None).
     """
 
     def __init__(self, max_sites: int = 1024):
@@ -109,6 +110,9 @@ class DensityHistory:
 
     def record(self, site: object, nnz: torch.Tensor, numel: int) -> None:
         if nnz.device.type != "cuda" or numel == 0:
+            return
+        self.estimate(site)  # collect a landed copy first
+        if site in self._pending:
             return
         if len(self._pending) >= self._max_sites:
             self._pending.clear()
