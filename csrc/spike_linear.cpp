@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <new>
-#include <cstring>
 
 #include "compact.h"
 #include "parallel.h"
