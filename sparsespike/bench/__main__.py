@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         crossover = spike_linear_suite.calibrate(device, progress=progress)
         report["crossover"] = {device.type: crossover}
         current = dispatch.get_crossover(device.type)
-        print("## dispatch crossover (3200 x 1024 -> 1024)\n")
+        rows, in_f, out_f = spike_linear_suite.CALIBRATION_SHAPE
+        print(f"## dispatch crossover ({rows} x {in_f} -> {out_f})\n")
         print(f"measured: forward_density={crossover['forward_density']:.3f} "
               f"backward_density={crossover['backward_density']:.3f} "
               f"(in use: {current.forward_density}, {current.backward_density})")

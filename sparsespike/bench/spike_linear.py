@@ -6,7 +6,7 @@ forward, and forward+backward with the spikes not requiring grad (a first layer,
 a detached encoder), for: dense torch matmul (F.linear), torch embedding_bag over the
 compacted spikes (nonzero() + bincount + embedding_bag, a pure-torch event-driven baseline), the
 sparsespike kernel forced (cpp on CPU, triton on CUDA) and sparsespike auto. All in one run,
-on one machine state, as medians.
+timed in rounds of one call each (so drift of the machine's speed hits all alike), as medians.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.spike_linear import spike_linear
-from .timing import Progress, markdown_table, median_ms
+from .timing import Progress, markdown_table, median_ms_interleaved
 
 FULL_DENSITIES = (0.5, 0.1, 0.05, 0.03, 0.015, 0.01, 0.005)
 QUICK_DENSITIES = (0.5, 0.1, 0.03, 0.01)
@@ -26,6 +26,7 @@ SHAPES = ((700, 1024), (1024, 1024))
 ROWS = (3200, 32)
 MODES = ("forward", "forward+backward")
 CALIBRATION_DENSITIES = (0.6, 0.45, 0.35, 0.25, 0.18, 0.12, 0.08, 0.05, 0.03)
+CALIBRATION_SHAPE = (3200, 1024, 1024)  # rows, in, out
 
 
 @dataclass
@@ -103,10 +104,8 @@ def run(device: torch.device, quick: bool, repeats: int | None = None, progress:
             for density in densities:
                 spikes, weight, bias, grad_out = _inputs(rows, in_f, out_f, density, device)
                 for mode in MODES:
-                    timed = {
-                        name: median_ms(fn, device, repeats)
-                        for name, fn in runners(spikes, weight, bias, grad_out, mode, device).items()
-                    }
+                    fns = runners(spikes, weight, bias, grad_out, mode, device)
+                    timed = median_ms_interleaved(fns, device, repeats)
                     dense = timed["dense"]
                     for name, ms in timed.items():
                         points.append(Point(rows, in_f, out_f, density, mode, name, ms, dense / ms))
@@ -138,21 +137,24 @@ def table(points: list[Point]) -> str:
 
 
 def calibrate(device: torch.device, repeats: int = 5, progress: bool = True) -> dict:
-    """Crossover densities for sparsespike.dispatch, measured at 3200 rows x 1024 -> 1024:
+    """Crossover densities for sparsespike.dispatch, measured at CALIBRATION_SHAPE:
     the highest density where the event-driven kernel is still faster than dense, forward and
     for the weight gradient (log-interpolated between the swept densities)."""
     kernel = _kernel_backend(device)
     fwd_ratio, bwd_ratio = [], []
     bar = Progress(len(CALIBRATION_DENSITIES), progress)
     for density in CALIBRATION_DENSITIES:
-        spikes, weight, bias, grad_out = _inputs(3200, 1024, 1024, density, device)
+        spikes, weight, bias, grad_out = _inputs(*CALIBRATION_SHAPE, density, device)
+        nnz = torch.count_nonzero(spikes)
+        grad_op = torch.ops.sparsespike.spike_linear_grad_weight
         with torch.no_grad():
-            dense = median_ms(lambda: F.linear(spikes, weight, bias), device, repeats)
-            event = median_ms(lambda: spike_linear(spikes, weight, bias, backend=kernel), device, repeats)
-            nnz = torch.count_nonzero(spikes)
-            grad_op = torch.ops.sparsespike.spike_linear_grad_weight
-            dense_bwd = median_ms(lambda: grad_op(grad_out, spikes, nnz, "reference"), device, repeats)
-            event_bwd = median_ms(lambda: grad_op(grad_out, spikes, nnz, kernel), device, repeats)
+            t = median_ms_interleaved({
+                "dense": lambda: F.linear(spikes, weight, bias),
+                "event": lambda: spike_linear(spikes, weight, bias, backend=kernel),
+                "dense_bwd": lambda: grad_op(grad_out, spikes, nnz, "reference"),
+                "event_bwd": lambda: grad_op(grad_out, spikes, nnz, kernel),
+            }, device, repeats)
+        dense, event, dense_bwd, event_bwd = t["dense"], t["event"], t["dense_bwd"], t["event_bwd"]
         fwd_ratio.append(dense / event)
         bwd_ratio.append(dense_bwd / event_bwd)
         bar.step(f"calibrate density={density}: forward x{dense / event:.2f}, weight grad x{dense_bwd / event_bwd:.2f}")

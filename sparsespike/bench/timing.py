@@ -16,18 +16,22 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of fn() in milliseconds, the device synchronised around each call."""
-    for _ in range(warmup):
-        fn()
+def median_ms_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
+                          warmup: int = 2) -> dict[str, float]:
+    """Median wall time in ms of each fn, timed in rounds (one call of each per round), so that
+    a machine whose speed drifts during the measurement slows every contender alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     sync(device)
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def machine_info(device: torch.device) -> dict:

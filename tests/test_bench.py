@@ -1,0 +1,48 @@
+"""The benchmark CLI runs end to end (on tiny shapes) and writes its table and JSON."""
+
+import json
+
+import pytest
+
+from sparsespike.bench import __main__ as bench_cli
+from sparsespike.bench import spike_linear as suite
+
+
+@pytest.fixture
+def tiny_suite(monkeypatch):
+    monkeypatch.setattr(suite, "ROWS", (8,))
+    monkeypatch.setattr(suite, "SHAPES", ((40, 24),))
+    monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
+    monkeypatch.setattr(suite, "CALIBRATION_SHAPE", (16, 40, 24))
+    monkeypatch.setattr(suite, "CALIBRATION_DENSITIES", (0.5, 0.1))
+
+
+def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
+    out = tmp_path / "sub" / "bench.json"
+    assert bench_cli.main(["--quick", "--repeats", "1", "--calibrate", "--json", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| rows |" in printed and "sparsespike-cpp ms" in printed and "auto/best" in printed
+    assert "SPARSESPIKE_CROSSOVER=" in printed
+    report = json.loads(out.read_text())
+    points = report["suites"]["spike_linear"]
+    assert len(points) == 2 * 2 * 4  # densities x modes x backends
+    assert {p["backend"] for p in points} == {"dense", "embedding_bag", "sparsespike-cpp", "sparsespike-auto"}
+    assert all(p["median_ms"] > 0 for p in points)
+    assert 0.0 <= report["crossover"]["cpu"]["forward_density"] <= 0.5
+    assert report["backends"]["cpp"] is True
+
+
+def test_crossing_interpolation():
+    assert suite._crossing((0.5, 0.1), (2.0, 3.0)) == 0.5  # faster everywhere
+    assert suite._crossing((0.5, 0.1), (0.5, 0.8)) == 0.0  # slower everywhere
+    crossing = suite._crossing((0.4, 0.1), (0.5, 2.0))  # log-log midpoint where speedup == 1
+    assert crossing == pytest.approx(0.2, rel=1e-6)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    assert bench_cli.main(["--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
