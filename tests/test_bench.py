@@ -46,3 +46,13 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys):
         pytest.skip("has a GPU")
     assert bench_cli.main(["--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "gpu"], "--device must be cpu or cuda"),
+    (["--device", "meta"], "--device must be cpu or cuda"),
+    (["--threads", "0"], "--threads must be at least 1"),
+])
+def test_bad_arguments(argv, message, capsys):
+    assert bench_cli.main(argv) == 2
+    assert message in capsys.readouterr().err

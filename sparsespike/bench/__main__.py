@@ -47,14 +47,21 @@ def _write_json(path: str, data: dict) -> None:
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        print(f"error: --device must be cpu or cuda, got {args.device!r}", file=sys.stderr)
+        return 2
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
         return 2
     if device.type not in ("cpu", "cuda"):
         print(f"error: --device must be cpu or cuda, got {args.device}", file=sys.stderr)
         return 2
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+            return 2
         torch.set_num_threads(args.threads)
     progress = not args.no_progress
     report = {"machine": machine_info(device), "backends": backends(), "suites": {}}
