@@ -21,10 +21,12 @@ def _arch_flags():
 
 ext = Pybind11Extension(
     "sparsespike._C",
-    sources=["csrc/bindings.cpp", "csrc/spike_linear.cpp"],
+    sources=["csrc/bindings.cpp", "csrc/spike_linear.cpp", "csrc/lif.cpp"],
     include_dirs=["csrc"],
     cxx_std=17,
-    extra_compile_args=["-O3", "-fopenmp", *_arch_flags()],
+    # no FMA contraction: the LIF kernel must round like the torch reference, op by op (a fused
+    # multiply-add can flip a threshold decision); kernels that want FMAs ask for them (simd.h)
+    extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off", *_arch_flags()],
     extra_link_args=["-fopenmp"],
 )
 

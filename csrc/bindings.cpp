@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fingerprint.h"
+#include "lif.h"
 #include "spike_linear.h"
 #include "spmm.h"
 
@@ -197,6 +198,143 @@ uint64_t fingerprint(const py::array& a, int threads) {
   return sparsespike::fingerprint(data, bytes, threads);
 }
 
+// ---- lif
+
+sparsespike::LifConfig lif_config(int convention, int reset, bool detach_reset, int surrogate,
+                                  double surrogate_param, bool decay_input) {
+  if (convention < 0 || convention > 1) throw py::value_error("convention must be 0 or 1");
+  if (reset < 0 || reset > 2) throw py::value_error("reset must be 0, 1 or 2");
+  if (surrogate < 0 || surrogate > 3) throw py::value_error("surrogate must be 0..3");
+  sparsespike::LifConfig cfg;
+  cfg.convention = static_cast<sparsespike::LifConvention>(convention);
+  cfg.reset = static_cast<sparsespike::LifReset>(reset);
+  cfg.detach_reset = detach_reset;
+  cfg.surrogate = static_cast<sparsespike::Surrogate>(surrogate);
+  cfg.surrogate_param = surrogate_param;
+  cfg.decay_input = decay_input;
+  return cfg;
+}
+
+// Checks that `a` is C-contiguous with dtype T and the given shape (steps < 0: 1-D [n]).
+template <typename T>
+void require_lif_array(const py::array& a, const char* name, int64_t steps, int64_t n,
+                       bool writable = false) {
+  if (!has_dtype<T>(a))
+    throw py::type_error(std::string(name) + " must have dtype " +
+                         py::str(py::dtype::of<T>()).cast<std::string>() + ", got " + dtype_name(a));
+  const bool shape_ok = steps < 0 ? (a.ndim() == 1 && a.shape(0) == n)
+                                  : (a.ndim() == 2 && a.shape(0) == steps && a.shape(1) == n);
+  if (!shape_ok)
+    throw py::value_error(std::string(name) + " must have shape " +
+                          (steps < 0 ? "[" + std::to_string(n) + "]"
+                                     : "[" + std::to_string(steps) + ", " + std::to_string(n) + "]"));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+}
+
+template <typename T>
+const T* optional_lif_array(const py::object& o, const char* name, int64_t steps, int64_t n,
+                            py::array& keep) {
+  if (o.is_none()) return nullptr;
+  keep = py::array(o);
+  require_lif_array<T>(keep, name, steps, n);
+  return static_cast<const T*>(keep.data());
+}
+
+template <typename T>
+void lif_forward_typed(const py::array& current, const py::array& beta, const py::array& threshold,
+                       const py::array& v0, const sparsespike::LifConfig& cfg, py::array& spikes,
+                       py::array& trace, py::array& v_final, int threads) {
+  const int64_t steps = current.shape(0), n = current.shape(1);
+  require_lif_array<T>(current, "current", steps, n);
+  require_lif_array<T>(beta, "beta", -1, n);
+  require_lif_array<T>(threshold, "threshold", -1, n);
+  require_lif_array<T>(v0, "v0", -1, n);
+  require_lif_array<T>(spikes, "spikes", steps, n, true);
+  require_lif_array<T>(trace, "trace", steps, n, true);
+  require_lif_array<T>(v_final, "v_final", -1, n, true);
+  bool finite;
+  {
+    py::gil_scoped_release release;
+    finite = sparsespike::lif_forward(
+        static_cast<const T*>(current.data()), steps, n, static_cast<const T*>(beta.data()),
+        static_cast<const T*>(threshold.data()), static_cast<const T*>(v0.data()), cfg,
+        static_cast<T*>(spikes.mutable_data()), static_cast<T*>(trace.mutable_data()),
+        static_cast<T*>(v_final.mutable_data()), threads);
+  }
+  if (!finite) throw py::value_error("current contains NaN or Inf");
+}
+
+void lif_forward(const py::array& current, const py::array& beta, const py::array& threshold,
+                 const py::array& v0, int convention, int reset, bool detach_reset, int surrogate,
+                 double surrogate_param, bool decay_input, py::array& spikes, py::array& trace,
+                 py::array& v_final, int threads) {
+  if (current.ndim() != 2) throw py::value_error("current must be 2-D [steps, neurons]");
+  const auto cfg = lif_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input);
+  if (has_dtype<float>(current))
+    lif_forward_typed<float>(current, beta, threshold, v0, cfg, spikes, trace, v_final, threads);
+  else if (has_dtype<double>(current))
+    lif_forward_typed<double>(current, beta, threshold, v0, cfg, spikes, trace, v_final, threads);
+  else
+    throw py::type_error("current must be float32 or float64, got " + dtype_name(current));
+}
+
+template <typename T>
+void lif_backward_typed(const py::object& grad_spikes, const py::object& grad_trace,
+                        const py::object& grad_v_final, const py::object& current,
+                        const py::array& trace, const py::array& beta, const py::array& threshold,
+                        const py::array& v0, const sparsespike::LifConfig& cfg,
+                        py::array& grad_current, py::array& grad_beta, py::array& grad_threshold,
+                        py::array& grad_v0, int threads) {
+  const int64_t steps = trace.shape(0), n = trace.shape(1);
+  require_lif_array<T>(trace, "trace", steps, n);
+  require_lif_array<T>(beta, "beta", -1, n);
+  require_lif_array<T>(threshold, "threshold", -1, n);
+  require_lif_array<T>(v0, "v0", -1, n);
+  require_lif_array<T>(grad_current, "grad_current", steps, n, true);
+  require_lif_array<T>(grad_beta, "grad_beta", -1, n, true);
+  require_lif_array<T>(grad_threshold, "grad_threshold", -1, n, true);
+  require_lif_array<T>(grad_v0, "grad_v0", -1, n, true);
+  py::array k1, k2, k3, k4;
+  const T* gs = optional_lif_array<T>(grad_spikes, "grad_spikes", steps, n, k1);
+  const T* gtr = optional_lif_array<T>(grad_trace, "grad_trace", steps, n, k2);
+  const T* gvf = optional_lif_array<T>(grad_v_final, "grad_v_final", -1, n, k3);
+  const T* cur = optional_lif_array<T>(current, "current", steps, n, k4);
+  if (cfg.convention == sparsespike::LifConvention::spikingjelly && cfg.decay_input && !cur)
+    throw py::value_error("current is needed for the spikingjelly convention with decay_input");
+  py::gil_scoped_release release;
+  sparsespike::lif_backward(gs, gtr, gvf, cur, static_cast<const T*>(trace.data()), steps, n,
+                            static_cast<const T*>(beta.data()),
+                            static_cast<const T*>(threshold.data()),
+                            static_cast<const T*>(v0.data()), cfg,
+                            static_cast<T*>(grad_current.mutable_data()),
+                            static_cast<T*>(grad_beta.mutable_data()),
+                            static_cast<T*>(grad_threshold.mutable_data()),
+                            static_cast<T*>(grad_v0.mutable_data()), threads);
+}
+
+void lif_backward(const py::object& grad_spikes, const py::object& grad_trace,
+                  const py::object& grad_v_final, const py::object& current,
+                  const py::array& trace, const py::array& beta, const py::array& threshold,
+                  const py::array& v0, int convention, int reset, bool detach_reset,
+                  int surrogate, double surrogate_param, bool decay_input,
+                  py::array& grad_current, py::array& grad_beta, py::array& grad_threshold,
+                  py::array& grad_v0, int threads) {
+  if (trace.ndim() != 2) throw py::value_error("trace must be 2-D [steps, neurons]");
+  const auto cfg = lif_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input);
+  if (has_dtype<float>(trace))
+    lif_backward_typed<float>(grad_spikes, grad_trace, grad_v_final, current, trace, beta,
+                              threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
+                              grad_v0, threads);
+  else if (has_dtype<double>(trace))
+    lif_backward_typed<double>(grad_spikes, grad_trace, grad_v_final, current, trace, beta,
+                               threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
+                               grad_v0, threads);
+  else
+    throw py::type_error("trace must be float32 or float64, got " + dtype_name(trace));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -212,6 +350,20 @@ PYBIND11_MODULE(_C, m) {
         "grad_weight_t = spikes^T @ grad_out over active inputs only; returns the nonzeros.");
   m.def("count_spikes", &count_spikes, py::arg("spikes"), py::arg("threads"),
         "Nonzeros of a 2-D spike array; raises ValueError on NaN/Inf.");
+  m.def("lif_forward", &lif_forward, py::arg("current"), py::arg("beta"), py::arg("threshold"),
+        py::arg("v0"), py::arg("convention"), py::arg("reset"), py::arg("detach_reset"),
+        py::arg("surrogate"), py::arg("surrogate_param"), py::arg("decay_input"),
+        py::arg("spikes").noconvert(), py::arg("trace").noconvert(),
+        py::arg("v_final").noconvert(), py::arg("threads"),
+        "Fused multi-step LIF forward over [steps, neurons]; raises ValueError on NaN/Inf.");
+  m.def("lif_backward", &lif_backward, py::arg("grad_spikes"), py::arg("grad_trace"),
+        py::arg("grad_v_final"), py::arg("current"), py::arg("trace"), py::arg("beta"),
+        py::arg("threshold"), py::arg("v0"), py::arg("convention"), py::arg("reset"),
+        py::arg("detach_reset"), py::arg("surrogate"), py::arg("surrogate_param"),
+        py::arg("decay_input"), py::arg("grad_current").noconvert(),
+        py::arg("grad_beta").noconvert(), py::arg("grad_threshold").noconvert(),
+        py::arg("grad_v0").noconvert(), py::arg("threads"),
+        "Fused multi-step LIF backward (one reverse pass over steps).");
   m.def("fingerprint", &fingerprint, py::arg("array"), py::arg("threads"),
         "Position-sensitive 64-bit checksum of a contiguous array's bytes.");
 #ifdef _OPENMP

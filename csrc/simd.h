@@ -43,6 +43,27 @@ inline void store_vec(T* p, const V& v) {
   std::memcpy(p, &v, sizeof(V));
 }
 
+// a * b + c with one rounding where the target has FMA (the extension is compiled without
+// automatic contraction, so kernels that want fused multiply-adds ask for them here).
+template <typename V>
+inline V fmadd(const V& a, const V& b, const V& c) {
+#if defined(__FMA__)
+  if constexpr (sizeof(a[0]) == 4) {
+    const __m256 r = _mm256_fmadd_ps(reinterpret_cast<const __m256&>(a),
+                                     reinterpret_cast<const __m256&>(b),
+                                     reinterpret_cast<const __m256&>(c));
+    return reinterpret_cast<const V&>(r);
+  } else {
+    const __m256d r = _mm256_fmadd_pd(reinterpret_cast<const __m256d&>(a),
+                                      reinterpret_cast<const __m256d&>(b),
+                                      reinterpret_cast<const __m256d&>(c));
+    return reinterpret_cast<const V&>(r);
+  }
+#else
+  return a * b + c;
+#endif
+}
+
 // Non-temporal store where the target is 32-byte aligned and AVX exists: the line is written
 // without first being read (no read-for-ownership) and without evicting the caller's working set.
 // Returns false when it could not stream (the caller stores normally). Follow with stream_fence().

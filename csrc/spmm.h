@@ -85,14 +85,14 @@ void spmm_tile(const int64_t* beg, const int64_t* end, const int32_t* idx, const
       const T* row = block + static_cast<int64_t>(idx[j]) * ldb;
       const T* row2 = block + static_cast<int64_t>(idx[j + 1]) * ldb;
       for (int k = 0; k < NV; ++k) {
-        acc[k] += v * load_vec<V>(row + k * L);
-        acc2[k] += v2 * load_vec<V>(row2 + k * L);
+        acc[k] = fmadd(v, load_vec<V>(row + k * L), acc[k]);
+        acc2[k] = fmadd(v2, load_vec<V>(row2 + k * L), acc2[k]);
       }
     }
     if (j < end[r]) {
       const V v = splat<V>(val[j]);
       const T* row = block + static_cast<int64_t>(idx[j]) * ldb;
-      for (int k = 0; k < NV; ++k) acc[k] += v * load_vec<V>(row + k * L);
+      for (int k = 0; k < NV; ++k) acc[k] = fmadd(v, load_vec<V>(row + k * L), acc[k]);
     }
     for (int k = 0; k < NV; ++k) acc[k] += acc2[k];
     T* out = y + r * ldy + c0;
@@ -159,7 +159,7 @@ void scatter_tile(const int64_t* beg, const int64_t* end, const int32_t* idx, co
     for (int64_t j = beg[r]; j < end[r]; ++j) {
       const V v = splat<V>(val[j]);
       T* dst = acc + static_cast<int64_t>(idx[j]) * ld_acc;
-      for (int k = 0; k < NV; ++k) store_vec(dst + k * L, load_vec<V>(dst + k * L) + v * gv[k]);
+      for (int k = 0; k < NV; ++k) store_vec(dst + k * L, fmadd(v, gv[k], load_vec<V>(dst + k * L)));
     }
   }
 }
