@@ -24,9 +24,9 @@ inline T surrogate_grad(T u, Surrogate kind, T param) {
       const T z = T(M_PI) * param * u / T(2);
       return (param / T(2)) / (T(1) + z * z);
     }
-    case Surrogate::sigmoid: {
-      const T sig = T(1) / (T(1) + std::exp(-param * u));
-      return param * sig * (T(1) - sig);
+    case Surrogate::sigmoid: {  // s (1 - s) = e / (1 + e)^2 with e = exp(-param |u|) <= 1
+      const T e = std::exp(-param * std::abs(u));
+      return param * e / ((T(1) + e) * (T(1) + e));
     }
     case Surrogate::triangle:
       return param * std::max(T(0), T(1) - param * std::abs(u));

@@ -3,19 +3,22 @@
 from . import dispatch, synops
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
-from .ops import spike_linear, spike_linear_reference
+from .ops import LIFOutput, lif, lif_reference, spike_linear, spike_linear_reference
 from .synops import SynOpCounter, count_synops, synop_scope
 from . import nn  # noqa: E402  (modules build on the ops above)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LIFOutput",
     "SynOpCounter",
     "backends",
     "count_synops",
     "dispatch",
     "get_crossover",
     "get_default_backend",
+    "lif",
+    "lif_reference",
     "nn",
     "set_crossover",
     "set_default_backend",

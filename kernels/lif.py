@@ -1,0 +1,234 @@
+"""Triton kernels of lif: one program per block of neurons, the time loop inside.
+
+Forward and backward follow the recurrences of sparsespike/ops/lif_reference.py; the backward
+is one reverse pass that carries c = dL/dv (the gradient reaching the membrane from later steps),
+ending with the gradient of v0. Flags (convention, reset, detach, surrogate kind, decay_input) are
+compile-time constants; the surrogate parameter is a runtime value. Pointer + mask code only,
+for triton 3.6+ and TRITON_INTERPRET=1. Compiled for a GPU, multiply-adds may be fused, so a
+membrane exactly at the threshold can round to the other side than in the reference.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+SNNTORCH, SPIKINGJELLY = 0, 1
+SUBTRACT, ZERO, NONE = 0, 1, 2
+BLOCK = 128
+
+
+@triton.jit
+def _surrogate(u, p, KIND: tl.constexpr):
+    if KIND == 0:  # fast sigmoid
+        d = 1.0 + p * tl.abs(u)
+        g = 1.0 / (d * d)
+    elif KIND == 1:  # atan
+        z = 3.141592653589793 * p * u / 2.0
+        g = (p / 2.0) / (1.0 + z * z)
+    elif KIND == 2:  # sigmoid: s (1 - s) = e / (1 + e)^2 with e = exp(-p|u|) <= 1, no overflow
+        e = tl.exp(-p * tl.abs(u))
+        g = p * e / ((1.0 + e) * (1.0 + e))
+    else:  # triangle
+        g = p * tl.maximum(1.0 - p * tl.abs(u), 0.0)
+    return g
+
+
+@triton.jit
+def _lif_forward_kernel(
+    x_ptr, beta_ptr, th_ptr, v0_ptr, s_ptr, tr_ptr, vf_ptr, steps, n,
+    CONV: tl.constexpr, RESET: tl.constexpr, DECAY: tl.constexpr, BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    b = tl.load(beta_ptr + offs, mask=m, other=0)
+    th = tl.load(th_ptr + offs, mask=m, other=1)
+    v = tl.load(v0_ptr + offs, mask=m, other=0)
+    xp, sp, tp = x_ptr + offs, s_ptr + offs, tr_ptr + offs
+    for _ in range(0, steps):
+        x = tl.load(xp, mask=m, other=0)
+        if CONV == 0:
+            r = tl.where(v - th > 0, 1.0, 0.0).to(v.dtype)
+            if RESET == 0:
+                v = b * v + x - th * r
+            elif RESET == 1:
+                v = b * (1.0 - r) * v + x
+            else:
+                v = b * v + x
+            s = tl.where(v - th > 0, 1.0, 0.0).to(v.dtype)
+            tl.store(tp, v, mask=m)
+        else:
+            if DECAY:
+                h = b * v + (1.0 - b) * x
+            else:
+                h = b * v + x
+            s = tl.where(h - th >= 0, 1.0, 0.0).to(v.dtype)
+            tl.store(tp, h, mask=m)
+            if RESET == 0:
+                v = h - th * s
+            elif RESET == 1:
+                v = (1.0 - s) * h
+            else:
+                v = h
+        tl.store(sp, s, mask=m)
+        xp += n
+        sp += n
+        tp += n
+    tl.store(vf_ptr + offs, v, mask=m)
+
+
+@triton.jit
+def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p,
+                        RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr):
+    """One reverse step: (dL/dI_t, dbeta_t, dtheta_t, carry to v_{t-1})."""
+    sig_t = _surrogate(v_t - th, p, KIND)
+    a = gtr + gs * sig_t + c
+    r = tl.where(v_prev - th > 0, 1.0, 0.0).to(a.dtype)
+    if RESET == 1:
+        dbeta = a * (1.0 - r) * v_prev
+        carry = a * b * (1.0 - r)
+    else:
+        dbeta = a * v_prev
+        carry = a * b
+    dth = -gs * sig_t
+    if RESET == 0:
+        dth = dth - a * r
+    if LIVE:
+        sig_prev = _surrogate(v_prev - th, p, KIND)
+        if RESET == 0:
+            dvdr = -th + 0.0 * v_prev
+        else:
+            dvdr = -b * v_prev
+        dth = dth - a * dvdr * sig_prev
+        carry = carry + a * dvdr * sig_prev
+    return a, dbeta, dth, carry
+
+
+@triton.jit
+def _spikingjelly_step_grad(h, v_prev, x, gs, gtr, c, b, th, p,
+                            RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr, DECAY: tl.constexpr):
+    s = tl.where(h - th >= 0, 1.0, 0.0).to(h.dtype)
+    sig = _surrogate(h - th, p, KIND)
+    ds = gs
+    if LIVE:
+        if RESET == 0:
+            ds = ds - c * th
+        else:
+            ds = ds - c * h
+    if RESET == 1:
+        dh = gtr + c * (1.0 - s) + ds * sig
+    else:
+        dh = gtr + c + ds * sig
+    if DECAY:
+        gx = dh * (1.0 - b)
+        dbeta = dh * (v_prev - x)
+    else:
+        gx = dh
+        dbeta = dh * v_prev
+    dth = -ds * sig
+    if RESET == 0:
+        dth = dth - c * s
+    return gx, dbeta, dth, dh * b
+
+
+@triton.jit
+def _load_or_zero(ptr, off, m, like, PRESENT: tl.constexpr):
+    if PRESENT:
+        value = tl.load(ptr + off, mask=m, other=0)
+    else:
+        value = 0.0 * like
+    return value
+
+
+@triton.jit
+def _sj_reset(h, th, RESET: tl.constexpr):
+    s = tl.where(h - th >= 0, 1.0, 0.0).to(h.dtype)
+    if RESET == 0:
+        v = h - th * s
+    elif RESET == 1:
+        v = (1.0 - s) * h
+    else:
+        v = h
+    return v
+
+
+@triton.jit
+def _lif_backward_kernel(
+    gs_ptr, gtr_ptr, gvf_ptr, x_ptr, tr_ptr, beta_ptr, th_ptr, v0_ptr,
+    gx_ptr, gb_ptr, gth_ptr, gv0_ptr, steps, n, p,
+    CONV: tl.constexpr, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr,
+    DECAY: tl.constexpr, HAS_GS: tl.constexpr, HAS_GTR: tl.constexpr, HAS_GVF: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    b = tl.load(beta_ptr + offs, mask=m, other=0)
+    th = tl.load(th_ptr + offs, mask=m, other=1)
+    v0 = tl.load(v0_ptr + offs, mask=m, other=0)
+    c = tl.zeros([BLOCK], dtype=v0.dtype)
+    if HAS_GVF:
+        c += tl.load(gvf_ptr + offs, mask=m, other=0)
+    dbeta = tl.zeros([BLOCK], dtype=v0.dtype)
+    dth = tl.zeros([BLOCK], dtype=v0.dtype)
+    last = (steps - 1) * n
+    # steps - 1 .. 1, whose previous membrane is in the trace; step 0 (previous = v0) after
+    for i in range(0, steps - 1):
+        off = last - i * n + offs
+        cur = tl.load(tr_ptr + off, mask=m, other=0)
+        prev = tl.load(tr_ptr + off - n, mask=m, other=0)
+        gs = _load_or_zero(gs_ptr, off, m, cur, HAS_GS)
+        gtr = _load_or_zero(gtr_ptr, off, m, cur, HAS_GTR)
+        if CONV == 0:
+            gx, db, dt, c = _snntorch_step_grad(cur, prev, gs, gtr, c, b, th, p, RESET, LIVE, KIND)
+        else:
+            x = _load_or_zero(x_ptr, off, m, cur, DECAY)
+            gx, db, dt, c = _spikingjelly_step_grad(cur, _sj_reset(prev, th, RESET), x, gs, gtr, c, b, th, p,
+                                                    RESET, LIVE, KIND, DECAY)
+        tl.store(gx_ptr + off, gx, mask=m)
+        dbeta += db
+        dth += dt
+    cur = tl.load(tr_ptr + offs, mask=m, other=0)
+    gs = _load_or_zero(gs_ptr, offs, m, cur, HAS_GS)
+    gtr = _load_or_zero(gtr_ptr, offs, m, cur, HAS_GTR)
+    if CONV == 0:
+        gx, db, dt, c = _snntorch_step_grad(cur, v0, gs, gtr, c, b, th, p, RESET, LIVE, KIND)
+    else:
+        x = _load_or_zero(x_ptr, offs, m, cur, DECAY)
+        gx, db, dt, c = _spikingjelly_step_grad(cur, v0, x, gs, gtr, c, b, th, p, RESET, LIVE, KIND, DECAY)
+    tl.store(gx_ptr + offs, gx, mask=m)
+    tl.store(gb_ptr + offs, dbeta + db, mask=m)
+    tl.store(gth_ptr + offs, dth + dt, mask=m)
+    tl.store(gv0_ptr + offs, c, mask=m)
+
+
+def forward(current: torch.Tensor, beta, threshold, v0, cfg):
+    """(spikes, trace, v_final) of current [T, M] with per-neuron beta/threshold/v0 [M]."""
+    current = current.contiguous()
+    steps, n = current.shape
+    spikes, trace = torch.empty_like(current), torch.empty_like(current)
+    v_final = torch.empty_like(v0)
+    _lif_forward_kernel[(triton.cdiv(n, BLOCK),)](
+        current, beta.contiguous(), threshold.contiguous(), v0.contiguous(), spikes, trace, v_final, steps, n,
+        CONV=cfg.convention, RESET=cfg.reset, DECAY=cfg.decay_input, BLOCK=BLOCK,
+    )
+    return spikes, trace, v_final
+
+
+def backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg):
+    """Gradients (current, beta, threshold, v0), per element."""
+    trace = trace.contiguous()
+    steps, n = trace.shape
+    grads = (torch.empty_like(trace), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0))
+    dummy = trace
+    _lif_backward_kernel[(triton.cdiv(n, BLOCK),)](
+        dummy if grad_spikes is None else grad_spikes.contiguous(),
+        dummy if grad_trace is None else grad_trace.contiguous(),
+        dummy if grad_v_final is None else grad_v_final.contiguous(),
+        dummy if current is None else current.contiguous(),
+        trace, beta.contiguous(), threshold.contiguous(), v0.contiguous(), *grads, steps, n, cfg.surrogate_param,
+        CONV=cfg.convention, RESET=cfg.reset, LIVE=(not cfg.detach_reset) and cfg.reset != NONE,
+        KIND=cfg.surrogate, DECAY=cfg.decay_input, HAS_GS=grad_spikes is not None,
+        HAS_GTR=grad_trace is not None, HAS_GVF=grad_v_final is not None, BLOCK=BLOCK,
+    )
+    return grads

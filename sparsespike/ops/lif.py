@@ -1,0 +1,317 @@
+"""lif: the leaky integrate-and-fire neuron over all time steps, fused.
+
+Three implementations behind :func:`lif`:
+
+- reference: the Python loop of ``lif_reference.py`` (the oracle; backward by autograd on it).
+- cpp (CPU): one pass over T forward and one reverse pass backward, parallel over neuron blocks
+  (``csrc/lif.cpp``), rounding like the reference op by op, so spikes match it exactly.
+- triton (CUDA, or CPU under TRITON_INTERPRET=1): the same recurrences, one program per block of
+  neurons with the time loop inside (``kernels/lif.py``).
+
+Saved for backward: the membrane trace (the value compared with the threshold), 4 bytes per
+element in fp32; spikes are recomputed from it bit-exactly, and the input current is kept only
+for the SpikingJelly convention with decay_input (its beta gradient reads it), 8 bytes then.
+beta and threshold gradients come back per element and are summed by autograd over the neurons
+that share a parameter, in a fixed order.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Union
+
+import torch
+from torch import Tensor
+
+from .._backend import cpp, resolve_backend, triton_kernels
+from ._validate import check_finite, require_nonempty, require_tensor
+from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
+
+__all__ = ["LIFOutput", "lif"]
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+class LIFOutput(NamedTuple):
+    spikes: Tensor  # [T, ...], 0/1 in the current's dtype
+    membrane: Tensor  # [...], the state after the last step
+    trace: Optional[Tensor]  # [T, ...] membrane compared with the threshold, if asked for
+
+
+class _Config(NamedTuple):
+    convention: int
+    reset: int
+    detach_reset: bool
+    surrogate: int
+    surrogate_param: float
+    decay_input: bool
+
+    def names(self) -> dict:
+        return dict(
+            convention=CONVENTIONS[self.convention], reset=RESETS[self.reset], detach_reset=self.detach_reset,
+            surrogate=SURROGATES[self.surrogate], surrogate_param=self.surrogate_param, decay_input=self.decay_input,
+        )
+
+
+def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
+    return _Config(int(convention), int(reset), bool(detach_reset), int(surrogate), float(surrogate_param), bool(decay_input))
+
+
+# --------------------------------------------------------------------------- reference
+
+def _reference_forward(current, beta, threshold, v0, cfg: _Config):
+    check_finite(current, "current")
+    with torch.no_grad():
+        spikes, v_final, trace = lif_reference(current, beta, threshold, v0, **cfg.names())
+    return spikes, trace, v_final
+
+
+def _reference_backward(grad_spikes, grad_trace, grad_v_final, current, beta, threshold, v0, cfg: _Config):
+    """Gradients by autograd through the reference loop (recomputed: the oracle, not fast)."""
+    inputs = [t.detach().requires_grad_() for t in (current, beta, threshold, v0)]
+    with torch.enable_grad():
+        spikes, v_final, trace = lif_reference(*inputs, **cfg.names())
+        outputs, grads = [], []
+        for out, grad in ((spikes, grad_spikes), (trace, grad_trace), (v_final, grad_v_final)):
+            if grad is not None:
+                outputs.append(out)
+                grads.append(grad)
+        return torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
+
+
+# --------------------------------------------------------------------------- C++ (CPU)
+
+def _np(t: Tensor):
+    return t.detach().contiguous().numpy()
+
+
+def _cpp_forward(current, beta, threshold, v0, cfg: _Config):
+    spikes, trace = torch.empty_like(current), torch.empty_like(current)
+    v_final = torch.empty_like(v0)
+    cpp().lif_forward(
+        _np(current), _np(beta), _np(threshold), _np(v0), *cfg,
+        spikes.numpy(), trace.numpy(), v_final.numpy(), torch.get_num_threads(),
+    )
+    return spikes, trace, v_final
+
+
+def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg: _Config):
+    grads = (torch.empty_like(trace), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0))
+    optional = [None if g is None else _np(g) for g in (grad_spikes, grad_trace, grad_v_final, current)]
+    cpp().lif_backward(
+        *optional, _np(trace), _np(beta), _np(threshold), _np(v0), *cfg,
+        *(g.numpy() for g in grads), torch.get_num_threads(),
+    )
+    return grads
+
+
+# --------------------------------------------------------------------------- dispatch per device
+
+def _select_path(backend: str, current: Tensor) -> str:
+    """The implementation a call runs, forward and backward alike: reference, cpp or triton."""
+    kernel = "triton" if current.device.type == "cuda" else "cpp"
+    if backend == "reference":
+        return "reference"
+    if backend in ("cpp", "triton"):
+        if current.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"backend={backend!r} supports float32 and float64 currents, got {current.dtype}")
+        return backend
+    # auto
+    if current.dtype not in _KERNEL_DTYPES or (kernel == "cpp" and cpp() is None):
+        return "reference"
+    return kernel if current.device.type in ("cpu", "cuda") else "reference"
+
+
+def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str):
+    if path == "triton":
+        check_finite(current, "current")
+        return triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
+    if path == "cpp":
+        return _cpp_forward(current, beta, threshold, v0, cfg)
+    return _reference_forward(current, beta, threshold, v0, cfg)
+
+
+def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path):
+    if path == "triton":
+        return triton_kernels("lif").backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
+    if path == "cpp":
+        return _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
+    return _reference_backward(grad_spikes, grad_trace, grad_v_final, current, beta, threshold, v0, cfg)
+
+
+def _keeps_current(cfg: _Config, path: str) -> bool:
+    """Whether backward reads the input current (else it is not saved)."""
+    sj_decay = cfg.convention == CONVENTIONS.index("spikingjelly") and cfg.decay_input
+    return sj_decay or path == "reference"
+
+
+# --------------------------------------------------------------------------- torch.library custom ops
+
+@torch.library.custom_op("sparsespike::lif", mutates_args=())
+def _lif_op(
+    current: Tensor, beta: Tensor, threshold: Tensor, v0: Tensor, convention: int, reset: int,
+    detach_reset: bool, surrogate: int, surrogate_param: float, decay_input: bool, backend: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(spikes [T, M], trace [T, M], final membrane [M]) of current [T, M]; per-neuron [M] params."""
+    cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
+    return _forward_impl(current, beta, threshold, v0, cfg, _select_path(backend, current))
+
+
+@_lif_op.register_fake
+def _lif_fake(current, beta, threshold, v0, convention, reset, detach_reset, surrogate, surrogate_param, decay_input, backend):
+    return torch.empty_like(current), torch.empty_like(current), torch.empty_like(v0)
+
+
+@torch.library.custom_op("sparsespike::lif_backward", mutates_args=())
+def _lif_backward_op(
+    grad_spikes: Optional[Tensor], grad_trace: Optional[Tensor], grad_v_final: Optional[Tensor],
+    current: Optional[Tensor], trace: Tensor, beta: Tensor, threshold: Tensor, v0: Tensor,
+    convention: int, reset: int, detach_reset: bool, surrogate: int, surrogate_param: float,
+    decay_input: bool, backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients (current, beta, threshold, v0), per element."""
+    cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
+    path = _select_path(backend, trace)
+    grads = _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path)
+    return tuple(torch.zeros_like(like) if g is None else g for g, like in zip(grads, (trace, beta, threshold, v0)))
+
+
+@_lif_backward_op.register_fake
+def _lif_backward_fake(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, *args):
+    return torch.empty_like(trace), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0)
+
+
+def _setup_context(ctx, inputs, output):
+    current, beta, threshold, v0, *flags = inputs
+    cfg, backend = _config_from_args(*flags[:6]), flags[6]
+    _, trace, _ = output
+    ctx.cfg, ctx.backend = cfg, backend
+    keep = _keeps_current(cfg, _select_path(backend, current))
+    ctx.save_for_backward(current if keep else None, trace, beta, threshold, v0)
+
+
+def _backward(ctx, grad_spikes, grad_trace, grad_v_final):
+    current, trace, beta, threshold, v0 = ctx.saved_tensors
+    grads = torch.ops.sparsespike.lif_backward(
+        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, *ctx.cfg, ctx.backend
+    )
+    return (*grads, None, None, None, None, None, None, None)
+
+
+_lif_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _LIFFunction(torch.autograd.Function):
+    """Eager fast path: the same kernels without the custom op's dispatch overhead."""
+
+    @staticmethod
+    def forward(ctx, current, beta, threshold, v0, cfg, backend):
+        path = _select_path(backend, current)
+        spikes, trace, v_final = _forward_impl(current, beta, threshold, v0, cfg, path)
+        ctx.cfg, ctx.path = cfg, path
+        ctx.save_for_backward(current if _keeps_current(cfg, path) else None, trace, beta, threshold, v0)
+        return spikes, trace, v_final
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_trace, grad_v_final):
+        current, trace, beta, threshold, v0 = ctx.saved_tensors
+        grads = _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, ctx.cfg, ctx.path)
+        return (*grads, None, None)
+
+
+# --------------------------------------------------------------------------- public entry point
+
+def _as_param(value, name: str, current: Tensor) -> Tensor:
+    """A float or tensor broadcast to the neuron shape current.shape[1:], flattened to [M]."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = torch.tensor(float(value), dtype=current.dtype, device=current.device)
+    require_tensor(value, name)
+    if not value.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a float or a floating-point tensor, got dtype {value.dtype}")
+    if value.device != current.device:
+        raise ValueError(f"{name} is on {value.device} but current is on {current.device}")
+    neuron_shape = current.shape[1:]
+    try:
+        expanded = value.to(current.dtype).expand(neuron_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(value.shape)} does not broadcast to the neuron shape {tuple(neuron_shape)}"
+        ) from None
+    return expanded.reshape(-1)
+
+
+def lif(
+    current: Tensor,
+    beta: Union[float, Tensor] = 0.9,
+    threshold: Union[float, Tensor] = 1.0,
+    v0: Optional[Tensor] = None,
+    *,
+    reset: str = "subtract",
+    detach_reset: bool = True,
+    surrogate: str = "fast_sigmoid",
+    surrogate_param: Optional[float] = None,
+    convention: str = "snntorch",
+    decay_input: bool = True,
+    return_trace: bool = False,
+    backend: Optional[str] = None,
+) -> LIFOutput:
+    """Leaky integrate-and-fire neurons over all time steps of ``current`` ([T, ...], time-major).
+
+    Args:
+        beta: membrane decay, a float or a tensor broadcast over the neuron dims (learnable),
+            clamped to [0, 1]. For SpikingJelly's tau, beta = 1 - 1/tau.
+        threshold: > 0, a float or a broadcastable tensor (learnable).
+        v0: initial membrane [...] (zeros by default); the gradient flows to it.
+        reset: "subtract", "zero" or "none"; detach_reset=False lets the reset carry gradient.
+        surrogate: "fast_sigmoid" (default slope 25, the study's), "atan" (2), "sigmoid" (25) or
+            "triangle" (1); surrogate_param overrides the default, at no recompile.
+        convention: "snntorch" (Leaky: reset from the previous step, fire on v > threshold) or
+            "spikingjelly" (LIFNode: charge, fire on h >= threshold, reset within the step;
+            decay_input scales the input by 1 - beta).
+        return_trace: also return the membrane trace [T, ...].
+        backend: "auto", "reference", "cpp", "triton", or None for the process default.
+
+    Returns:
+        LIFOutput(spikes [T, ...], membrane [...], trace [T, ...] or None).
+    """
+    require_tensor(current, "current")
+    if current.dim() < 1:
+        raise ValueError("current must have a leading time dimension [T, ...]")
+    if current.shape[0] == 0:
+        raise ValueError("current has T = 0 time steps")
+    require_nonempty(current, "current")
+    if not current.dtype.is_floating_point:
+        raise TypeError(f"current must be a floating-point tensor, got dtype {current.dtype}")
+    for name, value, options in (("reset", reset, RESETS), ("surrogate", surrogate, SURROGATES), ("convention", convention, CONVENTIONS)):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    if isinstance(threshold, (int, float)) and not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    if isinstance(threshold, Tensor) and threshold.device.type == "cpu" and not bool((threshold > 0).all()):
+        raise ValueError("threshold must be > 0 everywhere")
+    param = DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None else float(surrogate_param)
+    backend = resolve_backend(backend, current.device)
+
+    steps, neuron_shape = current.shape[0], current.shape[1:]
+    flat = current.reshape(steps, -1)
+    beta_vec = _as_param(beta, "beta", current).clamp(0.0, 1.0)
+    threshold_vec = _as_param(threshold, "threshold", current)
+    if v0 is None:
+        v0_vec = torch.zeros(flat.shape[1], dtype=current.dtype, device=current.device)
+    else:
+        require_tensor(v0, "v0")
+        if v0.shape != neuron_shape:
+            raise ValueError(f"v0 must have the neuron shape {tuple(neuron_shape)}, got {tuple(v0.shape)}")
+        v0_vec = v0.to(current.dtype).reshape(-1)
+    cfg = _Config(
+        CONVENTIONS.index(convention), RESETS.index(reset), bool(detach_reset),
+        SURROGATES.index(surrogate), param, bool(decay_input),
+    )
+    if torch.compiler.is_compiling():
+        spikes, trace, v_final = torch.ops.sparsespike.lif(flat, beta_vec, threshold_vec, v0_vec, *cfg, backend)
+    else:
+        spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, backend)
+    return LIFOutput(
+        spikes.reshape(current.shape),
+        v_final.reshape(neuron_shape),
+        trace.reshape(current.shape) if return_trace else None,
+    )
