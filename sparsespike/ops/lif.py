@@ -2,7 +2,8 @@
 
 Three implementations behind :func:`lif`:
 
-- reference: the Python loop of ``lif_reference.py`` (the oracle; backward by autograd on it).
+- reference: the Python loop of ``lif_reference.py`` (the oracle; backward by autograd on it;
+  it is called directly, never through the custom ops, which run the kernels).
 - cpp (CPU): one pass over T forward and one reverse pass backward, parallel over neuron blocks
   (``csrc/lif.cpp``), rounding like the reference op by op, so spikes match it exactly.
 - triton (CUDA, or CPU under TRITON_INTERPRET=1): the same recurrences, one program per block of
@@ -56,28 +57,6 @@ def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_para
     return _Config(int(convention), int(reset), bool(detach_reset), int(surrogate), float(surrogate_param), bool(decay_input))
 
 
-# --------------------------------------------------------------------------- reference
-
-def _reference_forward(current, beta, threshold, v0, cfg: _Config):
-    check_finite(current, "current")
-    with torch.no_grad():
-        spikes, v_final, trace = lif_reference(current, beta, threshold, v0, **cfg.names())
-    return spikes, trace, v_final
-
-
-def _reference_backward(grad_spikes, grad_trace, grad_v_final, current, beta, threshold, v0, cfg: _Config):
-    """Gradients by autograd through the reference loop (recomputed: the oracle, not fast)."""
-    inputs = [t.detach().requires_grad_() for t in (current, beta, threshold, v0)]
-    with torch.enable_grad():
-        spikes, v_final, trace = lif_reference(*inputs, **cfg.names())
-        outputs, grads = [], []
-        for out, grad in ((spikes, grad_spikes), (trace, grad_trace), (v_final, grad_v_final)):
-            if grad is not None:
-                outputs.append(out)
-                grads.append(grad)
-        return torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
-
-
 # --------------------------------------------------------------------------- C++ (CPU)
 
 def _np(t: Tensor):
@@ -107,7 +86,8 @@ def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, t
 # --------------------------------------------------------------------------- dispatch per device
 
 def _select_path(backend: str, current: Tensor) -> str:
-    """The implementation a call runs, forward and backward alike: reference, cpp or triton."""
+    """The implementation a call runs, forward and backward alike: reference, cpp or triton.
+    The reference is plain torch (differentiable as it is) and never goes through the ops below."""
     kernel = "triton" if current.device.type == "cuda" else "cpp"
     if backend == "reference":
         return "reference"
@@ -121,27 +101,29 @@ def _select_path(backend: str, current: Tensor) -> str:
     return kernel if current.device.type in ("cpu", "cuda") else "reference"
 
 
+def _kernel_path(backend: str, current: Tensor) -> str:
+    path = _select_path(backend, current)
+    if path == "reference":
+        raise ValueError("sparsespike::lif runs the cpp or triton kernels; call lif() for the reference")
+    return path
+
+
 def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str):
     if path == "triton":
         check_finite(current, "current")
         return triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
-    if path == "cpp":
-        return _cpp_forward(current, beta, threshold, v0, cfg)
-    return _reference_forward(current, beta, threshold, v0, cfg)
+    return _cpp_forward(current, beta, threshold, v0, cfg)
 
 
 def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path):
     if path == "triton":
         return triton_kernels("lif").backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
-    if path == "cpp":
-        return _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
-    return _reference_backward(grad_spikes, grad_trace, grad_v_final, current, beta, threshold, v0, cfg)
+    return _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
 
 
-def _keeps_current(cfg: _Config, path: str) -> bool:
+def _keeps_current(cfg: _Config) -> bool:
     """Whether backward reads the input current (else it is not saved)."""
-    sj_decay = cfg.convention == CONVENTIONS.index("spikingjelly") and cfg.decay_input
-    return sj_decay or path == "reference"
+    return cfg.convention == CONVENTIONS.index("spikingjelly") and cfg.decay_input
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -153,7 +135,7 @@ def _lif_op(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(spikes [T, M], trace [T, M], final membrane [M]) of current [T, M]; per-neuron [M] params."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
-    return _forward_impl(current, beta, threshold, v0, cfg, _select_path(backend, current))
+    return _forward_impl(current, beta, threshold, v0, cfg, _kernel_path(backend, current))
 
 
 @_lif_op.register_fake
@@ -170,9 +152,9 @@ def _lif_backward_op(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients (current, beta, threshold, v0), per element."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
-    path = _select_path(backend, trace)
-    grads = _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path)
-    return tuple(torch.zeros_like(like) if g is None else g for g, like in zip(grads, (trace, beta, threshold, v0)))
+    return _backward_impl(
+        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, _kernel_path(backend, trace)
+    )
 
 
 @_lif_backward_op.register_fake
@@ -185,8 +167,7 @@ def _setup_context(ctx, inputs, output):
     cfg, backend = _config_from_args(*flags[:6]), flags[6]
     _, trace, _ = output
     ctx.cfg, ctx.backend = cfg, backend
-    keep = _keeps_current(cfg, _select_path(backend, current))
-    ctx.save_for_backward(current if keep else None, trace, beta, threshold, v0)
+    ctx.save_for_backward(current if _keeps_current(cfg) else None, trace, beta, threshold, v0)
 
 
 def _backward(ctx, grad_spikes, grad_trace, grad_v_final):
@@ -204,11 +185,10 @@ class _LIFFunction(torch.autograd.Function):
     """Eager fast path: the same kernels without the custom op's dispatch overhead."""
 
     @staticmethod
-    def forward(ctx, current, beta, threshold, v0, cfg, backend):
-        path = _select_path(backend, current)
+    def forward(ctx, current, beta, threshold, v0, cfg, path):
         spikes, trace, v_final = _forward_impl(current, beta, threshold, v0, cfg, path)
         ctx.cfg, ctx.path = cfg, path
-        ctx.save_for_backward(current if _keeps_current(cfg, path) else None, trace, beta, threshold, v0)
+        ctx.save_for_backward(current if _keeps_current(cfg) else None, trace, beta, threshold, v0)
         return spikes, trace, v_final
 
     @staticmethod
@@ -306,10 +286,14 @@ def lif(
         CONVENTIONS.index(convention), RESETS.index(reset), bool(detach_reset),
         SURROGATES.index(surrogate), param, bool(decay_input),
     )
-    if torch.compiler.is_compiling():
+    path = _select_path(backend, current)
+    if path == "reference":
+        check_finite(flat, "current")
+        spikes, v_final, trace = lif_reference(flat, beta_vec, threshold_vec, v0_vec, **cfg.names())
+    elif torch.compiler.is_compiling():
         spikes, trace, v_final = torch.ops.sparsespike.lif(flat, beta_vec, threshold_vec, v0_vec, *cfg, backend)
     else:
-        spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, backend)
+        spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, path)
     return LIFOutput(
         spikes.reshape(current.shape),
         v_final.reshape(neuron_shape),
