@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.h"
@@ -92,85 +93,119 @@ void forward_block(const T* current, int64_t steps, int64_t n, int64_t n0, int64
   nonfinite |= bad;
 }
 
-// snnTorch convention, reverse pass over one block of neurons (derivation in lif_reference.py's
-// recurrences: A_t = dL/dv_t, r_t = H(v_{t-1} - theta) the reset spike).
-template <typename T>
-void backward_block_snntorch(const T* gs, const T* gtr, const T* gvf, const T* trace,
-                             int64_t steps, int64_t n, int64_t n0, int64_t n1, const T* beta,
-                             const T* threshold, const T* v0, const LifConfig& cfg, T* gx, T* gb,
-                             T* gth, T* gv0) {
-  const T param = static_cast<T>(cfg.surrogate_param);
-  const bool sub = cfg.reset == LifReset::subtract, zero = cfg.reset == LifReset::zero;
-  const bool live_reset = !cfg.detach_reset && cfg.reset != LifReset::none;
-  for (int64_t k = n0; k < n1; ++k) {
-    const T b = beta[k], th = threshold[k];
-    T a_next = T(0), dbeta = T(0), dth = T(0);
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      const T v_t = trace[t * n + k];
-      const T v_prev = t > 0 ? trace[(t - 1) * n + k] : v0[k];
-      const T r_t = heaviside(v_prev - th, false);
-      const T r_next = heaviside(v_t - th, false);  // the spike s_t, reset of step t + 1
-      const T sig_t = surrogate_grad(v_t - th, cfg.surrogate, param);
-      const T g_s = gs ? gs[t * n + k] : T(0);
-      T a = (gtr ? gtr[t * n + k] : T(0)) + g_s * sig_t;
-      if (t == steps - 1 && gvf) a += gvf[k];
-      if (t < steps - 1) {
-        a += a_next * (zero ? b * (T(1) - r_next) : b);
-        if (live_reset) a += a_next * (sub ? -th : -b * v_t) * sig_t;
+// Reverse passes over one block of neurons, time-outer so that every inner loop runs over
+// contiguous neurons (vectorisable); `carry[k]` is dL/dv of the membrane state entering the
+// step from the one after it (gvf at the end), and ends as dL/dv0. Surrogate and reset are
+// template parameters so the inner loops have no switches.
+
+// snnTorch convention: v_t = f(v_{t-1}, r_t), r_t = H(v_{t-1} - theta), s_t = H(v_t - theta).
+template <typename T, Surrogate S, LifReset R>
+void backward_block_snntorch(const T* gs, const T* gtr, const T* trace, int64_t steps, int64_t n,
+                             int64_t n0, int64_t width, const T* beta, const T* threshold,
+                             const T* v0, bool live_reset, T param, T* carry, T* gx, T* gb,
+                             T* gth) {
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T* v_t = trace + t * n + n0;
+    const T* v_p = t > 0 ? trace + (t - 1) * n + n0 : v0 + n0;
+    const T* g_s = gs ? gs + t * n + n0 : nullptr;
+    const T* g_tr = gtr ? gtr + t * n + n0 : nullptr;
+    T* g_x = gx + t * n + n0;
+    for (int64_t k = 0; k < width; ++k) {
+      const T b = beta[n0 + k], th = threshold[n0 + k], vp = v_p[k];
+      const T sig_t = surrogate_grad(v_t[k] - th, S, param);
+      const T gsk = g_s ? g_s[k] : T(0);
+      const T a = (g_tr ? g_tr[k] : T(0)) + gsk * sig_t + carry[k];
+      g_x[k] = a;
+      const T r = heaviside(vp - th, false);
+      T c, db, dt = -gsk * sig_t;
+      if (R == LifReset::zero) {
+        db = a * ((T(1) - r) * vp);
+        c = a * (b * (T(1) - r));
+      } else {
+        db = a * vp;
+        c = a * b;
       }
-      gx[t * n + k] = a;
-      dbeta += a * (zero ? (T(1) - r_t) * v_prev : v_prev);
-      dth += -g_s * sig_t;
-      if (sub) dth += -a * r_t;
-      if (live_reset)
-        dth += a * (sub ? -th : -b * v_prev) * -surrogate_grad(v_prev - th, cfg.surrogate, param);
-      a_next = a;
+      if (R == LifReset::subtract) dt += -a * r;
+      if (R != LifReset::none && live_reset) {
+        const T sig_p = surrogate_grad(vp - th, S, param);
+        const T dvdr = R == LifReset::subtract ? -th : -b * vp;
+        dt += a * dvdr * -sig_p;
+        c += a * dvdr * sig_p;
+      }
+      gb[n0 + k] += db;
+      gth[n0 + k] += dt;
+      carry[k] = c;
     }
-    const T r0 = heaviside(v0[k] - th, false);
-    T dv = a_next * (zero ? b * (T(1) - r0) : b);
-    if (live_reset)
-      dv += a_next * (sub ? -th : -b * v0[k]) * surrogate_grad(v0[k] - th, cfg.surrogate, param);
-    gv0[k] = dv;
-    gb[k] = dbeta;
-    gth[k] = dth;
   }
 }
 
-// SpikingJelly convention: H_t = dL/dh_t (charged membrane), A_t = dL/dv_t (after reset).
-template <typename T>
-void backward_block_spikingjelly(const T* gs, const T* gtr, const T* gvf, const T* current,
-                                 const T* trace, int64_t steps, int64_t n, int64_t n0, int64_t n1,
-                                 const T* beta, const T* threshold, const T* v0,
-                                 const LifConfig& cfg, T* gx, T* gb, T* gth, T* gv0) {
-  const T param = static_cast<T>(cfg.surrogate_param);
-  const bool sub = cfg.reset == LifReset::subtract, zero = cfg.reset == LifReset::zero;
-  const bool live_reset = !cfg.detach_reset && cfg.reset != LifReset::none;
-  for (int64_t k = n0; k < n1; ++k) {
-    const T b = beta[k], th = threshold[k];
-    T a = gvf ? gvf[k] : T(0), dbeta = T(0), dth = T(0);
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      const T h = trace[t * n + k];
+// SpikingJelly convention: h_t = beta v_{t-1} + c x_t, s_t = H(h_t - theta), v_t = reset(h_t, s_t).
+template <typename T, Surrogate S, LifReset R>
+void backward_block_spikingjelly(const T* gs, const T* gtr, const T* current, const T* trace,
+                                 int64_t steps, int64_t n, int64_t n0, int64_t width,
+                                 const T* beta, const T* threshold, const T* v0, bool live_reset,
+                                 bool decay_input, T param, T* carry, T* gx, T* gb, T* gth) {
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T* h_t = trace + t * n + n0;
+    const T* h_p = t > 0 ? trace + (t - 1) * n + n0 : nullptr;
+    const T* g_s = gs ? gs + t * n + n0 : nullptr;
+    const T* g_tr = gtr ? gtr + t * n + n0 : nullptr;
+    const T* x = decay_input ? current + t * n + n0 : nullptr;
+    T* g_x = gx + t * n + n0;
+    for (int64_t k = 0; k < width; ++k) {
+      const T b = beta[n0 + k], th = threshold[n0 + k], h = h_t[k], a = carry[k];
       const T s = heaviside(h - th, true);
-      const T sig = surrogate_grad(h - th, cfg.surrogate, param);
-      T ds = gs ? gs[t * n + k] : T(0);
-      if (live_reset) ds += a * (sub ? -th : -h);
-      const T dh = (gtr ? gtr[t * n + k] : T(0)) + a * (zero ? T(1) - s : T(1)) + ds * sig;
-      T v_prev;
-      if (t > 0) {
-        const T h_prev = trace[(t - 1) * n + k];
-        v_prev = sj_reset(h_prev, heaviside(h_prev - th, true), th, cfg.reset);
-      } else {
-        v_prev = v0[k];
-      }
-      gx[t * n + k] = cfg.decay_input ? dh * (T(1) - b) : dh;
-      dbeta += dh * (cfg.decay_input ? v_prev - current[t * n + k] : v_prev);
-      dth += -ds * sig;
-      if (sub) dth += -a * s;
-      a = dh * b;
+      const T sig = surrogate_grad(h - th, S, param);
+      T ds = g_s ? g_s[k] : T(0);
+      if (R != LifReset::none && live_reset) ds += a * (R == LifReset::subtract ? -th : -h);
+      const T dh = (g_tr ? g_tr[k] : T(0)) + a * (R == LifReset::zero ? T(1) - s : T(1)) + ds * sig;
+      const T v_prev = h_p ? sj_reset(h_p[k], heaviside(h_p[k] - th, true), th, R) : v0[n0 + k];
+      g_x[k] = decay_input ? dh * (T(1) - b) : dh;
+      gb[n0 + k] += dh * (decay_input ? v_prev - x[k] : v_prev);
+      T dt = -ds * sig;
+      if (R == LifReset::subtract) dt += -a * s;
+      gth[n0 + k] += dt;
+      carry[k] = dh * b;
     }
-    gv0[k] = a;
-    gb[k] = dbeta;
-    gth[k] = dth;
+  }
+}
+
+template <typename T, Surrogate S, LifReset R>
+void backward_block(const T* gs, const T* gtr, const T* gvf, const T* current, const T* trace,
+                    int64_t steps, int64_t n, int64_t n0, int64_t n1, const T* beta,
+                    const T* threshold, const T* v0, const LifConfig& cfg, T* gx, T* gb, T* gth,
+                    T* gv0) {
+  const int64_t width = n1 - n0;
+  const T param = static_cast<T>(cfg.surrogate_param);
+  std::vector<T> carry(width, T(0));
+  if (gvf) std::copy(gvf + n0, gvf + n1, carry.begin());
+  std::fill(gb + n0, gb + n1, T(0));
+  std::fill(gth + n0, gth + n1, T(0));
+  if (cfg.convention == LifConvention::snntorch)
+    backward_block_snntorch<T, S, R>(gs, gtr, trace, steps, n, n0, width, beta, threshold, v0,
+                                     !cfg.detach_reset, param, carry.data(), gx, gb, gth);
+  else
+    backward_block_spikingjelly<T, S, R>(gs, gtr, current, trace, steps, n, n0, width, beta,
+                                         threshold, v0, !cfg.detach_reset, cfg.decay_input,
+                                         param, carry.data(), gx, gb, gth);
+  std::copy(carry.begin(), carry.end(), gv0 + n0);
+}
+
+template <typename T, Surrogate S>
+void backward_block_reset(LifReset reset, const T* gs, const T* gtr, const T* gvf,
+                          const T* current, const T* trace, int64_t steps, int64_t n, int64_t n0,
+                          int64_t n1, const T* beta, const T* threshold, const T* v0,
+                          const LifConfig& cfg, T* gx, T* gb, T* gth, T* gv0) {
+  switch (reset) {
+    case LifReset::subtract:
+      return backward_block<T, S, LifReset::subtract>(gs, gtr, gvf, current, trace, steps, n, n0,
+                                                      n1, beta, threshold, v0, cfg, gx, gb, gth, gv0);
+    case LifReset::zero:
+      return backward_block<T, S, LifReset::zero>(gs, gtr, gvf, current, trace, steps, n, n0, n1,
+                                                  beta, threshold, v0, cfg, gx, gb, gth, gv0);
+    case LifReset::none:
+      return backward_block<T, S, LifReset::none>(gs, gtr, gvf, current, trace, steps, n, n0, n1,
+                                                  beta, threshold, v0, cfg, gx, gb, gth, gv0);
   }
 }
 
@@ -203,14 +238,25 @@ void lif_backward(const T* grad_spikes, const T* grad_trace, const T* grad_v_fin
     schedule(static)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t n0 = blk * kNeuronBlock, n1 = std::min(n, (blk + 1) * kNeuronBlock);
-    if (cfg.convention == LifConvention::snntorch)
-      backward_block_snntorch(grad_spikes, grad_trace, grad_v_final, trace, steps, n, n0, n1, beta,
-                              threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
-                              grad_v0);
-    else
-      backward_block_spikingjelly(grad_spikes, grad_trace, grad_v_final, current, trace, steps, n,
-                                  n0, n1, beta, threshold, v0, cfg, grad_current, grad_beta,
-                                  grad_threshold, grad_v0);
+    auto run = [&](auto surrogate) {
+      backward_block_reset<T, decltype(surrogate)::value>(
+          cfg.reset, grad_spikes, grad_trace, grad_v_final, current, trace, steps, n, n0, n1,
+          beta, threshold, v0, cfg, grad_current, grad_beta, grad_threshold, grad_v0);
+    };
+    switch (cfg.surrogate) {
+      case Surrogate::fast_sigmoid:
+        run(std::integral_constant<Surrogate, Surrogate::fast_sigmoid>{});
+        break;
+      case Surrogate::atan:
+        run(std::integral_constant<Surrogate, Surrogate::atan>{});
+        break;
+      case Surrogate::sigmoid:
+        run(std::integral_constant<Surrogate, Surrogate::sigmoid>{});
+        break;
+      case Surrogate::triangle:
+        run(std::integral_constant<Surrogate, Surrogate::triangle>{});
+        break;
+    }
   }
 }
 
