@@ -10,6 +10,9 @@ from sparsespike.bench import spike_linear as suite
 
 @pytest.fixture
 def tiny_suite(monkeypatch):
+    from sparsespike.bench import lif as lif_suite
+
+    monkeypatch.setattr(lif_suite, "QUICK_SHAPES", ((6, 2, 16),))
     monkeypatch.setattr(suite, "ROWS", (8,))
     monkeypatch.setattr(suite, "SHAPES", ((40, 24),))
     monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
@@ -30,6 +33,9 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     assert all(p["median_ms"] > 0 for p in points)
     assert 0.0 <= report["crossover"]["cpu"]["forward_density"] <= 0.5
     assert report["backends"]["cpp"] is True
+    lif_points = report["suites"]["lif"]
+    assert {p["backend"] for p in lif_points} >= {"reference", "sparsespike-cpp", "sparsespike-auto"}
+    assert "## lif" in printed
 
 
 def test_crossing_interpolation():

@@ -16,10 +16,11 @@ import tempfile
 import torch
 
 from .. import backends, dispatch
+from . import lif as lif_suite
 from . import spike_linear as spike_linear_suite
 from .timing import machine_info
 
-SUITES = {"spike_linear": spike_linear_suite}
+SUITES = {"spike_linear": spike_linear_suite, "lif": lif_suite}
 
 
 def _parse(argv):
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
         suite = SUITES[name]
         points = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress)
         report["suites"][name] = suite.as_json(points)
-        print(f"## {name} (median ms; x = speed-up over dense)\n")
+        print(f"## {name} (median ms)\n")
         print(suite.table(points))
         print()
 
