@@ -1,5 +1,6 @@
 """Drop-in torch modules built on sparsespike ops."""
 
 from .linear import SpikeLinear
+from .neurons import LIF, LIFNode, Leaky
 
-__all__ = ["SpikeLinear"]
+__all__ = ["LIF", "LIFNode", "Leaky", "SpikeLinear"]

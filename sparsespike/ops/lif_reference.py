@@ -83,17 +83,21 @@ def lif_reference(
     surrogate_param: float = 25.0,
     convention: str = "snntorch",
     decay_input: bool = True,
+    spike=None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(spikes [T, ...], final membrane [...], membrane trace [T, ...]) by a Python loop over T.
 
     beta, threshold and v0 broadcast against current.shape[1:]; beta is used as given (callers
-    clamp it). Differentiable in every tensor argument.
+    clamp it). Differentiable in every tensor argument. ``spike``, a function of
+    membrane - threshold with its own gradient (e.g. an snnTorch surrogate), replaces the
+    Heaviside-with-surrogate of the snntorch convention.
     """
     v = v0
     spikes, trace = [], []
     if convention == "snntorch":
+        fire = spike or (lambda u: spike_fn(u, surrogate, surrogate_param, inclusive=False))
         for t in range(current.shape[0]):
-            r = spike_fn(v - threshold, surrogate, surrogate_param, inclusive=False)
+            r = fire(v - threshold)
             r = r.detach() if detach_reset else r
             if reset == "subtract":
                 v = beta * v + current[t] - threshold * r
@@ -101,7 +105,7 @@ def lif_reference(
                 v = beta * (1.0 - r) * v + current[t]
             else:
                 v = beta * v + current[t]
-            spikes.append(spike_fn(v - threshold, surrogate, surrogate_param, inclusive=False))
+            spikes.append(fire(v - threshold))
             trace.append(v)
     elif convention == "spikingjelly":
         for t in range(current.shape[0]):
