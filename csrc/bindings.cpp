@@ -245,14 +245,21 @@ const T* optional_lif_array(const py::object& o, const char* name, int64_t steps
 template <typename T>
 void lif_forward_typed(const py::array& current, const py::array& beta, const py::array& threshold,
                        const py::array& v0, const sparsespike::LifConfig& cfg, py::array& spikes,
-                       py::array& trace, py::array& v_final, int threads) {
+                       const py::object& trace_obj, py::array& v_final, int threads) {
   const int64_t steps = current.shape(0), n = current.shape(1);
   require_lif_array<T>(current, "current", steps, n);
   require_lif_array<T>(beta, "beta", -1, n);
   require_lif_array<T>(threshold, "threshold", -1, n);
   require_lif_array<T>(v0, "v0", -1, n);
   require_lif_array<T>(spikes, "spikes", steps, n, true);
-  require_lif_array<T>(trace, "trace", steps, n, true);
+  py::array trace;
+  T* trace_out = nullptr;
+  if (!trace_obj.is_none()) {
+    if (!py::isinstance<py::array>(trace_obj)) throw py::type_error("trace must be an array or None");
+    trace = py::reinterpret_borrow<py::array>(trace_obj);  // no conversion: it is an output
+    require_lif_array<T>(trace, "trace", steps, n, true);
+    trace_out = static_cast<T*>(trace.mutable_data());
+  }
   require_lif_array<T>(v_final, "v_final", -1, n, true);
   bool finite;
   {
@@ -260,7 +267,7 @@ void lif_forward_typed(const py::array& current, const py::array& beta, const py
     finite = sparsespike::lif_forward(
         static_cast<const T*>(current.data()), steps, n, static_cast<const T*>(beta.data()),
         static_cast<const T*>(threshold.data()), static_cast<const T*>(v0.data()), cfg,
-        static_cast<T*>(spikes.mutable_data()), static_cast<T*>(trace.mutable_data()),
+        static_cast<T*>(spikes.mutable_data()), trace_out,
         static_cast<T*>(v_final.mutable_data()), threads);
   }
   if (!finite) throw py::value_error("current contains NaN or Inf");
@@ -268,7 +275,7 @@ void lif_forward_typed(const py::array& current, const py::array& beta, const py
 
 void lif_forward(const py::array& current, const py::array& beta, const py::array& threshold,
                  const py::array& v0, int convention, int reset, bool detach_reset, int surrogate,
-                 double surrogate_param, bool decay_input, py::array& spikes, py::array& trace,
+                 double surrogate_param, bool decay_input, py::array& spikes, const py::object& trace,
                  py::array& v_final, int threads) {
   if (current.ndim() != 2) throw py::value_error("current must be 2-D [steps, neurons]");
   const auto cfg = lif_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input);
@@ -353,7 +360,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("lif_forward", &lif_forward, py::arg("current"), py::arg("beta"), py::arg("threshold"),
         py::arg("v0"), py::arg("convention"), py::arg("reset"), py::arg("detach_reset"),
         py::arg("surrogate"), py::arg("surrogate_param"), py::arg("decay_input"),
-        py::arg("spikes").noconvert(), py::arg("trace").noconvert(),
+        py::arg("spikes").noconvert(), py::arg("trace"),
         py::arg("v_final").noconvert(), py::arg("threads"),
         "Fused multi-step LIF forward over [steps, neurons]; raises ValueError on NaN/Inf.");
   m.def("lif_backward", &lif_backward, py::arg("grad_spikes"), py::arg("grad_trace"),

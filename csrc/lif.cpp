@@ -61,11 +61,12 @@ void forward_block(const T* current, int64_t steps, int64_t n, int64_t n0, int64
                    T* spikes, T* trace, T* v_final, bool& nonfinite) {
   const int64_t width = n1 - n0;
   std::vector<T> v(v0 + n0, v0 + n1);
+  std::vector<T> unused_trace(trace ? 0 : width);  // a sink row when no trace is wanted
   bool bad = false;
   for (int64_t t = 0; t < steps; ++t) {
     const T* x = current + t * n + n0;
     T* s_out = spikes + t * n + n0;
-    T* m_out = trace + t * n + n0;
+    T* m_out = trace ? trace + t * n + n0 : unused_trace.data();
     for (int64_t k = 0; k < width; ++k) {
       const T b = beta[n0 + k], th = threshold[n0 + k], xk = x[k];
       bad |= !std::isfinite(xk);

@@ -22,8 +22,9 @@ struct LifConfig {
   bool decay_input = true;  // spikingjelly only: h = beta v + (1 - beta) x
 };
 
-// spikes[t, n] in {0, 1}, trace[t, n] = membrane compared with the threshold, v_final[n].
-// Returns false if the current holds NaN or Inf (outputs then unspecified).
+// spikes[t, n] in {0, 1}, trace[t, n] = membrane compared with the threshold (trace may be null
+// when not wanted: inference), v_final[n]. Returns false if the current holds NaN or Inf
+// (outputs then unspecified).
 template <typename T>
 bool lif_forward(const T* current, int64_t steps, int64_t n, const T* beta, const T* threshold,
                  const T* v0, const LifConfig& cfg, T* spikes, T* trace, T* v_final, int threads);

@@ -178,3 +178,16 @@ def test_opcheck_and_compile():
     torch.testing.assert_close(loss, ref.spikes.sum() + ref.trace.square().sum())
     torch.testing.assert_close(current.grad, ref_x.grad)
     torch.testing.assert_close(beta.grad, ref_b.grad)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_inference_without_trace_matches(convention):
+    current = torch.randn(9, 3, 5)
+    with torch.no_grad():
+        fast = lif(current, 0.8, 0.7, convention=convention, backend="cpp")  # trace never written
+        full = lif(current, 0.8, 0.7, convention=convention, backend="cpp", return_trace=True)
+    ref = lif(current, 0.8, 0.7, convention=convention, backend="reference", return_trace=True)
+    assert fast.trace is None
+    assert torch.equal(fast.spikes, ref.spikes) and torch.equal(full.spikes, ref.spikes)
+    torch.testing.assert_close(fast.membrane, ref.membrane)
+    torch.testing.assert_close(full.trace, ref.trace)

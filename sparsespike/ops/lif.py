@@ -63,12 +63,15 @@ def _np(t: Tensor):
     return t.detach().contiguous().numpy()
 
 
-def _cpp_forward(current, beta, threshold, v0, cfg: _Config):
-    spikes, trace = torch.empty_like(current), torch.empty_like(current)
+def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = True):
+    """(spikes, trace, v_final); without keep_trace (inference) the trace is never written and an
+    empty tensor stands in for it."""
+    spikes = torch.empty_like(current)
+    trace = torch.empty_like(current) if keep_trace else current.new_empty(0)
     v_final = torch.empty_like(v0)
     cpp().lif_forward(
         _np(current), _np(beta), _np(threshold), _np(v0), *cfg,
-        spikes.numpy(), trace.numpy(), v_final.numpy(), torch.get_num_threads(),
+        spikes.numpy(), trace.numpy() if keep_trace else None, v_final.numpy(), torch.get_num_threads(),
     )
     return spikes, trace, v_final
 
@@ -108,11 +111,11 @@ def _kernel_path(backend: str, current: Tensor) -> str:
     return path
 
 
-def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str):
+def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str, keep_trace: bool = True):
     if path == "triton":
         check_finite(current, "current")
         return triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
-    return _cpp_forward(current, beta, threshold, v0, cfg)
+    return _cpp_forward(current, beta, threshold, v0, cfg, keep_trace)
 
 
 def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path):
@@ -185,8 +188,8 @@ class _LIFFunction(torch.autograd.Function):
     """Eager fast path: the same kernels without the custom op's dispatch overhead."""
 
     @staticmethod
-    def forward(ctx, current, beta, threshold, v0, cfg, path):
-        spikes, trace, v_final = _forward_impl(current, beta, threshold, v0, cfg, path)
+    def forward(ctx, current, beta, threshold, v0, cfg, path, keep_trace):
+        spikes, trace, v_final = _forward_impl(current, beta, threshold, v0, cfg, path, keep_trace)
         ctx.cfg, ctx.path = cfg, path
         ctx.save_for_backward(current if _keeps_current(cfg) else None, trace, beta, threshold, v0)
         return spikes, trace, v_final
@@ -195,7 +198,7 @@ class _LIFFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_trace, grad_v_final):
         current, trace, beta, threshold, v0 = ctx.saved_tensors
         grads = _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, ctx.cfg, ctx.path)
-        return (*grads, None, None)
+        return (*grads, None, None, None)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -293,7 +296,10 @@ def lif(
     elif torch.compiler.is_compiling():
         spikes, trace, v_final = torch.ops.sparsespike.lif(flat, beta_vec, threshold_vec, v0_vec, *cfg, backend)
     else:
-        spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, path)
+        # the trace feeds backward; inference that does not return it skips writing it
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (flat, beta_vec, threshold_vec, v0_vec))
+        keep_trace = return_trace or needs_grad
+        spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, path, keep_trace)
     return LIFOutput(
         spikes.reshape(current.shape),
         v_final.reshape(neuron_shape),
