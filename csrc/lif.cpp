@@ -150,7 +150,7 @@ void backward_block_spikingjelly(const T* gs, const T* gtr, int64_t gs_step, int
                                  const T* current, const T* trace, int64_t steps, int64_t n,
                                  int64_t n0, int64_t width, const T* beta, const T* threshold,
                                  const T* v0, bool decay_input, T param, T* carry, T* v_prev,
-                                 T* gx, T* gb, T* gth) {
+                                 const T* zeros, T* gx, T* gb, T* gth) {
   const T* b = beta + n0;
   const T* th = threshold + n0;
   for (int64_t t = steps - 1; t >= 0; --t) {
@@ -165,37 +165,21 @@ void backward_block_spikingjelly(const T* gs, const T* gtr, int64_t gs_step, int
     const T* g_s = gs + t * gs_step;
     const T* g_tr = gtr + t * gtr_step;
     T* g_x = gx + t * n + n0;
-    if (decay_input) {
-      const T* x = current + t * n + n0;
-      for (int64_t k = 0; k < width; ++k) {
-        const T h = h_t[k], a = carry[k];
-        const T s = heaviside(h - th[k], true);
-        const T sig = surrogate_grad<S>(h - th[k], param);
-        T ds = g_s[k];
-        if constexpr (LIVE && R != LifReset::none) ds += a * (R == LifReset::subtract ? -th[k] : -h);
-        const T dh = g_tr[k] + a * (R == LifReset::zero ? T(1) - s : T(1)) + ds * sig;
-        g_x[k] = dh * (T(1) - b[k]);
-        gb[k] += dh * (v_prev[k] - x[k]);
-        T dt = -ds * sig;
-        if constexpr (R == LifReset::subtract) dt += -a * s;
-        gth[k] += dt;
-        carry[k] = dh * b[k];
-      }
-    } else {
-      for (int64_t k = 0; k < width; ++k) {
-        const T h = h_t[k], a = carry[k];
-        const T s = heaviside(h - th[k], true);
-        const T sig = surrogate_grad<S>(h - th[k], param);
-        T ds = g_s[k];
-        if constexpr (LIVE && R != LifReset::none) ds += a * (R == LifReset::subtract ? -th[k] : -h);
-        const T dh = g_tr[k] + a * (R == LifReset::zero ? T(1) - s : T(1)) + ds * sig;
-        g_x[k] = dh;
-        gb[k] += dh * v_prev[k];
-        T dt = -ds * sig;
-        if constexpr (R == LifReset::subtract) dt += -a * s;
-        gth[k] += dt;
-        carry[k] = dh * b[k];
-      }
+    // with decay_input h holds (1 - beta) x, so dbeta reads x; without it a zero row stands in
+    const T* x = decay_input ? current + t * n + n0 : zeros;
+    for (int64_t k = 0; k < width; ++k) {
+      const T h = h_t[k], a = carry[k];
+      const T s = heaviside(h - th[k], true);
+      const T sig = surrogate_grad<S>(h - th[k], param);
+      T ds = g_s[k];
+      if constexpr (LIVE && R != LifReset::none) ds += a * (R == LifReset::subtract ? -th[k] : -h);
+      const T dh = g_tr[k] + a * (R == LifReset::zero ? T(1) - s : T(1)) + ds * sig;
+      g_x[k] = decay_input ? dh * (T(1) - b[k]) : dh;
+      gb[k] += dh * (v_prev[k] - x[k]);
+      T dt = -ds * sig;
+      if constexpr (R == LifReset::subtract) dt += -a * s;
+      gth[k] += dt;
+      carry[k] = dh * b[k];
     }
   }
 }
@@ -224,7 +208,7 @@ void backward_block(const T* gs, const T* gtr, const T* gvf, const T* current, c
   else
     backward_block_spikingjelly<T, S, R, LIVE>(g_s, g_tr, gs_step, gtr_step, current, trace, steps,
                                                n, n0, width, beta, threshold, v0, cfg.decay_input,
-                                               param, carry, v_prev, gx, gb + n0, gth + n0);
+                                               param, carry, v_prev, zeros, gx, gb + n0, gth + n0);
   std::copy(carry, carry + width, gv0 + n0);
 }
 

@@ -36,6 +36,18 @@ def _surrogate(u, p, KIND: tl.constexpr):
 
 
 @triton.jit
+def _sj_reset(h, th, RESET: tl.constexpr):
+    s = tl.where(h - th >= 0, 1.0, 0.0).to(h.dtype)
+    if RESET == 0:
+        v = h - th * s
+    elif RESET == 1:
+        v = (1.0 - s) * h
+    else:
+        v = h
+    return v
+
+
+@triton.jit
 def _lif_forward_kernel(
     x_ptr, beta_ptr, th_ptr, v0_ptr, s_ptr, tr_ptr, vf_ptr, steps, n,
     CONV: tl.constexpr, RESET: tl.constexpr, DECAY: tl.constexpr, BLOCK: tl.constexpr,
@@ -65,12 +77,7 @@ def _lif_forward_kernel(
                 h = b * v + x
             s = tl.where(h - th >= 0, 1.0, 0.0).to(v.dtype)
             tl.store(tp, h, mask=m)
-            if RESET == 0:
-                v = h - th * s
-            elif RESET == 1:
-                v = (1.0 - s) * h
-            else:
-                v = h
+            v = _sj_reset(h, th, RESET)
         tl.store(sp, s, mask=m)
         xp += n
         sp += n
@@ -139,18 +146,6 @@ def _load_or_zero(ptr, off, m, like, PRESENT: tl.constexpr):
     else:
         value = 0.0 * like
     return value
-
-
-@triton.jit
-def _sj_reset(h, th, RESET: tl.constexpr):
-    s = tl.where(h - th >= 0, 1.0, 0.0).to(h.dtype)
-    if RESET == 0:
-        v = h - th * s
-    elif RESET == 1:
-        v = (1.0 - s) * h
-    else:
-        v = h
-    return v
 
 
 @triton.jit
