@@ -49,6 +49,11 @@ def cpp() -> ModuleType | None:
     return _cpp_module
 
 
+def numpy_view(t: torch.Tensor):
+    """A numpy view of a CPU tensor for the C++ kernels (contiguous; a copy only if it was not)."""
+    return t.detach().contiguous().numpy()
+
+
 def triton_kernels(op: str = "spike_linear") -> ModuleType | None:
     """The Triton kernels of one op (``sparsespike.kernels.<op>``), imported on first use, or None
     when Triton is unavailable.

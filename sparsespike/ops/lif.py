@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from .._backend import cpp, resolve_backend, triton_kernels
+from .._backend import cpp, numpy_view as _np, resolve_backend, triton_kernels
 from ._validate import check_finite, require_nonempty, require_tensor
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
@@ -58,10 +58,6 @@ def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_para
 
 
 # --------------------------------------------------------------------------- C++ (CPU)
-
-def _np(t: Tensor):
-    return t.detach().contiguous().numpy()
-
 
 def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = True):
     """(spikes, trace, v_final); without keep_trace (inference) the trace is never written and an

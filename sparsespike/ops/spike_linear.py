@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import synops
-from .._backend import cpp, resolve_backend, triton_kernels
+from .._backend import cpp, numpy_view as _numpy, resolve_backend, triton_kernels
 from ..dispatch import density_history, get_crossover, padding_factor
 from ._validate import (
     check_finite,
@@ -70,10 +70,6 @@ def _count_nonzero(spikes: Tensor) -> Tensor:
 def _require_cpp_dtype(weight: Tensor) -> None:
     if weight.dtype not in _CPP_DTYPES:
         raise TypeError(f"backend='cpp' supports float32 and float64 weights, got {weight.dtype}")
-
-
-def _numpy(t: Tensor):
-    return t.detach().contiguous().numpy()
 
 
 def _packed_weight(weight: Tensor) -> Tensor:
