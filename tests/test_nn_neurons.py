@@ -61,6 +61,10 @@ def test_lifnode_single_and_multi_step_agree(v_reset, decay_input):
     torch.testing.assert_close(single.v, multi.v)
 
 
+def test_lifnode_state_dict_is_empty_like_spikingjelly():
+    assert LIFNode().state_dict() == {}
+
+
 def test_lifnode_errors():
     with pytest.raises(ValueError, match="v_reset must be 0.0"):
         LIFNode(v_reset=-0.5)

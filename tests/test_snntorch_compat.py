@@ -90,3 +90,14 @@ def test_leaky_unsupported_surrogate_falls_back_with_a_warning():
     torch.testing.assert_close(g1, g2)
 
 
+
+
+def test_leaky_loads_snntorch_state_dicts():
+    theirs = snntorch.Leaky(beta=0.7, threshold=1.3, learn_beta=True, reset_mechanism="zero")
+    ours = Leaky(beta=0.1, threshold=1.0, learn_beta=True, reset_mechanism="zero")
+    ours.load_state_dict(theirs.state_dict())  # strict: the same keys
+    assert float(ours.beta.detach()) == pytest.approx(0.7) and float(ours.threshold) == pytest.approx(1.3)
+    x = torch.randn(20, 2, 3) + 0.5
+    s1, _, _ = snntorch_loop(theirs, x)
+    s2, _ = ours.multi_step(x)
+    assert torch.equal(s1, s2)

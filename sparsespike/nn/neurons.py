@@ -28,7 +28,8 @@ class LIF(nn.Module):
 
     Input [T, B, ...] (or [B, T, ...] with batch_first); returns spikes of the same shape, or
     (spikes, final membrane) with return_membrane=True. beta and threshold are floats or tensors
-    broadcast over the neuron dims, optionally learnable. See :func:`sparsespike.lif`.
+    broadcast over the neuron dims, optionally learnable; fixed ones are buffers, in the
+    state_dict unless persistent=False. See :func:`sparsespike.lif`.
     """
 
     def __init__(
@@ -45,24 +46,25 @@ class LIF(nn.Module):
         convention: str = "snntorch",
         decay_input: bool = True,
         backend: Optional[str] = None,
+        persistent: bool = True,
     ) -> None:
         super().__init__()
         if reset not in RESETS:
             raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
         if surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-        self._register("beta", _parameter(beta, learn_beta, "beta"))
-        self._register("threshold", _parameter(threshold, learn_threshold, "threshold"))
+        self._register("beta", _parameter(beta, learn_beta, "beta"), persistent)
+        self._register("threshold", _parameter(threshold, learn_threshold, "threshold"), persistent)
         self.reset, self.surrogate, self.detach_reset = reset, surrogate, detach_reset
         self.surrogate_param = DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None else float(surrogate_param)
         self.batch_first, self.convention, self.decay_input = batch_first, convention, decay_input
         self.backend = None if backend is None else check_backend(backend)
 
-    def _register(self, name: str, value: Tensor) -> None:
+    def _register(self, name: str, value: Tensor, persistent: bool) -> None:
         if isinstance(value, nn.Parameter):
             self.register_parameter(name, value)
         else:
-            self.register_buffer(name, value)
+            self.register_buffer(name, value, persistent=persistent)
 
     def forward(self, x: Tensor, v0: Optional[Tensor] = None, return_membrane: bool = False):
         current = x.transpose(0, 1) if self.batch_first else x
@@ -97,15 +99,16 @@ def _surrogate_from_snntorch(spike_grad) -> Optional[tuple[str, float]]:
     return None
 
 
-class Leaky(nn.Module):
+class Leaky(LIF):
     """snnTorch's ``Leaky``, on the fused kernel.
 
-    Same constructor names and call: ``spk, mem = leaky(x, mem)`` for one step ([B, ...]);
-    ``leaky.multi_step(x)`` runs a whole [T, B, ...] sequence in one kernel call and returns
-    (spikes [T, B, ...], final membrane). Surrogates: snnTorch's ``fast_sigmoid``, ``sigmoid``
-    and ``atan`` objects (default atan, alpha 2) or a sparsespike surrogate name; any other
-    spike_grad (a custom autograd function of mem - threshold) runs the pure-torch reference
-    loop with that function, with a warning.
+    Same constructor names, call and state_dict keys (beta, threshold, graded_spikes_factor,
+    reset_mechanism_val), so snnTorch checkpoints load: ``spk, mem = leaky(x, mem)`` for one step
+    ([B, ...]); ``leaky.multi_step(x)`` runs a whole [T, B, ...] sequence in one kernel call and
+    returns (spikes [T, B, ...], final membrane). Surrogates: snnTorch's ``fast_sigmoid``,
+    ``sigmoid`` and ``atan`` objects (default atan, alpha 2) or a sparsespike surrogate name; any
+    other spike_grad (a custom autograd function of mem - threshold) runs the pure-torch
+    reference loop with that function, with a warning.
     """
 
     def __init__(
@@ -120,9 +123,8 @@ class Leaky(nn.Module):
         output: bool = False,
         backend: Optional[str] = None,
     ) -> None:
-        super().__init__()
         surrogate = _surrogate_from_snntorch(spike_grad)
-        self.custom_spike_grad = None
+        custom = None
         if surrogate is None:
             warnings.warn(
                 f"Leaky: spike_grad {spike_grad!r} has no fused equivalent; running the reference loop "
@@ -130,23 +132,19 @@ class Leaky(nn.Module):
                 RuntimeWarning,
                 stacklevel=2,
             )
-            self.custom_spike_grad = spike_grad
+            custom = spike_grad
             surrogate = ("fast_sigmoid", 25.0)  # unused: the custom function decides
         if reset_mechanism not in RESETS:
             raise ValueError(f"reset_mechanism must be one of {RESETS}, got {reset_mechanism!r}")
-        self.cell = LIF(beta, threshold, reset=reset_mechanism, surrogate=surrogate[0], surrogate_param=surrogate[1],
-                        learn_beta=learn_beta, learn_threshold=learn_threshold, backend=backend)
+        super().__init__(beta, threshold, reset=reset_mechanism, surrogate=surrogate[0], surrogate_param=surrogate[1],
+                         learn_beta=learn_beta, learn_threshold=learn_threshold, backend=backend)
+        self.custom_spike_grad = custom
         self.init_hidden, self.output = init_hidden, output
         self.reset_mechanism = reset_mechanism
+        # snnTorch's other state_dict entries (graded spikes are not supported: the factor stays 1)
+        self.register_buffer("graded_spikes_factor", torch.tensor(1.0))
+        self.register_buffer("reset_mechanism_val", torch.tensor(RESETS.index(reset_mechanism)))
         self.mem: Optional[Tensor] = None
-
-    @property
-    def beta(self) -> Tensor:
-        return self.cell.beta
-
-    @property
-    def threshold(self) -> Tensor:
-        return self.cell.threshold
 
     def init_leaky(self) -> None:
         """Forget the hidden membrane (init_hidden=True)."""
@@ -170,8 +168,10 @@ class Leaky(nn.Module):
 
     def multi_step(self, x: Tensor, mem: Optional[Tensor] = None):
         """A whole sequence [T, B, ...] in one fused call: (spikes [T, B, ...], final membrane)."""
+        if float(self.graded_spikes_factor) != 1.0:
+            raise NotImplementedError("graded_spikes_factor != 1 is not supported")
         if self.custom_spike_grad is None:
-            return self.cell(x, mem, return_membrane=True)
+            return super().forward(x, mem, return_membrane=True)
         beta = self.beta.clamp(0.0, 1.0)
         v0 = torch.zeros_like(x[0]) if mem is None else mem
         spikes, membrane, _ = lif_reference(x, beta, self.threshold, v0, reset=self.reset_mechanism,
@@ -210,7 +210,8 @@ class LIFNode(nn.Module):
         self.tau, self.v_reset, self.step_mode = float(tau), v_reset, step_mode
         self.cell = LIF(1.0 - 1.0 / tau, v_threshold, reset="subtract" if v_reset is None else "zero",
                         surrogate=surrogate, surrogate_param=surrogate_param, detach_reset=detach_reset,
-                        convention="spikingjelly", decay_input=decay_input, backend=backend)
+                        convention="spikingjelly", decay_input=decay_input, backend=backend,
+                        persistent=False)  # SpikingJelly's LIFNode has an empty state_dict
         self.v: Union[float, Tensor] = 0.0
 
     def reset(self) -> None:
