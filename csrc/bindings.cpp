@@ -242,15 +242,22 @@ const T* optional_lif_array(const py::object& o, const char* name, int64_t steps
   return static_cast<const T*>(keep.data());
 }
 
+// The per-neuron inputs every lif call takes: beta, threshold, v0, each [n].
+template <typename T>
+void require_lif_neuron_params(const py::array& beta, const py::array& threshold,
+                               const py::array& v0, int64_t n) {
+  require_lif_array<T>(beta, "beta", -1, n);
+  require_lif_array<T>(threshold, "threshold", -1, n);
+  require_lif_array<T>(v0, "v0", -1, n);
+}
+
 template <typename T>
 void lif_forward_typed(const py::array& current, const py::array& beta, const py::array& threshold,
                        const py::array& v0, const sparsespike::LifConfig& cfg, py::array& spikes,
                        const py::object& trace_obj, py::array& v_final, int threads) {
   const int64_t steps = current.shape(0), n = current.shape(1);
   require_lif_array<T>(current, "current", steps, n);
-  require_lif_array<T>(beta, "beta", -1, n);
-  require_lif_array<T>(threshold, "threshold", -1, n);
-  require_lif_array<T>(v0, "v0", -1, n);
+  require_lif_neuron_params<T>(beta, threshold, v0, n);
   require_lif_array<T>(spikes, "spikes", steps, n, true);
   py::array trace;
   T* trace_out = nullptr;
@@ -296,9 +303,7 @@ void lif_backward_typed(const py::object& grad_spikes, const py::object& grad_tr
                         py::array& grad_v0, int threads) {
   const int64_t steps = trace.shape(0), n = trace.shape(1);
   require_lif_array<T>(trace, "trace", steps, n);
-  require_lif_array<T>(beta, "beta", -1, n);
-  require_lif_array<T>(threshold, "threshold", -1, n);
-  require_lif_array<T>(v0, "v0", -1, n);
+  require_lif_neuron_params<T>(beta, threshold, v0, n);
   require_lif_array<T>(grad_current, "grad_current", steps, n, true);
   require_lif_array<T>(grad_beta, "grad_beta", -1, n, true);
   require_lif_array<T>(grad_threshold, "grad_threshold", -1, n, true);

@@ -149,6 +149,22 @@ def _load_or_zero(ptr, off, m, like, PRESENT: tl.constexpr):
 
 
 @triton.jit
+def _reverse_step(gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, v_prev, c, b, th, p,
+                  CONV: tl.constexpr, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr,
+                  DECAY: tl.constexpr, HAS_GS: tl.constexpr, HAS_GTR: tl.constexpr):
+    """Loads step `off` and returns (dL/dI, dbeta, dtheta, carry) given the membrane before it."""
+    cur = tl.load(tr_ptr + off, mask=m, other=0)
+    gs = _load_or_zero(gs_ptr, off, m, cur, HAS_GS)
+    gtr = _load_or_zero(gtr_ptr, off, m, cur, HAS_GTR)
+    if CONV == 0:
+        gx, db, dt, carry = _snntorch_step_grad(cur, v_prev, gs, gtr, c, b, th, p, RESET, LIVE, KIND)
+    else:
+        x = _load_or_zero(x_ptr, off, m, cur, DECAY)
+        gx, db, dt, carry = _spikingjelly_step_grad(cur, v_prev, x, gs, gtr, c, b, th, p, RESET, LIVE, KIND, DECAY)
+    return gx, db, dt, carry
+
+
+@triton.jit
 def _lif_backward_kernel(
     gs_ptr, gtr_ptr, gvf_ptr, x_ptr, tr_ptr, beta_ptr, th_ptr, v0_ptr,
     gx_ptr, gb_ptr, gth_ptr, gv0_ptr, steps, n, p,
@@ -170,27 +186,16 @@ def _lif_backward_kernel(
     # steps - 1 .. 1, whose previous membrane is in the trace; step 0 (previous = v0) after
     for i in range(0, steps - 1):
         off = last - i * n + offs
-        cur = tl.load(tr_ptr + off, mask=m, other=0)
         prev = tl.load(tr_ptr + off - n, mask=m, other=0)
-        gs = _load_or_zero(gs_ptr, off, m, cur, HAS_GS)
-        gtr = _load_or_zero(gtr_ptr, off, m, cur, HAS_GTR)
-        if CONV == 0:
-            gx, db, dt, c = _snntorch_step_grad(cur, prev, gs, gtr, c, b, th, p, RESET, LIVE, KIND)
-        else:
-            x = _load_or_zero(x_ptr, off, m, cur, DECAY)
-            gx, db, dt, c = _spikingjelly_step_grad(cur, _sj_reset(prev, th, RESET), x, gs, gtr, c, b, th, p,
-                                                    RESET, LIVE, KIND, DECAY)
+        if CONV == 1:
+            prev = _sj_reset(prev, th, RESET)  # the charged membrane of t - 1, after its reset
+        gx, db, dt, c = _reverse_step(gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, prev, c, b, th, p,
+                                      CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR)
         tl.store(gx_ptr + off, gx, mask=m)
         dbeta += db
         dth += dt
-    cur = tl.load(tr_ptr + offs, mask=m, other=0)
-    gs = _load_or_zero(gs_ptr, offs, m, cur, HAS_GS)
-    gtr = _load_or_zero(gtr_ptr, offs, m, cur, HAS_GTR)
-    if CONV == 0:
-        gx, db, dt, c = _snntorch_step_grad(cur, v0, gs, gtr, c, b, th, p, RESET, LIVE, KIND)
-    else:
-        x = _load_or_zero(x_ptr, offs, m, cur, DECAY)
-        gx, db, dt, c = _spikingjelly_step_grad(cur, v0, x, gs, gtr, c, b, th, p, RESET, LIVE, KIND, DECAY)
+    gx, db, dt, c = _reverse_step(gs_ptr, gtr_ptr, x_ptr, tr_ptr, offs, m, v0, c, b, th, p,
+                                  CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR)
     tl.store(gx_ptr + offs, gx, mask=m)
     tl.store(gb_ptr + offs, dbeta + db, mask=m)
     tl.store(gth_ptr + offs, dth + dt, mask=m)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sparsespike import lif
-from sparsespike.nn import LIF, LIFNode, Leaky
+from sparsespike.nn import LIF, LIFNode
 
 
 def test_lif_module_equals_the_op_and_batch_first():
