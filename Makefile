@@ -8,6 +8,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+SPIKINGJELLY_SPEC ?= spikingjelly==2.0.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sparsespike-installed
 OUT ?= gpu-check-results
@@ -25,6 +26,10 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h) | $(PY)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet "setuptools>=70" wheel "pybind11>=2.12"
 	$(PY) -m pip install --quiet --no-build-isolation -e ".[test]"
+	# SpikingJelly for the LIFNode equality tests, without its dependencies: its
+	# torchvision/torchaudio pins would replace the CPU torch; its neurons need torch and loguru.
+	$(PY) -m pip install --quiet --no-deps "$(SPIKINGJELLY_SPEC)"
+	$(PY) -m pip install --quiet "loguru>=0.7,<1"
 	touch $(STAMP)
 
 install: $(STAMP)

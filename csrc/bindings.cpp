@@ -10,6 +10,10 @@
 #include <cstdint>
 #include <string>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 #include "fingerprint.h"
 #include "lif.h"
 #include "spike_linear.h"
@@ -294,57 +298,101 @@ void lif_forward(const py::array& current, const py::array& beta, const py::arra
     throw py::type_error("current must be float32 or float64, got " + dtype_name(current));
 }
 
+// An optional per-step gradient: None, [steps, n], or [n] broadcast over the steps (its row
+// step is then 0).
+template <typename T>
+const T* optional_step_gradient(const py::object& o, const char* name, int64_t steps, int64_t n,
+                                py::array& keep, int64_t& step) {
+  step = 0;
+  if (o.is_none()) return nullptr;
+  keep = py::array(o);
+  if (keep.ndim() == 1) {
+    require_lif_array<T>(keep, name, -1, n);
+  } else {
+    require_lif_array<T>(keep, name, steps, n);
+    step = n;
+  }
+  return static_cast<const T*>(keep.data());
+}
+
 template <typename T>
 void lif_backward_typed(const py::object& grad_spikes, const py::object& grad_trace,
                         const py::object& grad_v_final, const py::object& current,
-                        const py::array& trace, const py::array& beta, const py::array& threshold,
-                        const py::array& v0, const sparsespike::LifConfig& cfg,
-                        py::array& grad_current, py::array& grad_beta, py::array& grad_threshold,
-                        py::array& grad_v0, int threads) {
-  const int64_t steps = trace.shape(0), n = trace.shape(1);
-  require_lif_array<T>(trace, "trace", steps, n);
-  require_lif_neuron_params<T>(beta, threshold, v0, n);
+                        const py::object& trace, const py::array& beta,
+                        const py::array& threshold, const py::array& v0,
+                        const sparsespike::LifConfig& cfg, py::array& grad_current,
+                        py::array& grad_beta, py::array& grad_threshold, py::array& grad_v0,
+                        int threads) {
+  const int64_t steps = grad_current.ndim() == 2 ? grad_current.shape(0) : -1;
+  const int64_t n = grad_current.ndim() == 2 ? grad_current.shape(1) : -1;
+  if (steps < 0) throw py::value_error("grad_current must be 2-D [steps, neurons]");
   require_lif_array<T>(grad_current, "grad_current", steps, n, true);
+  require_lif_neuron_params<T>(beta, threshold, v0, n);
   require_lif_array<T>(grad_beta, "grad_beta", -1, n, true);
   require_lif_array<T>(grad_threshold, "grad_threshold", -1, n, true);
   require_lif_array<T>(grad_v0, "grad_v0", -1, n, true);
-  py::array k1, k2, k3, k4;
-  const T* gs = optional_lif_array<T>(grad_spikes, "grad_spikes", steps, n, k1);
-  const T* gtr = optional_lif_array<T>(grad_trace, "grad_trace", steps, n, k2);
+  py::array k1, k2, k3, k4, k5;
+  int64_t gs_step, gtr_step;
+  const T* gs = optional_step_gradient<T>(grad_spikes, "grad_spikes", steps, n, k1, gs_step);
+  const T* gtr = optional_step_gradient<T>(grad_trace, "grad_trace", steps, n, k2, gtr_step);
   const T* gvf = optional_lif_array<T>(grad_v_final, "grad_v_final", -1, n, k3);
   const T* cur = optional_lif_array<T>(current, "current", steps, n, k4);
+  const T* tr = optional_lif_array<T>(trace, "trace", steps, n, k5);
+  if (!tr && !cur) throw py::value_error("backward needs the trace or the current to recompute it");
   if (cfg.convention == sparsespike::LifConvention::spikingjelly && cfg.decay_input && !cur)
     throw py::value_error("current is needed for the spikingjelly convention with decay_input");
-  py::gil_scoped_release release;
-  sparsespike::lif_backward(gs, gtr, gvf, cur, static_cast<const T*>(trace.data()), steps, n,
-                            static_cast<const T*>(beta.data()),
-                            static_cast<const T*>(threshold.data()),
-                            static_cast<const T*>(v0.data()), cfg,
-                            static_cast<T*>(grad_current.mutable_data()),
-                            static_cast<T*>(grad_beta.mutable_data()),
-                            static_cast<T*>(grad_threshold.mutable_data()),
-                            static_cast<T*>(grad_v0.mutable_data()), threads);
+  bool finite;
+  {
+    py::gil_scoped_release release;
+    finite = sparsespike::lif_backward(gs, gs_step, gtr, gtr_step, gvf, cur, tr, steps, n,
+                                       static_cast<const T*>(beta.data()),
+                                       static_cast<const T*>(threshold.data()),
+                                       static_cast<const T*>(v0.data()), cfg,
+                                       static_cast<T*>(grad_current.mutable_data()),
+                                       static_cast<T*>(grad_beta.mutable_data()),
+                                       static_cast<T*>(grad_threshold.mutable_data()),
+                                       static_cast<T*>(grad_v0.mutable_data()), threads);
+  }
+  if (!finite) throw py::value_error("current contains NaN or Inf");
 }
 
 void lif_backward(const py::object& grad_spikes, const py::object& grad_trace,
                   const py::object& grad_v_final, const py::object& current,
-                  const py::array& trace, const py::array& beta, const py::array& threshold,
+                  const py::object& trace, const py::array& beta, const py::array& threshold,
                   const py::array& v0, int convention, int reset, bool detach_reset,
                   int surrogate, double surrogate_param, bool decay_input,
                   py::array& grad_current, py::array& grad_beta, py::array& grad_threshold,
                   py::array& grad_v0, int threads) {
-  if (trace.ndim() != 2) throw py::value_error("trace must be 2-D [steps, neurons]");
   const auto cfg = lif_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input);
-  if (has_dtype<float>(trace))
+  if (has_dtype<float>(grad_current))
     lif_backward_typed<float>(grad_spikes, grad_trace, grad_v_final, current, trace, beta,
                               threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
                               grad_v0, threads);
-  else if (has_dtype<double>(trace))
+  else if (has_dtype<double>(grad_current))
     lif_backward_typed<double>(grad_spikes, grad_trace, grad_v_final, current, trace, beta,
                                threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
                                grad_v0, threads);
   else
-    throw py::type_error("trace must be float32 or float64, got " + dtype_name(trace));
+    throw py::type_error("grad_current must be float32 or float64, got " + dtype_name(grad_current));
+}
+
+// ---- memory
+
+// Marks the 2 MiB-aligned interior of a fresh (untouched) array for transparent huge pages, so
+// its first touch faults 2 MiB at a time instead of 4 KiB. Only the advice changes, never the
+// contents; False where the system has no such advice or the array spans no whole huge page.
+bool advise_huge_pages(py::array& a) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
+  const auto start = reinterpret_cast<uintptr_t>(a.mutable_data());
+  const uintptr_t begin = (start + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (start + static_cast<uintptr_t>(a.nbytes())) & ~(kHugePage - 1);
+  if (end <= begin) return false;
+  return madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE) == 0;
+#else
+  (void)a;
+  return false;
+#endif
 }
 
 }  // namespace
@@ -376,6 +424,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("grad_beta").noconvert(), py::arg("grad_threshold").noconvert(),
         py::arg("grad_v0").noconvert(), py::arg("threads"),
         "Fused multi-step LIF backward (one reverse pass over steps).");
+  m.def("advise_huge_pages", &advise_huge_pages, py::arg("array").noconvert(),
+        "Advises transparent huge pages for the aligned interior of a fresh array.");
   m.def("fingerprint", &fingerprint, py::arg("array"), py::arg("threads"),
         "Position-sensitive 64-bit checksum of a contiguous array's bytes.");
 #ifdef _OPENMP

@@ -29,13 +29,18 @@ template <typename T>
 bool lif_forward(const T* current, int64_t steps, int64_t n, const T* beta, const T* threshold,
                  const T* v0, const LifConfig& cfg, T* spikes, T* trace, T* v_final, int threads);
 
-// Gradients from grad_spikes / grad_trace ([steps, n], either may be null) and grad_v_final ([n],
-// may be null). current is read only for spikingjelly with decay_input. grad_beta and
-// grad_threshold are per element [n] (callers reduce over shared parameters).
+// Gradients from grad_spikes / grad_trace (rows of n, `*_step` apart: n for [steps, n], 0 for
+// one row broadcast over the steps; either may be null) and grad_v_final ([n], may be null).
+// trace may be null: each neuron block then recomputes it from current, with the forward's own
+// code, into a scratch that stays in cache (nothing but the input is saved for backward).
+// current is also read for spikingjelly with decay_input. grad_beta and grad_threshold are per
+// element [n] (callers reduce over shared parameters). Returns false if a recompute met NaN or
+// Inf in current (outputs then unspecified).
 template <typename T>
-void lif_backward(const T* grad_spikes, const T* grad_trace, const T* grad_v_final,
-                  const T* current, const T* trace, int64_t steps, int64_t n, const T* beta,
-                  const T* threshold, const T* v0, const LifConfig& cfg, T* grad_current,
-                  T* grad_beta, T* grad_threshold, T* grad_v0, int threads);
+bool lif_backward(const T* grad_spikes, int64_t grad_spikes_step, const T* grad_trace,
+                  int64_t grad_trace_step, const T* grad_v_final, const T* current,
+                  const T* trace, int64_t steps, int64_t n, const T* beta, const T* threshold,
+                  const T* v0, const LifConfig& cfg, T* grad_current, T* grad_beta,
+                  T* grad_threshold, T* grad_v0, int threads);
 
 }  // namespace sparsespike

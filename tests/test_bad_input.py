@@ -175,3 +175,31 @@ class TestExtensionBoundary:
         readonly.setflags(write=False)
         with pytest.raises(ValueError, match="out must be writable"):
             _C.spike_linear_forward(spikes, packed, None, readonly, 1)
+
+    def test_lif_arguments(self):
+        from sparsespike import _C
+
+        steps, n = 4, 6
+        z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype).numpy()  # noqa: E731
+        params = (z(n), torch.ones(n).numpy(), z(n))  # beta, threshold, v0
+        flags = (0, 0, True, 0, 25.0, True)
+        grads = lambda: (z(steps, n), z(n), z(n), z(n))  # noqa: E731
+        with pytest.raises(ValueError, match="threshold must have shape"):
+            _C.lif_forward(z(steps, n), z(n), z(n + 1), z(n), *flags, z(steps, n), None, z(n), 1)
+        with pytest.raises(TypeError, match="spikes must have dtype"):
+            _C.lif_forward(z(steps, n), *params, *flags, z(steps, n, dtype=torch.float64), None, z(n), 1)
+        bad = z(steps, n)
+        bad[1, 2] = float("inf")
+        with pytest.raises(ValueError, match="current contains NaN or Inf"):
+            _C.lif_forward(bad, *params, *flags, z(steps, n), None, z(n), 1)
+        with pytest.raises(ValueError, match="needs the trace or the current"):
+            _C.lif_backward(z(steps, n), None, None, None, None, *params, *flags, *grads(), 1)
+        with pytest.raises(ValueError, match="grad_spikes must have shape"):
+            _C.lif_backward(z(steps + 1, n), None, None, z(steps, n), None, *params, *flags, *grads(), 1)
+        with pytest.raises(ValueError, match="grad_trace must have shape"):
+            _C.lif_backward(None, z(n + 1), None, z(steps, n), None, *params, *flags, *grads(), 1)
+        # the recomputing backward rejects a non-finite current too
+        with pytest.raises(ValueError, match="current contains NaN or Inf"):
+            _C.lif_backward(z(steps, n), None, None, bad, None, *params, *flags, *grads(), 1)
+        with pytest.raises(ValueError, match="current is needed for the spikingjelly"):
+            _C.lif_backward(z(steps, n), None, None, None, z(steps, n), *params, 1, 0, True, 0, 25.0, True, *grads(), 1)

@@ -1,7 +1,8 @@
 """lif: every backend against the reference loop, forward and backward, for every option.
 
 Spikes must be identical (the kernels round like the reference, op by op); membranes and
-gradients agree to 1e-5 (fp32) / 1e-10 (fp64) relative and absolute.
+gradients agree to 1e-5 (fp32) / 1e-10 (fp64) relative and absolute. With return_trace the
+cpp backward reads the trace; without it, it recomputes the trace from the current: both run.
 """
 
 import itertools
@@ -29,14 +30,15 @@ def make_case(shape, dtype, seed, per_neuron=True):
     return current, beta, threshold, v0
 
 
-def run(backend, case, options, grads_seed=1):
+def run(backend, case, options, grads_seed=1, return_trace=True):
     convention, reset, detach, surrogate = options
     current, beta, threshold, v0 = (t.detach().clone().requires_grad_() for t in case)
     out = lif(current, beta, threshold, v0, reset=reset, detach_reset=detach, surrogate=surrogate,
-              convention=convention, return_trace=True, backend=backend)
+              convention=convention, return_trace=return_trace, backend=backend)
     g = torch.Generator().manual_seed(grads_seed)
-    weights = [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype) for t in out]
-    loss = sum((o * w).sum() for o, w in zip(out, weights))
+    outputs = out if return_trace else out[:2]
+    weights = [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype) for t in outputs]
+    loss = sum((o * w).sum() for o, w in zip(outputs, weights))
     grads = torch.autograd.grad(loss, (current, beta, threshold, v0))
     return out, grads
 
@@ -46,24 +48,45 @@ def assert_same(actual, expected, dtype):
     (out, grads), (ref_out, ref_grads) = actual, expected
     assert torch.equal(out.spikes, ref_out.spikes)
     torch.testing.assert_close(out.membrane, ref_out.membrane, rtol=tol, atol=tol)
-    torch.testing.assert_close(out.trace, ref_out.trace, rtol=tol, atol=tol)
+    if out.trace is not None or ref_out.trace is not None:
+        torch.testing.assert_close(out.trace, ref_out.trace, rtol=tol, atol=tol)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=tol, atol=tol * 10)
 
 
+@pytest.mark.parametrize("return_trace", [True, False], ids=["trace", "recompute"])
 @pytest.mark.parametrize("backend", ["cpp", "triton", "auto"])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(str(x) for x in o))
-def test_matches_reference_every_option(backend, options):
+def test_matches_reference_every_option(backend, options, return_trace):
     case = make_case((6, 2, 5), torch.float64, 0)
-    assert_same(run(backend, case, options), run("reference", case, options), torch.float64)
+    expected = run("reference", case, options, return_trace=return_trace)
+    assert_same(run(backend, case, options, return_trace=return_trace), expected, torch.float64)
 
 
+# (700, 3, 40): a long sequence, so the recomputing backward uses narrower neuron blocks
+@pytest.mark.parametrize("return_trace", [True, False], ids=["trace", "recompute"])
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
-@pytest.mark.parametrize("shape", [(1, 1), (30, 4, 33), (3, 2, 2, 300)])
-def test_matches_reference_float32_shapes(backend, shape):
+@pytest.mark.parametrize("shape", [(1, 1), (30, 4, 33), (3, 2, 2, 300), (700, 3, 40)])
+def test_matches_reference_float32_shapes(backend, shape, return_trace):
+    if backend == "triton" and shape[0] > 100:
+        pytest.skip("long sequences are slow under the Triton interpreter")
     case = make_case(shape, torch.float32, 1)
     options = ("snntorch", "subtract", True, "fast_sigmoid")
-    assert_same(run(backend, case, options), run("reference", case, options), torch.float32)
+    expected = run("reference", case, options, return_trace=return_trace)
+    assert_same(run(backend, case, options, return_trace=return_trace), expected, torch.float32)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_gradient_broadcast_over_time(backend, convention):
+    # spikes.sum() hands backward a stride-0 expansion, which the cpp kernel reads as one row
+    current, beta, threshold, v0 = (t.requires_grad_() for t in make_case((7, 2, 6), torch.float64, 5))
+    out = lif(current, beta, threshold, v0, convention=convention, backend=backend)
+    grads = torch.autograd.grad(out.spikes.sum() + 3 * out.membrane.sum(), (current, beta, threshold, v0))
+    ref = lif(current, beta, threshold, v0, convention=convention, backend="reference")
+    ref_grads = torch.autograd.grad(ref.spikes.sum() + 3 * ref.membrane.sum(), (current, beta, threshold, v0))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-9)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
@@ -123,12 +146,16 @@ def _saved_sequences(out, current):
     return [t for t in node.saved_tensors if t is not None and t.numel() >= current.numel()]
 
 
-def test_saves_only_the_trace_for_backward():
+def test_saved_for_backward_is_4_bytes_per_element():
     current = torch.randn(10, 2, 8, requires_grad=True)
-    stored = _saved_sequences(lif(current, backend="cpp"), current)
-    assert len(stored) == 1 and stored[0].dtype == torch.float32  # 4 bytes per element
-    # spikingjelly with decay_input: its beta gradient reads the current as well
-    assert len(_saved_sequences(lif(current, convention="spikingjelly", backend="cpp"), current)) == 2
+    # cpp: the input itself, nothing new (the backward recomputes the trace from it)
+    for convention in CONVENTIONS:
+        stored = _saved_sequences(lif(current, convention=convention, backend="cpp"), current)
+        assert len(stored) == 1 and stored[0].data_ptr() == current.data_ptr()
+    # triton: the trace; spikingjelly with decay_input: its beta gradient reads the current too
+    stored = _saved_sequences(lif(current, backend="triton"), current)
+    assert len(stored) == 1 and stored[0].dtype == torch.float32 and stored[0].data_ptr() != current.data_ptr()
+    assert len(_saved_sequences(lif(current, convention="spikingjelly", backend="triton"), current)) == 2
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
@@ -159,25 +186,29 @@ def test_bad_input(backend):
 def test_opcheck_and_compile():
     current, beta, threshold, v0 = (t.float().requires_grad_() for t in make_case((4, 2, 3), torch.float64, 4))
     for backend in ("cpp", "triton"):
-        torch.library.opcheck(
-            torch.ops.sparsespike.lif.default,
-            (current.reshape(4, 6), beta.repeat(2), threshold.repeat(2), v0.reshape(6), 0, 0, True, 0, 25.0, True, backend),
-        )
+        for keep_trace in (True, False):  # without the trace the cpp backward recomputes it
+            torch.library.opcheck(
+                torch.ops.sparsespike.lif.default,
+                (current.reshape(4, 6), beta.repeat(2), threshold.repeat(2), v0.reshape(6), 0, 0, True, 0, 25.0, True,
+                 backend, keep_trace),
+            )
 
-    @torch.compile(fullgraph=True)
-    def loss_fn(x, b):
-        out = lif(x, b, 1.0, backend="cpp", return_trace=True)
-        return out.spikes.sum() + out.trace.square().sum()
+    for return_trace in (True, False):
+        @torch.compile(fullgraph=True)
+        def loss_fn(x, b):
+            out = lif(x, b, 1.0, backend="cpp", return_trace=return_trace)
+            return out.spikes.sum() + out.membrane.square().sum() + (out.trace.square().sum() if return_trace else 0)
 
-    loss = loss_fn(current, beta)
-    loss.backward()
-    ref_x = current.detach().clone().requires_grad_()
-    ref_b = beta.detach().clone().requires_grad_()
-    ref = lif(ref_x, ref_b, 1.0, backend="reference", return_trace=True)
-    (ref.spikes.sum() + ref.trace.square().sum()).backward()
-    torch.testing.assert_close(loss, ref.spikes.sum() + ref.trace.square().sum())
-    torch.testing.assert_close(current.grad, ref_x.grad)
-    torch.testing.assert_close(beta.grad, ref_b.grad)
+        x, b = (t.detach().clone().requires_grad_() for t in (current, beta))
+        loss = loss_fn(x, b)
+        loss.backward()
+        ref_x, ref_b = (t.detach().clone().requires_grad_() for t in (current, beta))
+        ref = lif(ref_x, ref_b, 1.0, backend="reference", return_trace=True)
+        ref_loss = ref.spikes.sum() + ref.membrane.square().sum() + (ref.trace.square().sum() if return_trace else 0)
+        ref_loss.backward()
+        torch.testing.assert_close(loss, ref_loss)
+        torch.testing.assert_close(x.grad, ref_x.grad)
+        torch.testing.assert_close(b.grad, ref_b.grad)
 
 
 @pytest.mark.parametrize("convention", CONVENTIONS)

@@ -28,6 +28,7 @@ class Point:
     backend: str
     median_ms: float
     ratio_to_reference: float = float("nan")
+    ratio_to_snntorch: float = float("nan")  # NaN without snntorch
 
 
 def _snntorch_step_loop():
@@ -86,16 +87,17 @@ def run(device: torch.device, quick: bool, repeats: int | None = None, progress:
         current = (torch.randn(shape, generator=g) * 0.6 + 0.3).to(device)
         for mode in MODES:
             timed = median_ms_interleaved(runners(current, mode, device), device, repeats, warmup=1)
-            ref = timed["reference"]
+            ref, snn = timed["reference"], timed.get("snntorch", float("nan"))
             label = "x".join(map(str, shape))
-            points += [Point(label, mode, name, ms, ref / ms) for name, ms in timed.items()]
+            points += [Point(label, mode, name, ms, ref / ms, snn / ms) for name, ms in timed.items()]
             bar.step(f"lif {label} {mode}")
     return points
 
 
 def table(points: list[Point]) -> str:
-    headers = ["shape", "mode", "backend", "median ms", "x reference"]
-    return markdown_table(headers, [[p.shape, p.mode, p.backend, p.median_ms, p.ratio_to_reference] for p in points])
+    headers = ["shape", "mode", "backend", "median ms", "x reference", "x snntorch"]
+    rows = [[p.shape, p.mode, p.backend, p.median_ms, p.ratio_to_reference, p.ratio_to_snntorch] for p in points]
+    return markdown_table(headers, rows)
 
 
 def as_json(points: list[Point]) -> list[dict]:

@@ -76,6 +76,8 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
+        if value != value:  # NaN: not measured (a baseline that is not installed)
+            return "-"
         if value >= 100:
             return f"{value:.1f}"
         if value >= 1:

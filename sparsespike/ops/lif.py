@@ -9,9 +9,13 @@ Three implementations behind :func:`lif`:
 - triton (CUDA, or CPU under TRITON_INTERPRET=1): the same recurrences, one program per block of
   neurons with the time loop inside (``kernels/lif.py``).
 
-Saved for backward: the membrane trace (the value compared with the threshold), 4 bytes per
-element in fp32; spikes are recomputed from it bit-exactly, and the input current is kept only
-for the SpikingJelly convention with decay_input (its beta gradient reads it), 8 bytes then.
+Saved for backward, 4 bytes per element in fp32 (8 in fp64):
+- cpp: the input current only. Each neuron block of the backward recomputes its membrane trace
+  with the forward's own code into a per-thread scratch that stays in cache, then runs the
+  reverse pass over it; the forward writes nothing but the spikes (and the trace when asked).
+- triton: the membrane trace (the value compared with the threshold); spikes are recomputed from
+  it bit-exactly. The current is kept as well only for the SpikingJelly convention with
+  decay_input (its beta gradient reads it), 8 bytes per element then.
 beta and threshold gradients come back per element and are summed by autograd over the neurons
 that share a parameter, in a fixed order.
 """
@@ -23,7 +27,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from .._backend import cpp, numpy_view as _np, resolve_backend, triton_kernels
+from .._backend import cpp, empty_output, numpy_view as _np, resolve_backend, triton_kernels
 from ._validate import check_finite, require_nonempty, require_tensor
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
@@ -60,10 +64,10 @@ def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_para
 # --------------------------------------------------------------------------- C++ (CPU)
 
 def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = True):
-    """(spikes, trace, v_final); without keep_trace (inference) the trace is never written and an
-    empty tensor stands in for it."""
-    spikes = torch.empty_like(current)
-    trace = torch.empty_like(current) if keep_trace else current.new_empty(0)
+    """(spikes, trace, v_final); without keep_trace the trace is never written and an empty
+    tensor stands in for it."""
+    spikes = empty_output(current)
+    trace = empty_output(current) if keep_trace else current.new_empty(0)
     v_final = torch.empty_like(v0)
     cpp().lif_forward(
         _np(current), _np(beta), _np(threshold), _np(v0), *cfg,
@@ -72,11 +76,22 @@ def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = 
     return spikes, trace, v_final
 
 
+def _step_gradient(grad: Optional[Tensor]):
+    """A [T, M] gradient as the kernel takes it: one [M] row when it is broadcast over time
+    (a loss like spikes.sum() gives a stride-0 expansion that would otherwise be copied)."""
+    if grad is None:
+        return None
+    return _np(grad[0]) if grad.stride(0) == 0 else _np(grad)
+
+
 def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg: _Config):
-    grads = (torch.empty_like(trace), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0))
-    optional = [None if g is None else _np(g) for g in (grad_spikes, grad_trace, grad_v_final, current)]
+    """Gradients; with trace None the kernel recomputes it from current."""
+    like = current if trace is None else trace
+    grads = (empty_output(like), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0))
     cpp().lif_backward(
-        *optional, _np(trace), _np(beta), _np(threshold), _np(v0), *cfg,
+        _step_gradient(grad_spikes), _step_gradient(grad_trace), None if grad_v_final is None else _np(grad_v_final),
+        None if current is None else _np(current), None if trace is None else _np(trace),
+        _np(beta), _np(threshold), _np(v0), *cfg,
         *(g.numpy() for g in grads), torch.get_num_threads(),
     )
     return grads
@@ -110,19 +125,34 @@ def _kernel_path(backend: str, current: Tensor) -> str:
 def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str, keep_trace: bool = True):
     if path == "triton":
         check_finite(current, "current")
-        return triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
+        spikes, trace, v_final = triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
+        return spikes, (trace if keep_trace else trace.new_empty(0)), v_final
     return _cpp_forward(current, beta, threshold, v0, cfg, keep_trace)
 
 
 def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path):
+    if grad_trace is not None and grad_trace.numel() == 0:  # the empty stand-in for an unwritten trace
+        grad_trace = None
     if path == "triton":
+        if trace is None:  # not kept (a forward that needed no gradient): recompute it
+            _, trace, _ = triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
         return triton_kernels("lif").backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
     return _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
 
 
-def _keeps_current(cfg: _Config) -> bool:
-    """Whether backward reads the input current (else it is not saved)."""
-    return cfg.convention == CONVENTIONS.index("spikingjelly") and cfg.decay_input
+def _keeps_trace(path: str, needs_grad: bool, return_trace: bool) -> bool:
+    """Whether the forward writes the trace: when asked for, or when the Triton backward reads
+    it (the C++ backward recomputes it)."""
+    return return_trace or (needs_grad and path == "triton")
+
+
+def _saved(current: Tensor, trace: Tensor, cfg: _Config) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """(current or None, trace or None) for backward: the trace when the forward wrote one (an
+    empty tensor stands in otherwise), the current when there is no trace to read or the
+    SpikingJelly beta gradient with decay_input reads it."""
+    has_trace = trace.numel() > 0
+    reads_current = not has_trace or (cfg.convention == CONVENTIONS.index("spikingjelly") and cfg.decay_input)
+    return (current if reads_current else None), (trace if has_trace else None)
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -131,34 +161,41 @@ def _keeps_current(cfg: _Config) -> bool:
 def _lif_op(
     current: Tensor, beta: Tensor, threshold: Tensor, v0: Tensor, convention: int, reset: int,
     detach_reset: bool, surrogate: int, surrogate_param: float, decay_input: bool, backend: str,
+    keep_trace: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(spikes [T, M], trace [T, M], final membrane [M]) of current [T, M]; per-neuron [M] params."""
+    """(spikes [T, M], trace [T, M] (or empty [0] without keep_trace), final membrane [M]) of
+    current [T, M]; per-neuron [M] params."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
-    return _forward_impl(current, beta, threshold, v0, cfg, _kernel_path(backend, current))
+    return _forward_impl(current, beta, threshold, v0, cfg, _kernel_path(backend, current), keep_trace)
 
 
 @_lif_op.register_fake
-def _lif_fake(current, beta, threshold, v0, convention, reset, detach_reset, surrogate, surrogate_param, decay_input, backend):
-    return torch.empty_like(current), torch.empty_like(current), torch.empty_like(v0)
+def _lif_fake(current, beta, threshold, v0, convention, reset, detach_reset, surrogate, surrogate_param, decay_input,
+              backend, keep_trace):
+    trace = torch.empty_like(current) if keep_trace else current.new_empty(0)
+    return torch.empty_like(current), trace, torch.empty_like(v0)
 
 
 @torch.library.custom_op("sparsespike::lif_backward", mutates_args=())
 def _lif_backward_op(
     grad_spikes: Optional[Tensor], grad_trace: Optional[Tensor], grad_v_final: Optional[Tensor],
-    current: Optional[Tensor], trace: Tensor, beta: Tensor, threshold: Tensor, v0: Tensor,
+    current: Optional[Tensor], trace: Optional[Tensor], beta: Tensor, threshold: Tensor, v0: Tensor,
     convention: int, reset: int, detach_reset: bool, surrogate: int, surrogate_param: float,
     decay_input: bool, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients (current, beta, threshold, v0), per element."""
+    """Gradients (current, beta, threshold, v0), per element; without a trace the cpp kernel
+    recomputes it from current."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
+    like = trace if trace is not None else current
     return _backward_impl(
-        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, _kernel_path(backend, trace)
+        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, _kernel_path(backend, like)
     )
 
 
 @_lif_backward_op.register_fake
 def _lif_backward_fake(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, *args):
-    return torch.empty_like(trace), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0)
+    like = trace if trace is not None else current
+    return torch.empty_like(like), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0)
 
 
 def _setup_context(ctx, inputs, output):
@@ -166,7 +203,7 @@ def _setup_context(ctx, inputs, output):
     cfg, backend = _config_from_args(*flags[:6]), flags[6]
     _, trace, _ = output
     ctx.cfg, ctx.backend = cfg, backend
-    ctx.save_for_backward(current if _keeps_current(cfg) else None, trace, beta, threshold, v0)
+    ctx.save_for_backward(*_saved(current, trace, cfg), beta, threshold, v0)
 
 
 def _backward(ctx, grad_spikes, grad_trace, grad_v_final):
@@ -174,7 +211,7 @@ def _backward(ctx, grad_spikes, grad_trace, grad_v_final):
     grads = torch.ops.sparsespike.lif_backward(
         grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, *ctx.cfg, ctx.backend
     )
-    return (*grads, None, None, None, None, None, None, None)
+    return (*grads, *[None] * 8)  # nothing for the 8 flags
 
 
 _lif_op.register_autograd(_backward, setup_context=_setup_context)
@@ -185,9 +222,10 @@ class _LIFFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, beta, threshold, v0, cfg, path, keep_trace):
+        ctx.set_materialize_grads(False)  # outputs the loss does not use get no zero gradients
         spikes, trace, v_final = _forward_impl(current, beta, threshold, v0, cfg, path, keep_trace)
         ctx.cfg, ctx.path = cfg, path
-        ctx.save_for_backward(current if _keeps_current(cfg) else None, trace, beta, threshold, v0)
+        ctx.save_for_backward(*_saved(current, trace, cfg), beta, threshold, v0)
         return spikes, trace, v_final
 
     @staticmethod
@@ -289,13 +327,15 @@ def lif(
     if path == "reference":
         check_finite(flat, "current")
         spikes, v_final, trace = lif_reference(flat, beta_vec, threshold_vec, v0_vec, **cfg.names())
-    elif torch.compiler.is_compiling():
-        spikes, trace, v_final = torch.ops.sparsespike.lif(flat, beta_vec, threshold_vec, v0_vec, *cfg, backend)
     else:
-        # the trace feeds backward; inference that does not return it skips writing it
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (flat, beta_vec, threshold_vec, v0_vec))
-        keep_trace = return_trace or needs_grad
-        spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, path, keep_trace)
+        keep_trace = _keeps_trace(path, needs_grad, return_trace)
+        if torch.compiler.is_compiling():
+            spikes, trace, v_final = torch.ops.sparsespike.lif(
+                flat, beta_vec, threshold_vec, v0_vec, *cfg, backend, keep_trace
+            )
+        else:
+            spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, path, keep_trace)
     return LIFOutput(
         spikes.reshape(current.shape),
         v_final.reshape(neuron_shape),
