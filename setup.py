@@ -6,6 +6,7 @@ Tuned for the host CPU by default; SPARSESPIKE_PORTABLE=1 builds for x86-64-v3 i
 (or for the compiler's default target off x86).
 """
 
+import glob
 import os
 import platform
 
@@ -21,7 +22,7 @@ def _arch_flags():
 
 ext = Pybind11Extension(
     "sparsespike._C",
-    sources=["csrc/bindings.cpp", "csrc/spike_linear.cpp", "csrc/lif.cpp"],
+    sources=sorted(glob.glob("csrc/*.cpp")),  # each op's kernels and its binding file
     include_dirs=["csrc"],
     cxx_std=17,
     # no FMA contraction: the LIF kernel must round like the torch reference, op by op (a fused

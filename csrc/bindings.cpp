@@ -1,4 +1,6 @@
-// pybind11 module sparsespike._C: thin wrappers over the C++ kernels.
+// pybind11 module sparsespike._C: thin wrappers over the C++ kernels. spike_linear, lif and the
+// helpers are bound here; later ops bind themselves from their own csrc/<op>_bindings.cpp
+// (a bind_<op>(module) function declared below), with the checks of bind_common.h.
 //
 // Tensors arrive as numpy views of CPU tensors (no libtorch headers). Every argument is checked
 // here, before a kernel touches memory: dtype, dimensionality, C-contiguity, writability and
@@ -14,6 +16,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "bind_common.h"
 #include "fingerprint.h"
 #include "lif.h"
 #include "spike_linear.h"
@@ -24,35 +27,7 @@ using sparsespike::ScanResult;
 
 namespace {
 
-std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
-
-template <typename T>
-bool has_dtype(const py::array& a) {
-  return a.dtype().is(py::dtype::of<T>());
-}
-
-void require_matrix(const py::array& a, const char* name) {
-  if (a.ndim() != 2)
-    throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
-                          "-D");
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous");
-}
-
-void require_vector(const py::array& a, const char* name, int64_t n) {
-  if (a.ndim() != 1 || a.shape(0) != n)
-    throw py::value_error(std::string(name) + " must have shape [" + std::to_string(n) + "]");
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous");
-}
-
-void require_output(const py::array& a, const char* name, int64_t rows, int64_t cols) {
-  require_matrix(a, name);
-  if (a.shape(0) != rows || a.shape(1) != cols)
-    throw py::value_error(std::string(name) + " must have shape [" + std::to_string(rows) + ", " +
-                          std::to_string(cols) + "]");
-  if (!a.writeable()) throw py::value_error(std::string(name) + " must be writable");
-}
+using namespace sparsespike::bind;
 
 void raise_on(const ScanResult& r) {
   if (r.out_of_memory) throw std::bad_alloc();
@@ -76,12 +51,6 @@ auto dispatch_types(const py::array& spikes, const py::array& weight, F&& f) {
                        "), got " + dtype_name(spikes));
 }
 
-template <typename T>
-void require_dtype(const py::array& a, const char* name, const py::array& like) {
-  if (!has_dtype<T>(a))
-    throw py::type_error(std::string(name) + " must have dtype " + dtype_name(like) + ", got " +
-                         dtype_name(a));
-}
 
 // Packed weight: [tile_count(out), in, tile_width] for the weight's dtype (see spmm.h).
 void pack_weight(const py::array& weight, py::array& packed, int threads) {
@@ -219,31 +188,19 @@ sparsespike::LifConfig lif_config(int convention, int reset, bool detach_reset, 
   return cfg;
 }
 
-// Checks that `a` is C-contiguous with dtype T and the given shape (steps < 0: 1-D [n]).
+// A lif array: [steps, n], or [n] for steps < 0.
 template <typename T>
 void require_lif_array(const py::array& a, const char* name, int64_t steps, int64_t n,
                        bool writable = false) {
-  if (!has_dtype<T>(a))
-    throw py::type_error(std::string(name) + " must have dtype " +
-                         py::str(py::dtype::of<T>()).cast<std::string>() + ", got " + dtype_name(a));
-  const bool shape_ok = steps < 0 ? (a.ndim() == 1 && a.shape(0) == n)
-                                  : (a.ndim() == 2 && a.shape(0) == steps && a.shape(1) == n);
-  if (!shape_ok)
-    throw py::value_error(std::string(name) + " must have shape " +
-                          (steps < 0 ? "[" + std::to_string(n) + "]"
-                                     : "[" + std::to_string(steps) + ", " + std::to_string(n) + "]"));
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous");
-  if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+  require_array<T>(a, name, steps < 0 ? std::vector<int64_t>{n} : std::vector<int64_t>{steps, n},
+                   writable);
 }
 
 template <typename T>
 const T* optional_lif_array(const py::object& o, const char* name, int64_t steps, int64_t n,
                             py::array& keep) {
-  if (o.is_none()) return nullptr;
-  keep = py::array(o);
-  require_lif_array<T>(keep, name, steps, n);
-  return static_cast<const T*>(keep.data());
+  return optional_array<T>(o, name, steps < 0 ? std::vector<int64_t>{n} : std::vector<int64_t>{steps, n},
+                           keep);
 }
 
 // The per-neuron inputs every lif call takes: beta, threshold, v0, each [n].
