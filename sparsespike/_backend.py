@@ -94,18 +94,16 @@ def triton_kernels(op: str = "spike_linear") -> ModuleType | None:
 
 
 def _import_kernels(op: str) -> ModuleType:
-    """sparsespike.kernels.<op>; in a source tree used without installing (PYTHONPATH=., an
-    in-place build), the top-level kernels/ folder is mounted as sparsespike.kernels first."""
+    """sparsespike.kernels.<op>. In a source tree (an editable install, or PYTHONPATH=. with an
+    in-place build) the top-level kernels/ folder beside the package is mounted as
+    sparsespike.kernels, so the kernels always match the package they sit beside; an installed
+    wheel imports its own copy."""
     name = "sparsespike.kernels"
-    try:
-        importlib.import_module(name)
-    except ModuleNotFoundError:
-        folder = Path(__file__).resolve().parent.parent / "kernels"
+    folder = Path(__file__).resolve().parent.parent / "kernels"
+    if name not in sys.modules and (folder / "__init__.py").exists():
         spec = importlib.util.spec_from_file_location(
             name, folder / "__init__.py", submodule_search_locations=[str(folder)]
         )
-        if spec is None or not (folder / "__init__.py").exists():
-            raise
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
