@@ -3,7 +3,15 @@
 from . import dispatch, synops
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
-from .ops import LIFOutput, lif, lif_reference, spike_linear, spike_linear_reference
+from .ops import (
+    LIFOutput,
+    hopfield_retrieve,
+    hopfield_retrieve_reference,
+    lif,
+    lif_reference,
+    spike_linear,
+    spike_linear_reference,
+)
 from .synops import SynOpCounter, count_synops, synop_scope
 from . import nn  # noqa: E402  (modules build on the ops above)
 
@@ -17,6 +25,8 @@ __all__ = [
     "dispatch",
     "get_crossover",
     "get_default_backend",
+    "hopfield_retrieve",
+    "hopfield_retrieve_reference",
     "lif",
     "lif_reference",
     "nn",
