@@ -11,8 +11,11 @@ from sparsespike.bench import spike_linear as suite
 @pytest.fixture
 def tiny_suite(monkeypatch):
     from sparsespike.bench import lif as lif_suite
+    from sparsespike.bench import supcon as supcon_suite
 
     monkeypatch.setattr(lif_suite, "QUICK_SHAPES", ((6, 2, 16),))
+    monkeypatch.setattr(supcon_suite, "QUICK_BATCHES", (24,))
+    monkeypatch.setattr(supcon_suite, "DIM", 8)
     monkeypatch.setattr(suite, "ROWS", (8,))
     monkeypatch.setattr(suite, "SHAPES", ((40, 24),))
     monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
@@ -36,6 +39,11 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     lif_points = report["suites"]["lif"]
     assert {p["backend"] for p in lif_points} >= {"reference", "sparsespike-cpp", "sparsespike-auto"}
     assert "## lif" in printed
+    supcon_points = report["suites"]["supcon"]
+    assert [p["impl"] for p in supcon_points] == ["naive", "chunked"]
+    assert all(p["median_ms"] > 0 and p["saved_mib"] > 0 for p in supcon_points)
+    assert supcon_points[0]["largest_tensor_mib"] >= 24 * 24 * 4 / 2**20  # naive: the full matrix
+    assert "## supcon" in printed and "largest tensor MiB" in printed
 
 
 def test_crossing_interpolation():

@@ -18,9 +18,10 @@ import torch
 from .. import backends, dispatch
 from . import lif as lif_suite
 from . import spike_linear as spike_linear_suite
+from . import supcon as supcon_suite
 from .timing import machine_info
 
-SUITES = {"spike_linear": spike_linear_suite, "lif": lif_suite}
+SUITES = {"spike_linear": spike_linear_suite, "lif": lif_suite, "supcon": supcon_suite}
 
 
 def _parse(argv):

@@ -2,5 +2,6 @@
 
 from .linear import SpikeLinear
 from .neurons import LIF, LIFNode, Leaky
+from .supcon import SupConLoss, supcon_loss, supcon_loss_reference
 
-__all__ = ["LIF", "LIFNode", "Leaky", "SpikeLinear"]
+__all__ = ["LIF", "LIFNode", "Leaky", "SpikeLinear", "SupConLoss", "supcon_loss", "supcon_loss_reference"]
