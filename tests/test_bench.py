@@ -11,8 +11,15 @@ from sparsespike.bench import spike_linear as suite
 @pytest.fixture
 def tiny_suite(monkeypatch):
     from sparsespike.bench import lif as lif_suite
+    from sparsespike.bench import hopfield as hopfield_suite
+    from sparsespike.bench import supcon as supcon_suite
 
     monkeypatch.setattr(lif_suite, "QUICK_SHAPES", ((6, 2, 16),))
+    monkeypatch.setattr(hopfield_suite, "QUICK_QUERIES", 20)
+    monkeypatch.setattr(hopfield_suite, "PATTERNS", 8)
+    monkeypatch.setattr(hopfield_suite, "DIM", 16)
+    monkeypatch.setattr(supcon_suite, "QUICK_BATCHES", (24,))
+    monkeypatch.setattr(supcon_suite, "DIM", 8)
     monkeypatch.setattr(suite, "ROWS", (8,))
     monkeypatch.setattr(suite, "SHAPES", ((40, 24),))
     monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
@@ -36,6 +43,17 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     lif_points = report["suites"]["lif"]
     assert {p["backend"] for p in lif_points} >= {"reference", "sparsespike-cpp", "sparsespike-auto"}
     assert "## lif" in printed
+    hopfield_points = report["suites"]["hopfield"]
+    assert {p["backend"] for p in hopfield_points} == {"sdpa", "reference", "sparsespike-cpp", "sparsespike-auto"}
+    assert {(p["queries"], p["mode"]) for p in hopfield_points} == {
+        (q, m) for q in ("float", "spikes 3%") for m in ("forward", "forward+backward")
+    }
+    assert all(p["median_ms"] > 0 for p in hopfield_points) and "## hopfield" in printed
+    supcon_points = report["suites"]["supcon"]
+    assert [p["impl"] for p in supcon_points] == ["naive", "chunked"]
+    assert all(p["median_ms"] > 0 and p["saved_mib"] > 0 for p in supcon_points)
+    assert supcon_points[0]["largest_tensor_mib"] >= 24 * 24 * 4 / 2**20  # naive: the full matrix
+    assert "## supcon" in printed and "largest tensor MiB" in printed
 
 
 def test_crossing_interpolation():

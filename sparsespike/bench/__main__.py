@@ -19,9 +19,15 @@ from .. import backends, dispatch
 from . import hopfield as hopfield_suite
 from . import lif as lif_suite
 from . import spike_linear as spike_linear_suite
+from . import supcon as supcon_suite
 from .timing import machine_info
 
-SUITES = {"spike_linear": spike_linear_suite, "lif": lif_suite, "hopfield": hopfield_suite}
+SUITES = {
+    "spike_linear": spike_linear_suite,
+    "lif": lif_suite,
+    "hopfield": hopfield_suite,
+    "supcon": supcon_suite,
+}
 
 
 def _parse(argv):

@@ -3,5 +3,16 @@
 from .hopfield import Hopfield, HopfieldMemory
 from .linear import SpikeLinear
 from .neurons import LIF, LIFNode, Leaky
+from .supcon import SupConLoss, supcon_loss, supcon_loss_reference
 
-__all__ = ["Hopfield", "HopfieldMemory", "LIF", "LIFNode", "Leaky", "SpikeLinear"]
+__all__ = [
+    "Hopfield",
+    "HopfieldMemory",
+    "LIF",
+    "LIFNode",
+    "Leaky",
+    "SpikeLinear",
+    "SupConLoss",
+    "supcon_loss",
+    "supcon_loss_reference",
+]
