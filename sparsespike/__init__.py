@@ -3,13 +3,14 @@
 from . import dispatch, synops
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
-from .ops import LIFOutput, lif, lif_reference, spike_linear, spike_linear_reference
+from .ops import HGRNOutput, LIFOutput, hgrn_scan, hgrn_scan_reference, lif, lif_reference, spike_linear, spike_linear_reference
 from .synops import SynOpCounter, count_synops, synop_scope
 from . import nn  # noqa: E402  (modules build on the ops above)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HGRNOutput",
     "LIFOutput",
     "SynOpCounter",
     "backends",
@@ -17,6 +18,8 @@ __all__ = [
     "dispatch",
     "get_crossover",
     "get_default_backend",
+    "hgrn_scan",
+    "hgrn_scan_reference",
     "lif",
     "lif_reference",
     "nn",

@@ -1,7 +1,8 @@
 """Ops: one module per op, each with its reference, C++ path, Triton path and custom-op wiring."""
 
+from .hgrn import HGRNOutput, hgrn_scan, hgrn_scan_reference
 from .lif import LIFOutput, lif
 from .lif_reference import lif_reference
 from .spike_linear import spike_linear, spike_linear_reference
 
-__all__ = ["LIFOutput", "lif", "lif_reference", "spike_linear", "spike_linear_reference"]
+__all__ = ["HGRNOutput", "LIFOutput", "hgrn_scan", "hgrn_scan_reference", "lif", "lif_reference", "spike_linear", "spike_linear_reference"]
