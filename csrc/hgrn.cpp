@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "lanes.h"
@@ -15,38 +16,53 @@ namespace {
 // prefetchers to stream; a block's rows of every array stay in L1/L2 between steps.
 constexpr int64_t kNeuronBlock = 1024;
 
-// exp of float lanes without a per-lane libm call (glibc has no vector expf without
-// -ffast-math): Cephes' expf (S. Moshier), about 1 ulp. n = round(x / ln 2) by the 1.5 * 2^23
-// trick, r = x - n ln 2 in two parts (C1 has few mantissa bits, so n * C1 is exact), a degree-7
-// polynomial for exp(r) on |r| <= ln 2 / 2, then scaled by 2^n built in the exponent bits.
-// Lanes outside [-87, 88] (results subnormal, zero or infinite, and NaN) go through std::exp.
-// The scalar tail runs the same operations, so vector and tail round alike.
+// a * b + c, alike in vectors and scalars: one rounding where the target has FMA (simd.h's
+// fmadd; std::fma, inlined), two elsewhere.
 template <typename L>
-inline L exp_f32_lanes(const L& x) {
+inline L fma_lanes(const L& a, const L& b, const L& c) {
+  if constexpr (is_scalar_lane<L>) {
+#if defined(__FMA__)
+    return std::fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+  } else {
+    return fmadd(a, b, c);
+  }
+}
+
+// exp of float lanes without a per-lane libm call (glibc has no vector expf without
+// -ffast-math), branch-free, about 2x faster than std::exp per lane: Cephes' expf polynomial
+// (S. Moshier), within 2 ulp of exp. x is clamped to [-104, 89] (exp(-104) rounds to 0 and
+// exp(89) to inf in float); n = round(x / ln 2) by the 1.5 * 2^23 trick; r = x - n ln 2 in two
+// parts (C1 has few mantissa bits, so n * C1 is exact); a degree-7 polynomial (Horner, FMAs)
+// gives exp(r) on |r| <= ln 2 / 2; the result is scaled by 2^n as 2^(n/2) * 2^(n - n/2), two
+// normal powers of two, so results that are subnormal or overflow round once, like exp's. The
+// scalar tail runs the same operations, so vector and tail round alike. NaN is not handled (the
+// inputs are checked finite).
+template <typename L>
+inline L exp_f32_lanes(const L& x_in) {
   using T = float;
   constexpr T kMagic = 12582912.0f;  // 1.5 * 2^23
+  L x;
+  if constexpr (is_scalar_lane<L>)
+    x = std::min(std::max(x_in, T(-104)), T(89));
+  else
+    x = x_in < T(-104) ? lanes_of<L>(T(-104)) : (x_in > T(89) ? lanes_of<L>(T(89)) : x_in);
   const L t = x * T(1.44269504088896341f) + kMagic;
   const L nf = t - kMagic;
   const L r = (x - nf * T(0.693359375f)) - nf * T(-2.12194440e-4f);
-  L p = r * T(1.9875691500e-4f) + T(1.3981999507e-3f);
-  p = p * r + T(8.3334519073e-3f);
-  p = p * r + T(4.1665795894e-2f);
-  p = p * r + T(1.6666665459e-1f);
-  p = p * r + T(5.0000001201e-1f);
-  const L y = p * (r * r) + r + T(1);
-  if constexpr (is_scalar_lane<L>) {
-    if (!(x >= T(-87) && x <= T(88))) return std::exp(x);
-    const int32_t n = bits_as<int32_t>(t) - bits_as<int32_t>(kMagic);
-    return y * bits_as<T>((n + 127) << 23);
-  } else {
-    using I = decltype(x > x);
-    const I n = bits_as<I>(t) - bits_as<int32_t>(kMagic);
-    L out = y * bits_as<L>((n + 127) << 23);
-    const I inside = (x >= T(-87)) & (x <= T(88));
-    for (int i = 0; i < int(sizeof(L) / sizeof(T)); ++i)
-      if (!inside[i]) out[i] = std::exp(x[i]);
-    return out;
-  }
+  L p = fma_lanes(r, lanes_of<L>(T(1.9875691500e-4f)), lanes_of<L>(T(1.3981999507e-3f)));
+  p = fma_lanes(p, r, lanes_of<L>(T(8.3334519073e-3f)));
+  p = fma_lanes(p, r, lanes_of<L>(T(4.1665795894e-2f)));
+  p = fma_lanes(p, r, lanes_of<L>(T(1.6666665459e-1f)));
+  p = fma_lanes(p, r, lanes_of<L>(T(5.0000001201e-1f)));
+  const L y = fma_lanes(p, r * r, r) + T(1);
+  using I = std::conditional_t<is_scalar_lane<L>, int32_t, decltype(x > x)>;
+  const I n = bits_as<I>(t) - bits_as<int32_t>(kMagic);  // in [-150, 129]
+  const I n1 = n >> 1;
+  const I n2 = n - n1;
+  return (y * bits_as<L>((n1 + 127) << 23)) * bits_as<L>((n2 + 127) << 23);
 }
 
 // exp per lane: the polynomial for float, std::exp per lane for double.

@@ -10,9 +10,11 @@ from sparsespike.bench import spike_linear as suite
 
 @pytest.fixture
 def tiny_suite(monkeypatch):
+    from sparsespike.bench import hgrn as hgrn_suite
     from sparsespike.bench import lif as lif_suite
 
     monkeypatch.setattr(lif_suite, "QUICK_SHAPES", ((6, 2, 16),))
+    monkeypatch.setattr(hgrn_suite, "QUICK_SHAPES", ((6, 2, 16),))
     monkeypatch.setattr(suite, "ROWS", (8,))
     monkeypatch.setattr(suite, "SHAPES", ((40, 24),))
     monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
@@ -36,6 +38,9 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     lif_points = report["suites"]["lif"]
     assert {p["backend"] for p in lif_points} >= {"reference", "sparsespike-cpp", "sparsespike-auto"}
     assert "## lif" in printed
+    hgrn_points = report["suites"]["hgrn"]
+    assert {p["backend"] for p in hgrn_points} == {"eager-loop", "reference", "sparsespike-cpp", "sparsespike-auto"}
+    assert all(p["median_ms"] > 0 for p in hgrn_points) and "## hgrn" in printed
 
 
 def test_crossing_interpolation():

@@ -16,11 +16,12 @@ import tempfile
 import torch
 
 from .. import backends, dispatch
+from . import hgrn as hgrn_suite
 from . import lif as lif_suite
 from . import spike_linear as spike_linear_suite
 from .timing import machine_info
 
-SUITES = {"spike_linear": spike_linear_suite, "lif": lif_suite}
+SUITES = {"spike_linear": spike_linear_suite, "lif": lif_suite, "hgrn": hgrn_suite}
 
 
 def _parse(argv):
