@@ -54,7 +54,7 @@ def _hgrn_backward_kernel(
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     h0 = tl.load(h0_ptr + offs, mask=m, other=0)
-    c = 0.0 * h0
+    c = tl.zeros([BLOCK], dtype=h0.dtype)
     if HAS_GHF:
         c += tl.load(ghf_ptr + offs, mask=m, other=0)
     # rows steps - 1 .. 1 (previous state in h), then row 0 (previous state h0)

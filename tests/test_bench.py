@@ -39,7 +39,7 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     assert {p["backend"] for p in lif_points} >= {"reference", "sparsespike-cpp", "sparsespike-auto"}
     assert "## lif" in printed
     hgrn_points = report["suites"]["hgrn"]
-    assert {p["backend"] for p in hgrn_points} == {"eager-loop", "reference", "sparsespike-cpp", "sparsespike-auto"}
+    assert {p["backend"] for p in hgrn_points} == {"eager-loop", "eager-loop-indexed", "reference", "sparsespike-cpp", "sparsespike-auto"}
     assert all(p["median_ms"] > 0 for p in hgrn_points) and "## hgrn" in printed
 
 

@@ -266,3 +266,13 @@ def test_cpp_backward_rejects_bad_arrays():
     for args, error, message in cases:
         with pytest.raises(error, match=message):
             _C.hgrn_backward(*args, 1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_triton_matches_reference(dtype):
+    case = tuple(t.cuda() for t in make_case((40, 4, 300), dtype, 12))
+    assert_close(run("auto", case), run("reference", case))
+    x, g, _ = case
+    with pytest.raises(ValueError, match="g is on cpu but x is on cuda"):
+        hgrn_scan(x, g.cpu())

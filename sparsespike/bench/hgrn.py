@@ -3,7 +3,10 @@
 Shape [T=100, B=32, D=512] (quick: [50, 8, 512]); forward, and forward+backward (gradients of
 x and g from a fixed random gradient of every state). Backends:
 - eager-loop (the baseline): the forget gates exp(g) in one op, then one torch.addcmul per time
-  step in a Python loop, stacked; backward by autograd;
+  step in a Python loop over x.unbind(0), stacked; backward by autograd;
+- eager-loop-indexed: the same loop written with x[t] and f[t], as it is usually written: its
+  backward builds a full [T, ...] zero gradient per step and per indexed tensor (O(T^2) memory
+  traffic), so it is many times slower than eager-loop at T = 100;
 - reference: sparsespike's reference loop (exp, multiply and add per step);
 - the sparsespike kernel (cpp on CPU, triton on CUDA) and auto.
 Timed in interleaved rounds; medians; "x eager-loop" is the baseline's time over each one's.
@@ -43,10 +46,22 @@ def eager_loop(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return torch.stack(states)
 
 
+def eager_loop_indexed(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """eager_loop with x[t], f[t] indexing."""
+    forget = g.exp()
+    h = torch.zeros_like(x[0])
+    states = []
+    for t in range(x.shape[0]):
+        h = torch.addcmul(x[t], forget[t], h)
+        states.append(h)
+    return torch.stack(states)
+
+
 def runners(x: torch.Tensor, g: torch.Tensor, mode: str, device: torch.device) -> dict:
     kernel = "cpp" if device.type == "cpu" else "triton"
     table = {
         "eager-loop": eager_loop,
+        "eager-loop-indexed": eager_loop_indexed,
         "reference": lambda x, g: hgrn_scan(x, g, backend="reference").h,
         f"sparsespike-{kernel}": lambda x, g: hgrn_scan(x, g, backend=kernel).h,
         "sparsespike-auto": lambda x, g: hgrn_scan(x, g, backend="auto").h,

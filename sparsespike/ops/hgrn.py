@@ -39,11 +39,13 @@ class HGRNOutput(NamedTuple):
 # --------------------------------------------------------------------------- reference
 
 def hgrn_scan_reference(x: Tensor, g: Tensor, h0: Optional[Tensor] = None) -> HGRNOutput:
-    """The oracle: a plain loop over time, h_t = exp(g_t) * h_{t-1} + x_t. Differentiable."""
+    """The oracle: a plain loop over time, h_t = exp(g_t) * h_{t-1} + x_t. Differentiable.
+    (The steps come from unbind: indexing x[t] would make autograd build a full-size zero
+    gradient per step.)"""
     h = torch.zeros_like(x[0]) if h0 is None else h0
     states = []
-    for t in range(x.shape[0]):
-        h = torch.exp(g[t]) * h + x[t]
+    for x_t, g_t in zip(x.unbind(0), g.unbind(0)):
+        h = torch.exp(g_t) * h + x_t
         states.append(h)
     return HGRNOutput(torch.stack(states), h)
 
