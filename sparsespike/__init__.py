@@ -4,7 +4,10 @@ from . import dispatch, synops
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
 from .ops import (
+    HGRNOutput,
     LIFOutput,
+    hgrn_scan,
+    hgrn_scan_reference,
     hopfield_retrieve,
     hopfield_retrieve_reference,
     lif,
@@ -18,6 +21,7 @@ from . import nn  # noqa: E402  (modules build on the ops above)
 __version__ = "0.1.0"
 
 __all__ = [
+    "HGRNOutput",
     "LIFOutput",
     "SynOpCounter",
     "backends",
@@ -25,6 +29,8 @@ __all__ = [
     "dispatch",
     "get_crossover",
     "get_default_backend",
+    "hgrn_scan",
+    "hgrn_scan_reference",
     "hopfield_retrieve",
     "hopfield_retrieve_reference",
     "lif",

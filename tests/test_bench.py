@@ -10,6 +10,7 @@ from sparsespike.bench import spike_linear as suite
 
 @pytest.fixture
 def tiny_suite(monkeypatch):
+    from sparsespike.bench import hgrn as hgrn_suite
     from sparsespike.bench import lif as lif_suite
     from sparsespike.bench import hopfield as hopfield_suite
     from sparsespike.bench import supcon as supcon_suite
@@ -20,6 +21,7 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(hopfield_suite, "DIM", 16)
     monkeypatch.setattr(supcon_suite, "QUICK_BATCHES", (24,))
     monkeypatch.setattr(supcon_suite, "DIM", 8)
+    monkeypatch.setattr(hgrn_suite, "QUICK_SHAPES", ((6, 2, 16),))
     monkeypatch.setattr(suite, "ROWS", (8,))
     monkeypatch.setattr(suite, "SHAPES", ((40, 24),))
     monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
@@ -54,6 +56,9 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     assert all(p["median_ms"] > 0 and p["saved_mib"] > 0 for p in supcon_points)
     assert supcon_points[0]["largest_tensor_mib"] >= 24 * 24 * 4 / 2**20  # naive: the full matrix
     assert "## supcon" in printed and "largest tensor MiB" in printed
+    hgrn_points = report["suites"]["hgrn"]
+    assert {p["backend"] for p in hgrn_points} == {"eager-loop", "eager-loop-indexed", "reference", "sparsespike-cpp", "sparsespike-auto"}
+    assert all(p["median_ms"] > 0 for p in hgrn_points) and "## hgrn" in printed
 
 
 def test_crossing_interpolation():

@@ -16,6 +16,7 @@ import tempfile
 import torch
 
 from .. import backends, dispatch
+from . import hgrn as hgrn_suite
 from . import hopfield as hopfield_suite
 from . import lif as lif_suite
 from . import spike_linear as spike_linear_suite
@@ -25,6 +26,7 @@ from .timing import machine_info
 SUITES = {
     "spike_linear": spike_linear_suite,
     "lif": lif_suite,
+    "hgrn": hgrn_suite,
     "hopfield": hopfield_suite,
     "supcon": supcon_suite,
 }

@@ -1,11 +1,15 @@
 """Drop-in torch modules built on sparsespike ops."""
 
+from .hgrn import HGRN, HGRNBlock, HGRNStack
 from .hopfield import Hopfield, HopfieldMemory
 from .linear import SpikeLinear
 from .neurons import LIF, LIFNode, Leaky
 from .supcon import SupConLoss, supcon_loss, supcon_loss_reference
 
 __all__ = [
+    "HGRN",
+    "HGRNBlock",
+    "HGRNStack",
     "Hopfield",
     "HopfieldMemory",
     "LIF",

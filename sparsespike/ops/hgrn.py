@@ -1,0 +1,231 @@
+"""hgrn_scan: the HGRN gated linear recurrence over time, h_t = exp(g_t) * h_{t-1} + x_t.
+
+HGRN (Qin et al., NeurIPS 2023) mixes tokens with this element-wise recurrence; g is the log of
+the forget gate (g <= 0 in HGRN, but any finite g is accepted). Three implementations behind
+:func:`hgrn_scan`:
+
+- reference: a differentiable torch loop over time (the oracle; backward by autograd on it; it
+  is called directly, never through the custom ops, which run the kernels).
+- cpp (CPU): one pass over T forward and one reverse pass backward, parallel over neuron
+  blocks, vectorised over contiguous neurons (``csrc/hgrn.cpp``); exp is a vectorised polynomial
+  in float32 (within 2 ulp of torch.exp) and std::exp in float64, so results agree with the
+  reference to rounding, not bit for bit.
+- triton (CUDA, or CPU under TRITON_INTERPRET=1): the same recurrences, one program per block
+  of neurons with the time loop inside (``kernels/hgrn.py``).
+
+Backward, in reverse time: a_t = dL/dh_t + exp(g_{t+1}) a_{t+1} (dL/dh_final joins at the last
+step); dx_t = a_t, dg_t = a_t exp(g_t) h_{t-1}, dh0 = exp(g_0) a_0. Saved for backward: g (an
+input, not copied), h (the output itself) and h0; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from .._backend import cpp, empty_output, numpy_view as _np, resolve_backend, triton_kernels
+from ._validate import check_finite, require_nonempty, require_same_device, require_tensor
+
+__all__ = ["HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+class HGRNOutput(NamedTuple):
+    h: Tensor  # [T, ...] every state
+    h_final: Tensor  # [...] the state after the last step
+
+
+# --------------------------------------------------------------------------- reference
+
+def hgrn_scan_reference(x: Tensor, g: Tensor, h0: Optional[Tensor] = None) -> HGRNOutput:
+    """The oracle: a plain loop over time, h_t = exp(g_t) * h_{t-1} + x_t. Differentiable.
+    (The steps come from unbind: indexing x[t] would make autograd build a full-size zero
+    gradient per step.)"""
+    h = torch.zeros_like(x[0]) if h0 is None else h0
+    states = []
+    for x_t, g_t in zip(x.unbind(0), g.unbind(0)):
+        h = torch.exp(g_t) * h + x_t
+        states.append(h)
+    return HGRNOutput(torch.stack(states), h)
+
+
+# --------------------------------------------------------------------------- C++ (CPU)
+
+def _cpp_forward(x: Tensor, g: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+    h, h_final = empty_output(x), torch.empty_like(h0)
+    cpp().hgrn_forward(_np(x), _np(g), _np(h0), h.numpy(), h_final.numpy(), torch.get_num_threads())
+    return h, h_final
+
+
+def _step_gradient(grad: Optional[Tensor]):
+    """A [T, M] gradient as the kernel takes it: one [M] row when it is broadcast over time
+    (a loss like h.sum() gives a stride-0 expansion that would otherwise be copied)."""
+    if grad is None:
+        return None
+    return _np(grad[0]) if grad.stride(0) == 0 else _np(grad)
+
+
+def _cpp_backward(grad_h, grad_h_final, g, h, h0) -> tuple[Tensor, Tensor, Tensor]:
+    grads = (empty_output(g), empty_output(g), torch.empty_like(h0))
+    cpp().hgrn_backward(
+        _step_gradient(grad_h), None if grad_h_final is None else _np(grad_h_final), _np(g), _np(h), _np(h0),
+        *(t.numpy() for t in grads), torch.get_num_threads(),
+    )
+    return grads
+
+
+# --------------------------------------------------------------------------- dispatch per device
+
+def _select_path(backend: str, x: Tensor) -> str:
+    """The implementation a call runs, forward and backward alike: reference, cpp or triton."""
+    kernel = "triton" if x.device.type == "cuda" else "cpp"
+    if backend == "reference":
+        return "reference"
+    if backend in ("cpp", "triton"):
+        if x.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"backend={backend!r} supports float32 and float64 inputs, got {x.dtype}")
+        return backend
+    # auto
+    if x.dtype not in _KERNEL_DTYPES or (kernel == "cpp" and cpp() is None):
+        return "reference"
+    return kernel if x.device.type in ("cpu", "cuda") else "reference"
+
+
+def _kernel_path(backend: str, x: Tensor) -> str:
+    path = _select_path(backend, x)
+    if path == "reference":
+        raise ValueError("sparsespike::hgrn_scan runs the cpp or triton kernels; call hgrn_scan() for the reference")
+    return path
+
+
+def _forward_impl(x: Tensor, g: Tensor, h0: Tensor, path: str) -> tuple[Tensor, Tensor]:
+    if path == "triton":
+        for t, name in ((x, "x"), (g, "g"), (h0, "h0")):
+            check_finite(t, name)
+        return triton_kernels("hgrn").forward(x, g, h0)
+    return _cpp_forward(x, g, h0)
+
+
+def _backward_impl(grad_h, grad_h_final, g, h, h0, path: str) -> tuple[Tensor, Tensor, Tensor]:
+    if path == "triton":
+        return triton_kernels("hgrn").backward(grad_h, grad_h_final, g, h, h0)
+    return _cpp_backward(grad_h, grad_h_final, g, h, h0)
+
+
+# --------------------------------------------------------------------------- torch.library custom ops
+
+@torch.library.custom_op("sparsespike::hgrn_scan", mutates_args=())
+def _hgrn_op(x: Tensor, g: Tensor, h0: Tensor, backend: str) -> tuple[Tensor, Tensor]:
+    """(h [T, M], h_final [M]) of x, g [T, M] from h0 [M]."""
+    return _forward_impl(x, g, h0, _kernel_path(backend, x))
+
+
+@_hgrn_op.register_fake
+def _hgrn_fake(x, g, h0, backend):
+    return torch.empty_like(x), torch.empty_like(h0)
+
+
+@torch.library.custom_op("sparsespike::hgrn_scan_backward", mutates_args=())
+def _hgrn_backward_op(
+    grad_h: Optional[Tensor], grad_h_final: Optional[Tensor], g: Tensor, h: Tensor, h0: Tensor, backend: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients (x, g, h0) from the output gradients, g, the states h and h0."""
+    return _backward_impl(grad_h, grad_h_final, g, h, h0, _kernel_path(backend, g))
+
+
+@_hgrn_backward_op.register_fake
+def _hgrn_backward_fake(grad_h, grad_h_final, g, h, h0, backend):
+    return torch.empty_like(g), torch.empty_like(g), torch.empty_like(h0)
+
+
+def _setup_context(ctx, inputs, output):
+    _, g, h0, backend = inputs
+    ctx.backend = backend
+    ctx.save_for_backward(g, output[0], h0)
+
+
+def _backward(ctx, grad_h, grad_h_final):
+    g, h, h0 = ctx.saved_tensors
+    grads = torch.ops.sparsespike.hgrn_scan_backward(grad_h, grad_h_final, g, h, h0, ctx.backend)
+    return (*grads, None)
+
+
+_hgrn_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _HGRNFunction(torch.autograd.Function):
+    """Eager fast path: the same kernels without the custom op's dispatch overhead."""
+
+    @staticmethod
+    def forward(ctx, x, g, h0, path):
+        ctx.set_materialize_grads(False)  # an output the loss does not use gets no zero gradient
+        h, h_final = _forward_impl(x, g, h0, path)
+        ctx.path = path
+        ctx.save_for_backward(g, h, h0)
+        return h, h_final
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_h_final):
+        g, h, h0 = ctx.saved_tensors
+        return (*_backward_impl(grad_h, grad_h_final, g, h, h0, ctx.path), None)
+
+
+# --------------------------------------------------------------------------- public entry point
+
+def _check_args(x: Tensor, g: Tensor, h0: Optional[Tensor]) -> None:
+    require_tensor(x, "x")
+    require_tensor(g, "g")
+    if x.dim() < 1:
+        raise ValueError("x must have a leading time dimension [T, ...]")
+    if x.shape[0] == 0:
+        raise ValueError("x has T = 0 time steps")
+    require_nonempty(x, "x")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if g.shape != x.shape:
+        raise ValueError(f"g must have x's shape {tuple(x.shape)}, got {tuple(g.shape)}")
+    if g.dtype != x.dtype:
+        raise TypeError(f"g must have x's dtype {x.dtype}, got {g.dtype}")
+    require_same_device(g, "g", x, "x")
+    if h0 is not None:
+        require_tensor(h0, "h0")
+        if h0.shape != x.shape[1:]:
+            raise ValueError(f"h0 must have the state shape x.shape[1:] = {tuple(x.shape[1:])}, got {tuple(h0.shape)}")
+        if h0.dtype != x.dtype:
+            raise TypeError(f"h0 must have x's dtype {x.dtype}, got {h0.dtype}")
+        require_same_device(h0, "h0", x, "x")
+
+
+def hgrn_scan(x: Tensor, g: Tensor, h0: Optional[Tensor] = None, *, backend: Optional[str] = None) -> HGRNOutput:
+    """The HGRN recurrence h_t = exp(g_t) * h_{t-1} + x_t, element-wise, over the leading
+    (time) dimension of ``x`` ([T, ...], time-major).
+
+    Args:
+        x: input [T, ...], floating point (the HGRN candidate, already scaled by 1 - f).
+        g: log of the forget gate, x's shape and dtype (<= 0 in HGRN; not required).
+        h0: initial state [...] (zeros by default); the gradient flows to it.
+        backend: "auto", "reference", "cpp", "triton", or None for the process default.
+
+    Returns:
+        HGRNOutput(h [T, ...] every state, h_final [...] the last one).
+
+    NaN or Inf in x, g or h0 raise ValueError (on CUDA only with SPARSESPIKE_CHECK_FINITE=1).
+    """
+    _check_args(x, g, h0)
+    backend = resolve_backend(backend, x.device)
+    steps, state_shape = x.shape[0], x.shape[1:]
+    flat_x, flat_g = x.reshape(steps, -1), g.reshape(steps, -1)
+    flat_h0 = x.new_zeros(flat_x.shape[1]) if h0 is None else h0.reshape(-1)
+    path = _select_path(backend, x)
+    if path == "reference":
+        for t, name in ((flat_x, "x"), (flat_g, "g"), (flat_h0, "h0")):
+            check_finite(t, name)
+        h, h_final = hgrn_scan_reference(flat_x, flat_g, flat_h0)
+    elif torch.compiler.is_compiling():
+        h, h_final = torch.ops.sparsespike.hgrn_scan(flat_x, flat_g, flat_h0, backend)
+    else:
+        h, h_final = _HGRNFunction.apply(flat_x, flat_g, flat_h0, path)
+    return HGRNOutput(h.reshape(x.shape), h_final.reshape(state_shape))
