@@ -354,6 +354,8 @@ bool advise_huge_pages(py::array& a) {
 
 }  // namespace
 
+namespace sparsespike::bind { void bind_spiking_hopfield(py::module_& m); }
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "sparsespike C++ CPU kernels";
   m.attr("tile_bytes") = sparsespike::kGatherTileBytes;
@@ -385,6 +387,7 @@ PYBIND11_MODULE(_C, m) {
         "Advises transparent huge pages for the aligned interior of a fresh array.");
   m.def("fingerprint", &fingerprint, py::arg("array"), py::arg("threads"),
         "Position-sensitive 64-bit checksum of a contiguous array's bytes.");
+  sparsespike::bind::bind_spiking_hopfield(m);
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

@@ -3,13 +3,24 @@
 from . import dispatch, synops
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
-from .ops import LIFOutput, lif, lif_reference, spike_linear, spike_linear_reference
+from .ops import (
+    HopfieldRecall,
+    LIFOutput,
+    hebbian_weight,
+    hopfield_recall,
+    lif,
+    lif_reference,
+    pattern_overlap,
+    spike_linear,
+    spike_linear_reference,
+)
 from .synops import SynOpCounter, count_synops, synop_scope
 from . import nn  # noqa: E402  (modules build on the ops above)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HopfieldRecall",
     "LIFOutput",
     "SynOpCounter",
     "backends",
@@ -17,9 +28,12 @@ __all__ = [
     "dispatch",
     "get_crossover",
     "get_default_backend",
+    "hebbian_weight",
+    "hopfield_recall",
     "lif",
     "lif_reference",
     "nn",
+    "pattern_overlap",
     "set_crossover",
     "set_default_backend",
     "spike_linear",

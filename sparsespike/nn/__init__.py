@@ -2,5 +2,6 @@
 
 from .linear import SpikeLinear
 from .neurons import LIF, LIFNode, Leaky
+from .spiking_hopfield import SpikingHopfield
 
-__all__ = ["LIF", "LIFNode", "Leaky", "SpikeLinear"]
+__all__ = ["LIF", "LIFNode", "Leaky", "SpikeLinear", "SpikingHopfield"]
