@@ -354,7 +354,11 @@ bool advise_huge_pages(py::array& a) {
 
 }  // namespace
 
-namespace sparsespike::bind { void bind_hgrn(py::module_& m); }
+// Ops bound from their own files (csrc/<op>_bindings.cpp).
+namespace sparsespike::bind {
+void bind_hgrn(py::module_& m);
+void bind_spiking_hopfield(py::module_& m);
+}  // namespace sparsespike::bind
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "sparsespike C++ CPU kernels";
@@ -388,6 +392,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("fingerprint", &fingerprint, py::arg("array"), py::arg("threads"),
         "Position-sensitive 64-bit checksum of a contiguous array's bytes.");
   sparsespike::bind::bind_hgrn(m);
+  sparsespike::bind::bind_spiking_hopfield(m);
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

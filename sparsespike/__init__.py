@@ -5,13 +5,17 @@ from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
 from .ops import (
     HGRNOutput,
+    HopfieldRecall,
     LIFOutput,
+    hebbian_weight,
     hgrn_scan,
     hgrn_scan_reference,
+    hopfield_recall,
     hopfield_retrieve,
     hopfield_retrieve_reference,
     lif,
     lif_reference,
+    pattern_overlap,
     spike_linear,
     spike_linear_reference,
 )
@@ -22,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HGRNOutput",
+    "HopfieldRecall",
     "LIFOutput",
     "SynOpCounter",
     "backends",
@@ -29,13 +34,16 @@ __all__ = [
     "dispatch",
     "get_crossover",
     "get_default_backend",
+    "hebbian_weight",
     "hgrn_scan",
     "hgrn_scan_reference",
+    "hopfield_recall",
     "hopfield_retrieve",
     "hopfield_retrieve_reference",
     "lif",
     "lif_reference",
     "nn",
+    "pattern_overlap",
     "set_crossover",
     "set_default_backend",
     "spike_linear",

@@ -4,6 +4,7 @@ from .hgrn import HGRN, HGRNBlock, HGRNStack
 from .hopfield import Hopfield, HopfieldMemory
 from .linear import SpikeLinear
 from .neurons import LIF, LIFNode, Leaky
+from .spiking_hopfield import SpikingHopfield
 from .supcon import SupConLoss, supcon_loss, supcon_loss_reference
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "LIFNode",
     "Leaky",
     "SpikeLinear",
+    "SpikingHopfield",
     "SupConLoss",
     "supcon_loss",
     "supcon_loss_reference",
