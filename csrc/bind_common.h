@@ -83,4 +83,31 @@ const T* optional_array(const py::object& o, const char* name, const std::vector
   return static_cast<const T*>(keep.data());
 }
 
+// [steps, n] of a 2-D sequence array, with at least one step.
+inline void sequence_shape(const py::array& a, const char* name, int64_t& steps, int64_t& n) {
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(name) + " must be 2-D [steps, neurons], got " +
+                          std::to_string(a.ndim()) + "-D");
+  steps = a.shape(0);
+  n = a.shape(1);
+  if (steps < 1) throw py::value_error(std::string(name) + " must have at least one step");
+}
+
+// An optional per-step gradient: None, [steps, n], or one row [n] broadcast over the steps (its
+// row step is then 0).
+template <typename T>
+const T* optional_step_gradient(const py::object& o, const char* name, int64_t steps, int64_t n,
+                                py::array& keep, int64_t& step) {
+  step = 0;
+  if (o.is_none()) return nullptr;
+  keep = py::array(o);
+  if (keep.ndim() == 1) {
+    require_array<T>(keep, name, {n});
+  } else {
+    require_array<T>(keep, name, {steps, n});
+    step = n;
+  }
+  return static_cast<const T*>(keep.data());
+}
+
 }  // namespace sparsespike::bind

@@ -51,7 +51,6 @@ auto dispatch_types(const py::array& spikes, const py::array& weight, F&& f) {
                        "), got " + dtype_name(spikes));
 }
 
-
 // Packed weight: [tile_count(out), in, tile_width] for the weight's dtype (see spmm.h).
 void pack_weight(const py::array& weight, py::array& packed, int threads) {
   require_matrix(weight, "weight");
@@ -216,7 +215,8 @@ template <typename T>
 void lif_forward_typed(const py::array& current, const py::array& beta, const py::array& threshold,
                        const py::array& v0, const sparsespike::LifConfig& cfg, py::array& spikes,
                        const py::object& trace_obj, py::array& v_final, int threads) {
-  const int64_t steps = current.shape(0), n = current.shape(1);
+  int64_t steps, n;
+  sequence_shape(current, "current", steps, n);
   require_lif_array<T>(current, "current", steps, n);
   require_lif_neuron_params<T>(beta, threshold, v0, n);
   require_lif_array<T>(spikes, "spikes", steps, n, true);
@@ -255,23 +255,6 @@ void lif_forward(const py::array& current, const py::array& beta, const py::arra
     throw py::type_error("current must be float32 or float64, got " + dtype_name(current));
 }
 
-// An optional per-step gradient: None, [steps, n], or [n] broadcast over the steps (its row
-// step is then 0).
-template <typename T>
-const T* optional_step_gradient(const py::object& o, const char* name, int64_t steps, int64_t n,
-                                py::array& keep, int64_t& step) {
-  step = 0;
-  if (o.is_none()) return nullptr;
-  keep = py::array(o);
-  if (keep.ndim() == 1) {
-    require_lif_array<T>(keep, name, -1, n);
-  } else {
-    require_lif_array<T>(keep, name, steps, n);
-    step = n;
-  }
-  return static_cast<const T*>(keep.data());
-}
-
 template <typename T>
 void lif_backward_typed(const py::object& grad_spikes, const py::object& grad_trace,
                         const py::object& grad_v_final, const py::object& current,
@@ -280,9 +263,8 @@ void lif_backward_typed(const py::object& grad_spikes, const py::object& grad_tr
                         const sparsespike::LifConfig& cfg, py::array& grad_current,
                         py::array& grad_beta, py::array& grad_threshold, py::array& grad_v0,
                         int threads) {
-  const int64_t steps = grad_current.ndim() == 2 ? grad_current.shape(0) : -1;
-  const int64_t n = grad_current.ndim() == 2 ? grad_current.shape(1) : -1;
-  if (steps < 0) throw py::value_error("grad_current must be 2-D [steps, neurons]");
+  int64_t steps, n;
+  sequence_shape(grad_current, "grad_current", steps, n);
   require_lif_array<T>(grad_current, "grad_current", steps, n, true);
   require_lif_neuron_params<T>(beta, threshold, v0, n);
   require_lif_array<T>(grad_beta, "grad_beta", -1, n, true);

@@ -74,22 +74,6 @@ inline L exp_any(const L& x) {
     return exp_lanes(x);
 }
 
-// Running sums of v - v over a block: NaN once any v was NaN or Inf.
-template <typename T>
-struct FiniteProbe {
-  typename Vec<T>::type vec{};
-  T scalar = 0;
-
-  template <typename L>
-  void add(const L& v) {
-    if constexpr (is_scalar_lane<L>)
-      scalar += v - v;
-    else
-      vec += v - v;
-  }
-  bool finite() const { return all_lanes_finite(scalar) && all_lanes_finite(vec); }
-};
-
 // The forward over neurons [n0, n0 + width), time-outer.
 template <typename T>
 HgrnStatus forward_block(const T* x, const T* g, const T* h0, int64_t steps, int64_t n,

@@ -22,16 +22,6 @@ void raise_on(sparsespike::HgrnStatus status) {
   }
 }
 
-// [steps, n] of a 2-D sequence array, with at least one step.
-void sequence_shape(const py::array& a, const char* name, int64_t& steps, int64_t& n) {
-  if (a.ndim() != 2)
-    throw py::value_error(std::string(name) + " must be 2-D [steps, neurons], got " +
-                          std::to_string(a.ndim()) + "-D");
-  steps = a.shape(0);
-  n = a.shape(1);
-  if (steps < 1) throw py::value_error(std::string(name) + " must have at least one step");
-}
-
 template <typename T>
 void forward_typed(const py::array& x, const py::array& g, const py::array& h0, py::array& h,
                    py::array& h_final, int64_t steps, int64_t n, int threads) {
@@ -74,20 +64,9 @@ void backward_typed(const py::object& grad_h_obj, const py::object& grad_h_final
   require_array<T>(grad_x, "grad_x", {steps, n}, true);
   require_array<T>(grad_g, "grad_g", {steps, n}, true);
   require_array<T>(grad_h0, "grad_h0", {n}, true);
-  // grad_h: None, [steps, n], or one row [n] broadcast over the steps (row step 0)
   py::array keep_gh, keep_ghf;
-  const T* gh = nullptr;
-  int64_t gh_step = 0;
-  if (!grad_h_obj.is_none()) {
-    keep_gh = py::array(grad_h_obj);
-    if (keep_gh.ndim() == 1) {
-      require_array<T>(keep_gh, "grad_h", {n});
-    } else {
-      require_array<T>(keep_gh, "grad_h", {steps, n});
-      gh_step = n;
-    }
-    gh = static_cast<const T*>(keep_gh.data());
-  }
+  int64_t gh_step;
+  const T* gh = optional_step_gradient<T>(grad_h_obj, "grad_h", steps, n, keep_gh, gh_step);
   const T* ghf = optional_array<T>(grad_h_final_obj, "grad_h_final", {n}, keep_ghf);
   {
     py::gil_scoped_release release;

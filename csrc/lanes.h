@@ -127,6 +127,22 @@ inline bool all_lanes_finite(const L& acc) {
   }
 }
 
+// Running sums of v - v over a block: NaN once any v was NaN or Inf.
+template <typename T>
+struct FiniteProbe {
+  typename Vec<T>::type vec{};
+  T scalar = 0;
+
+  template <typename L>
+  void add(const L& v) {
+    if constexpr (is_scalar_lane<L>)
+      scalar += v - v;
+    else
+      vec += v - v;
+  }
+  bool finite() const { return all_lanes_finite(scalar) && all_lanes_finite(vec); }
+};
+
 // Runs body(LaneTag<V>{}, k) over full vectors of [0, width), then body(LaneTag<T>{}, k) over
 // the tail.
 template <typename T, typename Body>

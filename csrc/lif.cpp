@@ -62,8 +62,7 @@ template <typename T, LifConvention C, LifReset R, bool DECAY_INPUT>
 bool forward_rows(Rows<const T> x, int64_t steps, int64_t width, const T* beta,
                   const T* threshold, const T* v0, Rows<T> spikes, Rows<T> trace, T* v) {
   std::copy(v0, v0 + width, v);
-  typename Vec<T>::type probe_vec{};  // sums of x - x: NaN once any x is not finite
-  T probe = 0;
+  FiniteProbe<T> probe;
   for (int64_t t = 0; t < steps; ++t) {
     const T* x_t = x[t];
     T* s_out = spikes[t];
@@ -72,10 +71,7 @@ bool forward_rows(Rows<const T> x, int64_t steps, int64_t width, const T* beta,
       using L = typename decltype(lane)::type;
       const L b = load_lanes<L>(beta + k), th = load_lanes<L>(threshold + k);
       const L xk = load_lanes<L>(x_t + k), zero = lanes_of<L>(T(0));
-      if constexpr (is_scalar_lane<L>)
-        probe += xk - xk;
-      else
-        probe_vec += xk - xk;
+      probe.add(xk);
       L vk = load_lanes<L>(v + k);
       if constexpr (C == LifConvention::snntorch) {
         const L r = step_gt(vk - th, zero);
@@ -101,7 +97,7 @@ bool forward_rows(Rows<const T> x, int64_t steps, int64_t width, const T* beta,
       store_lanes(v + k, vk);
     });
   }
-  return all_lanes_finite(probe) && all_lanes_finite(probe_vec);
+  return probe.finite();
 }
 
 // forward_rows for a runtime configuration.
@@ -253,7 +249,7 @@ constexpr int64_t kRecomputeScratchBytes = 192 * 1024;
 
 template <typename T>
 int64_t block_width(const BackwardArgs<T>& a) {
-  if (a.trace) return kNeuronBlock;
+  if (a.trace || a.steps < 1) return kNeuronBlock;
   const int64_t fit = kRecomputeScratchBytes / (a.steps * int64_t(sizeof(T)));
   return std::clamp<int64_t>(fit / 16 * 16, 16, kNeuronBlock);
 }
@@ -266,7 +262,9 @@ bool backward_block(const BackwardArgs<T>& a, int64_t n0, int64_t n1, std::vecto
   const T param = static_cast<T>(cfg.surrogate_param);
   // carry | zero row (a missing gradient or input) | v_prev | sink row | recomputed trace
   const int64_t rows_before_trace = 4 * width;
-  scratch.assign(rows_before_trace + (a.trace ? 0 : steps * width), T(0));
+  // the recompute overwrites its rows, so only the first rows need zeros
+  scratch.resize(rows_before_trace + (a.trace ? 0 : steps * width));
+  std::fill(scratch.begin(), scratch.begin() + rows_before_trace, T(0));
   T* carry = scratch.data();
   const T* zeros = carry + width;
   T* v_prev = carry + 2 * width;

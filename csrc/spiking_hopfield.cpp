@@ -30,22 +30,18 @@ constexpr int64_t kColumnBlock = 256;
 template <typename T>
 bool column_sums(const T* weight, int64_t n, int64_t c0, int64_t c1, T* total) {
   std::fill(total + c0, total + c1, T(0));
-  typename Vec<T>::type probe_vec{};  // sums of w - w: NaN once any w is not finite
-  T probe = 0;
+  FiniteProbe<T> probe;
   T* out = total + c0;
   for (int64_t j = 0; j < n; ++j) {
     const T* row = weight + j * n + c0;
     for_lanes<T>(c1 - c0, [&](auto lane, int64_t k) {
       using L = typename decltype(lane)::type;
       const L w = load_lanes<L>(row + k);
-      if constexpr (is_scalar_lane<L>)
-        probe += w - w;
-      else
-        probe_vec += w - w;
+      probe.add(w);
       store_lanes(out + k, load_lanes<L>(out + k) + w);
     });
   }
-  return all_lanes_finite(probe) && all_lanes_finite(probe_vec);
+  return probe.finite();
 }
 
 // One LIF step for the lanes at `k` of a row, from the summed active rows `acc`; the same

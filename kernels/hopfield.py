@@ -39,7 +39,7 @@ def _forward_kernel(q_ptr, p_ptr, v_ptr, out_ptr, lse_ptr, n_q, n_k, dim, dim_v,
                     stride_q, stride_p, stride_v, stride_out,
                     BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                     BLOCK_DV: tl.constexpr):
-    rq = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    rq = (tl.program_id(0) * BLOCK_Q).to(tl.int64) + tl.arange(0, BLOCK_Q)  # 64-bit offsets
     rk = tl.arange(0, BLOCK_K)
     s = _scores(q_ptr, p_ptr, rq, rk, n_q, n_k, dim, stride_q, stride_p, BLOCK_Q, BLOCK_K, BLOCK_D) * scale
     s = tl.where((rk < n_k)[None, :], s, float("-inf"))
@@ -63,7 +63,7 @@ def _backward_queries_kernel(q_ptr, p_ptr, v_ptr, go_ptr, lse_ptr, a_ptr, ds_ptr
                              stride_q, stride_p, stride_v, stride_go, stride_a, stride_dq,
                              BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                              BLOCK_DV: tl.constexpr):
-    rq = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    rq = (tl.program_id(0) * BLOCK_Q).to(tl.int64) + tl.arange(0, BLOCK_Q)  # 64-bit offsets
     rk = tl.arange(0, BLOCK_K)
     in_q, in_k = rq < n_q, rk < n_k
     s = _scores(q_ptr, p_ptr, rq, rk, n_q, n_k, dim, stride_q, stride_p, BLOCK_Q, BLOCK_K, BLOCK_D) * scale
@@ -95,11 +95,11 @@ def _backward_queries_kernel(q_ptr, p_ptr, v_ptr, go_ptr, lse_ptr, a_ptr, ds_ptr
 def _transposed_product_kernel(x_ptr, y_ptr, out_ptr, n_rows, n_x, n_y, stride_x, stride_y, stride_out,
                                BLOCK_R: tl.constexpr, BLOCK_X: tl.constexpr, BLOCK_Y: tl.constexpr):
     """out[rx, ry] = sum over rows of x[:, rx]^T y[:, ry]; each program owns one output tile."""
-    rx = tl.program_id(0) * BLOCK_X + tl.arange(0, BLOCK_X)
+    rx = (tl.program_id(0) * BLOCK_X).to(tl.int64) + tl.arange(0, BLOCK_X)
     ry = tl.program_id(1) * BLOCK_Y + tl.arange(0, BLOCK_Y)
     acc = tl.zeros([BLOCK_X, BLOCK_Y], dtype=tl.float32)
     for r0 in range(0, n_rows, BLOCK_R):
-        rr = r0 + tl.arange(0, BLOCK_R)
+        rr = r0 + tl.arange(0, BLOCK_R).to(tl.int64)  # 64-bit offsets
         xt = tl.load(x_ptr + rr[None, :] * stride_x + rx[:, None],
                      mask=(rr < n_rows)[None, :] & (rx < n_x)[:, None], other=0.0).to(tl.float32)
         y = tl.load(y_ptr + rr[:, None] * stride_y + ry[None, :],

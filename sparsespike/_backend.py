@@ -25,6 +25,7 @@ _cpp_error: str | None = None
 _cpp_warned = False
 _triton_modules: dict[str, ModuleType | None] = {}
 _triton_error: str | None = None
+_triton_op_errors: dict[str, str] = {}
 _default_backend: str | None = None
 
 try:
@@ -68,6 +69,15 @@ def empty_output(like: torch.Tensor, shape: tuple[int, ...] | None = None) -> to
     return out
 
 
+def step_gradient_view(grad: torch.Tensor | None):
+    """A [T, M] gradient as the time-looping C++ kernels take it: None, or one [M] row when it is
+    broadcast over time (a loss like out.sum() hands backward a stride-0 expansion that would
+    otherwise be copied to T x M), else the [T, M] array."""
+    if grad is None:
+        return None
+    return numpy_view(grad[0]) if grad.stride(0) == 0 else numpy_view(grad)
+
+
 def numpy_view(t: torch.Tensor):
     """A numpy view of a CPU tensor for the C++ kernels (contiguous; a copy only if it was not)."""
     return t.detach().contiguous().numpy()
@@ -89,18 +99,29 @@ def triton_kernels(op: str = "spike_linear") -> ModuleType | None:
             _triton_modules[op] = _import_kernels(op)
         except Exception as exc:
             _triton_modules[op] = None
-            _triton_error = f"{type(exc).__name__}: {exc}"
+            _triton_error = _triton_op_errors[op] = f"{type(exc).__name__}: {exc}"
     return _triton_modules[op]
 
 
+def require_triton_kernels(op: str) -> ModuleType:
+    """triton_kernels(op), or a RuntimeError saying why that op's kernels could not be loaded."""
+    kernels = triton_kernels(op)
+    if kernels is None:
+        raise RuntimeError(f"the Triton kernels of {op} are unavailable: {_triton_op_errors.get(op)}")
+    return kernels
+
+
 def _import_kernels(op: str) -> ModuleType:
-    """sparsespike.kernels.<op>. In a source tree (an editable install, or PYTHONPATH=. with an
-    in-place build) the top-level kernels/ folder beside the package is mounted as
+    """sparsespike.kernels.<op>. In a source checkout (an editable install, or PYTHONPATH=. with
+    an in-place build) the top-level kernels/ folder beside the package is mounted as
     sparsespike.kernels, so the kernels always match the package they sit beside; an installed
-    wheel imports its own copy."""
+    wheel imports its own copy (a folder named kernels beside site-packages' sparsespike belongs
+    to some other distribution and is never mounted)."""
     name = "sparsespike.kernels"
-    folder = Path(__file__).resolve().parent.parent / "kernels"
-    if name not in sys.modules and (folder / "__init__.py").exists():
+    root = Path(__file__).resolve().parent.parent
+    folder = root / "kernels"
+    source_tree = (root / "pyproject.toml").exists() and (root / "csrc").is_dir()
+    if name not in sys.modules and source_tree and (folder / "__init__.py").exists():
         spec = importlib.util.spec_from_file_location(
             name, folder / "__init__.py", submodule_search_locations=[str(folder)]
         )

@@ -201,5 +201,9 @@ class TestExtensionBoundary:
         # the recomputing backward rejects a non-finite current too
         with pytest.raises(ValueError, match="current contains NaN or Inf"):
             _C.lif_backward(z(steps, n), None, None, bad, None, *params, *flags, *grads(), 1)
+        with pytest.raises(ValueError, match="grad_current must have at least one step"):
+            _C.lif_backward(None, None, None, z(0, n), None, *params, *flags, z(0, n), z(n), z(n), z(n), 1)
+        with pytest.raises(ValueError, match="current must have at least one step"):
+            _C.lif_forward(z(0, n), *params, *flags, z(0, n), None, z(n), 1)
         with pytest.raises(ValueError, match="current is needed for the spikingjelly"):
             _C.lif_backward(z(steps, n), None, None, None, z(steps, n), *params, 1, 0, True, 0, 25.0, True, *grads(), 1)

@@ -146,6 +146,16 @@ def test_bad_input(backend):
         call(q, torch.randn(5, 8, device="meta"))
 
 
+def test_triton_limits_are_errors_not_silent():
+    q = torch.randn(3, 8, dtype=torch.float64)
+    with pytest.raises(TypeError, match="backend='triton' supports float32"):
+        hopfield_retrieve(q, torch.randn(5, 8, dtype=torch.float64), backend="triton")
+    with pytest.raises(ValueError, match="at most 1024"):
+        hopfield_retrieve(q.float(), torch.randn(1025, 8), backend="triton")
+    with pytest.raises(ValueError, match="patterns has zero elements"):
+        hopfield_retrieve(torch.randn(3, 0), torch.randn(5, 0))  # not a ZeroDivisionError from the default beta
+
+
 # --------------------------------------------------------------------------- modules
 
 def test_hopfield_memory_is_the_study_formula():

@@ -76,6 +76,22 @@ def test_matches_reference_float32_shapes(backend, shape, return_trace):
     assert_same(run(backend, case, options, return_trace=return_trace), expected, torch.float32)
 
 
+@pytest.mark.parametrize("return_trace", [True, False], ids=["trace", "recompute"])
+def test_cpp_results_do_not_depend_on_thread_count(return_trace):
+    case = make_case((700, 4, 150), torch.float32, 9)  # several neuron blocks in both backward layouts
+    options = ("snntorch", "subtract", True, "fast_sigmoid")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run("cpp", case, options, return_trace=return_trace)
+        torch.set_num_threads(2)
+        two = run("cpp", case, options, return_trace=return_trace)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip((*one[0][:2], *one[1]), (*two[0][:2], *two[1])):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("convention", CONVENTIONS)
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 def test_gradient_broadcast_over_time(backend, convention):

@@ -57,9 +57,9 @@ class Hopfield(nn.Module):
 
     ``out = W_o retrieve(W_q query, W_k stored, W_v stored)``: the state (query) pattern is
     projected to ``hidden_size`` (SpikeLinear, so spike queries propagate event-driven), the stored
-    patterns to keys (``hidden_size``) and values (``value_size``), then ``update_steps`` updates
-    xi <- softmax(beta xi K^T) K in the key space followed by the read-out softmax(beta xi K^T) V,
-    and an output projection. Stored patterns are passed to forward, or learnable
+    patterns to keys (``hidden_size``) and values (``value_size``), then ``update_steps``
+    retrievals in all: ``update_steps - 1`` updates xi <- softmax(beta xi K^T) K in the key space,
+    then the read-out softmax(beta xi K^T) V, and an output projection. Stored patterns are passed to forward, or learnable
     (``num_patterns``). Any projection can be switched off (``hidden_size=None`` keeps the
     query/pattern width, ``value_size=None`` reads the keys, ``output_size=None`` no output layer).
 
@@ -72,7 +72,7 @@ class Hopfield(nn.Module):
         output_size: output projection width (None: none).
         num_patterns: if given, that many learnable stored patterns (forward takes none).
         beta: inverse temperature; 1/sqrt(association width) by default.
-        update_steps: retrieval updates (>= 1).
+        update_steps: retrievals in all (>= 1; the last one reads the values).
         normalize: L2-normalise queries and keys before retrieval.
     """
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .._backend import check_backend
 from ..ops.spiking_hopfield import (
     HopfieldRecall,
-    _check_params,
+    check_recall_params,
     hebbian_weight,
     hopfield_recall,
     pattern_overlap,
@@ -50,7 +50,7 @@ class SpikingHopfield(nn.Module):
         super().__init__()
         if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:
             raise ValueError(f"n_neurons must be a positive int, got {n_neurons!r}")
-        _, beta, threshold, _ = _check_params(1, beta, threshold, reset)
+        _, beta, threshold, _ = check_recall_params(1, beta, threshold, reset)
         dtype = torch.float32 if dtype is None else dtype
         if not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")

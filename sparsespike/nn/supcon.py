@@ -226,7 +226,7 @@ def supcon_loss(
             its own class: the positives are the other views).
         temperature: tau > 0 (default 0.07, the study's code).
         chunk_size: anchors per block of the similarity matrix; memory is O(B x chunk_size) in the
-            forward and the backward. None: about 4 Mi elements per block (no chunking for B <= 2048).
+            forward and the backward. None: about 4 Mi elements per block (no chunking up to 2048 anchors, B x V).
         normalize: L2-normalise the features first (True; the loss is defined on the unit sphere).
         reduction: "mean" over anchors that have a positive (0 when none has), "sum", or "none"
             (per-anchor losses of shape [B] or [B, V], 0 for anchors without positives).

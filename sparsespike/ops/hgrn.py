@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .._backend import cpp, empty_output, numpy_view as _np, resolve_backend, triton_kernels
+from .._backend import cpp, empty_output, numpy_view as _np, require_triton_kernels, resolve_backend, step_gradient_view
 from ._validate import check_finite, require_nonempty, require_same_device, require_tensor
 
 __all__ = ["HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
@@ -60,18 +60,10 @@ def _cpp_forward(x: Tensor, g: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
     return h, h_final
 
 
-def _step_gradient(grad: Optional[Tensor]):
-    """A [T, M] gradient as the kernel takes it: one [M] row when it is broadcast over time
-    (a loss like h.sum() gives a stride-0 expansion that would otherwise be copied)."""
-    if grad is None:
-        return None
-    return _np(grad[0]) if grad.stride(0) == 0 else _np(grad)
-
-
 def _cpp_backward(grad_h, grad_h_final, g, h, h0) -> tuple[Tensor, Tensor, Tensor]:
     grads = (empty_output(g), empty_output(g), torch.empty_like(h0))
     cpp().hgrn_backward(
-        _step_gradient(grad_h), None if grad_h_final is None else _np(grad_h_final), _np(g), _np(h), _np(h0),
+        step_gradient_view(grad_h), None if grad_h_final is None else _np(grad_h_final), _np(g), _np(h), _np(h0),
         *(t.numpy() for t in grads), torch.get_num_threads(),
     )
     return grads
@@ -105,13 +97,13 @@ def _forward_impl(x: Tensor, g: Tensor, h0: Tensor, path: str) -> tuple[Tensor, 
     if path == "triton":
         for t, name in ((x, "x"), (g, "g"), (h0, "h0")):
             check_finite(t, name)
-        return triton_kernels("hgrn").forward(x, g, h0)
+        return require_triton_kernels("hgrn").forward(x, g, h0)
     return _cpp_forward(x, g, h0)
 
 
 def _backward_impl(grad_h, grad_h_final, g, h, h0, path: str) -> tuple[Tensor, Tensor, Tensor]:
     if path == "triton":
-        return triton_kernels("hgrn").backward(grad_h, grad_h_final, g, h, h0)
+        return require_triton_kernels("hgrn").backward(grad_h, grad_h_final, g, h, h0)
     return _cpp_backward(grad_h, grad_h_final, g, h, h0)
 
 

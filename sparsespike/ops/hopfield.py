@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .. import synops
-from .._backend import resolve_backend, triton_kernels
+from .._backend import require_triton_kernels, resolve_backend, triton_kernels
 from ._validate import SPIKE_INT_DTYPES, check_finite, require_nonempty, require_same_device, require_tensor
 from .spike_linear import _SpikeLinearFunction
 
@@ -50,7 +50,7 @@ def hopfield_retrieve_reference(query: Tensor, patterns: Tensor, beta: float, va
 @torch.library.custom_op("sparsespike::hopfield_step", mutates_args=())
 def _hopfield_step(query: Tensor, patterns: Tensor, values: Tensor, scale: float) -> tuple[Tensor, Tensor]:
     """(softmax(scale q P^T) V [Q, dv], row log-sum-exp [Q] fp32), the fused Triton kernel."""
-    return triton_kernels("hopfield").forward(query.contiguous(), patterns.contiguous(), values.contiguous(), scale)
+    return require_triton_kernels("hopfield").forward(query.contiguous(), patterns.contiguous(), values.contiguous(), scale)
 
 
 @_hopfield_step.register_fake
@@ -62,7 +62,7 @@ def _hopfield_step_fake(query, patterns, values, scale):
 def _hopfield_step_backward(grad_out: Tensor, query: Tensor, patterns: Tensor, values: Tensor, lse: Tensor,
                             scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """(d query, d patterns through the scores, d values)."""
-    return triton_kernels("hopfield").backward(
+    return require_triton_kernels("hopfield").backward(
         grad_out.contiguous(), query.contiguous(), patterns.contiguous(), values.contiguous(), lse, scale
     )
 
@@ -104,7 +104,15 @@ def _scores_event_driven(xi: Tensor, patterns: Tensor, backend: str) -> tuple[Te
 # --------------------------------------------------------------------------- public entry point
 
 def _select_path(backend: str, patterns: Tensor, values: Tensor) -> str:
-    if backend in ("reference", "triton"):
+    if backend == "reference":
+        return backend
+    if backend == "triton":
+        if patterns.dtype not in _TRITON_DTYPES:
+            raise TypeError(f"backend='triton' supports float32, float16 and bfloat16 patterns, got {patterns.dtype}")
+        if values.shape[0] > triton_max_patterns():
+            raise ValueError(
+                f"backend='triton' keeps all patterns in one block: at most {triton_max_patterns()}, got {values.shape[0]}"
+            )
         return backend
     if backend == "cpp":
         if patterns.device.type != "cpu":
@@ -118,6 +126,7 @@ def _select_path(backend: str, patterns: Tensor, values: Tensor) -> str:
 
 
 def triton_max_patterns() -> int:
+    """The most stored patterns the Triton kernels take (0 without Triton)."""
     kernels = triton_kernels("hopfield")
     return kernels.MAX_PATTERNS if kernels is not None else 0
 
@@ -153,7 +162,9 @@ def _validate(query, patterns, values, beta, steps) -> None:
     dim_v = patterns.shape[1] if values is None else values.shape[1]
     if steps > 1 and dim_v != patterns.shape[1]:
         raise ValueError(f"steps > 1 feeds the output back as the query: values must have width d = {patterns.shape[1]}, got {dim_v}")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
+    if beta is not None and (
+        isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0
+    ):
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
 
 
@@ -180,9 +191,8 @@ def hopfield_retrieve(
     Returns:
         [..., dv] in the patterns' dtype.
     """
-    beta = 1.0 / math.sqrt(patterns.shape[1]) if beta is None and isinstance(patterns, Tensor) and patterns.dim() == 2 else beta
     _validate(query, patterns, values, beta, steps)
-    beta = float(beta)
+    beta = 1.0 / math.sqrt(patterns.shape[1]) if beta is None else float(beta)
     backend = resolve_backend(backend, patterns.device)
     if not torch.compiler.is_compiling():  # a data-dependent check; compiled graphs skip it
         check_finite(patterns, "patterns")

@@ -12,7 +12,9 @@ Three implementations behind :func:`lif`:
 Saved for backward, 4 bytes per element in fp32 (8 in fp64):
 - cpp: the input current only. Each neuron block of the backward recomputes its membrane trace
   with the forward's own code into a per-thread scratch that stays in cache, then runs the
-  reverse pass over it; the forward writes nothing but the spikes (and the trace when asked).
+  reverse pass over it; the forward writes nothing but the spikes. With return_trace=True the
+  written trace is saved and read instead (and, for SpikingJelly with decay_input, the current
+  too: 8 bytes per element).
 - triton: the membrane trace (the value compared with the threshold); spikes are recomputed from
   it bit-exactly. The current is kept as well only for the SpikingJelly convention with
   decay_input (its beta gradient reads it), 8 bytes per element then.
@@ -27,7 +29,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from .._backend import cpp, empty_output, numpy_view as _np, resolve_backend, triton_kernels
+from .._backend import cpp, empty_output, numpy_view as _np, require_triton_kernels, resolve_backend, step_gradient_view
 from ._validate import check_finite, require_nonempty, require_tensor
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
@@ -76,20 +78,12 @@ def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = 
     return spikes, trace, v_final
 
 
-def _step_gradient(grad: Optional[Tensor]):
-    """A [T, M] gradient as the kernel takes it: one [M] row when it is broadcast over time
-    (a loss like spikes.sum() gives a stride-0 expansion that would otherwise be copied)."""
-    if grad is None:
-        return None
-    return _np(grad[0]) if grad.stride(0) == 0 else _np(grad)
-
-
 def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg: _Config):
     """Gradients; with trace None the kernel recomputes it from current."""
     like = current if trace is None else trace
     grads = (empty_output(like), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0))
     cpp().lif_backward(
-        _step_gradient(grad_spikes), _step_gradient(grad_trace), None if grad_v_final is None else _np(grad_v_final),
+        step_gradient_view(grad_spikes), step_gradient_view(grad_trace), None if grad_v_final is None else _np(grad_v_final),
         None if current is None else _np(current), None if trace is None else _np(trace),
         _np(beta), _np(threshold), _np(v0), *cfg,
         *(g.numpy() for g in grads), torch.get_num_threads(),
@@ -125,7 +119,7 @@ def _kernel_path(backend: str, current: Tensor) -> str:
 def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str, keep_trace: bool = True):
     if path == "triton":
         check_finite(current, "current")
-        spikes, trace, v_final = triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
+        spikes, trace, v_final = require_triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
         return spikes, (trace if keep_trace else trace.new_empty(0)), v_final
     return _cpp_forward(current, beta, threshold, v0, cfg, keep_trace)
 
@@ -135,8 +129,8 @@ def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, 
         grad_trace = None
     if path == "triton":
         if trace is None:  # not kept (a forward that needed no gradient): recompute it
-            _, trace, _ = triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
-        return triton_kernels("lif").backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
+            _, trace, _ = require_triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
+        return require_triton_kernels("lif").backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
     return _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
 
 

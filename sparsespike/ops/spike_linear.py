@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import synops
-from .._backend import cpp, numpy_view as _numpy, resolve_backend, triton_kernels
+from .._backend import cpp, numpy_view as _numpy, require_triton_kernels, resolve_backend
 from ..dispatch import density_history, get_crossover, padding_factor
 from ._validate import (
     check_finite,
@@ -126,7 +126,7 @@ def _cpu_event_driven(weight: Tensor, density: Tensor | float) -> bool:
 def _triton_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     check_finite(spikes)
     # W^T is rebuilt per call: on a GPU the transpose costs microseconds, so no cache to go stale
-    return triton_kernels("spike_linear").forward(spikes, weight.t().contiguous(), bias)
+    return require_triton_kernels("spike_linear").forward(spikes, weight.t().contiguous(), bias)
 
 
 def _cuda_event_driven(spikes: Tensor, weight: Tensor) -> bool:
@@ -182,7 +182,7 @@ def _grad_weight_t_default(grad_out, spikes, nnz, backend):
 
 def _grad_weight_t_cpu(grad_out, spikes, nnz, backend):
     if backend == "triton":
-        return triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
+        return require_triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
     event_driven = backend == "cpp" or (
         backend == "auto"
         and grad_out.dtype in _CPP_DTYPES
@@ -203,7 +203,7 @@ def _grad_weight_t_cuda(grad_out, spikes, nnz, backend):
     if backend == "auto":
         density_history.record(site, nnz, spikes.numel())
     if event_driven:
-        return triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
+        return require_triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
     return _grad_weight_t_default(grad_out, spikes, nnz, backend)
 
 
