@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h) | $(PY)
 	$(PY) -m pip install --quiet --no-build-isolation -e ".[test]"
 	# SpikingJelly for the LIFNode equality tests, without its dependencies: its
 	# torchvision/torchaudio pins would replace the CPU torch; its neurons need torch and loguru.
-	$(PY) -m pip install --quiet --no-deps "$(SPIKINGJELLY_SPEC)"
 	$(PY) -m pip install --quiet "loguru>=0.7,<1"
+	$(PY) -m pip install --quiet --no-deps "$(SPIKINGJELLY_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)
