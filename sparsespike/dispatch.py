@@ -32,15 +32,23 @@ class Crossover:
     backward_density: float
     # CUDA only: without a density estimate yet, rows <= this use the event-driven kernel.
     small_rows: int = 64
+    # spike_conv2d against torch's conv2d: input density, forward and weight gradient
+    conv_forward_density: float = 0.2
+    conv_backward_density: float = 0.1
 
 
 _DEFAULTS = {
     # bench --calibrate on the 2-core x86-64 (AVX2) development machine, 3200 x 1024 -> 1024, fp32:
     # measured crossings 0.33-0.38 forward and 0.19-0.26 weight gradient over four runs; rounded
     # down, since near the crossing both paths cost the same and the density is a sampled estimate.
-    "cpu": Crossover(forward_density=0.3, backward_density=0.2),
+    # spike_conv2d, 3x3 padding 1 at 34x34, 2 threads (one noisy run each): the event-driven
+    # forward was faster up to ~0.5 density at 64->128 (N=50) and at every density to 0.5 at
+    # 2->64 (N=200), but only up to ~0.25 at 16->16 (N=100); the weight gradient up to ~0.4 at
+    # 64->128 and ~0.12 at 16->16. The narrow layer sets the defaults (0.2 / 0.1).
+    "cpu": Crossover(forward_density=0.3, backward_density=0.2, conv_forward_density=0.2, conv_backward_density=0.1),
     # Estimates from the H200 roofline (kernels.md) until a CUDA calibration replaces them.
-    "cuda": Crossover(forward_density=0.01, backward_density=0.005),
+    "cuda": Crossover(forward_density=0.01, backward_density=0.005, conv_forward_density=0.02,
+                      conv_backward_density=0.01),
 }
 _overrides: dict[str, Crossover] = {}
 _env_parsed: tuple[str, dict[str, Crossover]] | None = None  # (raw value, parsed): parse once
