@@ -11,8 +11,11 @@ Three implementations behind one entry point, :func:`spike_conv2d`:
   event lists (``kernels/spike_conv2d.py``).
 
 ``backend="auto"`` (the default) picks per call between the event-driven kernel and torch's
-conv2d (oneDNN on CPU, cuDNN on GPU) from the input density (``sparsespike.dispatch``,
-``conv_forward_density`` / ``conv_backward_density``). Backward: the weight gradient sums over
+conv2d (oneDNN on CPU, cuDNN on GPU): event-driven while the input density times
+``conv_width_factor(C_out)`` (1 + 64 / C_out: narrow layers pay more per event) is at most the
+device's ``conv_forward_density`` / ``conv_backward_density`` (``sparsespike.dispatch``; on CPU
+the forward samples 16 images, the weight gradient uses the forward's exact count; on CUDA the
+previous call's density through the same weight). Backward: the weight gradient sums over
 active inputs only (deterministic, no atomics); the input gradient is torch's dense transposed
 convolution and is skipped when the spikes do not require grad; the bias gradient is a sum.
 
@@ -34,7 +37,7 @@ from torch import Tensor
 
 from .. import synops
 from .._backend import cpp, empty_output, numpy_view as _numpy, resolve_backend, triton_kernels
-from ..dispatch import density_history, get_crossover
+from ..dispatch import conv_width_factor, density_history, get_crossover
 from ._validate import (
     check_finite,
     require_float_weight,
@@ -253,7 +256,7 @@ def _forward_cpu(spikes, weight, bias, stride, padding, dilation, backend):
         backend == "auto"
         and weight.dtype in _CPP_DTYPES
         and cpp() is not None
-        and _sampled_density(spikes) <= get_crossover("cpu").conv_forward_density
+        and _sampled_density(spikes) * conv_width_factor(weight.shape[0]) <= get_crossover("cpu").conv_forward_density
     ):
         return _cpp_forward(spikes, weight, bias, stride, padding, dilation)
     return _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
@@ -263,7 +266,10 @@ def _forward_cuda(spikes, weight, bias, stride, padding, dilation, backend):
     event_driven = backend == "triton"
     if backend == "auto":
         density = density_history.estimate(_site(weight))
-        event_driven = density is not None and density <= get_crossover("cuda").conv_forward_density
+        event_driven = (
+            density is not None
+            and density * conv_width_factor(weight.shape[0]) <= get_crossover("cuda").conv_forward_density
+        )
     if event_driven:
         out, counts = _triton_forward(spikes, weight, bias, stride, padding, dilation)
     else:
@@ -275,7 +281,7 @@ def _forward_cuda(spikes, weight, bias, stride, padding, dilation, backend):
 
 def _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
     grad = _dense_grad_weight(grad_out, spikes, kernel_size, stride, padding, dilation)
-    return grad.permute(1, 2, 3, 0).reshape(-1, grad.shape[0])
+    return grad.permute(1, 2, 3, 0).reshape(-1, grad.shape[0]).contiguous()
 
 
 def _grad_weight_t_cpu(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
@@ -285,7 +291,8 @@ def _grad_weight_t_cpu(grad_out, spikes, counts, kernel_size, stride, padding, d
         backend == "auto"
         and grad_out.dtype in _CPP_DTYPES
         and cpp() is not None
-        and int(counts[0]) / spikes.numel() <= get_crossover("cpu").conv_backward_density
+        and int(counts[0]) / spikes.numel() * conv_width_factor(grad_out.shape[1])
+        <= get_crossover("cpu").conv_backward_density
     )
     if event_driven:
         return _cpp_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
@@ -296,7 +303,9 @@ def _grad_weight_t_cuda(grad_out, spikes, counts, kernel_size, stride, padding, 
     site = ("spike_conv2d_grad", tuple(spikes.shape), tuple(kernel_size))
     density = density_history.estimate(site)
     event_driven = backend == "triton" or (
-        backend == "auto" and density is not None and density <= get_crossover("cuda").conv_backward_density
+        backend == "auto"
+        and density is not None
+        and density * conv_width_factor(grad_out.shape[1]) <= get_crossover("cuda").conv_backward_density
     )
     if backend == "auto":
         density_history.record(site, counts[0], spikes.numel())
