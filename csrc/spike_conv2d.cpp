@@ -236,7 +236,7 @@ inline void accumulate_block(T* a, const T* const* rows, const T* val, int e, in
   constexpr int GB = G > 0 ? G : kBlockVectors;
   const int gn = G > 0 ? G : g;
   const int en = E > 0 ? E : e;
-  V acc[GB];
+  V acc[GB] = {};  // lanes past gn stay unused
 #pragma GCC unroll 8
   for (int k = 0; k < GB; ++k)
     if (k < gn) acc[k] = load_vec<V>(a + off + k * L);

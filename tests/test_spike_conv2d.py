@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparsespike
@@ -76,12 +76,9 @@ def check(backend, geometry, density, spike_dtype, seed, graded=False, bias=True
     spikes_grad = spikes_grad and spike_dtype.is_floating_point
     spikes.requires_grad_(spikes_grad)
     weight.requires_grad_()
-    inputs = [t for t in (spikes, weight, b) if t is not None and t.requires_grad or t is weight]
     if b is not None:
         b.requires_grad_()
-        inputs = [spikes, weight, b] if spikes_grad else [weight, b]
-    else:
-        inputs = [spikes, weight] if spikes_grad else [weight]
+    inputs = [t for t, keep in ((spikes, spikes_grad), (weight, True), (b, b is not None)) if keep]
     out = spike_conv2d(spikes, weight, b, stride, padding, dilation, backend=backend)
     x64 = spikes.detach().double().requires_grad_(spikes_grad)
     w64 = weight.detach().double().requires_grad_()
@@ -244,7 +241,6 @@ def test_reference_is_f_conv2d():
 def brute_force_synops(spikes, c_out, kernel, stride, padding, dilation, out_size, groups=1):
     """One delivery per (active input, kernel tap landing inside the output, output channel)."""
     count = 0
-    n, c_in, h, w = spikes.shape
     for _, _, iy, ix in (spikes != 0).nonzero().tolist():
         for ky in range(kernel[0]):
             for kx in range(kernel[1]):
@@ -479,3 +475,24 @@ class TestExtensionBoundary:
             self.C.spike_conv2d_pack_weight(torch.zeros(4, 3, 3, 3).numpy(), torch.zeros(27, 4).numpy(), 1)
         with pytest.raises(ValueError, match="weight must be 4-D"):
             self.C.spike_conv2d_pack_weight(torch.zeros(4, 27).numpy(), self.packed, 1)
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["triton", "auto", "reference"])
+@pytest.mark.parametrize("wdtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 1.0])
+def test_cuda_matches_conv2d(backend, wdtype, density):
+    spikes = make_spikes((6, 16, 20, 18), density, torch.bool, 17).cuda()
+    weight, b = (t.cuda() for t in make_weight(40, 16, (3, 3), wdtype, 17))
+    weight.requires_grad_()
+    out = spike_conv2d(spikes, weight, b, 1, 1, backend=backend)
+    ref = F.conv2d(spikes.double(), weight.detach().double(), b.double(), 1, 1)
+    tol = 1e-4 if wdtype == torch.float32 else 3e-2
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol * 10)
+    grad_out = torch.randn(out.shape, device="cuda", dtype=wdtype)
+    out.backward(grad_out)
+    ref_w = weight.detach().double().requires_grad_()
+    F.conv2d(spikes.double(), ref_w, None, 1, 1).backward(grad_out.double())
+    torch.testing.assert_close(weight.grad.double(), ref_w.grad, rtol=tol, atol=tol * 50)

@@ -3,12 +3,14 @@
 Three implementations behind one entry point, :func:`spike_conv2d`:
 
 - reference: ``F.conv2d`` on the spikes cast to the weight's dtype; the oracle.
-- cpp (CPU): every image's nonzero inputs are compacted and grouped by pixel; each output pixel
-  then sums, over its kernel taps and the events at each tap's input pixel, the kernel slice
-  weight[:, c, ky, kx] (a row of a cached [C_in, KH, KW, C_out] copy of the weight), output
-  channels vectorised (``csrc/spike_conv2d.cpp``). Silent inputs cost nothing.
-- triton (CUDA, or CPU under TRITON_INTERPRET=1): the same gather per output pixel over ELL
-  event lists (``kernels/spike_conv2d.py``).
+- cpp (CPU): every image's nonzero inputs are compacted and grouped by pixel; each output row
+  is accumulated channels-last in a small scratch: every active input pixel of the rows its
+  kernel reaches adds, per kernel tap landing inside the output, the sum of its events' kernel
+  slices weight[:, c, ky, kx] (rows of a cached [C_in, KH, KW, C_out] copy of the weight),
+  output channels vectorised; then the row is transposed to NCHW (``csrc/spike_conv2d.cpp``).
+  Silent inputs cost nothing. Parallel over images; deterministic.
+- triton (CUDA, or CPU under TRITON_INTERPRET=1): a gather per output pixel over ELL lists of
+  each input pixel's active channels (``kernels/spike_conv2d.py``). Not yet measured on a GPU.
 
 ``backend="auto"`` (the default) picks per call between the event-driven kernel and torch's
 conv2d (oneDNN on CPU, cuDNN on GPU): event-driven while the input density times
@@ -36,7 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import synops
-from .._backend import cpp, empty_output, numpy_view as _numpy, resolve_backend, triton_kernels
+from .._backend import cpp, empty_output, resolve_backend, triton_kernels
+from .._backend import numpy_view as _numpy
 from ..dispatch import conv_width_factor, density_history, get_crossover
 from ._validate import (
     check_finite,
