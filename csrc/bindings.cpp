@@ -340,6 +340,7 @@ bool advise_huge_pages(py::array& a) {
 namespace sparsespike::bind {
 void bind_hgrn(py::module_& m);
 void bind_spiking_hopfield(py::module_& m);
+void bind_spike_conv2d(py::module_& m);
 }  // namespace sparsespike::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -375,6 +376,7 @@ PYBIND11_MODULE(_C, m) {
         "Position-sensitive 64-bit checksum of a contiguous array's bytes.");
   sparsespike::bind::bind_hgrn(m);
   sparsespike::bind::bind_spiking_hopfield(m);
+  sparsespike::bind::bind_spike_conv2d(m);
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

@@ -16,6 +16,8 @@ from .ops import (
     lif,
     lif_reference,
     pattern_overlap,
+    spike_conv2d,
+    spike_conv2d_reference,
     spike_linear,
     spike_linear_reference,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "pattern_overlap",
     "set_crossover",
     "set_default_backend",
+    "spike_conv2d",
+    "spike_conv2d_reference",
     "spike_linear",
     "spike_linear_reference",
     "synop_scope",

@@ -32,15 +32,25 @@ class Crossover:
     backward_density: float
     # CUDA only: without a density estimate yet, rows <= this use the event-driven kernel.
     small_rows: int = 64
+    # spike_conv2d against torch's conv2d, forward and weight gradient: event-driven while
+    # density * conv_width_factor(C_out) is below these
+    conv_forward_density: float = 0.6
+    conv_backward_density: float = 0.45
 
 
 _DEFAULTS = {
     # bench --calibrate on the 2-core x86-64 (AVX2) development machine, 3200 x 1024 -> 1024, fp32:
     # measured crossings 0.33-0.38 forward and 0.19-0.26 weight gradient over four runs; rounded
     # down, since near the crossing both paths cost the same and the density is a sampled estimate.
-    "cpu": Crossover(forward_density=0.3, backward_density=0.2),
+    # spike_conv2d, 3x3 padding 1 at 34x34, 2 threads, one noisy run each: the event-driven
+    # forward was faster than oneDNN up to density ~0.5 at 64->128 (N=50), ~0.28 at 32->32 and
+    # ~0.25 at 16->16 (N=100), and at every density up to 0.5 at 2->64 (N=200, where oneDNN is
+    # slow); the weight gradient up to ~0.4, ~0.18 and ~0.1. Rounded down through
+    # conv_width_factor: 0.6 / 0.45 give 0.4 / 0.3 at C_out=128, 0.12 / 0.09 at C_out=16.
+    "cpu": Crossover(forward_density=0.3, backward_density=0.2, conv_forward_density=0.6, conv_backward_density=0.45),
     # Estimates from the H200 roofline (kernels.md) until a CUDA calibration replaces them.
-    "cuda": Crossover(forward_density=0.01, backward_density=0.005),
+    "cuda": Crossover(forward_density=0.01, backward_density=0.005, conv_forward_density=0.03,
+                      conv_backward_density=0.015),
 }
 _overrides: dict[str, Crossover] = {}
 _env_parsed: tuple[str, dict[str, Crossover]] | None = None  # (raw value, parsed): parse once
@@ -93,6 +103,14 @@ def padding_factor(out_features: int, tile: int) -> float:
     width: narrow layers pay for whole tiles, so their crossover density is lower by this factor
     and one constant fits every output width."""
     return (-(-out_features // tile) * tile) / out_features
+
+
+def conv_width_factor(out_channels: int) -> float:
+    """Relative cost per event of spike_conv2d's kernels against a dense convolution: each event
+    pays a fixed overhead (indexing, one pass per kernel tap) besides its C_out multiply-adds,
+    so narrow layers cross over at lower densities: 1 + 64 / C_out (fitted to the crossings
+    measured at C_out = 16, 32 and 128, see _DEFAULTS)."""
+    return 1.0 + 64.0 / out_channels
 
 
 class DensityHistory:

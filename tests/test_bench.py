@@ -10,6 +10,7 @@ from sparsespike.bench import spike_linear as suite
 
 @pytest.fixture
 def tiny_suite(monkeypatch):
+    from sparsespike.bench import conv as conv_suite
     from sparsespike.bench import hgrn as hgrn_suite
     from sparsespike.bench import lif as lif_suite
     from sparsespike.bench import hopfield as hopfield_suite
@@ -22,6 +23,9 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(supcon_suite, "QUICK_BATCHES", (24,))
     monkeypatch.setattr(supcon_suite, "DIM", 8)
     monkeypatch.setattr(hgrn_suite, "QUICK_SHAPES", ((6, 2, 16),))
+    monkeypatch.setattr(conv_suite, "SHAPES", ((2, 5),))
+    monkeypatch.setattr(conv_suite, "SIZE", 6)
+    monkeypatch.setattr(conv_suite, "IMAGES", 3)
     monkeypatch.setattr(suite, "ROWS", (8,))
     monkeypatch.setattr(suite, "SHAPES", ((40, 24),))
     monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
@@ -59,6 +63,13 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     hgrn_points = report["suites"]["hgrn"]
     assert {p["backend"] for p in hgrn_points} == {"eager-loop", "eager-loop-indexed", "reference", "sparsespike-cpp", "sparsespike-auto"}
     assert all(p["median_ms"] > 0 for p in hgrn_points) and "## hgrn" in printed
+    conv_points = report["suites"]["conv"]
+    assert {p["backend"] for p in conv_points} == {"torch", "sparsespike-cpp", "sparsespike-auto"}
+    assert {(p["density"], p["mode"]) for p in conv_points} == {
+        (d, m) for d in (0.1, 0.03) for m in ("forward", "forward+backward")
+    }
+    assert all(p["median_ms"] > 0 and p["ratio_to_torch"] > 0 for p in conv_points)
+    assert "## conv" in printed and "2->5 6x6 N=3" in printed and "sparsespike-cpp x" in printed
 
 
 def test_crossing_interpolation():

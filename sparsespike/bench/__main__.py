@@ -16,6 +16,7 @@ import tempfile
 import torch
 
 from .. import backends, dispatch
+from . import conv as conv_suite
 from . import hgrn as hgrn_suite
 from . import hopfield as hopfield_suite
 from . import lif as lif_suite
@@ -29,6 +30,7 @@ SUITES = {
     "hgrn": hgrn_suite,
     "hopfield": hopfield_suite,
     "supcon": supcon_suite,
+    "conv": conv_suite,
 }
 
 

@@ -1,5 +1,6 @@
 """Drop-in torch modules built on sparsespike ops."""
 
+from .conv import SpikeConv2d
 from .hgrn import HGRN, HGRNBlock, HGRNStack
 from .hopfield import Hopfield, HopfieldMemory
 from .linear import SpikeLinear
@@ -16,6 +17,7 @@ __all__ = [
     "LIF",
     "LIFNode",
     "Leaky",
+    "SpikeConv2d",
     "SpikeLinear",
     "SpikingHopfield",
     "SupConLoss",

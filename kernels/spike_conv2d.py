@@ -1,0 +1,135 @@
+"""Triton kernels of spike_conv2d: an event-driven gather per output pixel, and the weight gradient
+over active inputs.
+
+Forward: the spikes, seen as NHWC rows (one row of C_in channels per input pixel), are compacted
+into ELL lists of active channels (spike_linear's compaction kernel). One program per (output
+pixel, block of output channels) walks its kernel taps; for each tap whose input pixel lies
+inside the image it sums the rows W_t[(c, ky, kx), :] of the weight, laid out
+[C_in * KH * KW, C_out], over the active channels c of that pixel.
+Weight gradient: the spikes as [N * C_in, H * W] rows are compacted into lists of active pixels;
+one program per (weight row (c, ky, kx), block of output channels) loops over the images and the
+pixels where channel c fired, adding the grad_out row (NHWC) of the output pixel each one reaches
+through tap (ky, kx): no atomics, fixed order, deterministic.
+Accumulation in fp32 (fp64 for fp64 weights). Pointer arithmetic and masks only; runs under
+TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .spike_linear import _accumulator_dtype, compact_rows
+
+
+@triton.jit
+def _conv_gather_kernel(
+    idx_ptr, val_ptr, cnt_ptr, w_ptr, bias_ptr, out_ptr,
+    C_in, H, W, C_out, H_out, W_out, KH, KW, SH, SW, PH, PW, DH, DW,
+    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)  # (n * H_out + oy) * W_out + ox
+    ox = pid % W_out
+    oy = (pid // W_out) % H_out
+    n = pid // (W_out * H_out)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    in_cols = cols < C_out
+    acc = tl.zeros([BLOCK_N], dtype=val_ptr.dtype.element_ty)
+    for ky in range(KH):
+        iy = oy * SH - PH + ky * DH
+        for kx in range(KW):
+            ix = ox * SW - PW + kx * DW
+            inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+            row = tl.where(inside, (n * H + iy) * W + ix, 0)
+            count = tl.where(inside, tl.load(cnt_ptr + row), 0)
+            for j0 in range(0, count, BLOCK_K):
+                js = j0 + tl.arange(0, BLOCK_K)
+                in_list = js < count
+                c = tl.load(idx_ptr + row * C_in + js, mask=in_list, other=0).to(tl.int64)
+                v = tl.load(val_ptr + row * C_in + js, mask=in_list, other=0)
+                w_row = (c * KH + ky) * KW + kx
+                tile_mask = in_list[:, None] & in_cols[None, :]
+                b = tl.load(w_ptr + w_row[:, None] * C_out + cols[None, :], mask=tile_mask, other=0)
+                acc += tl.sum(v[:, None] * b.to(acc.dtype), axis=0)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=in_cols, other=0).to(acc.dtype)
+    dst = ((n * C_out + cols) * H_out + oy) * W_out + ox
+    tl.store(out_ptr + dst, acc.to(out_ptr.dtype.element_ty), mask=in_cols)
+
+
+@triton.jit
+def _conv_grad_weight_kernel(
+    idx_ptr, val_ptr, cnt_ptr, g_ptr, out_ptr,
+    N, C_in, H, W, C_out, H_out, W_out, KH, KW, SH, SW, PH, PW, DH, DW,
+    BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    r = tl.program_id(0).to(tl.int64)  # weight row (c * KH + ky) * KW + kx
+    kx = r % KW
+    ky = (r // KW) % KH
+    c = r // (KW * KH)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    in_cols = cols < C_out
+    acc = tl.zeros([BLOCK_N], dtype=val_ptr.dtype.element_ty)
+    for n in range(N):
+        plane = n * C_in + c
+        count = tl.load(cnt_ptr + plane)
+        for j0 in range(0, count, BLOCK_K):
+            js = j0 + tl.arange(0, BLOCK_K)
+            in_list = js < count
+            p = tl.load(idx_ptr + plane * (H * W) + js, mask=in_list, other=0).to(tl.int64)
+            v = tl.load(val_ptr + plane * (H * W) + js, mask=in_list, other=0)
+            ny = p // W + PH - ky * DH
+            nx = p % W + PW - kx * DW
+            ok = in_list & (ny >= 0) & (nx >= 0)
+            ny = tl.where(ok, ny, 0)
+            nx = tl.where(ok, nx, 0)
+            oy = ny // SH
+            ox = nx // SW
+            ok = ok & (ny % SH == 0) & (nx % SW == 0) & (oy < H_out) & (ox < W_out)
+            q = tl.where(ok, (n * H_out + oy) * W_out + ox, 0)
+            tile_mask = ok[:, None] & in_cols[None, :]
+            g = tl.load(g_ptr + q[:, None] * C_out + cols[None, :], mask=tile_mask, other=0)
+            acc += tl.sum(v[:, None] * g.to(acc.dtype), axis=0)
+    tl.store(out_ptr + r * C_out + cols, acc.to(out_ptr.dtype.element_ty), mask=in_cols)
+
+
+def _block_n(c_out: int) -> int:
+    return min(triton.next_power_of_2(max(c_out, 16)), 128)
+
+
+def forward(spikes, weight_t, bias, kernel_size, stride, padding, dilation, out_size):
+    """(conv2d(spikes, W) + bias [N, C_out, H_out, W_out], active channels per input pixel
+    [N, H, W] int32). weight_t is [C_in * KH * KW, C_out]; padding is (top, left)."""
+    n, c_in, h, w = spikes.shape
+    c_out = weight_t.shape[1]
+    h_out, w_out = out_size
+    pixels = spikes.permute(0, 2, 3, 1).reshape(n * h * w, c_in)
+    idx, val, cnt = compact_rows(pixels, _accumulator_dtype(weight_t.dtype))
+    out = torch.empty((n, c_out, h_out, w_out), dtype=weight_t.dtype, device=weight_t.device)
+    block_n = _block_n(c_out)
+    grid = (n * h_out * w_out, triton.cdiv(c_out, block_n))
+    _conv_gather_kernel[grid](
+        idx, val, cnt, weight_t.contiguous(), bias.contiguous() if bias is not None else weight_t, out,
+        c_in, h, w, c_out, h_out, w_out, *kernel_size, *stride, *padding, *dilation,
+        HAS_BIAS=bias is not None, BLOCK_K=16, BLOCK_N=block_n,
+    )
+    return out, cnt.view(n, h, w)
+
+
+def grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
+    """The weight gradient as [C_in * KH * KW, C_out], over the active inputs only."""
+    n, c_in, h, w = spikes.shape
+    c_out, h_out, w_out = grad_out.shape[1:]
+    idx, val, cnt = compact_rows(spikes.reshape(n * c_in, h * w), _accumulator_dtype(grad_out.dtype))
+    g = grad_out.permute(0, 2, 3, 1).contiguous()  # NHWC: one output pixel's channels contiguous
+    rows = c_in * kernel_size[0] * kernel_size[1]
+    out = torch.empty((rows, c_out), dtype=grad_out.dtype, device=grad_out.device)
+    block_n = _block_n(c_out)
+    grid = (rows, triton.cdiv(c_out, block_n))
+    _conv_grad_weight_kernel[grid](
+        idx, val, cnt, g, out,
+        n, c_in, h, w, c_out, h_out, w_out, *kernel_size, *stride, *padding, *dilation,
+        BLOCK_K=16, BLOCK_N=block_n,
+    )
+    return out

@@ -1,0 +1,562 @@
+"""spike_conv2d: event-driven 2-D convolution of spike maps, equal to ``F.conv2d`` (NCHW).
+
+Three implementations behind one entry point, :func:`spike_conv2d`:
+
+- reference: ``F.conv2d`` on the spikes cast to the weight's dtype; the oracle.
+- cpp (CPU): every image's nonzero inputs are compacted and grouped by pixel; each output row
+  is accumulated channels-last in a small scratch: every active input pixel of the rows its
+  kernel reaches adds, per kernel tap landing inside the output, the sum of its events' kernel
+  slices weight[:, c, ky, kx] (rows of a cached [C_in, KH, KW, C_out] copy of the weight),
+  output channels vectorised; then the row is transposed to NCHW (``csrc/spike_conv2d.cpp``).
+  Silent inputs cost nothing. Parallel over images; deterministic.
+- triton (CUDA, or CPU under TRITON_INTERPRET=1): a gather per output pixel over ELL lists of
+  each input pixel's active channels (``kernels/spike_conv2d.py``). Not yet measured on a GPU.
+
+``backend="auto"`` (the default) picks per call between the event-driven kernel and torch's
+conv2d (oneDNN on CPU, cuDNN on GPU): event-driven while the input density times
+``conv_width_factor(C_out)`` (1 + 64 / C_out: narrow layers pay more per event) is at most the
+device's ``conv_forward_density`` / ``conv_backward_density`` (``sparsespike.dispatch``; on CPU
+the forward samples 16 images, the weight gradient uses the forward's exact count; on CUDA the
+previous call's density through the same weight). Backward: the weight gradient sums over
+active inputs only (deterministic, no atomics); the input gradient is torch's dense transposed
+convolution and is skipped when the spikes do not require grad; the bias gradient is a sum.
+
+groups > 1 runs the reference (F.conv2d) with a one-time warning.
+
+SynOps are exact: an active input delivers to C_out / groups outputs per kernel tap that maps it
+inside the output, so an input near the border (or skipped by the stride) reaches fewer. Every
+call reports that count ("reach" x C_out) into any active ``sparsespike.count_synops()``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import synops
+from .._backend import cpp, empty_output, resolve_backend, triton_kernels
+from .._backend import numpy_view as _numpy
+from ..dispatch import conv_width_factor, density_history, get_crossover
+from ._validate import (
+    check_finite,
+    require_float_weight,
+    require_nonempty,
+    require_same_device,
+    require_spike_dtype,
+    require_tensor,
+)
+from ._weight_cache import weight_cache
+
+__all__ = ["spike_conv2d", "spike_conv2d_reference"]
+
+_CPP_DTYPES = (torch.float32, torch.float64)
+_CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
+_DENSITY_SAMPLE_IMAGES = 16
+
+IntPair = Union[int, Sequence[int]]
+
+
+# --------------------------------------------------------------------------- reference
+
+def spike_conv2d_reference(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
+                           padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """The oracle: F.conv2d of the spikes (cast to the weight's dtype). Differentiable."""
+    x = spikes if spikes.dtype == weight.dtype else spikes.to(weight.dtype)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _as_dense(spikes: Tensor, dtype: torch.dtype) -> Tensor:
+    return spikes if spikes.dtype == dtype else spikes.to(dtype)
+
+
+def _symmetric(padding: Sequence[int]) -> bool:
+    top, bottom, left, right = padding
+    return top == bottom and left == right
+
+
+def _dense_forward(spikes, weight, bias, stride, padding, dilation):
+    """torch's conv2d; padding is [top, bottom, left, right]."""
+    x = _as_dense(spikes, weight.dtype)
+    top, bottom, left, right = padding
+    if _symmetric(padding):
+        return F.conv2d(x, weight, bias, stride, (top, left), dilation)
+    return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, stride, 0, dilation)
+
+
+def _padded_call(shape, padding):
+    """(input shape torch sees, the padding it gets, slices back to the real input or None)."""
+    top, bottom, left, right = padding
+    if _symmetric(padding):
+        return tuple(shape), [top, left], None
+    n, c, h, w = shape
+    return (n, c, h + top + bottom, w + left + right), [0, 0], (slice(top, top + h), slice(left, left + w))
+
+
+def _dense_grad_input(grad_out, weight, input_shape, stride, padding, dilation):
+    """The input gradient: torch's transposed convolution (dense: every input receives one)."""
+    shape, pad, crop = _padded_call(input_shape, padding)
+    like = grad_out.new_empty(1).expand(shape)
+    grad = torch.ops.aten.convolution_backward(
+        grad_out, like, weight, None, list(stride), pad, list(dilation), False, [0, 0], 1, [True, False, False]
+    )[0]
+    return grad if crop is None else grad[..., crop[0], crop[1]]
+
+
+def _dense_grad_weight(grad_out, spikes, kernel_size, stride, padding, dilation):
+    x = _as_dense(spikes, grad_out.dtype)
+    top, bottom, left, right = padding
+    _, pad, _ = _padded_call(x.shape, padding)
+    if not _symmetric(padding):
+        x = F.pad(x, (left, right, top, bottom))
+    like = grad_out.new_empty(1).expand(grad_out.shape[1], x.shape[1], *kernel_size)
+    return torch.ops.aten.convolution_backward(
+        grad_out, x, like, None, list(stride), pad, list(dilation), False, [0, 0], 1, [False, True, False]
+    )[1]
+
+
+def _axis_reach(size, taps, stride, pad, dil, n_out, device):
+    """Per input row (or column): the kernel taps that carry it to a valid output position."""
+    i = torch.arange(size, device=device)[:, None]
+    num = i + pad - torch.arange(taps, device=device)[None, :] * dil
+    valid = (num >= 0) & (num % stride == 0) & (num // stride < n_out)
+    return valid.sum(1)
+
+
+def _counts_from_pixels(per_pixel, kernel_size, stride, padding, dilation, out_size):
+    """int64 [nnz, reach] from the active inputs per pixel [H, W] (summed over images and
+    channels); reach = (active input, kernel tap) pairs that land inside the output."""
+    h, w = per_pixel.shape
+    per_pixel = per_pixel.to(torch.int64)
+    fy = _axis_reach(h, kernel_size[0], stride[0], padding[0], dilation[0], out_size[0], per_pixel.device)
+    fx = _axis_reach(w, kernel_size[1], stride[1], padding[2], dilation[1], out_size[1], per_pixel.device)
+    reach = (per_pixel * fy[:, None] * fx[None, :]).sum()
+    return torch.stack([per_pixel.sum(), reach])
+
+
+def _counts_torch(spikes, kernel_size, stride, padding, dilation, out_size):
+    per_pixel = (spikes != 0).sum((0, 1), dtype=torch.int64)
+    return _counts_from_pixels(per_pixel, kernel_size, stride, padding, dilation, out_size)
+
+
+def _out_size(spikes, kernel_size, stride, padding, dilation):
+    h, w = spikes.shape[-2:]
+    return (
+        (h + padding[0] + padding[1] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1,
+        (w + padding[2] + padding[3] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1,
+    )
+
+
+def _counts(spikes, kernel_size, stride, padding, dilation):
+    """[nnz, reach] of the spikes after the non-finite check (one C++ pass on CPU when available)."""
+    out_size = _out_size(spikes, kernel_size, stride, padding, dilation)
+    if spikes.device.type == "cpu" and spikes.dtype in _CPP_SPIKE_DTYPES and cpp() is not None:
+        nnz, reach = cpp().spike_conv2d_scan(
+            _numpy(spikes), list(kernel_size), list(stride), [padding[0], padding[2]], list(dilation),
+            list(out_size), torch.get_num_threads(),
+        )
+        return torch.tensor([nnz, reach], dtype=torch.int64)
+    check_finite(spikes)
+    return _counts_torch(spikes, kernel_size, stride, padding, dilation, out_size)
+
+
+# --------------------------------------------------------------------------- C++ (CPU)
+
+def _require_cpp_dtype(weight: Tensor) -> None:
+    if weight.dtype not in _CPP_DTYPES:
+        raise TypeError(f"backend='cpp' supports float32 and float64 weights, got {weight.dtype}")
+
+
+def _packed_weight(weight: Tensor) -> Tensor:
+    def build(w: Tensor) -> Tensor:
+        c_out, c_in, kh, kw = w.shape
+        cpad = cpp().spike_conv2d_padded_width(c_out, w.element_size())
+        packed = torch.empty((c_in * kh * kw, cpad), dtype=w.dtype)
+        cpp().spike_conv2d_pack_weight(_numpy(w), packed.numpy(), torch.get_num_threads())
+        return packed
+
+    def fingerprint(w: Tensor) -> int:
+        return cpp().fingerprint(_numpy(w), torch.get_num_threads())
+
+    return weight_cache.get(weight, "cpp-conv-packed", build, fingerprint)
+
+
+def _cpp_forward(spikes, weight, bias, stride, padding, dilation):
+    out_size = _out_size(spikes, weight.shape[2:], stride, padding, dilation)
+    out = empty_output(weight, (spikes.shape[0], weight.shape[0], *out_size))
+    nnz, reach = cpp().spike_conv2d_forward(
+        _numpy(spikes), _packed_weight(weight).numpy(), None if bias is None else _numpy(bias), out.numpy(),
+        list(weight.shape[2:]), list(stride), [padding[0], padding[2]], list(dilation), torch.get_num_threads(),
+    )
+    return out, torch.tensor([nnz, reach], dtype=torch.int64)
+
+
+def _cpp_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
+    c_in = spikes.shape[1]
+    gwt = torch.empty((c_in * kernel_size[0] * kernel_size[1], grad_out.shape[1]), dtype=grad_out.dtype)
+    cpp().spike_conv2d_grad_weight(
+        _numpy(spikes), _numpy(grad_out), gwt.numpy(), list(kernel_size), list(stride),
+        [padding[0], padding[2]], list(dilation), torch.get_num_threads(),
+    )
+    return gwt
+
+
+def _sampled_density(spikes: Tensor) -> float:
+    """Fraction of nonzeros in at most 16 evenly spaced images (cheap next to either path)."""
+    n = spikes.shape[0]
+    sample = spikes
+    if n > _DENSITY_SAMPLE_IMAGES:
+        sample = spikes.index_select(0, torch.linspace(0, n - 1, _DENSITY_SAMPLE_IMAGES).long())
+    flat = sample.reshape(sample.shape[0], -1)
+    return cpp().count_spikes(_numpy(flat), 1) / flat.numel()
+
+
+# --------------------------------------------------------------------------- Triton
+
+def _weight_t(weight: Tensor) -> Tensor:
+    # [C_in * KH * KW, C_out], rebuilt per call: on a GPU the permute costs microseconds
+    return weight.permute(1, 2, 3, 0).reshape(-1, weight.shape[0]).contiguous()
+
+
+def _triton_forward(spikes, weight, bias, stride, padding, dilation):
+    check_finite(spikes)
+    kernel_size = tuple(weight.shape[2:])
+    out_size = _out_size(spikes, kernel_size, stride, padding, dilation)
+    out, per_pixel = triton_kernels("spike_conv2d").forward(
+        spikes, _weight_t(weight), bias, kernel_size, tuple(stride), (padding[0], padding[2]), tuple(dilation), out_size,
+    )
+    per_pixel = per_pixel.sum(0, dtype=torch.int64)
+    return out, _counts_from_pixels(per_pixel, kernel_size, stride, padding, dilation, out_size)
+
+
+def _triton_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
+    return triton_kernels("spike_conv2d").grad_weight_t(
+        grad_out, spikes, tuple(kernel_size), tuple(stride), (padding[0], padding[2]), tuple(dilation),
+    )
+
+
+def _site(weight: Tensor) -> tuple:
+    return ("spike_conv2d", weight.data_ptr(), tuple(weight.shape))
+
+
+# --------------------------------------------------------------------------- per-device kernels
+
+def _forward_default(spikes, weight, bias, stride, padding, dilation, backend):
+    counts = _counts(spikes, weight.shape[2:], stride, padding, dilation)  # validates before the conv runs
+    return _dense_forward(spikes, weight, bias, stride, padding, dilation), counts
+
+
+def _forward_cpu(spikes, weight, bias, stride, padding, dilation, backend):
+    if backend == "triton":
+        return _triton_forward(spikes, weight, bias, stride, padding, dilation)
+    if backend == "cpp":
+        _require_cpp_dtype(weight)
+        return _cpp_forward(spikes, weight, bias, stride, padding, dilation)
+    if (
+        backend == "auto"
+        and weight.dtype in _CPP_DTYPES
+        and cpp() is not None
+        and _sampled_density(spikes) * conv_width_factor(weight.shape[0]) <= get_crossover("cpu").conv_forward_density
+    ):
+        return _cpp_forward(spikes, weight, bias, stride, padding, dilation)
+    return _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
+
+
+def _forward_cuda(spikes, weight, bias, stride, padding, dilation, backend):
+    event_driven = backend == "triton"
+    if backend == "auto":
+        density = density_history.estimate(_site(weight))
+        event_driven = (
+            density is not None
+            and density * conv_width_factor(weight.shape[0]) <= get_crossover("cuda").conv_forward_density
+        )
+    if event_driven:
+        out, counts = _triton_forward(spikes, weight, bias, stride, padding, dilation)
+    else:
+        out, counts = _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
+    if backend == "auto":
+        density_history.record(_site(weight), counts[0], spikes.numel())
+    return out, counts
+
+
+def _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
+    grad = _dense_grad_weight(grad_out, spikes, kernel_size, stride, padding, dilation)
+    return grad.permute(1, 2, 3, 0).reshape(-1, grad.shape[0]).contiguous()
+
+
+def _grad_weight_t_cpu(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
+    if backend == "triton":
+        return _triton_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
+    event_driven = backend == "cpp" or (
+        backend == "auto"
+        and grad_out.dtype in _CPP_DTYPES
+        and cpp() is not None
+        and int(counts[0]) / spikes.numel() * conv_width_factor(grad_out.shape[1])
+        <= get_crossover("cpu").conv_backward_density
+    )
+    if event_driven:
+        return _cpp_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
+    return _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend)
+
+
+def _grad_weight_t_cuda(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
+    site = ("spike_conv2d_grad", tuple(spikes.shape), tuple(kernel_size))
+    density = density_history.estimate(site)
+    event_driven = backend == "triton" or (
+        backend == "auto"
+        and density is not None
+        and density * conv_width_factor(grad_out.shape[1]) <= get_crossover("cuda").conv_backward_density
+    )
+    if backend == "auto":
+        density_history.record(site, counts[0], spikes.numel())
+    if event_driven:
+        return _triton_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
+    return _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend)
+
+
+_FORWARD = {"cpu": _forward_cpu, "cuda": _forward_cuda}
+_GRAD_WEIGHT_T = {"cpu": _grad_weight_t_cpu, "cuda": _grad_weight_t_cuda}
+
+
+def _backward_common(ctx, grad_out, grad_weight_t):
+    """Gradients of (spikes, weight, bias, stride, padding, dilation, backend)."""
+    spikes, weight, counts = ctx.saved_tensors
+    grad_spikes = grad_weight = grad_bias = None
+    grad_out = grad_out.contiguous()
+    if ctx.needs_input_grad[0]:
+        grad_spikes = _dense_grad_input(grad_out, weight, ctx.input_shape, ctx.stride, ctx.padding, ctx.dilation)
+    if ctx.needs_input_grad[1]:
+        gwt = grad_weight_t(grad_out, spikes, counts, ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation, ctx.backend)
+        grad_weight = gwt.t().reshape(grad_out.shape[1], ctx.input_shape[1], *ctx.kernel_size)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = grad_out.sum((0, 2, 3))
+    return grad_spikes, grad_weight, grad_bias, None, None, None, None
+
+
+def _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts):
+    ctx.backend = backend
+    ctx.device_type = weight.device.type
+    ctx.has_bias = bias is not None
+    ctx.input_shape = tuple(spikes.shape)
+    ctx.kernel_size = tuple(weight.shape[2:])
+    ctx.stride, ctx.padding, ctx.dilation = tuple(stride), tuple(padding), tuple(dilation)
+    needs_spikes, needs_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    # keep only what the requested gradients read
+    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, counts)
+
+
+# --------------------------------------------------------------------------- torch.library custom ops
+# What torch.compile traces and opcheck checks: torch.ops.sparsespike.spike_conv2d(_grad_weight).
+# padding is [top, bottom, left, right].
+
+@torch.library.custom_op("sparsespike::spike_conv2d", mutates_args=())
+def _spike_conv2d_op(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
+                     dilation: list[int], backend: str) -> tuple[Tensor, Tensor]:
+    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach]). Default: the reference."""
+    return _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
+
+
+@torch.library.custom_op("sparsespike::spike_conv2d_grad_weight", mutates_args=())
+def _grad_weight_op(grad_out: Tensor, spikes: Tensor, counts: Tensor, kernel_size: list[int], stride: list[int],
+                    padding: list[int], dilation: list[int], backend: str) -> Tensor:
+    """The weight gradient as [C_in * KH * KW, C_out] (weight.permute(1, 2, 3, 0)). Default: dense."""
+    return _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend)
+
+
+for _device, _fn in _FORWARD.items():
+    _spike_conv2d_op.register_kernel(_device)(_fn)
+for _device, _fn in _GRAD_WEIGHT_T.items():
+    _grad_weight_op.register_kernel(_device)(_fn)
+
+
+@_spike_conv2d_op.register_fake
+def _spike_conv2d_fake(spikes, weight, bias, stride, padding, dilation, backend):
+    out_size = _out_size(spikes, weight.shape[2:], stride, padding, dilation)
+    out = spikes.new_empty((spikes.shape[0], weight.shape[0], *out_size), dtype=weight.dtype)
+    return out, spikes.new_empty((2,), dtype=torch.int64)
+
+
+@_grad_weight_op.register_fake
+def _grad_weight_fake(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
+    return grad_out.new_empty((spikes.shape[1] * kernel_size[0] * kernel_size[1], grad_out.shape[1]))
+
+
+def _op_setup_context(ctx, inputs, output):
+    _save_for_backward(ctx, *inputs, output[1])
+
+
+def _op_backward(ctx, grad_out, _grad_counts):
+    return _backward_common(ctx, grad_out, torch.ops.sparsespike.spike_conv2d_grad_weight)
+
+
+_spike_conv2d_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+
+
+# --------------------------------------------------------------------------- eager fast path
+
+class _SpikeConv2dFunction(torch.autograd.Function):
+    """The same kernels as the custom op, called directly in eager mode (no custom-op dispatch)."""
+
+    @staticmethod
+    def forward(ctx, spikes, weight, bias, stride, padding, dilation, backend):
+        fn = _FORWARD.get(weight.device.type, _forward_default)
+        out, counts = fn(spikes, weight, bias, stride, padding, dilation, backend)
+        ctx.mark_non_differentiable(counts)
+        _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts)
+        return out, counts
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_counts):
+        return _backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default))
+
+
+# --------------------------------------------------------------------------- public entry point
+
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = (value, value)
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        pair = (value[0], value[1])
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return pair
+
+
+def _geometry(spikes_shape, weight_shape, stride, padding, dilation):
+    """(stride, [top, bottom, left, right], dilation), checked against the shapes."""
+    stride = _pair(stride, "stride", 1)
+    dilation = _pair(dilation, "dilation", 1)
+    kh, kw = weight_shape[2:]
+    extent = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))  # dilated kernel size - 1
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = (0, 0, 0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1 (as in F.conv2d), got stride={stride}")
+            # as torch: any odd remainder goes to the bottom / right
+            pads = (extent[0] // 2, extent[0] - extent[0] // 2, extent[1] // 2, extent[1] - extent[1] // 2)
+        else:
+            raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    else:
+        ph, pw = _pair(padding, "padding", 0)
+        if ph > extent[0] or pw > extent[1]:
+            raise ValueError(
+                f"padding {padding!r} is larger than allowed: at most dilation * (kernel_size - 1) = "
+                f"{extent} per side (height, width), beyond which whole output rows or columns see "
+                f"only padding"
+            )
+        pads = (ph, ph, pw, pw)
+    h, w = spikes_shape[-2:]
+    if h + pads[0] + pads[1] < extent[0] + 1 or w + pads[2] + pads[3] < extent[1] + 1:
+        raise ValueError(
+            f"spikes of size {h}x{w} (padded {h + pads[0] + pads[1]}x{w + pads[2] + pads[3]}) are smaller "
+            f"than the dilated kernel of weight ({extent[0] + 1}x{extent[1] + 1})"
+        )
+    return list(stride), list(pads), list(dilation)
+
+
+def _validate(spikes, weight, bias, groups) -> None:
+    require_tensor(spikes, "spikes")
+    require_tensor(weight, "weight")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-D [C_out, C_in / groups, KH, KW], got shape {tuple(weight.shape)}")
+    require_float_weight(weight)
+    require_nonempty(weight, "weight")
+    if spikes.dim() < 4:
+        hint = " (one image: add a batch dimension, spikes[None])" if spikes.dim() == 3 else ""
+        raise ValueError(f"spikes must be 4-D [N, C_in, H, W] (or [..., C_in, H, W]), got shape "
+                         f"{tuple(spikes.shape)}{hint}")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if weight.shape[0] % groups:
+        raise ValueError(f"groups={groups} must divide weight's C_out={weight.shape[0]}")
+    if spikes.shape[-3] != weight.shape[1] * groups:
+        raise ValueError(
+            f"spikes has {spikes.shape[-3]} channels (dimension -3) but weight expects "
+            f"C_in={weight.shape[1] * groups} (weight shape {tuple(weight.shape)}, groups={groups})"
+        )
+    require_nonempty(spikes, "spikes")
+    require_spike_dtype(spikes, weight)
+    require_same_device(spikes, "spikes", weight, "weight")
+    if bias is not None:
+        require_tensor(bias, "bias")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+        if bias.dtype != weight.dtype:
+            raise TypeError(f"bias must have the weight's dtype ({weight.dtype}), got {bias.dtype}")
+        require_same_device(bias, "bias", weight, "weight")
+
+
+_warned_groups = False
+
+
+def _grouped(spikes, weight, bias, stride, padding, dilation, groups):
+    """groups > 1: the reference (F.conv2d), with exact SynOp counts."""
+    global _warned_groups
+    if not _warned_groups:
+        _warned_groups = True
+        warnings.warn("spike_conv2d: groups > 1 runs the dense reference (F.conv2d)", RuntimeWarning, stacklevel=3)
+    top, bottom, left, right = padding
+    x = _as_dense(spikes, weight.dtype)
+    if not _symmetric(padding):
+        x, pad = F.pad(x, (left, right, top, bottom)), 0
+    else:
+        pad = (top, left)
+    counts = _counts(spikes.detach(), weight.shape[2:], stride, padding, dilation)
+    return F.conv2d(x, weight, bias, stride, pad, dilation, groups), counts
+
+
+def spike_conv2d(
+    spikes: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntPair = 1,
+    padding: Union[IntPair, str] = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    backend: Optional[str] = None,
+) -> Tensor:
+    """``F.conv2d(spikes, weight, bias, stride, padding, dilation, groups)``, propagating only the
+    nonzero spikes.
+
+    Args:
+        spikes: [N, C_in, H, W] (N may be T*B; more leading dimensions are flattened into N);
+            bool, uint8 or the weight's float dtype; graded (non-binary) values are allowed.
+        weight: [C_out, C_in / groups, KH, KW], floating point.
+        bias: optional [C_out].
+        stride, dilation: int or (height, width) pair, >= 1.
+        padding: int or (height, width) pair of zero padding on each side, at most
+            dilation * (kernel_size - 1) per side (beyond that whole output rows see only
+            padding); or "valid" (0) or "same" (stride 1; an odd remainder goes bottom / right).
+        groups: 1 runs the event-driven kernels; > 1 runs the reference, with a warning.
+        backend: "auto" (default, per call: event-driven or torch's conv2d by input density),
+            "reference", "cpp" (CPU) or "triton" (CUDA, or CPU under TRITON_INTERPRET=1). None
+            uses the process default.
+
+    Returns:
+        [N, C_out, H_out, W_out] (with spikes' leading dimensions) in the weight's dtype.
+    """
+    _validate(spikes, weight, bias, groups)
+    stride, padding, dilation = _geometry(spikes.shape, weight.shape, stride, padding, dilation)
+    backend = resolve_backend(backend, weight.device)
+    lead = spikes.shape[:-3]
+    flat = spikes.reshape(-1, *spikes.shape[-3:])
+    if groups > 1:
+        out, counts = _grouped(flat, weight, bias, stride, padding, dilation, groups)
+    elif torch.compiler.is_compiling():
+        out, counts = torch.ops.sparsespike.spike_conv2d(flat, weight, bias, stride, padding, dilation, backend)
+    else:
+        out, counts = _SpikeConv2dFunction.apply(flat, weight, bias, stride, padding, dilation, backend)
+    synops.record("spike_conv2d", counts[1], weight.shape[0] // groups)
+    return out.reshape(*lead, *out.shape[1:])
