@@ -23,6 +23,7 @@ def _arch_flags():
 ext = Pybind11Extension(
     "sparsespike._C",
     sources=sorted(glob.glob("csrc/*.cpp")),  # each op's kernels and its binding file
+    depends=sorted(glob.glob("csrc/*.h")),  # a changed header rebuilds every object (no stale .o)
     include_dirs=["csrc"],
     cxx_std=17,
     # no FMA contraction: the LIF kernel must round like the torch reference, op by op (a fused

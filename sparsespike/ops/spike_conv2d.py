@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import synops
-from .._backend import cpp, empty_output, resolve_backend, triton_kernels
+from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _numpy
 from ..dispatch import conv_width_factor, density_history, get_crossover
 from ._validate import (
@@ -225,7 +225,7 @@ def _triton_forward(spikes, weight, bias, stride, padding, dilation):
     check_finite(spikes)
     kernel_size = tuple(weight.shape[2:])
     out_size = _out_size(spikes, kernel_size, stride, padding, dilation)
-    out, per_pixel = triton_kernels("spike_conv2d").forward(
+    out, per_pixel = require_triton_kernels("spike_conv2d").forward(
         spikes, _weight_t(weight), bias, kernel_size, tuple(stride), (padding[0], padding[2]), tuple(dilation), out_size,
     )
     per_pixel = per_pixel.sum(0, dtype=torch.int64)
@@ -233,7 +233,7 @@ def _triton_forward(spikes, weight, bias, stride, padding, dilation):
 
 
 def _triton_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
-    return triton_kernels("spike_conv2d").grad_weight_t(
+    return require_triton_kernels("spike_conv2d").grad_weight_t(
         grad_out, spikes, tuple(kernel_size), tuple(stride), (padding[0], padding[2]), tuple(dilation),
     )
 
