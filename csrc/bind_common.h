@@ -20,12 +20,20 @@ inline bool has_dtype(const py::array& a) {
   return a.dtype().is(py::dtype::of<T>());
 }
 
+// Elements at addresses aligned to their size (torch's tensors always are; a numpy view at an odd
+// byte offset is not, and the kernels' element loads assume it).
+inline void require_aligned(const py::array& a, const char* name) {
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " must be aligned to its element size");
+}
+
 inline void require_matrix(const py::array& a, const char* name) {
   if (a.ndim() != 2)
     throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
                           "-D");
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous");
+  require_aligned(a, name);
 }
 
 inline void require_vector(const py::array& a, const char* name, int64_t n) {
@@ -70,6 +78,7 @@ void require_array(const py::array& a, const char* name, const std::vector<int64
     throw py::value_error(std::string(name) + " must have shape " + shape_string(shape));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous");
+  require_aligned(a, name);
   if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
 }
 

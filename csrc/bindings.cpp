@@ -3,9 +3,9 @@
 // (a bind_<op>(module) function declared below), with the checks of bind_common.h.
 //
 // Tensors arrive as numpy views of CPU tensors (no libtorch headers). Every argument is checked
-// here, before a kernel touches memory: dtype, dimensionality, C-contiguity, writability and
-// consistent sizes; a violation raises TypeError or ValueError naming the argument. Outputs are
-// never converted (a converted output would be written into a copy).
+// here, before a kernel touches memory: dtype, dimensionality, C-contiguity, alignment,
+// writability and consistent sizes; a violation raises TypeError or ValueError naming the
+// argument. Outputs are never converted (a converted output would be written into a copy).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 

@@ -6,8 +6,8 @@
 //    A non-finite spike anywhere stops the call here, before any output is written. Each thread
 //    fills its images' lists contiguously from the start of its own slice of the buffers, so only
 //    the pages the events occupy are ever touched.
-// 2. Forward: a scatter per output row, accumulated in an [w_out, c_out] scratch (output channels
-//    contiguous, in L1). For each kernel row ky whose input row lies inside the image, every
+// 2. Forward: a scatter per output row, accumulated in an [w_out, cpad] scratch (output channels
+//    contiguous, padded to whole vectors; L1-sized for the study's layers). For each kernel row ky whose input row lies inside the image, every
 //    active input pixel of that row adds, for each kernel column kx that carries it inside the
 //    output, the sum over its events (c, value) of value * weight[:, c, ky, kx] (one contiguous
 //    row of the packed weight [c_in, kh, kw, c_out]); the events of one pixel are summed in
@@ -44,16 +44,6 @@ namespace sparsespike {
 int64_t conv_padded_width(int64_t c_out, int64_t itemsize) {
   const int64_t lanes = 32 / itemsize;
   return (c_out + lanes - 1) / lanes * lanes;
-}
-
-int64_t conv_axis_reach(int64_t i, int64_t taps, int64_t stride, int64_t pad, int64_t dil,
-                        int64_t n_out) {
-  int64_t count = 0;
-  for (int64_t k = 0; k < taps; ++k) {
-    const int64_t num = i + pad - k * dil;
-    if (num >= 0 && num % stride == 0 && num / stride < n_out) ++count;
-  }
-  return count;
 }
 
 namespace {

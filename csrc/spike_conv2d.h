@@ -31,11 +31,6 @@ struct ConvResult {
 // Output channels rounded up to whole 32-byte vectors: the row width of the packed weight.
 int64_t conv_padded_width(int64_t c_out, int64_t itemsize);
 
-// Number of kernel taps along one axis that carry input position i to a valid output position:
-// #{k in [0, taps) : (i + pad - k * dil) is a multiple of stride, in [0, stride * n_out)}.
-int64_t conv_axis_reach(int64_t i, int64_t taps, int64_t stride, int64_t pad, int64_t dil,
-                        int64_t n_out);
-
 // weight [c_out, c_in, kh, kw] -> packed [c_in * kh * kw][cpad], cpad = conv_padded_width,
 // output channels zero-padded: one event's kernel slice for one tap is one contiguous row.
 template <typename T>

@@ -39,6 +39,10 @@ void require_pair(const Pair& v, const char* name, int64_t min) {
   if (v[0] < min || v[1] < min)
     throw py::value_error(std::string(name) + " must be at least " + std::to_string(min) +
                           ", got (" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ")");
+  // keeps every product of the index arithmetic far from int64 overflow
+  if (v[0] > INT32_MAX || v[1] > INT32_MAX)
+    throw py::value_error(std::string(name) + " must be below 2^31, got (" + std::to_string(v[0]) +
+                          ", " + std::to_string(v[1]) + ")");
 }
 
 // The geometry of spikes [n, c_in, h, w] -> output [n, c_out, h_out, w_out] with the given

@@ -207,3 +207,14 @@ class TestExtensionBoundary:
             _C.lif_forward(z(0, n), *params, *flags, z(0, n), None, z(n), 1)
         with pytest.raises(ValueError, match="current is needed for the spikingjelly"):
             _C.lif_backward(z(steps, n), None, None, None, z(steps, n), *params, 1, 0, True, 0, 25.0, True, *grads(), 1)
+
+    def test_unaligned_arrays_are_refused(self):
+        import numpy as np
+
+        from sparsespike import _C
+
+        raw = np.zeros(4 * 12 + 1, dtype=np.uint8)
+        unaligned = np.frombuffer(raw.data, dtype=np.float32, count=12, offset=1).reshape(3, 4)
+        assert not unaligned.flags.aligned
+        with pytest.raises(ValueError, match="spikes must be aligned"):
+            _C.count_spikes(unaligned, 1)

@@ -180,10 +180,11 @@ def test_groups_fall_back_to_the_reference_with_a_warning():
 
 @pytest.mark.parametrize("backend", ["cpp", "auto"])
 def test_deterministic_across_calls_and_threads(backend):
-    spikes = make_spikes((9, 16, 11, 10), 0.1, torch.float32, 7, graded=True)
+    # big enough (> 2 x 32768 elements of work) that the kernels really split over threads
+    spikes = make_spikes((16, 16, 24, 24), 0.1, torch.float32, 7, graded=True)
     weight, b = make_weight(40, 16, (3, 3), torch.float32, 7)
     weight.requires_grad_()
-    grad_out = torch.randn(9, 40, 11, 10)
+    grad_out = torch.randn(16, 40, 24, 24)
     threads = torch.get_num_threads()
     results = []
     try:
@@ -198,6 +199,16 @@ def test_deterministic_across_calls_and_threads(backend):
     for out, gw in results[1:]:
         assert torch.equal(out, results[0][0])
         assert torch.equal(gw, results[0][1])
+
+
+def test_double_backward_through_the_kernels_raises():
+    spikes = make_spikes((2, 3, 6, 6), 0.2, torch.float32, 8)
+    weight, _ = make_weight(5, 3, (3, 3), torch.float32, 8)
+    weight.requires_grad_()
+    out = spike_conv2d(spikes, weight, None, 1, 1, backend="cpp")
+    (gw,) = torch.autograd.grad(out.square().sum(), weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gw.sum().backward()
 
 
 @pytest.mark.parametrize("force", ["event", "dense"])

@@ -25,7 +25,9 @@ class SpikeConv2d(nn.Conv2d):
     propagates only the nonzero inputs (see :func:`sparsespike.spike_conv2d`).
 
     padding_mode other than "zeros" pads the spikes first (as nn.Conv2d does), then convolves
-    without padding. groups > 1 runs the dense reference (with a warning).
+    without padding. groups > 1 runs the dense reference (with a warning). Unlike nn.Conv2d,
+    padding above dilation * (kernel_size - 1) per side (outputs that would see only padding) is
+    an error.
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
@@ -64,7 +66,7 @@ class SpikeConv2d(nn.Conv2d):
         for name in _CONV_ATTRS:
             setattr(new, name, getattr(conv, name))
         new.weight = conv.weight
-        new.bias = conv.bias  # a Parameter or None (registered either way)
+        new.register_parameter("bias", conv.bias)  # a Parameter, or None registered like nn.Conv2d's
         new.backend = None if backend is None else check_backend(backend)
         return new
 

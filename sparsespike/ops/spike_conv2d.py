@@ -36,6 +36,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .. import synops
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
@@ -209,7 +210,7 @@ def _sampled_density(spikes: Tensor) -> float:
     n = spikes.shape[0]
     sample = spikes
     if n > _DENSITY_SAMPLE_IMAGES:
-        sample = spikes.index_select(0, torch.linspace(0, n - 1, _DENSITY_SAMPLE_IMAGES).long())
+        sample = spikes.index_select(0, torch.linspace(0, n - 1, _DENSITY_SAMPLE_IMAGES, dtype=torch.float64).long())
     flat = sample.reshape(sample.shape[0], -1)
     return cpp().count_spikes(_numpy(flat), 1) / flat.numel()
 
@@ -409,6 +410,7 @@ class _SpikeConv2dFunction(torch.autograd.Function):
         return out, counts
 
     @staticmethod
+    @once_differentiable  # the kernels' gradients carry no graph: a double backward raises, not drops terms
     def backward(ctx, grad_out, _grad_counts):
         return _backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default))
 
