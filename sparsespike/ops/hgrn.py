@@ -25,12 +25,20 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .._backend import cpp, empty_output, numpy_view as _np, require_triton_kernels, resolve_backend, step_gradient_view
+from .._backend import (
+    cpp,
+    empty_output,
+    kernel_path,
+    numpy_view as _np,
+    require_triton_kernels,
+    resolve_backend,
+    select_path,
+    step_gradient_view,
+)
 from ._validate import check_finite, require_nonempty, require_same_device, require_tensor
 
 __all__ = ["HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
 
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 class HGRNOutput(NamedTuple):
@@ -71,28 +79,6 @@ def _cpp_backward(grad_h, grad_h_final, g, h, h0) -> tuple[Tensor, Tensor, Tenso
 
 # --------------------------------------------------------------------------- dispatch per device
 
-def _select_path(backend: str, x: Tensor) -> str:
-    """The implementation a call runs, forward and backward alike: reference, cpp or triton."""
-    kernel = "triton" if x.device.type == "cuda" else "cpp"
-    if backend == "reference":
-        return "reference"
-    if backend in ("cpp", "triton"):
-        if x.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"backend={backend!r} supports float32 and float64 inputs, got {x.dtype}")
-        return backend
-    # auto
-    if x.dtype not in _KERNEL_DTYPES or (kernel == "cpp" and cpp() is None):
-        return "reference"
-    return kernel if x.device.type in ("cpu", "cuda") else "reference"
-
-
-def _kernel_path(backend: str, x: Tensor) -> str:
-    path = _select_path(backend, x)
-    if path == "reference":
-        raise ValueError("sparsespike::hgrn_scan runs the cpp or triton kernels; call hgrn_scan() for the reference")
-    return path
-
-
 def _forward_impl(x: Tensor, g: Tensor, h0: Tensor, path: str) -> tuple[Tensor, Tensor]:
     if path == "triton":
         for t, name in ((x, "x"), (g, "g"), (h0, "h0")):
@@ -112,7 +98,7 @@ def _backward_impl(grad_h, grad_h_final, g, h, h0, path: str) -> tuple[Tensor, T
 @torch.library.custom_op("sparsespike::hgrn_scan", mutates_args=())
 def _hgrn_op(x: Tensor, g: Tensor, h0: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     """(h [T, M], h_final [M]) of x, g [T, M] from h0 [M]."""
-    return _forward_impl(x, g, h0, _kernel_path(backend, x))
+    return _forward_impl(x, g, h0, kernel_path(backend, x, "inputs", "hgrn_scan"))
 
 
 @_hgrn_op.register_fake
@@ -125,7 +111,7 @@ def _hgrn_backward_op(
     grad_h: Optional[Tensor], grad_h_final: Optional[Tensor], g: Tensor, h: Tensor, h0: Tensor, backend: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients (x, g, h0) from the output gradients, g, the states h and h0."""
-    return _backward_impl(grad_h, grad_h_final, g, h, h0, _kernel_path(backend, g))
+    return _backward_impl(grad_h, grad_h_final, g, h, h0, kernel_path(backend, g, "inputs", "hgrn_scan"))
 
 
 @_hgrn_backward_op.register_fake
@@ -211,7 +197,7 @@ def hgrn_scan(x: Tensor, g: Tensor, h0: Optional[Tensor] = None, *, backend: Opt
     steps, state_shape = x.shape[0], x.shape[1:]
     flat_x, flat_g = x.reshape(steps, -1), g.reshape(steps, -1)
     flat_h0 = x.new_zeros(flat_x.shape[1]) if h0 is None else h0.reshape(-1)
-    path = _select_path(backend, x)
+    path = select_path(backend, x, "inputs")
     if path == "reference":
         for t, name in ((flat_x, "x"), (flat_g, "g"), (flat_h0, "h0")):
             check_finite(t, name)

@@ -29,13 +29,21 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from .._backend import cpp, empty_output, numpy_view as _np, require_triton_kernels, resolve_backend, step_gradient_view
+from .._backend import (
+    cpp,
+    empty_output,
+    kernel_path,
+    numpy_view as _np,
+    require_triton_kernels,
+    resolve_backend,
+    select_path,
+    step_gradient_view,
+)
 from ._validate import check_finite, require_nonempty, require_tensor
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
 __all__ = ["LIFOutput", "lif"]
 
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 class LIFOutput(NamedTuple):
@@ -93,29 +101,6 @@ def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, t
 
 # --------------------------------------------------------------------------- dispatch per device
 
-def _select_path(backend: str, current: Tensor) -> str:
-    """The implementation a call runs, forward and backward alike: reference, cpp or triton.
-    The reference is plain torch (differentiable as it is) and never goes through the ops below."""
-    kernel = "triton" if current.device.type == "cuda" else "cpp"
-    if backend == "reference":
-        return "reference"
-    if backend in ("cpp", "triton"):
-        if current.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"backend={backend!r} supports float32 and float64 currents, got {current.dtype}")
-        return backend
-    # auto
-    if current.dtype not in _KERNEL_DTYPES or (kernel == "cpp" and cpp() is None):
-        return "reference"
-    return kernel if current.device.type in ("cpu", "cuda") else "reference"
-
-
-def _kernel_path(backend: str, current: Tensor) -> str:
-    path = _select_path(backend, current)
-    if path == "reference":
-        raise ValueError("sparsespike::lif runs the cpp or triton kernels; call lif() for the reference")
-    return path
-
-
 def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str, keep_trace: bool = True):
     if path == "triton":
         check_finite(current, "current")
@@ -160,7 +145,7 @@ def _lif_op(
     """(spikes [T, M], trace [T, M] (or empty [0] without keep_trace), final membrane [M]) of
     current [T, M]; per-neuron [M] params."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
-    return _forward_impl(current, beta, threshold, v0, cfg, _kernel_path(backend, current), keep_trace)
+    return _forward_impl(current, beta, threshold, v0, cfg, kernel_path(backend, current, "currents", "lif"), keep_trace)
 
 
 @_lif_op.register_fake
@@ -182,7 +167,7 @@ def _lif_backward_op(
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
     like = trace if trace is not None else current
     return _backward_impl(
-        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, _kernel_path(backend, like)
+        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, kernel_path(backend, like, "currents", "lif")
     )
 
 
@@ -317,7 +302,7 @@ def lif(
         CONVENTIONS.index(convention), RESETS.index(reset), bool(detach_reset),
         SURROGATES.index(surrogate), param, bool(decay_input),
     )
-    path = _select_path(backend, current)
+    path = select_path(backend, current, "currents")
     if path == "reference":
         check_finite(flat, "current")
         spikes, v_final, trace = lif_reference(flat, beta_vec, threshold_vec, v0_vec, **cfg.names())
