@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace sparsespike::bind {
@@ -90,6 +91,44 @@ const T* optional_array(const py::object& o, const char* name, const std::vector
   keep = py::array(o);
   require_array<T>(keep, name, shape);
   return static_cast<const T*>(keep.data());
+}
+
+// Calls f(static_cast<T*>(nullptr)) with T = float or double, as `a` holds; a TypeError naming
+// `name` otherwise.
+template <typename F>
+decltype(auto) dispatch_float(const py::array& a, const char* name, F&& f) {
+  if (has_dtype<float>(a)) return f(static_cast<float*>(nullptr));
+  if (has_dtype<double>(a)) return f(static_cast<double*>(nullptr));
+  throw py::type_error(std::string(name) + " must be float32 or float64, got " + dtype_name(a));
+}
+
+// Calls f(const S* spikes, T* tag): T is `like`'s float type (named like_name in errors), S the
+// spikes' element type, uint8 for bool/uint8 spikes or else T itself.
+template <typename F>
+decltype(auto) dispatch_spike_types(const py::array& spikes, const py::array& like,
+                                    const char* like_name, F&& f) {
+  const bool binary = has_dtype<uint8_t>(spikes) || has_dtype<bool>(spikes);
+  return dispatch_float(like, like_name, [&](auto* type_tag) {
+    using T = std::remove_pointer_t<decltype(type_tag)>;
+    if (binary) return f(static_cast<const uint8_t*>(spikes.data()), type_tag);
+    if (has_dtype<T>(spikes)) return f(static_cast<const T*>(spikes.data()), type_tag);
+    throw py::type_error("spikes must be bool, uint8 or the " + std::string(like_name) +
+                         "'s dtype (" + dtype_name(like) + "), got " + dtype_name(spikes));
+  });
+}
+
+// Calls f(const S* spikes) with the spikes' element type: float, double, or uint8 for bool/uint8.
+template <typename F>
+void dispatch_spikes(const py::array& spikes, F&& f) {
+  if (has_dtype<float>(spikes))
+    f(static_cast<const float*>(spikes.data()));
+  else if (has_dtype<double>(spikes))
+    f(static_cast<const double*>(spikes.data()));
+  else if (has_dtype<uint8_t>(spikes) || has_dtype<bool>(spikes))
+    f(static_cast<const uint8_t*>(spikes.data()));
+  else
+    throw py::type_error("spikes must be float32, float64, bool or uint8, got " +
+                         dtype_name(spikes));
 }
 
 // [steps, n] of a 2-D sequence array, with at least one step.

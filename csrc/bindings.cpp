@@ -34,23 +34,6 @@ void raise_on(const ScanResult& r) {
   if (r.nonfinite) throw py::value_error("spikes contains NaN or Inf");
 }
 
-// Calls f(S*, T*) with the spike and weight element types the arrays hold.
-template <typename F>
-auto dispatch_types(const py::array& spikes, const py::array& weight, F&& f) {
-  const bool binary = has_dtype<uint8_t>(spikes) || has_dtype<bool>(spikes);
-  if (has_dtype<float>(weight)) {
-    if (binary) return f(static_cast<const uint8_t*>(spikes.data()), static_cast<float*>(nullptr));
-    if (has_dtype<float>(spikes)) return f(static_cast<const float*>(spikes.data()), static_cast<float*>(nullptr));
-  } else if (has_dtype<double>(weight)) {
-    if (binary) return f(static_cast<const uint8_t*>(spikes.data()), static_cast<double*>(nullptr));
-    if (has_dtype<double>(spikes)) return f(static_cast<const double*>(spikes.data()), static_cast<double*>(nullptr));
-  } else {
-    throw py::type_error("weight must be float32 or float64, got " + dtype_name(weight));
-  }
-  throw py::type_error("spikes must be bool, uint8 or the weight's dtype (" + dtype_name(weight) +
-                       "), got " + dtype_name(spikes));
-}
-
 // Packed weight: [tile_count(out), in, tile_width] for the weight's dtype (see spmm.h).
 void pack_weight(const py::array& weight, py::array& packed, int threads) {
   require_matrix(weight, "weight");
@@ -70,12 +53,7 @@ void pack_weight(const py::array& weight, py::array& packed, int threads) {
     py::gil_scoped_release release;
     sparsespike::pack_weight(w, n_out, in, p, threads);
   };
-  if (has_dtype<float>(weight))
-    run(static_cast<float*>(nullptr));
-  else if (has_dtype<double>(weight))
-    run(static_cast<double*>(nullptr));
-  else
-    throw py::type_error("weight must be float32 or float64, got " + dtype_name(weight));
+  dispatch_float(weight, "weight", run);
 }
 
 int64_t forward(const py::array& spikes, const py::array& packed_weight, const py::object& bias,
@@ -90,7 +68,7 @@ int64_t forward(const py::array& spikes, const py::array& packed_weight, const p
   if (out.ndim() != 2) throw py::value_error("out must be 2-D");
   const int64_t n_out = out.shape(1);
   require_output(out, "out", rows, n_out);
-  return dispatch_types(spikes, packed_weight, [&](auto* s, auto* type_tag) -> int64_t {
+  return dispatch_spike_types(spikes, packed_weight, "weight", [&](auto* s, auto* type_tag) -> int64_t {
     using T = std::remove_pointer_t<decltype(type_tag)>;
     require_dtype<T>(out, "out", packed_weight);
     if (packed_weight.shape(0) != sparsespike::tile_count<T>(n_out) ||
@@ -126,7 +104,7 @@ int64_t grad_weight(const py::array& spikes, const py::array& grad, py::array& g
     throw py::value_error("grad_out has " + std::to_string(grad.shape(0)) +
                           " rows but spikes has " + std::to_string(rows));
   require_output(grad_weight_t, "grad_weight_t", in, n_out);
-  return dispatch_types(spikes, grad, [&](auto* s, auto* type_tag) -> int64_t {
+  return dispatch_spike_types(spikes, grad, "weight", [&](auto* s, auto* type_tag) -> int64_t {
     using T = std::remove_pointer_t<decltype(type_tag)>;
     require_dtype<T>(grad_weight_t, "grad_weight_t", grad);
     const T* g = static_cast<const T*>(grad.data());
@@ -149,15 +127,7 @@ int64_t count_spikes(const py::array& spikes, int threads) {
     py::gil_scoped_release release;
     r = sparsespike::scan_spikes(s, rows, in, threads);
   };
-  if (has_dtype<float>(spikes))
-    run(static_cast<const float*>(spikes.data()));
-  else if (has_dtype<double>(spikes))
-    run(static_cast<const double*>(spikes.data()));
-  else if (has_dtype<uint8_t>(spikes) || has_dtype<bool>(spikes))
-    run(static_cast<const uint8_t*>(spikes.data()));
-  else
-    throw py::type_error("spikes must be float32, float64, bool or uint8, got " +
-                         dtype_name(spikes));
+  dispatch_spikes(spikes, run);
   raise_on(r);
   return r.nnz;
 }

@@ -73,22 +73,6 @@ sparsespike::ConvShape geometry(const py::array& spikes, int64_t c_out, int64_t 
   return s;
 }
 
-template <typename F>
-auto dispatch_types(const py::array& spikes, const py::array& like, const char* like_name, F&& f) {
-  const bool binary = has_dtype<uint8_t>(spikes) || has_dtype<bool>(spikes);
-  if (has_dtype<float>(like)) {
-    if (binary) return f(static_cast<const uint8_t*>(spikes.data()), static_cast<float*>(nullptr));
-    if (has_dtype<float>(spikes)) return f(static_cast<const float*>(spikes.data()), static_cast<float*>(nullptr));
-  } else if (has_dtype<double>(like)) {
-    if (binary) return f(static_cast<const uint8_t*>(spikes.data()), static_cast<double*>(nullptr));
-    if (has_dtype<double>(spikes)) return f(static_cast<const double*>(spikes.data()), static_cast<double*>(nullptr));
-  } else {
-    throw py::type_error(std::string(like_name) + " must be float32 or float64, got " + dtype_name(like));
-  }
-  throw py::type_error("spikes must be bool, uint8 or the " + std::string(like_name) + "'s dtype (" +
-                       dtype_name(like) + "), got " + dtype_name(spikes));
-}
-
 int64_t padded_width(int64_t c_out, int64_t itemsize) {
   if (c_out < 1) throw py::value_error("c_out must be at least 1");
   if (itemsize != 4 && itemsize != 8) throw py::value_error("itemsize must be 4 or 8");
@@ -112,12 +96,7 @@ void pack_weight(const py::array& weight, py::array& packed, int threads) {
     py::gil_scoped_release release;
     sparsespike::conv_pack_weight(w, s, cpad, p, threads);
   };
-  if (has_dtype<float>(weight))
-    run(static_cast<float*>(nullptr));
-  else if (has_dtype<double>(weight))
-    run(static_cast<double*>(nullptr));
-  else
-    throw py::type_error("weight must be float32 or float64, got " + dtype_name(weight));
+  dispatch_float(weight, "weight", run);
 }
 
 py::tuple forward(const py::array& spikes, const py::array& packed_weight, const py::object& bias,
@@ -130,7 +109,7 @@ py::tuple forward(const py::array& spikes, const py::array& packed_weight, const
     throw py::value_error("out has " + std::to_string(out.shape(0)) + " images but spikes has " +
                           std::to_string(s.n));
   if (!out.writeable()) throw py::value_error("out must be writable");
-  return dispatch_types(spikes, out, "out", [&](auto* sp, auto* type_tag) -> py::tuple {
+  return dispatch_spike_types(spikes, out, "out", [&](auto* sp, auto* type_tag) -> py::tuple {
     using T = std::remove_pointer_t<decltype(type_tag)>;
     const int64_t cpad = sparsespike::conv_padded_width(s.c_out, sizeof(T));
     require_array<T>(packed_weight, "packed_weight", {s.c_in * s.kh * s.kw, cpad});
@@ -157,7 +136,7 @@ py::tuple grad_weight(const py::array& spikes, const py::array& grad_out, py::ar
   if (grad_out.shape(0) != s.n)
     throw py::value_error("grad_out has " + std::to_string(grad_out.shape(0)) +
                           " images but spikes has " + std::to_string(s.n));
-  return dispatch_types(spikes, grad_out, "grad_out", [&](auto* sp, auto* type_tag) -> py::tuple {
+  return dispatch_spike_types(spikes, grad_out, "grad_out", [&](auto* sp, auto* type_tag) -> py::tuple {
     using T = std::remove_pointer_t<decltype(type_tag)>;
     require_array<T>(grad_weight_t, "grad_weight_t", {s.c_in * s.kh * s.kw, s.c_out}, true);
     const T* g = static_cast<const T*>(grad_out.data());
@@ -180,14 +159,7 @@ py::tuple scan(const py::array& spikes, const Pair& kernel, const Pair& stride,
     py::gil_scoped_release release;
     r = sparsespike::spike_conv2d_scan(sp, s, threads);
   };
-  if (has_dtype<float>(spikes))
-    run(static_cast<const float*>(spikes.data()));
-  else if (has_dtype<double>(spikes))
-    run(static_cast<const double*>(spikes.data()));
-  else if (has_dtype<uint8_t>(spikes) || has_dtype<bool>(spikes))
-    run(static_cast<const uint8_t*>(spikes.data()));
-  else
-    throw py::type_error("spikes must be float32, float64, bool or uint8, got " + dtype_name(spikes));
+  dispatch_spikes(spikes, run);
   raise_on(r);
   return py::make_tuple(r.nnz, r.reach);
 }

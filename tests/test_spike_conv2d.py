@@ -17,17 +17,9 @@ from hypothesis import strategies as st
 
 import sparsespike
 from sparsespike import count_synops, spike_conv2d, spike_conv2d_reference
+from spike_data import make_spikes
 
 DENSITIES = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.01, 0.6))
-
-
-def make_spikes(shape, density, dtype, seed, graded=False):
-    g = torch.Generator().manual_seed(seed)
-    active = torch.rand(shape, generator=g) < density
-    if dtype in (torch.bool, torch.uint8):
-        return active.to(dtype)
-    values = torch.randn(shape, generator=g, dtype=torch.float64) if graded else torch.ones(shape, dtype=torch.float64)
-    return (active * values).to(dtype)
 
 
 def make_weight(c_out, c_in, kernel, dtype, seed, bias=True):
