@@ -1,0 +1,86 @@
+"""Train the study's models: ``python -m sparsespike.train --model m4 --dataset randman``.
+
+Multi-process (one machine or several): ``torchrun --nproc_per_node 2 -m sparsespike.train ...``
+(gloo on CPU, nccl on CUDA); rank 0 writes the files, so with several machines --out must be on a
+shared file system for --resume.
+
+Writes to --out: metrics.jsonl (one JSON object per epoch), last.pt (everything needed to resume,
+written atomically every epoch) and best.pt (the weights with the best evaluation accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+from .training import MODELS, CheckpointError, TrainConfig, fit
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m sparsespike.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=MODELS, default=defaults.model)
+    p.add_argument("--dataset", default=None,
+                   help="nmnist, shd, ssc, dvsgesture, or the embedded saccade-digits / randman "
+                        "(default: saccade-digits; joint: saccade-digits+randman, or e.g. nmnist+shd)")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets' files (default: $SPARSESPIKE_DATA or ./data)")
+    p.add_argument("--cache-dir", default=None, help="where converted frames are cached (default: inside --data-dir)")
+    p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process")
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--grad-clip", type=float, default=defaults.grad_clip, help="max gradient norm (0: off)")
+    p.add_argument("--patience", type=int, default=defaults.patience, help="early stopping: epochs without improvement")
+    p.add_argument("--scl-weight", type=float, default=None, help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)")
+    p.add_argument("--scl-temperature", type=float, default=defaults.scl_temperature)
+    p.add_argument("--hgrn", choices=("qin", "study"), default=defaults.hgrn,
+                   help="m4/m5/joint: the real HGRN over time (qin) or the study code's gate on time-mean features")
+    p.add_argument("--hopfield", choices=("sequence", "study"), default=defaults.hopfield,
+                   help="m3: Hopfield retrieval per time step (sequence) or on time-mean features (study)")
+    p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
+    p.add_argument("--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)")
+    p.add_argument("--limit-train", type=int, default=None, help="train on a fixed random subset of this size")
+    p.add_argument("--limit-eval", type=int, default=None)
+    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1")
+    p.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<dataset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    args = _parser().parse_args(argv)
+    dataset = args.dataset or ("saccade-digits+randman" if args.model == "joint" else "saccade-digits")
+    return TrainConfig(
+        model=args.model, dataset=dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
+        download=args.download, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, patience=args.patience,
+        scl_weight=args.scl_weight, scl_temperature=args.scl_temperature, hgrn=args.hgrn,
+        hopfield=args.hopfield, backend=args.backend, eval_split=args.eval_split,
+        limit_train=args.limit_train, limit_eval=args.limit_eval, seed=args.seed, device=args.device,
+        workers=args.workers, out=args.out or f"runs/{args.model}-{dataset}", resume=args.resume,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        config = config_from_args(argv)
+        summary = fit(config)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") == "0":  # one summary line, from rank 0 under torchrun
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("history", "model")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Training configuration: the study's defaults, and which fields a resumed run must keep."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+MODELS = ("m1", "m2", "m3", "m4", "m5", "joint")
+JOINT_DEFAULT_DATASETS = "saccade-digits+randman"
+
+# Fields that only say where or how fast to run; a resumed run may change them. Every other
+# field shapes the result, so resuming with a different value is refused.
+RUNTIME_FIELDS = frozenset({"device", "workers", "out", "resume", "progress", "data_dir", "cache_dir", "download"})
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are the study's (AdamW, weight decay 1e-4, batch 32, cosine
+    schedule, clipping 1.0, patience 7, up to 30 epochs, SCL temperature 0.07); lr is the
+    paper's 1e-3 (its code used 3e-4)."""
+
+    model: str = "m1"
+    dataset: str = "saccade-digits"  # joint: "<visual>+<audio>"
+    data_dir: Optional[str] = None
+    cache_dir: Optional[str] = None
+    download: bool = False
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    min_lr: float = 1e-6
+    grad_clip: float = 1.0
+    patience: int = 7
+    scl_weight: Optional[float] = None  # None: the model's own (0.1 for m2, m5; else 0)
+    scl_temperature: float = 0.07
+    hgrn: str = "qin"
+    hopfield: str = "sequence"
+    backend: Optional[str] = None
+    eval_split: Optional[str] = None  # None: "valid" when the dataset has one, else "test"
+    limit_train: Optional[int] = None  # use a fixed random subset (quick runs)
+    limit_eval: Optional[int] = None
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    out: str = "runs/train"
+    resume: bool = False
+    progress: bool = True
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "scl_temperature"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "min_lr", "grad_clip"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.scl_weight is not None and self.scl_weight < 0:
+            raise ValueError(f"scl_weight must be >= 0, got {self.scl_weight}")
+        if self.hgrn not in ("qin", "study"):
+            raise ValueError(f"hgrn must be 'qin' or 'study', got {self.hgrn!r}")
+        if self.hopfield not in ("sequence", "study"):
+            raise ValueError(f"hopfield must be 'sequence' or 'study', got {self.hopfield!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        for name in ("limit_train", "limit_eval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.model == "joint" and "+" not in self.dataset:
+            raise ValueError(f"the joint model trains on two datasets: dataset must be '<visual>+<audio>' "
+                             f"(e.g. {JOINT_DEFAULT_DATASETS!r} or 'nmnist+shd'), got {self.dataset!r}")
+        if self.model != "joint" and "+" in self.dataset:
+            raise ValueError(f"model {self.model!r} trains on one dataset, got {self.dataset!r}")
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return self.dataset.split("+")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def result_fields_differing(self, other: "TrainConfig") -> dict[str, tuple[Any, Any]]:
+        """Fields (not runtime-only) whose values differ: {name: (self, other)}."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {k: (mine[k], theirs[k]) for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]}

@@ -1,0 +1,150 @@
+"""The training loop and CLI: metrics, checkpoints, exact resumption, early stopping, DDP."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from sparsespike import train as train_cli
+from sparsespike.training import TrainConfig, fit, load_checkpoint, load_trained
+from sparsespike.training import loop as loop_module
+
+SMALL_AUDIO = {"hidden_sizes": (48, 48), "feature_size": 32}
+
+
+def small_config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(model="m1", dataset="randman", epochs=2, batch_size=16, limit_train=64, limit_eval=32,
+                  out=str(tmp_path / "run"), progress=False, model_options=dict(SMALL_AUDIO),
+                  cache_dir=str(tmp_path / "cache"))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _metrics(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def _timeless(row):
+    return {k: v for k, v in row.items() if "seconds" not in k}
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="model"):
+        TrainConfig(model="m9")
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="<visual>\\+<audio>"):
+        TrainConfig(model="joint", dataset="randman")
+    with pytest.raises(ValueError, match="one dataset"):
+        TrainConfig(model="m1", dataset="saccade-digits+randman")
+    with pytest.raises(ValueError, match="hgrn"):
+        TrainConfig(hgrn="gru")
+
+
+def test_fit_writes_metrics_and_checkpoints(tmp_path):
+    config = small_config(tmp_path, model="m2")
+    summary = fit(config)
+    out = tmp_path / "run"
+    rows = _metrics(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2] and summary["epochs"] == 2
+    for key in ("train_loss", "train_ce", "train_scl", "train_acc", "eval_acc", "lr", "train_samples_per_second",
+                "train_data_wait_seconds", "train_hidden_density"):
+        assert key in rows[0]
+    assert rows[0]["train_samples"] == 64 and rows[0]["eval_samples"] == 32
+    assert rows[0]["train_scl"] > 0  # m2 adds the supervised contrastive term (weight 0.1)
+    assert rows[1]["lr"] < rows[0]["lr"]  # cosine schedule
+    best = load_checkpoint(out / "best.pt")
+    assert best["eval_acc"] == max(r["eval_acc"] for r in rows) == summary["best_eval_acc"]
+    model, saved_config = load_trained(out / "best.pt")
+    assert saved_config.model == "m2" and not model.training
+    # the run folder is never overwritten without --resume
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(config)
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    straight = fit(small_config(tmp_path / "a", epochs=3))
+    # a second run is interrupted during its second epoch, then resumed
+    real_run_epoch, calls = loop_module.run_epoch, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        if kwargs.get("desc", "").startswith("epoch 2/3 train"):
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(small_config(tmp_path / "b", epochs=3))
+    monkeypatch.setattr(loop_module, "run_epoch", real_run_epoch)
+    assert len(_metrics(tmp_path / "b" / "run" / "metrics.jsonl")) == 1
+    resumed = fit(small_config(tmp_path / "b", epochs=3, resume=True))
+    a = load_checkpoint(tmp_path / "a" / "run" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert [_timeless(r) for r in straight["history"]] == [_timeless(r) for r in resumed["history"]]
+    assert len(_metrics(tmp_path / "b" / "run" / "metrics.jsonl")) == 3
+    with pytest.raises(ValueError, match="lr: checkpoint 0.001 vs now 0.01"):
+        fit(small_config(tmp_path / "b", epochs=3, resume=True, lr=1e-2))
+
+
+def test_early_stopping(tmp_path):
+    # lr so small nothing changes: the evaluation accuracy never improves after epoch 1
+    summary = fit(small_config(tmp_path, epochs=10, patience=2, lr=1e-12, min_lr=0.0))
+    assert summary["stopped_early"] and summary["epochs"] == 3 and summary["best_epoch"] == 1
+
+
+def test_cli_runs_and_reports_errors(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["--model", "m4", "--dataset", "randman", "--epochs", "1", "--batch-size", "8", "--limit-train", "16",
+            "--limit-eval", "8", "--out", str(out), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    assert train_cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and os.path.exists(out / "last.pt")
+    assert train_cli.main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert train_cli.main(["--model", "m1", "--dataset", "no-such-set", "--out", str(tmp_path / "x")]) == 2
+    assert "no-such-set" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_stay_in_sync(tmp_path):
+    # torchrun launches two CPU processes (gloo); each trains through DDP and saves its replica.
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, torch
+        from sparsespike.training import TrainConfig, fit
+        torch.set_num_threads(1)
+        config = TrainConfig(model="m2", dataset="randman", epochs=2, batch_size=8, limit_train=64,
+                             limit_eval=32, out={str(tmp_path / "run")!r}, progress=False,
+                             cache_dir={str(tmp_path / "cache")!r}, model_options={SMALL_AUDIO!r})
+        summary = fit(config)
+        torch.save(summary["model"].state_dict(), os.path.join({str(tmp_path)!r}, f"rank{{os.environ['RANK']}}.pt"))
+    """))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    config = small_config(tmp_path, model="m2")
+    torch.manual_seed(config.seed)  # fit seeds the same way before building the model
+    initial = loop_module.build(config, loop_module.load_splits(config)).state_dict()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), f"replicas differ in {name}"
+    assert any(not torch.equal(rank0[n], initial[n]) for n in rank0)  # it trained
+    rows = _metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["replicas_in_sync"] for r in rows] == [2, 2]
+    # each process trained on half of every epoch's 64 samples, evaluated on half of 32
+    assert rows[0]["train_samples"] == 64 and rows[0]["eval_samples"] == 32
