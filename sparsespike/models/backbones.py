@@ -1,0 +1,128 @@
+"""The study's spiking encoders (visual and audio) and output head, time-major on the engine.
+
+Every LIF is the study's snnTorch ``Leaky(beta=0.9, spike_grad=fast_sigmoid(slope=25))``: threshold
+1.0, reset by subtraction from the previous step's spike (detached), fire on v > threshold, zero
+initial membrane per forward. Our ``surrogate_param`` for "fast_sigmoid" is snnTorch's ``slope``
+(both: d spike / du = 1 / (1 + slope |u|)^2), so 25.0 matches exactly.
+
+Unlike the reference code (a Python loop over time, one layer call per step), each layer runs the
+whole sequence at once: conv / linear layers see T folded into the batch ([T, B, ...] leading
+dims), then one fused multi-step LIF call over [T, B, ...]. Both orders compute the same
+recurrence, since a layer's input at step t depends only on the layer below at step t.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from torch import Tensor, nn
+
+from ..nn import LIF, SpikeConv2d, SpikeLinear
+
+__all__ = ["AudioEncoder", "SpikingHead", "VisualEncoder", "study_lif"]
+
+# the study's neuron (Models/backbones.py of the reference code)
+STUDY_BETA = 0.9
+STUDY_THRESHOLD = 1.0
+STUDY_SLOPE = 25.0
+
+
+def study_lif(backend: Optional[str] = None) -> LIF:
+    """The study's LIF (snnTorch Leaky, beta 0.9, threshold 1, subtract reset, fast sigmoid 25)."""
+    return LIF(beta=STUDY_BETA, threshold=STUDY_THRESHOLD, reset="subtract", surrogate="fast_sigmoid",
+               surrogate_param=STUDY_SLOPE, detach_reset=True, convention="snntorch", backend=backend)
+
+
+def _positive_ints(values, name: str, length: Optional[int] = None) -> tuple[int, ...]:
+    values = tuple(values)
+    if (length is not None and len(values) != length) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        size = f"{length} " if length is not None else ""
+        raise ValueError(f"{name} must be {size}positive ints, got {values!r}")
+    return values
+
+
+class VisualEncoder(nn.Module):
+    """Conv(C,64,3,p1) -> LIF -> Conv(64,128,3,p1) -> LIF -> Linear(128*H*W, 512) -> LIF.
+
+    forward(x [T, B, C, H, W], time-major) -> the 512-d spike layer [T, B, feature_size].
+
+    Args:
+        input_shape: (C, H, W) per time step; the study's N-MNIST frames (2, 34, 34).
+        channels: output channels of the two 3x3 convolutions (64, 128).
+        feature_size: the spike layer's width (512).
+        backend: for every sparsespike op ("auto", "reference", "cpp", "triton" or None).
+    """
+
+    def __init__(self, input_shape: Sequence[int] = (2, 34, 34), channels: Sequence[int] = (64, 128),
+                 feature_size: int = 512, backend: Optional[str] = None) -> None:
+        super().__init__()
+        self.input_shape = _positive_ints(input_shape, "input_shape", 3)
+        self.channels = _positive_ints(channels, "channels", 2)
+        (self.feature_size,) = _positive_ints((feature_size,), "feature_size")
+        c, h, w = self.input_shape
+        self.conv1 = SpikeConv2d(c, self.channels[0], 3, padding=1, backend=backend)
+        self.lif1 = study_lif(backend)
+        self.conv2 = SpikeConv2d(self.channels[0], self.channels[1], 3, padding=1, backend=backend)
+        self.lif2 = study_lif(backend)
+        self.fc1 = SpikeLinear(self.channels[1] * h * w, self.feature_size, backend=backend)
+        self.lif3 = study_lif(backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        spk1 = self.lif1(self.conv1(x))
+        spk2 = self.lif2(self.conv2(spk1))
+        # flatten (C, H, W) like the reference's flatten(1) on [B, C, H, W]
+        return self.lif3(self.fc1(spk2.flatten(2)))
+
+
+class AudioEncoder(nn.Module):
+    """Linear(700,1024) -> LIF -> Linear(1024,1024) -> LIF -> Linear(1024,512) -> LIF.
+
+    forward(x [T, B, input_size], time-major) -> the 512-d spike layer [T, B, feature_size].
+
+    Args:
+        input_size: channels per time step; the study's SHD 700.
+        hidden_sizes: the two hidden layers (1024, 1024).
+        feature_size: the spike layer's width (512).
+        backend: for every sparsespike op.
+    """
+
+    def __init__(self, input_size: int = 700, hidden_sizes: Sequence[int] = (1024, 1024),
+                 feature_size: int = 512, backend: Optional[str] = None) -> None:
+        super().__init__()
+        (self.input_size,) = _positive_ints((input_size,), "input_size")
+        self.input_shape = (self.input_size,)
+        self.hidden_sizes = _positive_ints(hidden_sizes, "hidden_sizes", 2)
+        (self.feature_size,) = _positive_ints((feature_size,), "feature_size")
+        h1, h2 = self.hidden_sizes
+        self.fc_input = SpikeLinear(self.input_size, h1, backend=backend)
+        self.lif_input = study_lif(backend)
+        self.fc1 = SpikeLinear(h1, h2, backend=backend)
+        self.lif1 = study_lif(backend)
+        self.fc_hidden = SpikeLinear(h2, self.feature_size, backend=backend)
+        self.lif_hidden = study_lif(backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        spk_in = self.lif_input(self.fc_input(x))
+        spk1 = self.lif1(self.fc1(spk_in))
+        return self.lif_hidden(self.fc_hidden(spk1))
+
+
+class SpikingHead(nn.Module):
+    """Linear(feature_size, num_classes) -> LIF: forward(x [T, B, feature_size]) -> output spikes
+    [T, B, num_classes]; the logits are their count over time.
+
+    spiking_input: the input is a spike tensor, so the layer is an event-driven SpikeLinear;
+    otherwise (memory outputs, dense floats) an nn.Linear. Same state_dict keys either way.
+    """
+
+    def __init__(self, feature_size: int, num_classes: int, spiking_input: bool = True,
+                 backend: Optional[str] = None) -> None:
+        super().__init__()
+        (num_classes,) = _positive_ints((num_classes,), "num_classes")
+        self.fc_out = (SpikeLinear(feature_size, num_classes, backend=backend) if spiking_input
+                       else nn.Linear(feature_size, num_classes))
+        self.lif_out = study_lif(backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lif_out(self.fc_out(x))

@@ -1,0 +1,82 @@
+"""The study's joint model: one encoder per modality, a shared HGRN and a shared spiking head.
+
+``model(x, modality)``: x is visual [B, T, 2, 34, 34] or audio [B, T, 700]; it goes through that
+modality's encoder to the 512-d spike layer, then through the shared memory and head (labels in
+the unified 10-class digit space; the study trains on alternating batches of the two modalities).
+
+hgrn="qin" (default): the real HGRN over time on the spike sequence, head Linear(512, 10) -> LIF
+over time, logits = spike counts, features = time-mean of the HGRN output.
+hgrn="study": the reference's GRU-like gate once on the time-mean features, then one LIF step
+(0/1 logits), features = the gate output. rates: time-mean of the spike layer in both.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from .._backend import check_backend
+from .architectures import (
+    HGRN_MODES,
+    MODALITIES,
+    SUPCON_TEMPERATURE,
+    ModelOutput,
+    _choice,
+    _hgrn_memory,
+    build_encoder,
+    check_input,
+)
+from .backbones import SpikingHead
+
+__all__ = ["JointModel"]
+
+
+class JointModel(nn.Module):
+    """Two modality-specific encoders, a shared memory (HGRN) and a shared head.
+
+    Args:
+        num_classes: the unified label space (10).
+        backend: for every sparsespike module.
+        hgrn: "qin" (default) or "study" (see the module docstring).
+        visual_input_shape, visual_hidden_sizes, audio_input_shape, audio_hidden_sizes: encoder
+            sizes (None: the study's; see :func:`~sparsespike.models.architectures.build_encoder`).
+        feature_size: the shared spike layer's width (512).
+        supcon_weight: SCL weight (0 by default, as the study's joint run), supcon_temperature 0.07.
+    """
+
+    name = "joint"
+
+    def __init__(self, num_classes: int = 10, backend: Optional[str] = None, hgrn: str = "qin",
+                 visual_input_shape=None, visual_hidden_sizes=None, audio_input_shape=None,
+                 audio_hidden_sizes=None, feature_size: int = 512, supcon_weight: float = 0.0,
+                 supcon_temperature: float = SUPCON_TEMPERATURE) -> None:
+        super().__init__()
+        self.backend = None if backend is None else check_backend(backend)
+        self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
+        self.encoders = nn.ModuleDict({
+            "visual": build_encoder("visual", visual_input_shape, visual_hidden_sizes, feature_size, self.backend),
+            "audio": build_encoder("audio", audio_input_shape, audio_hidden_sizes, feature_size, self.backend),
+        })
+        self.feature_size, self.num_classes = feature_size, num_classes
+        self.hgrn = _hgrn_memory(hgrn, feature_size, True, self.backend)
+        self.head = SpikingHead(feature_size, num_classes, spiking_input=False, backend=self.backend)
+        self.supcon_weight, self.supcon_temperature = float(supcon_weight), float(supcon_temperature)
+        if not self.supcon_temperature > 0:
+            raise ValueError(f"supcon_temperature must be > 0, got {supcon_temperature}")
+
+    def forward(self, x: Tensor, modality: str) -> ModelOutput:
+        _choice(modality, MODALITIES, "modality")
+        encoder = self.encoders[modality]
+        check_input(x, encoder.input_shape, modality, next(self.parameters()).dtype)
+        spikes = encoder(x.transpose(0, 1).contiguous())
+        rates = spikes.mean(0)
+        if self.hgrn_mode == "study":
+            features = self.hgrn(rates)
+            return ModelOutput(self.head(features.unsqueeze(0))[0], features, rates)
+        sequence = self.hgrn(spikes)
+        return ModelOutput(self.head(sequence).sum(0), sequence.mean(0), rates)
+
+    def extra_repr(self) -> str:
+        return (f"hgrn={self.hgrn_mode!r}, num_classes={self.num_classes}, "
+                f"supcon_weight={self.supcon_weight}, backend={self.backend!r}")
