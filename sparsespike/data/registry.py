@@ -69,12 +69,10 @@ def _options(name: str, options: dict) -> dict:
     merged = {**allowed, **options}
     if int(merged["time_steps"]) < 1:
         raise ValueError(f"time_steps must be >= 1, got {merged['time_steps']!r}")
-    for key in ("time_window_us", "denoise_us"):
-        if key in merged and not float(merged[key]) >= 0:
-            raise ValueError(f"{key} must be >= 0, got {merged[key]!r}")
-    if key := ("time_window_us" if "time_window_us" in merged else None):
-        if not float(merged[key]) > 0:
-            raise ValueError(f"time_window_us must be > 0, got {merged[key]!r}")
+    if "denoise_us" in merged and not float(merged["denoise_us"]) >= 0:
+        raise ValueError(f"denoise_us must be >= 0 (0: no denoising), got {merged['denoise_us']!r}")
+    if "time_window_us" in merged and not float(merged["time_window_us"]) > 0:
+        raise ValueError(f"time_window_us must be > 0, got {merged['time_window_us']!r}")
     return merged
 
 

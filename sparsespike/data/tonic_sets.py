@@ -13,7 +13,6 @@ official layout loads, archives or not, and tonic never touches the network. Onl
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
