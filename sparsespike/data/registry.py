@@ -1,0 +1,138 @@
+"""The dataset registry: DatasetInfo, DATASETS, dataset_info() and load_dataset()."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .cache import open_or_build
+
+__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "load_dataset", "default_data_dir"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset's items look like: frames [time_steps, *input_shape] float32, int labels."""
+
+    name: str
+    modality: str  # "visual" | "audio"
+    input_shape: tuple[int, ...]  # per time step
+    time_steps: int
+    num_classes: int
+    splits: tuple[str, ...]
+    embedded: bool
+    files: tuple[str, ...]  # paths relative to data_dir that must exist (empty when embedded)
+
+
+_VISUAL = (2, 34, 34)
+DATASETS: dict[str, DatasetInfo] = {
+    "nmnist": DatasetInfo("nmnist", "visual", _VISUAL, 25, 10, ("train", "test"), False,
+                          ("NMNIST/Train/<digit>/<NNNNN>.bin", "NMNIST/Test/<digit>/<NNNNN>.bin")),
+    "shd": DatasetInfo("shd", "audio", (700,), 100, 10, ("train", "test"), False,
+                       ("SHD/shd_train.h5", "SHD/shd_test.h5")),
+    "ssc": DatasetInfo("ssc", "audio", (700,), 100, 35, ("train", "valid", "test"), False,
+                       ("SSC/ssc_train.h5", "SSC/ssc_valid.h5", "SSC/ssc_test.h5")),
+    "dvsgesture": DatasetInfo("dvsgesture", "visual", _VISUAL, 25, 11, ("train", "test"), False,
+                              ("DVSGesture/ibmGestureTrain/user<NN>_<lighting>/<label>.npy",
+                               "DVSGesture/ibmGestureTest/user<NN>_<lighting>/<label>.npy")),
+    "saccade-digits": DatasetInfo("saccade-digits", "visual", _VISUAL, 25, 10, ("train", "test"), True, ()),
+    "randman": DatasetInfo("randman", "audio", (700,), 100, 10, ("train", "test"), True, ()),
+}
+
+# Options each dataset accepts, with defaults (they enter the cache key).
+_OPTIONS: dict[str, dict] = {
+    "nmnist": {"time_steps": 25, "time_window_us": 1000, "denoise_us": 10000},
+    "shd": {"time_steps": 100, "fold_labels": True},
+    "ssc": {"time_steps": 100},
+    "dvsgesture": {"time_steps": 25, "denoise_us": 10000},
+    "saccade-digits": {"seed": 0, "time_steps": 25, "time_window_us": 1000},
+    "randman": {"seed": 0, "time_steps": 100},
+}
+
+
+def _spec(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def _options(name: str, options: dict) -> dict:
+    allowed = _OPTIONS[name]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; "
+                        f"options: {', '.join(f'{k}={v!r}' for k, v in allowed.items())}")
+    merged = {**allowed, **options}
+    if int(merged["time_steps"]) < 1:
+        raise ValueError(f"time_steps must be >= 1, got {merged['time_steps']!r}")
+    if "denoise_us" in merged and not float(merged["denoise_us"]) >= 0:
+        raise ValueError(f"denoise_us must be >= 0 (0: no denoising), got {merged['denoise_us']!r}")
+    if "time_window_us" in merged and not float(merged["time_window_us"]) > 0:
+        raise ValueError(f"time_window_us must be > 0, got {merged['time_window_us']!r}")
+    return merged
+
+
+def dataset_info(name: str, **options) -> DatasetInfo:
+    """The DatasetInfo of `name` after `options` (e.g. shd with fold_labels=False: 20 classes)."""
+    info = _spec(name)
+    opts = _options(name, options)
+    changes = {"time_steps": int(opts["time_steps"])}
+    if name == "shd" and not opts["fold_labels"]:
+        changes["num_classes"] = 20
+    return dataclasses.replace(info, **changes)
+
+
+def default_data_dir() -> Path:
+    """$SPARSESPIKE_DATA, else ./data."""
+    return Path(os.environ.get("SPARSESPIKE_DATA") or "data")
+
+
+def _source(name: str, split: str, root: Path, download: bool, opts: dict, info: DatasetInfo):
+    """(decoding dataset or None, builder () -> (iterable, count), source fingerprint)."""
+    from . import tonic_sets
+
+    T = int(opts["time_steps"])
+    if name == "nmnist":
+        ds, fp = tonic_sets.nmnist(root, split, download, T, float(opts["time_window_us"]),
+                                   float(opts["denoise_us"]), info=info)
+    elif name in ("shd", "ssc"):
+        ds, fp = tonic_sets.hsd(root, name, split, download, T, bool(opts.get("fold_labels", False)), info=info)
+    elif name == "dvsgesture":
+        ds, fp = tonic_sets.dvsgesture(root, split, download, T, 34, float(opts["denoise_us"]), info=info)
+    elif name == "saccade-digits":
+        from .saccade_digits import saccade_digits
+
+        return None, lambda: saccade_digits(split, int(opts["seed"]), T, float(opts["time_window_us"])), "sklearn-digits"
+    else:
+        from .randman import randman
+
+        return None, lambda: randman(split, int(opts["seed"]), T), "generated"
+    return ds, lambda: (ds.iter_frames(), len(ds)), fp
+
+
+def load_dataset(name: str, split: str = "train", data_dir=None, download: bool = False,
+                 cache_dir=None, cache: bool = True, **options) -> torch.utils.data.Dataset:
+    """A Dataset of (frames float32 [time_steps, *input_shape], int label); `.info` describes it.
+
+    data_dir: where the files are (default $SPARSESPIKE_DATA or ./data); tonic downloads into it
+    only when download=True. cache_dir: where converted frames are kept (default
+    <data_dir>/cache); cache=False decodes events on every access instead (tonic-backed sets).
+    options: per dataset, see `_OPTIONS` (time_steps, fold_labels for shd, seed for embedded sets).
+    """
+    info = dataset_info(name, **options)
+    opts = _options(name, options)
+    if split not in info.splits:
+        raise ValueError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(info.splits)}")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    decoder, build, fingerprint = _source(name, split, root, download, opts, info)
+    if not cache:
+        if decoder is None:
+            raise ValueError(f"dataset {name!r} is generated in one pass: it needs cache=True")
+        return decoder
+    key = {"dataset": name, "split": split, "options": opts, "source": fingerprint}
+    cdir = Path(cache_dir) if cache_dir is not None else root / "cache"
+    return open_or_build(cdir, key, (info.time_steps, *info.input_shape), build, info=info)

@@ -1,0 +1,120 @@
+"""The frame cache: later loads never decode events, parameters key the entry, corruption rebuilds."""
+
+import pickle
+import socket
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from sparsespike.data import load_dataset, tonic_sets
+from test_data_tonic import make_nmnist
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any internet connection or URL fetch fails the test (local AF_UNIX sockets, which
+    DataLoader workers use, stay allowed)."""
+    connect = socket.socket.connect
+
+    def guarded(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"network access attempted: {address!r}")
+        return connect(self, address, *args, **kwargs)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts calls of the event decoder (EventFrames.frames)."""
+    calls = []
+    original = tonic_sets.EventFrames.frames
+
+    def counting(self, index):
+        calls.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(tonic_sets.EventFrames, "frames", counting)
+    return calls
+
+
+def items(ds):
+    return [(x.clone(), y) for x, y in (ds[i] for i in range(len(ds)))]
+
+
+def test_second_load_reads_cache(tmp_path, decodes):
+    make_nmnist(tmp_path)
+    first = load_dataset("nmnist", data_dir=tmp_path)
+    assert len(decodes) == 3
+    second = load_dataset("nmnist", data_dir=tmp_path)
+    x = [second[i] for i in range(3)]
+    assert len(decodes) == 3  # nothing decoded again
+    assert second.entry == first.entry and second.entry.parent.parent == tmp_path / "cache"
+    direct = load_dataset("nmnist", data_dir=tmp_path, cache=False)
+    for (a, ya), (b, yb) in zip(x, items(direct)):
+        assert ya == yb and torch.equal(a, b)
+    manifest = second.manifest
+    assert manifest["key"]["options"] == {"time_steps": 25, "time_window_us": 1000, "denoise_us": 10000}
+    assert manifest["num_samples"] == 3
+
+
+def test_parameters_key_the_entry(tmp_path, decodes):
+    make_nmnist(tmp_path)
+    a = load_dataset("nmnist", data_dir=tmp_path)
+    b = load_dataset("nmnist", data_dir=tmp_path, time_window_us=2000)
+    c = load_dataset("nmnist", "test", data_dir=tmp_path)
+    d = load_dataset("nmnist", data_dir=tmp_path, cache_dir=tmp_path / "elsewhere")
+    assert len({a.entry, b.entry, c.entry, d.entry}) == 4
+    assert len(decodes) == 3 + 3 + 1 + 3
+    assert not torch.equal(a[0][0], b[0][0])
+    # Editing the source files (a new sample) invalidates the entry.
+    (tmp_path / "NMNIST" / "Train" / "3" / "00009.bin").write_bytes(bytes([1, 1, 0, 0, 5]))
+    e = load_dataset("nmnist", data_dir=tmp_path)
+    assert len(e) == 4 and e.entry != a.entry
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "missing"])
+def test_corrupt_cache_is_rebuilt(tmp_path, decodes, damage):
+    make_nmnist(tmp_path)
+    good = load_dataset("nmnist", data_dir=tmp_path)
+    expected = items(good)
+    entry = good.entry
+    del good
+    if damage == "truncate":
+        p = entry / "coords.npy"
+        p.write_bytes(p.read_bytes()[:-3])
+    elif damage == "flip":
+        p = entry / "values.npy"
+        raw = bytearray(p.read_bytes())
+        raw[-1] ^= 0xFF
+        p.write_bytes(bytes(raw))
+    elif damage == "manifest":
+        (entry / "manifest.json").write_text("{")
+    else:
+        (entry / "offsets.npy").unlink()
+    again = load_dataset("nmnist", data_dir=tmp_path)
+    assert len(decodes) == 6  # rebuilt
+    assert again.entry == entry and not list(entry.parent.glob("*.tmp-*")) and not list(entry.parent.glob("*.corrupt-*"))
+    for (a, ya), (b, yb) in zip(expected, items(again)):
+        assert ya == yb and torch.equal(a, b)
+
+
+def test_cache_is_compact_and_worker_safe(tmp_path):
+    make_nmnist(tmp_path)
+    ds = load_dataset("nmnist", data_dir=tmp_path)
+    coords = np.load(ds.entry / "coords.npy", mmap_mode="r")
+    assert coords.dtype == np.uint16 and np.load(ds.entry / "values.npy").dtype == np.uint8
+    ds[0]  # opens the memory maps
+    clone = pickle.loads(pickle.dumps(ds))  # what a DataLoader worker receives
+    assert clone._maps is None and torch.equal(clone[2][0], ds[2][0])
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1)
+    xs, ys = zip(*loader)
+    assert torch.cat(ys).tolist() == [0, 3, 7] and torch.cat(xs).shape == (3, 25, 2, 34, 34)
+    with pytest.raises(IndexError):
+        ds[3]
