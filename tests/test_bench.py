@@ -15,6 +15,7 @@ def tiny_suite(monkeypatch):
     from sparsespike.bench import lif as lif_suite
     from sparsespike.bench import hopfield as hopfield_suite
     from sparsespike.bench import supcon as supcon_suite
+    from sparsespike.bench import train_epoch as train_suite
 
     monkeypatch.setattr(lif_suite, "QUICK_SHAPES", ((6, 2, 16),))
     monkeypatch.setattr(hopfield_suite, "QUICK_QUERIES", 20)
@@ -23,6 +24,9 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(supcon_suite, "QUICK_BATCHES", (24,))
     monkeypatch.setattr(supcon_suite, "DIM", 8)
     monkeypatch.setattr(hgrn_suite, "QUICK_SHAPES", ((6, 2, 16),))
+    monkeypatch.setattr(train_suite, "QUICK_SAMPLES", 16)
+    monkeypatch.setattr(train_suite, "BATCH", 8)
+    monkeypatch.setattr(train_suite, "MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
     monkeypatch.setattr(conv_suite, "SHAPES", ((2, 5),))
     monkeypatch.setattr(conv_suite, "SIZE", 6)
     monkeypatch.setattr(conv_suite, "IMAGES", 3)
@@ -33,7 +37,8 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(suite, "CALIBRATION_DENSITIES", (0.5, 0.1))
 
 
-def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
+def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))  # the train suite's embedded set
     out = tmp_path / "sub" / "bench.json"
     assert bench_cli.main(["--quick", "--repeats", "1", "--calibrate", "--json", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -70,6 +75,10 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys):
     }
     assert all(p["median_ms"] > 0 and p["ratio_to_torch"] > 0 for p in conv_points)
     assert "## conv" in printed and "2->5 6x6 N=3" in printed and "sparsespike-cpp x" in printed
+    train_points = report["suites"]["train"]
+    assert [(p["model"], p["backend"]) for p in train_points] == [("m4", "auto"), ("m4", "reference")]
+    assert all(p["samples"] == 16 and p["epoch_s"] > 0 for p in train_points)
+    assert train_points[1]["speedup_vs_reference"] == 1.0 and "## train" in printed
 
 
 def test_crossing_interpolation():

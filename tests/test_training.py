@@ -30,7 +30,7 @@ def _metrics(path):
 
 
 def _timeless(row):
-    return {k: v for k, v in row.items() if "seconds" not in k}
+    return {k: v for k, v in row.items() if "second" not in k}
 
 
 def test_config_rejects_bad_values():
@@ -90,7 +90,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
         assert torch.equal(tensor, b["model"][name]), name
     assert [_timeless(r) for r in straight["history"]] == [_timeless(r) for r in resumed["history"]]
     assert len(_metrics(tmp_path / "b" / "run" / "metrics.jsonl")) == 3
-    with pytest.raises(ValueError, match="lr: checkpoint 0.001 vs now 0.01"):
+    with pytest.raises(ValueError, match="lr: checkpoint 0.0003 vs now 0.01"):
         fit(small_config(tmp_path / "b", epochs=3, resume=True, lr=1e-2))
 
 
@@ -148,3 +148,21 @@ def test_two_processes_stay_in_sync(tmp_path):
     assert [r["replicas_in_sync"] for r in rows] == [2, 2]
     # each process trained on half of every epoch's 64 samples, evaluated on half of 32
     assert rows[0]["train_samples"] == 64 and rows[0]["eval_samples"] == 32
+
+
+def test_joint_model_alternates_modalities(tmp_path):
+    # small encoders: the visual one at the study's 34 x 34 input with 4 / 8 channels
+    options = {"visual_hidden_sizes": (4, 8), "audio_hidden_sizes": (32, 32), "feature_size": 32}
+    summary = fit(small_config(tmp_path, model="joint", dataset="saccade-digits+randman", epochs=1,
+                               batch_size=8, limit_train=24, limit_eval=16, model_options=options))
+    row = summary["history"][0]
+    assert row["train_visual_samples"] == 24 and row["train_audio_samples"] == 24
+    assert row["eval_visual_samples"] == 16 and row["eval_audio_samples"] == 16
+    assert row["eval_acc"] == pytest.approx((row["eval_visual_acc"] + row["eval_audio_acc"]) / 2)
+    with pytest.raises(ValueError, match="visual then an audio"):
+        fit(small_config(tmp_path / "swap", model="joint", dataset="randman+saccade-digits", model_options=options))
+
+
+def test_interleave_alternates_then_finishes_the_longer():
+    order = [m for m, _ in loop_module._interleave([("visual", [1, 2, 3]), ("audio", [4])])]
+    assert order == ["visual", "audio", "visual", "visual"]

@@ -22,6 +22,7 @@ from . import hopfield as hopfield_suite
 from . import lif as lif_suite
 from . import spike_linear as spike_linear_suite
 from . import supcon as supcon_suite
+from . import train_epoch as train_suite
 from .timing import machine_info
 
 SUITES = {
@@ -31,6 +32,7 @@ SUITES = {
     "hopfield": hopfield_suite,
     "supcon": supcon_suite,
     "conv": conv_suite,
+    "train": train_suite,
 }
 
 

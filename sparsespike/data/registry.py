@@ -106,11 +106,12 @@ def _source(name: str, split: str, root: Path, download: bool, opts: dict, info:
     elif name == "saccade-digits":
         from .saccade_digits import saccade_digits
 
-        return None, lambda: saccade_digits(split, int(opts["seed"]), T, float(opts["time_window_us"])), "sklearn-digits"
+        return None, lambda: saccade_digits(split, int(opts["seed"]), T, float(opts["time_window_us"])), "sklearn-digits-v1"
     else:
         from .randman import randman
 
-        return None, lambda: randman(split, int(opts["seed"]), T), "generated"
+        # the generator's version enters the cache key: a changed generator never reads old frames
+        return None, lambda: randman(split, int(opts["seed"]), T), "randman-v2"
     return ds, lambda: (ds.iter_frames(), len(ds)), fp
 
 

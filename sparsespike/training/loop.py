@@ -260,6 +260,22 @@ def _restore(out: Path, config: TrainConfig, model: nn.Module, optimizer, schedu
     return run
 
 
+def _calibrate(model: nn.Module, splits: list[Split], config: TrainConfig, device: torch.device, log) -> None:
+    """Scale each spiking layer to fire at the target rate on a fixed sample of the training set
+    (the same on every DDP rank), so that spikes reach the output before the first step."""
+    from ..models.calibration import calibrate_firing
+
+    done: set[str] = set()
+    for split in splits:
+        order = torch.randperm(len(split.train), generator=torch.Generator().manual_seed(config.seed + 7)).tolist()
+        x = torch.stack([split.train[i][0] for i in order[:config.calibration_samples]]).to(device)
+        run = (lambda: model(x, split.modality)) if config.model == "joint" else (lambda: model(x))
+        result = calibrate_firing(model, run, skip=done)
+        done.update(result)
+        log("calibrated firing: " + ", ".join(f"{n} x{r['scale']:.2f} -> {100 * r['rate']:.1f}%"
+                                              for n, r in result.items()))
+
+
 def fit(config: TrainConfig, init_method: Optional[str] = None) -> dict[str, Any]:
     """Train per ``config``; returns a summary (best accuracy and epoch, epochs run, the metrics
     history, the trained model: the last epoch's weights; best.pt holds the best).
@@ -290,6 +306,8 @@ def _fit(config: TrainConfig, ctx: distributed.Context) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     distributed.barrier(ctx)
     run = _restore(out, config, model, optimizer, scheduler, log)
+    if run.epoch == 0 and config.init == "calibrated":
+        _calibrate(model, splits, config, device, log)
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
         # the joint model leaves one encoder unused per batch
