@@ -51,11 +51,13 @@ def calibrate_firing(model: nn.Module, forward: Callable[[], object], hidden_rat
     model.eval()
     try:
         forward()
-        active = [(n, layer) for n, layer, _ in spiking_layers(model) if n in rates and n not in set(skip)]
+        ran = [(n, layer) for n, layer, _ in spiking_layers(model) if n in rates]
+        output = ran[-1][0] if ran else None  # the last spiking layer the forward ran
         result = {}
-        for i, (name, layer) in enumerate(active):
-            target = output_rate if i == len(active) - 1 else hidden_rate
-            result[name] = _search(layer, name, target, tolerance, max_steps, forward, rates)
+        for name, layer in ran:
+            if name not in set(skip):
+                target = output_rate if name == output else hidden_rate
+                result[name] = _search(layer, name, target, tolerance, max_steps, forward, rates)
         return result
     finally:
         for h in handles:

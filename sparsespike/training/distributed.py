@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -34,21 +34,16 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def setup(device: torch.device, init_method: Optional[str] = None) -> Context:
-    """Join the process group when launched by torchrun (or when one is already initialised);
-    returns this process's rank context. ``init_method`` overrides the environment (tests)."""
+def setup(device: torch.device) -> Context:
+    """Join the process group when launched by torchrun (or use one already initialised);
+    returns this process's rank context."""
     if dist.is_available() and dist.is_initialized():
         return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    if init_method is None and not launched_by_torchrun():
+    if not launched_by_torchrun():
         return Context()
     if not dist.is_available():
         raise RuntimeError("torch.distributed is not available in this torch build")
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if init_method is None:
-        dist.init_process_group(backend)
-    else:
-        dist.init_process_group(backend, init_method=init_method,
-                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 

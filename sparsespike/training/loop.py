@@ -276,16 +276,15 @@ def _calibrate(model: nn.Module, splits: list[Split], config: TrainConfig, devic
                                               for n, r in result.items()))
 
 
-def fit(config: TrainConfig, init_method: Optional[str] = None) -> dict[str, Any]:
+def fit(config: TrainConfig) -> dict[str, Any]:
     """Train per ``config``; returns a summary (best accuracy and epoch, epochs run, the metrics
     history, the trained model: the last epoch's weights; best.pt holds the best).
 
-    Under torchrun every process calls this; rank 0 writes the files. ``init_method``
-    (e.g. "file:///tmp/x") joins a process group without torchrun's environment (tests).
+    Under torchrun every process calls this; rank 0 writes the files.
     """
     requested = torch.device("cuda" if config.device.startswith("cuda") or
                              (config.device == "auto" and torch.cuda.is_available()) else "cpu")
-    ctx = distributed.setup(requested, init_method)
+    ctx = distributed.setup(requested)
     try:
         return _fit(config, ctx)
     finally:
