@@ -215,3 +215,23 @@ def test_hopfield_layer_arguments():
         HopfieldMemory(8, 4, temperature=0.0)
     layer = HopfieldMemory(16, 8)
     assert set(layer.state_dict()) == {"patterns", "norm.weight", "norm.bias"}
+
+
+def test_silent_query_has_a_finite_gradient():
+    # a time step without spikes is an all-zero query: F.normalize would give it a 1e12 gradient
+    from sparsespike.nn.hopfield import unit_rows
+
+    x = torch.zeros(3, 8, dtype=torch.float64)
+    x[0, 2] = 1.0
+    x[1, :] = torch.arange(8.0)
+    x.requires_grad_(True)
+    out = unit_rows(x)
+    assert torch.equal(out[2], torch.zeros(8, dtype=torch.float64))
+    assert torch.allclose(out[:2], torch.nn.functional.normalize(x[:2].detach(), dim=-1))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() <= 1.0
+    memory = HopfieldMemory(dim=8, num_patterns=4).double()
+    query = x.detach().requires_grad_(True)
+    (memory(query) * torch.randn(3, 8, dtype=torch.float64)).sum().backward()
+    assert query.grad[2].abs().max() < 1e3  # F.normalize: about 1e12
+    assert all(torch.isfinite(p.grad).all() for p in memory.parameters())

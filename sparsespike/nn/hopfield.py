@@ -14,6 +14,14 @@ from ..ops.hopfield import hopfield_retrieve
 from .linear import SpikeLinear
 
 
+def unit_rows(x: Tensor) -> Tensor:
+    """x / ||x|| over the last dim, with all-zero rows (a time step without spikes) mapped to 0
+    with a unit-scale gradient. F.normalize divides by eps = 1e-12 there, so its gradient is
+    1e12: one silent query made every other gradient vanish under clipping."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return x / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
 class HopfieldMemory(nn.Module):
     """The study's M3 memory (Ramsauer et al. 2020 retrieval over learnable stored patterns).
 
@@ -42,7 +50,7 @@ class HopfieldMemory(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: [..., dim] (float, or bool/uint8 spikes) -> [..., dim]."""
         x = x if x.dtype.is_floating_point else x.to(self.patterns.dtype)
-        query = F.normalize(x, dim=-1)
+        query = unit_rows(x)
         memory = F.normalize(self.patterns, dim=-1)
         beta = 1.0 / math.sqrt(self.dim) / self.temperature
         retrieved = hopfield_retrieve(query, memory, beta, backend=self.backend)
@@ -119,8 +127,8 @@ class Hopfield(nn.Module):
             xi, keys = query, stored
         values = keys if self.value_proj is None else self.value_proj(stored)
         if self.normalize:
-            xi = F.normalize(xi if xi.dtype.is_floating_point else xi.to(dtype), dim=-1)
-            keys = F.normalize(keys, dim=-1)
+            xi = unit_rows(xi if xi.dtype.is_floating_point else xi.to(dtype))
+            keys = unit_rows(keys)
             values = keys if self.value_proj is None else values
         if self.update_steps > 1:
             xi = hopfield_retrieve(xi, keys, self.beta, keys, steps=self.update_steps - 1, backend=self.backend)
