@@ -62,6 +62,8 @@ def make_pair(build, backend: str, seed: int = 0):
         if hasattr(fused, part):
             excite(getattr(fused, part))
     excite(fused.head, 6.0)  # study mode's one LIF step needs a current above 1 to fire
+    if getattr(fused, "memory_gate", None) is not None:
+        fused.memory_gate.data.fill_(0.8)  # open the residual memory branch (0 at init)
     reference = build("reference").double()
     reference.load_state_dict(fused.state_dict())
     return fused, reference
@@ -217,12 +219,14 @@ def test_engine_mode_memories_run_over_time():
     torch.manual_seed(0)
     model = M3Hopfield("audio", **SMALL["audio"]).double()
     excite(model.encoder)
+    model.memory_gate.data.fill_(0.5)
     x = spikes_input((2, 6, 40), seed=6)
     out = model(x)
     spikes = model.encode(x)
     per_step = torch.stack([model.hopfield(spikes[t]) for t in range(spikes.shape[0])])
-    torch.testing.assert_close(out.features, per_step.mean(0))
-    torch.testing.assert_close(out.logits, model.head(per_step).sum(0))
+    head_input = spikes + model.memory_gate * per_step
+    torch.testing.assert_close(out.features, head_input.mean(0))
+    torch.testing.assert_close(out.logits, model.head(head_input).sum(0))
 
 
 def _copy_joint_to_m4(joint: JointModel, modality: str) -> M4HGRN:
@@ -230,6 +234,7 @@ def _copy_joint_to_m4(joint: JointModel, modality: str) -> M4HGRN:
     state = {f"encoder.{k}": v for k, v in joint.encoders[modality].state_dict().items()}
     state.update({f"hgrn.{k}": v for k, v in joint.hgrn.state_dict().items()})
     state.update({f"head.{k}": v for k, v in joint.head.state_dict().items()})
+    state["memory_gate"] = joint.memory_gate.detach()
     m4.load_state_dict(state)
     return m4
 
@@ -272,8 +277,9 @@ def test_study_sizes_topology_and_parameter_counts():
     # memories: Hopfield 256x512 patterns + LayerNorm(512); HGRN(512): in_proj 512x1536 (no bias),
     # RMSNorm 512, out_proj 512x512; study gate: 3 x Linear(1024, 512) + 3 x LayerNorm(512)
     hopfield, hgrn, gate = 256 * 512 + 2 * 512, 512 * 1536 + 512 + 512 * 512, 3 * (1024 * 512 + 512) + 3 * 1024
-    counts = {("m3", ()): hopfield, ("m4", ()): hgrn, ("m4", ("hgrn", "study")): gate,
-              ("m5", ()): hopfield + hgrn, ("m5", ("hgrn", "study")): hopfield + gate}
+    # + 1: engine mode's residual memory gate
+    counts = {("m3", ()): hopfield + 1, ("m4", ()): hgrn + 1, ("m4", ("hgrn", "study")): gate,
+              ("m5", ()): hopfield + hgrn + 1, ("m5", ("hgrn", "study")): hopfield + gate}
     for (name, opt), extra in counts.items():
         model = build_model(name, "audio", **dict([opt] if opt else []))
         assert sum(p.numel() for p in model.parameters()) == 2_297_354 + extra, (name, opt)

@@ -4,8 +4,9 @@
 modality's encoder to the 512-d spike layer, then through the shared memory and head (labels in
 the unified 10-class digit space; the study trains on alternating batches of the two modalities).
 
-hgrn="qin" (default): the real HGRN over time on the spike sequence, head Linear(512, 10) -> LIF
-over time, logits = spike counts, features = time-mean of the HGRN output.
+hgrn="qin" (default): the real HGRN over time on the spike sequence as a zero-initialised gated
+residual branch, head Linear(512, 10) -> LIF over time, logits = spike counts, features =
+time-mean of the head's input.
 hgrn="study": the reference's GRU-like gate once on the time-mean features, then one LIF step
 (0/1 logits), features = the gate output. rates: time-mean of the spike layer in both.
 """
@@ -26,6 +27,8 @@ from .architectures import (
     _hgrn_memory,
     build_encoder,
     check_input,
+    memory_gate,
+    residual_memory,
 )
 from .backbones import SpikingHead
 
@@ -60,6 +63,7 @@ class JointModel(nn.Module):
         })
         self.feature_size, self.num_classes = feature_size, num_classes
         self.hgrn = _hgrn_memory(hgrn, feature_size, True, self.backend)
+        self.memory_gate = memory_gate(hgrn == "qin")
         self.head = SpikingHead(feature_size, num_classes, spiking_input=False, backend=self.backend)
         self.supcon_weight, self.supcon_temperature = float(supcon_weight), float(supcon_temperature)
         if not self.supcon_temperature > 0:
@@ -74,7 +78,7 @@ class JointModel(nn.Module):
         if self.hgrn_mode == "study":
             features = self.hgrn(rates)
             return ModelOutput(self.head(features.unsqueeze(0))[0], features, rates)
-        sequence = self.hgrn(spikes)
+        sequence = residual_memory(spikes, self.hgrn(spikes), self.memory_gate)
         return ModelOutput(self.head(sequence).sum(0), sequence.mean(0), rates)
 
     def extra_repr(self) -> str:
