@@ -4,7 +4,8 @@ model on the reference backend (plain torch, multi-step).
 The epoch is the training library's own (sparsespike.training.run_epoch: data loading, forward,
 cross-entropy + SCL where the model has it, backward, clipping, AdamW step) over the embedded
 audio set "randman" ([B, 100, 700] binary frames, 10 classes, batch 32). Both backends start from
-the same weights and see the same batches; the epoch is timed end to end (wall clock, including
+the same weights (calibrated to ~3% hidden firing, as `python -m sparsespike.train` does) and see
+the same batches; the epoch is timed end to end (wall clock, including
 data loading), after one untimed warm-up step. Full: 640 samples (20 steps; the reference backend
 takes about 7 s per step here, so a whole 2,000-sample epoch would take minutes: pass
 --suite train with SPARSESPIKE_BENCH_EPOCH_SAMPLES=0 for the whole split); quick: 64 samples.
@@ -42,13 +43,14 @@ class Point:
 def _epoch(model_name: str, backend: str, device: torch.device, limit, repeats: int) -> Point:
     from ..training import TrainConfig
     from ..training.distributed import Context
-    from ..training.loop import Split, _batches, _loader, build, load_splits, run_epoch
+    from ..training.loop import Split, _batches, _calibrate, _loader, build, load_splits, run_epoch
 
     config = TrainConfig(model=model_name, dataset="randman", backend=backend, batch_size=BATCH,
                          limit_train=limit, progress=False, device=str(device), model_options=dict(MODEL_OPTIONS))
     split: Split = load_splits(config)[0]
     torch.manual_seed(0)
     model = build(config, [split]).to(device)
+    _calibrate(model, [split], config, device, log=lambda *_: None)  # as training does: ~3% hidden firing
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scl_weight = float(model.supcon_weight)
     ctx = Context()
