@@ -1,33 +1,14 @@
 """The frame cache: later loads never decode events, parameters key the entry, corruption rebuilds."""
 
 import pickle
-import socket
-import urllib.request
 
 import numpy as np
 import pytest
 import torch
 
+from network_guard import no_network  # noqa: F401  (autouse)
 from sparsespike.data import load_dataset, tonic_sets
 from test_data_tonic import make_nmnist
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any internet connection or URL fetch fails the test (local AF_UNIX sockets, which
-    DataLoader workers use, stay allowed)."""
-    connect = socket.socket.connect
-
-    def guarded(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise AssertionError(f"network access attempted: {address!r}")
-        return connect(self, address, *args, **kwargs)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 @pytest.fixture

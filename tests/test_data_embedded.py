@@ -1,23 +1,12 @@
 """Embedded datasets (no files, no downloads): shapes, determinism, balance, learnability."""
 
-import socket
-import urllib.request
-
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import RidgeClassifier
 
+from network_guard import no_network  # noqa: F401  (autouse)
 from sparsespike.data import dataset_info, load_dataset, randman_events, saccade_digit_events
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 @pytest.fixture(scope="module")

@@ -1,34 +1,14 @@
 """N-MNIST, SHD, SSC and DVS Gesture written in their exact on-disk formats, loaded through tonic's
 classes via load_dataset, with the network disabled."""
 
-import socket
-import urllib.request
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from network_guard import no_network  # noqa: F401  (autouse)
 from sparsespike.data import CorruptDataError, dataset_info, load_dataset
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any internet connection or URL fetch fails the test (local AF_UNIX sockets, which
-    DataLoader workers use, stay allowed)."""
-    connect = socket.socket.connect
-
-    def guarded(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise AssertionError(f"network access attempted: {address!r}")
-        return connect(self, address, *args, **kwargs)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 def write_bin(path, events):
