@@ -111,6 +111,9 @@ def test_cli_runs_and_reports_errors(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert train_cli.main(["--model", "m1", "--dataset", "no-such-set", "--out", str(tmp_path / "x")]) == 2
     assert "no-such-set" in capsys.readouterr().err
+    assert train_cli.main(["--model", "m1", "--dataset", "randman", "--out", str(tmp_path / "y"), "--device", "gpu0",
+                           "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "device" in capsys.readouterr().err
 
 
 def _free_port() -> int:

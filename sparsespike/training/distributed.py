@@ -20,6 +20,7 @@ class Context:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this module initialised the process group (and destroys it)
 
     @property
     def distributed(self) -> bool:
@@ -44,11 +45,11 @@ def setup(device: torch.device) -> Context:
     if not dist.is_available():
         raise RuntimeError("torch.distributed is not available in this torch build")
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns_group=True)
 
 
 def teardown(ctx: Context) -> None:
-    if ctx.distributed and dist.is_initialized():
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -56,7 +57,10 @@ def device_for(requested: str, ctx: Context) -> torch.device:
     """The device of this process: "auto" is cuda:<local rank> when CUDA exists, else cpu."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {requested!r}") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {requested!r} requested but CUDA is not available")
