@@ -5,10 +5,10 @@ The epoch is the training library's own (sparsespike.training.run_epoch: data lo
 cross-entropy + SCL where the model has it, backward, clipping, AdamW step) over the embedded
 audio set "randman" ([B, 100, 700] binary frames, 10 classes, batch 32). Both backends start from
 the same weights (calibrated to ~3% hidden firing, as `python -m sparsespike.train` does) and see
-the same batches; the epoch is timed end to end (wall clock, including
-data loading), after one untimed warm-up step. Full: 640 samples (20 steps; the reference backend
-takes about 7 s per step here, so a whole 2,000-sample epoch would take minutes: pass
---suite train with SPARSESPIKE_BENCH_EPOCH_SAMPLES=0 for the whole split); quick: 64 samples.
+the same batches; the epoch is timed end to end (wall clock, including data loading), after one
+untimed warm-up step. Full: 640 samples, 20 steps (the reference backend takes about 1.4 s a step
+on the 2-core development VM; SPARSESPIKE_BENCH_EPOCH_SAMPLES=0 times the whole 2,000-sample
+split); quick: 64 samples.
 """
 
 from __future__ import annotations
