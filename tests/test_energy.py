@@ -1,0 +1,102 @@
+"""Energy: the study's arithmetic, profiles, and per-layer SynOps against brute-force counts."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparsespike.energy import PROFILES, EnergyMeter, EnergyProfile, estimate, get_profile
+from sparsespike.models import build_model
+from sparsespike.nn import LIF
+
+
+def test_reproduces_the_studys_numbers():
+    # the study's M1 table: 6,495,671 SynOps vs 413,840,000 MACs at 0.9 / 4.6 pJ
+    e = estimate(6_495_671, 413_840_000, "45nm-fp32")
+    assert round(e.snn_uj, 2) == 5.85 and round(e.ann_uj, 1) == 1903.7 and round(e.ratio, 1) == 325.6
+
+
+def test_profiles():
+    assert PROFILES["45nm-fp32"].accumulate_pj == 0.9 and PROFILES["45nm-fp32"].mac_pj == 4.6
+    custom = EnergyProfile("mine", 0.5, 2.0)
+    assert get_profile(custom) is custom
+    assert estimate(10, 10, custom).ratio == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="unknown energy profile"):
+        get_profile("7nm")
+    with pytest.raises(ValueError, match="mac_pj"):
+        EnergyProfile("bad", 0.5, 0.0)
+    with pytest.raises(ValueError, match="synops"):
+        estimate(-1, 10)
+
+
+def _record_inputs(model):
+    """Every Linear / Conv2d input and every LIF output of one run, recorded independently."""
+    inputs, spikes, handles = {}, {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            handles.append(module.register_forward_hook(lambda m, a, o, n=name: inputs.__setitem__(n, (m, a[0]))))
+        if isinstance(module, LIF):
+            handles.append(module.register_forward_hook(lambda m, a, o, n=name: spikes.__setitem__(n, o)))
+    return inputs, spikes, handles
+
+
+def _brute_synops(module, x):
+    if isinstance(module, torch.nn.Conv2d):
+        indicator = (x != 0).to(torch.float64).reshape(-1, *x.shape[-3:])
+        ones = torch.ones(1, module.in_channels, *module.kernel_size, dtype=torch.float64)
+        reach = F.conv2d(indicator, ones, stride=module.stride, padding=module.padding, dilation=module.dilation)
+        return int(reach.sum().round()) * module.out_channels
+    return int(torch.count_nonzero(x)) * module.out_features
+
+
+@pytest.mark.parametrize("modality", ["audio", "visual"])
+def test_meter_counts_equal_brute_force(modality):
+    torch.manual_seed(0)
+    if modality == "audio":
+        model = build_model("m4", "audio", hidden_sizes=(64, 64), feature_size=32)
+        x = (torch.rand(3, 12, 700) < 0.05).float()
+    else:
+        model = build_model("m1", "visual", hidden_sizes=(4, 8), feature_size=16)
+        x = torch.randint(0, 3, (2, 5, 2, 34, 34)).float() * (torch.rand(2, 5, 2, 34, 34) < 0.05)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # so that every layer fires
+    inputs, spikes, handles = _record_inputs(model)
+    with EnergyMeter(model) as meter:
+        model(x)
+    for h in handles:
+        h.remove()
+    layers = {r["name"]: r for r in meter.layers()}
+    assert set(layers) == set(inputs)
+    for name, (module, inp) in inputs.items():
+        assert layers[name]["synops"] == _brute_synops(module, inp), name
+        assert layers[name]["input_density"] == pytest.approx(float((inp != 0).float().mean()))
+        assert layers[name]["binary_input"] == bool(((inp == 0) | (inp == 1)).all())
+    first = "encoder.fc_input" if modality == "audio" else "encoder.conv1"
+    assert layers["head.fc_out"]["output_density"] == pytest.approx(float((spikes["head.lif_out"] != 0).float().mean()))
+    assert layers[first]["binary_input"] == (modality == "audio")  # visual frames hold event counts
+    total = sum(r["synops"] for r in layers.values())
+    assert total > 0
+    macs = sum(r["macs"] for r in layers.values())
+    as_synops = meter.estimate(real_input="synop")
+    assert as_synops.synops == total and as_synops.macs == macs
+    as_macs = meter.estimate(real_input="mac")
+    real = [r for r in layers.values() if not r["binary_input"]]
+    assert as_macs.synops == total - sum(r["synops"] for r in real)
+    assert as_macs.snn_uj == pytest.approx((as_macs.synops * 0.9 + sum(r["macs"] for r in real) * 4.6) * 1e-6)
+
+
+def test_hopfield_scores_count_as_other_synops():
+    torch.manual_seed(0)
+    model = build_model("m3", "audio", hidden_sizes=(64, 64), feature_size=32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    x = (torch.rand(2, 10, 700) < 0.05).float()
+    captured = {}
+    handle = model.encoder.lif_hidden.register_forward_hook(lambda m, a, o: captured.__setitem__("s", o))
+    with EnergyMeter(model) as meter:
+        model(x)
+    handle.remove()
+    # the scores q P^T of each time step: query nonzeros x stored patterns (256)
+    assert meter.other_synops == int(torch.count_nonzero(captured["s"])) * 256 > 0
+    assert meter.estimate().synops == sum(r["synops"] for r in meter.layers() if r["binary_input"]) + meter.other_synops
