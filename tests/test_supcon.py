@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -68,6 +68,9 @@ def loss_and_grad(fn, features, labels, **kwargs):
     seed=st.integers(0, 2**31 - 1),
 )
 def test_equals_naive_forward_and_gradient(batch, dim, classes, chunk, temperature, dtype, normalize, seed):
+    # dim 1 normalised: the gradient is analytically 0 and both sides are float32 rounding noise
+    # that grows as 1/|x| (measured 1.5e-5 at |x| = 0.009), not a comparison
+    assume(not (normalize and dim == 1 and dtype == torch.float32))
     features, labels = make_case(batch, dim, classes, dtype, seed)
     if not normalize:
         features = F.normalize(features, dim=1) * 0.9  # |logits| <= 1/tau: the naive exp stays in range
