@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 
 import torch
 
 from .. import backends, dispatch
+from .._atomic import atomic_write
 from . import conv as conv_suite
 from . import hgrn as hgrn_suite
 from . import hopfield as hopfield_suite
@@ -51,12 +50,7 @@ def _parse(argv):
 
 def _write_json(path: str, data: dict) -> None:
     """Atomic: a reader never sees a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2).encode())
 
 
 def main(argv=None) -> int:

@@ -113,7 +113,9 @@ def check_input(x, input_shape: Sequence[int], modality: str, dtype: torch.dtype
         raise TypeError(f"{name} must be floating point ({dtype}) or bool/uint8 spikes, got dtype {x.dtype}")
 
 
-def _xavier_patterns(memory: HopfieldMemory) -> HopfieldMemory:
+def _study_hopfield(feature_size: int, num_patterns: int, temperature: float,
+                    backend: Optional[str]) -> HopfieldMemory:
+    memory = HopfieldMemory(feature_size, num_patterns, temperature, backend=backend)
     nn.init.xavier_uniform_(memory.patterns)  # the reference's initialisation of the stored patterns
     return memory
 
@@ -163,6 +165,12 @@ class StudyModel(nn.Module):
         self.supcon_temperature = float(supcon_temperature)
         if not self.supcon_temperature > 0:
             raise ValueError(f"supcon_temperature must be > 0, got {supcon_temperature}")
+
+    def _set_readout(self, study: bool) -> None:
+        """Study mode reads the memory once on the time-mean; engine mode mixes it into the spike
+        sequence through a gate starting at 0 (see :func:`residual_memory`)."""
+        self._study_readout = study
+        self.memory_gate = memory_gate(not study)
 
     def _param_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
@@ -232,10 +240,8 @@ class M3Hopfield(StudyModel):
                  **options) -> None:
         super().__init__(modality, num_classes, backend, **options)
         self.hopfield_mode = _choice(hopfield, HOPFIELD_MODES, "hopfield")
-        self._study_readout = hopfield == "study"
-        self.memory_gate = memory_gate(not self._study_readout)
-        self.hopfield = _xavier_patterns(HopfieldMemory(self.feature_size, num_patterns, hopfield_temperature,
-                                                        backend=self.backend))
+        self._set_readout(hopfield == "study")
+        self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
         self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
@@ -263,8 +269,7 @@ class M4HGRN(StudyModel):
                  hgrn: str = "qin", **options) -> None:
         super().__init__(modality, num_classes, backend, **options)
         self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
-        self._study_readout = hgrn == "study"
-        self.memory_gate = memory_gate(not self._study_readout)
+        self._set_readout(hgrn == "study")
         self.hgrn = _hgrn_memory(hgrn, self.feature_size, True, self.backend)
         self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
 
@@ -289,10 +294,8 @@ class M5Hybrid(StudyModel):
                  **options) -> None:
         super().__init__(modality, num_classes, backend, **options)
         self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
-        self._study_readout = hgrn == "study"
-        self.memory_gate = memory_gate(not self._study_readout)
-        self.hopfield = _xavier_patterns(HopfieldMemory(self.feature_size, num_patterns, hopfield_temperature,
-                                                        backend=self.backend))
+        self._set_readout(hgrn == "study")
+        self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
         self.hgrn = _hgrn_memory(hgrn, self.feature_size, False, self.backend)
         self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
 

@@ -1,19 +1,15 @@
-"""Atomic checkpoints: a kill at any moment leaves either the previous file or the new one.
-
-The state is written to a temporary file in the target's folder, flushed and fsynced, then
-renamed over the target with os.replace (atomic on POSIX and Windows within one file system);
-the folder is fsynced so the rename itself survives a power cut.
-"""
+"""Atomic checkpoints: a kill at any moment leaves either the previous file or the new one
+(written through sparsespike._atomic)."""
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
 import torch
+
+from .._atomic import atomic_write
 
 FORMAT = "sparsespike-checkpoint"
 VERSION = 1
@@ -25,37 +21,9 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: dict[str, Any], path: Union[str, Path]) -> Path:
     """Write ``state`` (plus format tags) to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Interrupted or failed before the rename: the old checkpoint is untouched.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # folders cannot be opened on some platforms; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:

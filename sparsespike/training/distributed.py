@@ -38,14 +38,15 @@ def launched_by_torchrun() -> bool:
 def setup(device: torch.device) -> Context:
     """Join the process group when launched by torchrun (or use one already initialised);
     returns this process's rank context."""
-    if dist.is_available() and dist.is_initialized():
-        return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    if not launched_by_torchrun():
-        return Context()
-    if not dist.is_available():
-        raise RuntimeError("torch.distributed is not available in this torch build")
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns_group=True)
+    owns_group = False
+    if not (dist.is_available() and dist.is_initialized()):
+        if not launched_by_torchrun():
+            return Context()
+        if not dist.is_available():
+            raise RuntimeError("torch.distributed is not available in this torch build")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        owns_group = True
+    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns_group)
 
 
 def teardown(ctx: Context) -> None:

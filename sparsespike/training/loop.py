@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._atomic import atomic_write
 from ..nn.supcon import supcon_loss
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -228,11 +227,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl from the checkpointed history (atomically), so after a resume the
     file holds exactly one line per completed epoch."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        for row in history:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(row) + "\n" for row in history).encode())
 
 
 def _restore(out: Path, config: TrainConfig, model: nn.Module, optimizer, scheduler, log) -> RunState:
@@ -373,7 +368,8 @@ def load_trained(path, device: str = "cpu", backend: Optional[str] = None) -> tu
         config.backend = backend
     from ..data import dataset_info
 
-    splits = [Split(dataset_info(n).modality, None, None, dataset_info(n).num_classes) for n in config.dataset_names]
+    infos = [dataset_info(n) for n in config.dataset_names]
+    splits = [Split(info.modality, None, None, info.num_classes) for info in infos]
     model = build(config, splits)
     try:
         model.load_state_dict(state["model"])
