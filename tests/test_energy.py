@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparsespike.energy import PROFILES, EnergyMeter, EnergyProfile, estimate, get_profile
+from sparsespike.energy import PROFILES, EnergyMeter, EnergyProfile, estimate, get_profile, measure_energy
 from sparsespike.models import build_model
 from sparsespike.nn import LIF
 
@@ -100,3 +100,62 @@ def test_hopfield_scores_count_as_other_synops():
     # the scores q P^T of each time step: query nonzeros x stored patterns (256)
     assert meter.other_synops == int(torch.count_nonzero(captured["s"])) * 256 > 0
     assert meter.estimate().synops == sum(r["synops"] for r in meter.layers() if r["binary_input"]) + meter.other_synops
+
+
+def test_report_totals_are_the_meters_per_inference():
+    torch.manual_seed(0)
+    model = build_model("m4", "audio", hidden_sizes=(64, 64), feature_size=32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    x = (torch.rand(6, 10, 700) < 0.05).float()
+    labels = torch.arange(6) % 10
+    batches = [(x[:4], labels[:4]), (x[4:], labels[4:])]
+    report = measure_energy(model, batches, max_samples=5, model_name="m4", dataset_name="toy")
+    assert report.samples == 5  # the second batch is cut to the one sample left
+    with EnergyMeter(model) as meter, torch.no_grad():
+        model.eval()
+        model(x[:5])
+    for rule in ("mac", "synop"):
+        total, per = meter.estimate(real_input=rule), report.per_inference(real_input=rule)
+        assert per["synops"] == pytest.approx(total.synops / 5) and per["macs"] == pytest.approx(total.macs / 5)
+        assert per["snn_uj"] == pytest.approx(total.snn_uj / 5) and per["ratio"] == pytest.approx(total.ratio)
+    spikes = sum(r.spikes_out for r in meter.records.values())
+    neurons = sum(r.neurons_out for r in meter.records.values())
+    assert report.activation_sparsity == pytest.approx(1 - spikes / neurons)
+    table = report.markdown("45nm-int8")
+    assert "| encoder.fc_input | linear |" in table and "| mac |" in table and "| synop |" in table
+    as_dict = report.as_dict(["45nm-fp32", EnergyProfile("mine", 0.1, 1.0)])
+    assert set(as_dict["profiles"]) == {"45nm-fp32", "mine"}
+    assert as_dict["profiles"]["mine"]["synop"]["ratio"] == pytest.approx(10 * per["macs"] / per["synops"])
+    with pytest.raises(ValueError, match="max_samples"):
+        measure_energy(model, batches, max_samples=0)
+    with pytest.raises(ValueError, match="no samples"):
+        measure_energy(model, [])
+
+
+def test_energy_cli_on_a_checkpoint(tmp_path, capsys):
+    import json
+
+    from sparsespike.energy.__main__ import main
+    from sparsespike.training import TrainConfig, fit
+
+    fit(TrainConfig(model="m4", dataset="randman", epochs=1, batch_size=16, limit_train=32, limit_eval=16,
+                    out=str(tmp_path / "run"), progress=False, cache_dir=str(tmp_path / "cache"),
+                    model_options={"hidden_sizes": (48, 48), "feature_size": 32}))
+    capsys.readouterr()
+    out = tmp_path / "energy.json"
+    assert main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--samples", "12", "--batch-size", "8",
+                 "--cache-dir", str(tmp_path / "cache"), "--json", str(out), "--no-progress",
+                 "--accumulate-pj", "0.5", "--mac-pj", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "m4 on randman: 12 samples" in printed and "hgrn.in_proj" in printed
+    payload = json.loads(out.read_text())
+    result = payload["results"][0]
+    assert payload["trained"] and result["samples"] == 12 and {"45nm-fp32", "custom"} <= set(result["profiles"])
+    custom = result["profiles"]["custom"]["synop"]
+    assert custom["snn_uj"] == pytest.approx(custom["synops"] * 0.5e-6)
+    assert main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--model", "m1"]) == 2
+    assert main(["--model", "m1", "--profile", "7nm"]) == 2
+    assert main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "error:" in capsys.readouterr().err
