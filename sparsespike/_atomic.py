@@ -18,6 +18,8 @@ def atomic_write(path: Union[str, Path], data: Union[bytes, memoryview]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file a normal open()'s mode
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -29,6 +31,15 @@ def atomic_write(path: Union[str, Path], data: Union[bytes, memoryview]) -> Path
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def _fsync_dir(folder: Path) -> None:

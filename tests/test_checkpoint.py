@@ -76,3 +76,16 @@ def test_truncated_and_foreign_files_raise_naming_the_file(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_atomic_write_gives_the_mode_of_a_normal_open(tmp_path):
+    import os
+    import stat
+
+    from sparsespike._atomic import atomic_write
+
+    atomic_write(tmp_path / "a.bin", b"x")
+    with open(tmp_path / "b.bin", "wb") as f:
+        f.write(b"x")
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "a.bin") == mode(tmp_path / "b.bin")

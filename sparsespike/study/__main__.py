@@ -1,0 +1,81 @@
+"""Reproduce the study: ``python -m sparsespike.study [--datasets visual,audio] [--data-dir DIR] [--epochs N]
+[--out DIR] [--quick]``.
+
+Trains M1-M5 on both modalities and the joint model, meters each trained model's energy from the
+synaptic operations its kernels performed, runs the engram analysis, and writes to --out:
+report.md (the study's numbers beside the measured ones), tables/*.md (Table I accuracy, Table II
+joint vs parallel, Table III engrams, energy), figures/*.png, results.json, engram.json, and every
+training run under runs/. Rerunning with the same settings continues an interrupted study.
+
+Default: the embedded sets (saccade-digits, randman) with a budget that finishes in minutes on a
+CPU. With --datasets nmnist,shd and --data-dir holding them: the real study (its topologies, 30
+epochs). --quick: CI-sized, checks the pipeline only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .plan import ALL_RUNS, SIZES, StudyConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sparsespike.study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default="saccade-digits,randman",
+                   help="visual,audio datasets (default: the embedded saccade-digits,randman; the study: nmnist,shd)")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SPARSESPIKE_DATA or ./data)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
+    p.add_argument("--models", default=",".join(ALL_RUNS), help="subset of " + ",".join(ALL_RUNS))
+    p.add_argument("--size", choices=SIZES, default=None,
+                   help="model sizes: study (real data default), small (embedded default: visual convolutions "
+                        "8/16 channels), tiny")
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 (real data), 4 (embedded)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=StudyConfig.lr)
+    p.add_argument("--limit-train", type=int, default=None, help="train subset per dataset (default: all; embedded 800)")
+    p.add_argument("--limit-eval", type=int, default=None, help="default: all; embedded 400")
+    p.add_argument("--energy-samples", type=int, default=256, help="test samples metered per model and modality")
+    p.add_argument("--per-class", type=int, default=50, help="engram analysis: test samples per class and modality")
+    p.add_argument("--embedding", choices=("tsne", "pca"), default="tsne", help="the figures' 2-D embedding")
+    p.add_argument("--out", default="runs/study")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
+    p.add_argument("--quick", action="store_true", help="CI-sized: tiny models, 1 epoch, a few dozen samples")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
+    args = _parser().parse_args(argv)
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    if len(names) != 2:
+        raise ValueError(f"--datasets takes two names, visual,audio (e.g. nmnist,shd), got {args.datasets!r}")
+    return StudyConfig(
+        visual=names[0], audio=names[1], data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()), size=args.size, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, limit_train=args.limit_train, limit_eval=args.limit_eval,
+        energy_samples=args.energy_samples, per_class=args.per_class, embedding=args.embedding, out=args.out,
+        seed=args.seed, device=args.device, backend=args.backend, progress=not args.no_progress, quick=args.quick)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from ..data.errors import CorruptDataError
+    from ..training.checkpoint import CheckpointError
+    from .runner import run_study
+
+    try:
+        config = config_from_args(argv)
+        run_study(config)
+    except (ValueError, FileNotFoundError, CorruptDataError, CheckpointError, FloatingPointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

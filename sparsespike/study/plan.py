@@ -1,0 +1,129 @@
+"""What a study run trains and measures: the datasets, the model sizes, the budget.
+
+Three presets:
+- the real study (a visual and an audio dataset that are not embedded, e.g. nmnist,shd): the study's
+  topologies and its budget (30 epochs, early stopping);
+- the default, on the embedded sets (saccade-digits, randman): the study's audio topology, a visual
+  encoder with 8 and 16 convolution channels instead of 64 and 128 (the study's fc1 alone has 75.8M
+  weights and trains at 3-4 samples/s on two cores), subsets of the data and a few epochs, so that
+  it finishes in minutes on a CPU;
+- --quick: tiny models, a few dozen samples, one epoch (CI-sized: it checks the pipeline, not the
+  numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+STUDY_MODELS = ("m1", "m2", "m3", "m4", "m5")
+ALL_RUNS = STUDY_MODELS + ("joint",)
+SIZES = ("study", "small", "tiny")
+
+# model options per size and modality; every size keeps the 512-d feature layer except tiny
+SIZE_OPTIONS = {
+    "study": {"visual": {}, "audio": {}},
+    "small": {"visual": {"hidden_sizes": (8, 16)}, "audio": {}},
+    "tiny": {"visual": {"hidden_sizes": (2, 4), "feature_size": 32},
+             "audio": {"hidden_sizes": (48, 48), "feature_size": 32}},
+}
+
+
+@dataclass
+class StudyConfig:
+    visual: str = "saccade-digits"
+    audio: str = "randman"
+    data_dir: Optional[str] = None
+    cache_dir: Optional[str] = None
+    download: bool = False
+    models: tuple[str, ...] = ALL_RUNS
+    size: Optional[str] = None  # None: "study" on real data, "small" on the embedded sets
+    epochs: Optional[int] = None  # None: 30 on real data, 4 on the embedded sets
+    batch_size: int = 32
+    lr: float = 3e-4
+    limit_train: Optional[int] = None  # per dataset; None: all (real data) or 800 (embedded)
+    limit_eval: Optional[int] = None  # None: all (real data) or 400 (embedded)
+    energy_samples: int = 256  # test samples metered per model and modality
+    per_class: int = 50  # engram analysis: test samples per class and modality
+    embedding: str = "tsne"  # 2-D embedding of the figures: "tsne" or "pca"
+    out: str = "runs/study"
+    seed: int = 0
+    device: str = "auto"
+    backend: Optional[str] = None
+    progress: bool = True
+    quick: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from ..data import dataset_info
+
+        for role, name in (("visual", self.visual), ("audio", self.audio)):
+            info = dataset_info(name)  # raises, naming the known datasets
+            if info.modality != role:
+                raise ValueError(f"--datasets: {name!r} is a {info.modality} dataset, expected a {role} one "
+                                 f"(order: visual,audio)")
+        unknown = [m for m in self.models if m not in ALL_RUNS]
+        if unknown or not self.models:
+            raise ValueError(f"models must be a non-empty subset of {ALL_RUNS}, got {self.models!r}")
+        if self.size is not None and self.size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
+        if self.embedding not in ("tsne", "pca"):
+            raise ValueError(f"embedding must be 'tsne' or 'pca', got {self.embedding!r}")
+        for name in ("batch_size", "energy_samples", "per_class"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "limit_train", "limit_eval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        self._apply_preset()
+
+    @property
+    def embedded(self) -> bool:
+        from ..data import dataset_info
+
+        return dataset_info(self.visual).embedded and dataset_info(self.audio).embedded
+
+    def _apply_preset(self) -> None:
+        if self.quick:
+            preset = dict(size="tiny", epochs=1, limit_train=48, limit_eval=40, energy_samples=16, per_class=4,
+                          embedding="pca", batch_size=16)
+            for name, value in preset.items():
+                setattr(self, name, value)
+        elif self.embedded:
+            self.size = self.size or "small"
+            self.epochs = self.epochs or 4
+            self.limit_train = self.limit_train or 800
+            self.limit_eval = self.limit_eval or 400
+        else:
+            self.size = self.size or "study"
+            self.epochs = self.epochs or 30
+
+    def model_options(self, modality: str) -> dict[str, Any]:
+        """Model options for one modality; the joint model gets both encoders' sizes."""
+        sizes = SIZE_OPTIONS[self.size]
+        if modality != "both":
+            return dict(sizes[modality])
+        options = {}
+        if "hidden_sizes" in sizes["visual"]:
+            options["visual_hidden_sizes"] = sizes["visual"]["hidden_sizes"]
+        if "hidden_sizes" in sizes["audio"]:
+            options["audio_hidden_sizes"] = sizes["audio"]["hidden_sizes"]
+        if "feature_size" in sizes["audio"]:
+            options["feature_size"] = sizes["audio"]["feature_size"]
+        return options
+
+    def runs(self) -> list[tuple[str, str]]:
+        """(model, modality) pairs to train, in order; the joint model's modality is "both"."""
+        pairs = [(m, modality) for m in self.models if m != "joint" for modality in ("visual", "audio")]
+        if "joint" in self.models:
+            pairs.append(("joint", "both"))
+        return pairs
+
+    def dataset_for(self, modality: str) -> str:
+        return {"visual": self.visual, "audio": self.audio, "both": f"{self.visual}+{self.audio}"}[modality]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

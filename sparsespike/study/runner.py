@@ -1,0 +1,165 @@
+"""The study end to end: train every (model, modality) run and the joint model, then meter each
+trained model's energy on the test split and collect its rate-coded features for the engram
+analysis. Results go into <out>/results.json after every run, so an interrupted study resumes
+where it stopped (each training run resumes from its own last.pt)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from .._atomic import atomic_write
+from .plan import StudyConfig
+
+RESULTS = "results.json"
+
+
+def _device(config: StudyConfig) -> str:
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return config.device
+
+
+def _train(config: StudyConfig, model: str, modality: str, out: Path, device: str, log) -> dict[str, Any]:
+    from ..training import TrainConfig, fit
+
+    train_config = TrainConfig(
+        model=model, dataset=config.dataset_for(modality), data_dir=config.data_dir, cache_dir=config.cache_dir,
+        download=config.download, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        limit_train=config.limit_train, limit_eval=config.limit_eval, seed=config.seed, device=device,
+        backend=config.backend, out=str(out), resume=True, progress=config.progress,
+        model_options=config.model_options(modality))
+    started = time.perf_counter()
+    summary = fit(train_config)
+    history = summary["history"]
+    last = history[-1] if history else {}
+    result = {"best_eval_acc": summary["best_eval_acc"], "best_epoch": summary["best_epoch"],
+              "epochs": summary["epochs"], "stopped_early": summary["stopped_early"],
+              "train_seconds": sum(row.get("train_seconds", 0.0) for row in history),
+              "wall_seconds": time.perf_counter() - started,
+              "parameters": sum(p.numel() for p in summary["model"].parameters()),
+              "train_samples_per_second": last.get("train_samples_per_second")}
+    if model == "joint":  # per-modality accuracy of the best epoch
+        best = history[summary["best_epoch"] - 1] if summary["best_epoch"] > 0 else last
+        result["best_eval_acc_by_modality"] = {m: best.get(f"eval_{m}_acc") for m in ("visual", "audio")}
+    log(f"  best eval accuracy {summary['best_eval_acc']:.2f}% (epoch {summary['best_epoch']} of {summary['epochs']})")
+    return result
+
+
+def _test_set(config: StudyConfig, modality: str):
+    from ..data import load_dataset
+
+    name = config.dataset_for(modality)
+    return load_dataset(name, "test", data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download)
+
+
+def _measure(config: StudyConfig, model_name: str, checkpoint: Path, modalities: list[str], device: str,
+             features_dir: Path, log) -> dict[str, Any]:
+    """Energy and engram features of a trained model on each modality's test split."""
+    import numpy as np
+
+    from ..analysis import collect_features, dataset_labels
+    from ..energy import PROFILES, measure_energy
+    from ..training import load_trained
+
+    model, _ = load_trained(checkpoint, device=device, backend=config.backend)
+    joint = model_name == "joint"
+    measured: dict[str, Any] = {"energy": {}, "features": {}}
+    for modality in modalities:
+        data = _test_set(config, modality)
+        loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=False)
+        report = measure_energy(model, loader, modality if joint else None, max_samples=config.energy_samples,
+                                device=device, model_name=model_name, dataset_name=config.dataset_for(modality),
+                                progress=config.progress)
+        measured["energy"][modality] = report.as_dict(list(PROFILES))
+        # a small test split may hold fewer samples of some class than asked for
+        per_class = min(config.per_class, int(np.unique(dataset_labels(data), return_counts=True)[1].min()))
+        if per_class < config.per_class:
+            log(f"  engram analysis: {per_class} samples per class (the smallest class of the test split)")
+        measured.setdefault("per_class", {})[modality] = per_class
+        features = collect_features(model, data, per_class=per_class, modality=modality if joint else None,
+                                    batch_size=config.batch_size, device=device, seed=config.seed,
+                                    progress=config.progress)
+        path = features_dir / f"{model_name}-{modality}.npz"
+        _save_features(path, features)
+        measured["features"][modality] = str(path.relative_to(features_dir.parent))
+        ratio = report.per_inference(real_input="mac")["ratio"]
+        log(f"  {modality}: {report.samples} test samples metered, activation sparsity "
+            f"{100 * report.activation_sparsity:.2f}%, ANN/SNN energy {ratio:.1f}x")
+    return measured
+
+
+def _save_features(path: Path, features) -> None:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, rates=features.rates, labels=features.labels, predictions=features.predictions)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_features(path: Path):
+    import numpy as np
+
+    from ..analysis import Features
+
+    with np.load(path) as data:
+        return Features(data["rates"], data["labels"], data["predictions"])
+
+
+def _environment(device: str) -> dict[str, Any]:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": device,
+           "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "platform": platform.platform()}
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def _write_results(out: Path, results: dict[str, Any]) -> None:
+    atomic_write(out / RESULTS, (json.dumps(results, indent=2) + "\n").encode())
+
+
+def run_study(config: StudyConfig, log: Optional[Callable[[str], None]] = print) -> dict[str, Any]:
+    """Train and measure every run of ``config`` (skipping what <out>/results.json already holds for
+    the same settings), then write the report. Returns the results dict."""
+    from .report import write_report
+
+    log = log or (lambda *_: None)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = _device(config)
+    settings = config.to_dict()
+    previous = out / RESULTS
+    results: dict[str, Any] = {"config": settings, "environment": _environment(device), "runs": {}}
+    if previous.exists():
+        try:
+            saved = json.loads(previous.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{previous} is not valid JSON ({exc}); remove it or choose another --out") from exc
+        if saved.get("config") != json.loads(json.dumps(settings)):
+            raise ValueError(f"{out} holds a study with different settings; choose another --out")
+        results["runs"] = saved.get("runs", {})
+    runs = config.runs()
+    started = time.perf_counter()
+    for index, (model, modality) in enumerate(runs, 1):
+        key = f"{model}-{modality}"
+        if key in results["runs"]:
+            log(f"[{index}/{len(runs)}] {key}: done before, kept")
+            continue
+        log(f"[{index}/{len(runs)}] {key}: training on {config.dataset_for(modality)}")
+        run_dir = out / "runs" / key
+        result = _train(config, model, modality, run_dir, device, log)
+        modalities = ["visual", "audio"] if modality == "both" else [modality]
+        result.update(_measure(config, model, run_dir / "best.pt", modalities, device, out / "features", log))
+        results["runs"][key] = result
+        _write_results(out, results)
+    results["study_seconds"] = time.perf_counter() - started
+    write_report(out, results, config, log)
+    _write_results(out, results)
+    return results

@@ -1,0 +1,110 @@
+"""python -m sparsespike.study --quick: every run trained, metered and analysed, the report folder
+written from what was measured, an interrupted study continued, bad settings refused."""
+
+import json
+import re
+
+import pytest
+
+from sparsespike.study import StudyConfig
+from sparsespike.study.__main__ import main
+from sparsespike.study.plan import ALL_RUNS
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    args = ["--quick", "--out", str(root / "out"), "--data-dir", str(root / "data"), "--no-progress"]
+    assert main(args) == 0
+    return root / "out", args
+
+
+def _row(table: str, first_cell: str) -> list[str]:
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in\n{table}")
+
+
+def test_every_run_is_trained_metered_and_analysed(quick_study):
+    out, _ = quick_study
+    results = json.loads((out / "results.json").read_text())
+    expected = {f"{m}-{mod}" for m in ALL_RUNS if m != "joint" for mod in ("visual", "audio")} | {"joint-both"}
+    assert set(results["runs"]) == expected
+    for key, run in results["runs"].items():
+        assert (out / "runs" / key / "best.pt").exists() and run["epochs"] == 1
+        modalities = ("visual", "audio") if key == "joint-both" else (key.split("-")[1],)
+        assert set(run["energy"]) == set(modalities)
+        for modality in modalities:
+            energy = run["energy"][modality]
+            assert energy["samples"] == 16 and 0.5 < energy["activation_sparsity"] < 1
+            totals = energy["profiles"]["45nm-fp32"]
+            layers = energy["layers"]
+            # the totals are the per-layer kernel counts: binary-input layers as SynOps, the rest as MACs
+            synops = sum(r["synops_per_inference"] for r in layers if r["binary_input"])
+            assert totals["mac"]["synops"] == pytest.approx(synops + energy["other_synops_per_inference"])
+            assert totals["mac"]["snn_uj"] == pytest.approx(
+                (totals["mac"]["synops"] * 0.9 + totals["mac"]["snn_macs"] * 4.6) * 1e-6)
+            assert totals["mac"]["macs"] == pytest.approx(sum(r["macs_per_inference"] for r in layers))
+            assert (out / run["features"][modality]).exists()
+    engram = json.loads((out / "engram.json").read_text())
+    assert set(engram) == set(ALL_RUNS)
+    for model, table in engram.items():
+        assert table["visual"]["n_samples"] == table["audio"]["n_samples"] == 40  # 4 per class, 10 classes
+        assert 0 <= table["visual-audio"]["zero_shot_visual_to_audio"] <= 100
+        assert (out / "figures" / f"{model}-alignment.png").read_bytes().startswith(PNG)
+        for modality in ("visual", "audio"):
+            assert (out / "figures" / f"{model}-{modality}-pca.png").read_bytes().startswith(PNG)
+
+
+def test_the_report_prints_what_was_measured(quick_study):
+    out, _ = quick_study
+    results = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    for heading in ("## Table I", "## Table II", "## Table III", "## Energy per inference", "## Figures"):
+        assert heading in report
+    table1 = (out / "tables" / "table1-accuracy.md").read_text()
+    m3 = _row(table1, "M3 + modern Hopfield memory")
+    assert m3[1] == "97.68" and m3[3] == "76.15"  # the study's numbers
+    assert m3[2] == f"{results['runs']['m3-visual']['best_eval_acc']:.2f}"
+    assert m3[4] == f"{results['runs']['m3-audio']['best_eval_acc']:.2f}"
+    # the joint model's per-modality accuracies are those of its best epoch in metrics.jsonl
+    history = [json.loads(line) for line in open(out / "runs" / "joint-both" / "metrics.jsonl")]
+    joint = _row((out / "tables" / "table2-joint.md").read_text(), "joint: two encoders, shared HGRN and head")
+    assert joint[2] == f"{history[0]['eval_visual_acc']:.2f}" and joint[4] == f"{history[0]['eval_audio_acc']:.2f}"
+    energy = (out / "tables" / "energy.md").read_text()
+    m4 = [line for line in energy.splitlines() if line.startswith("| m4 | visual |")][0]
+    ratio = results["runs"]["m4-visual"]["energy"]["visual"]["profiles"]["45nm-fp32"]["mac"]["ratio"]
+    assert f"| {ratio:.1f}x |" in m4 and m4.endswith("| 601x |")
+    engram = json.loads((out / "engram.json").read_text())
+    silhouette = engram["m4"]["visual"]["silhouette"]
+    cells = _row((out / "tables" / "table3-engram-study.md").read_text(), "silhouette, M4 visual")
+    assert cells[1] == "0.871" and cells[2] == ("-" if silhouette != silhouette else f"{silhouette:.3f}")
+    assert "--quick" in report and re.search(r"took \d+\.\d min", report)
+
+
+def test_a_rerun_keeps_finished_runs_and_refuses_other_settings(quick_study, capsys):
+    out, args = quick_study
+    before = json.loads((out / "results.json").read_text())["runs"]
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("done before, kept") == len(before)
+    assert json.loads((out / "results.json").read_text())["runs"] == before
+    assert main(args + ["--lr", "0.01"]) == 2
+    assert "different settings" in capsys.readouterr().err
+
+
+def test_bad_settings_are_refused(capsys):
+    with pytest.raises(ValueError, match="audio dataset, expected a visual"):
+        StudyConfig(visual="randman", audio="randman")
+    with pytest.raises(ValueError, match="models"):
+        StudyConfig(models=("m7",))
+    with pytest.raises(ValueError, match="per_class"):
+        StudyConfig(per_class=0)
+    assert main(["--datasets", "nmnist"]) == 2
+    assert "two names" in capsys.readouterr().err
+    assert main(["--datasets", "mnist,shd"]) == 2
