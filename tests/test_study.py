@@ -105,6 +105,12 @@ def test_bad_settings_are_refused(capsys):
         StudyConfig(models=("m7",))
     with pytest.raises(ValueError, match="per_class"):
         StudyConfig(per_class=0)
+    with pytest.raises(ValueError, match="calibrate"):
+        StudyConfig(calibrate=("video",))
+    # visual layers keep PyTorch's init by default; the joint model calibrates its audio side only
+    config = StudyConfig()
+    assert config.calibration("visual") == {"init": "default", "calibrate_modalities": None}
+    assert config.calibration("both") == {"init": "calibrated", "calibrate_modalities": ("audio",)}
     assert main(["--datasets", "nmnist"]) == 2
     assert "two names" in capsys.readouterr().err
     assert main(["--datasets", "mnist,shd"]) == 2

@@ -44,6 +44,8 @@ def test_config_rejects_bad_values():
         TrainConfig(model="m1", dataset="saccade-digits+randman")
     with pytest.raises(ValueError, match="hgrn"):
         TrainConfig(hgrn="gru")
+    with pytest.raises(ValueError, match="calibrate_modalities"):
+        TrainConfig(calibrate_modalities=("video",))
 
 
 def test_fit_writes_metrics_and_checkpoints(tmp_path):
@@ -153,11 +155,15 @@ def test_two_processes_stay_in_sync(tmp_path):
     assert rows[0]["train_samples"] == 64 and rows[0]["eval_samples"] == 32
 
 
-def test_joint_model_alternates_modalities(tmp_path):
+def test_joint_model_alternates_modalities(tmp_path, capsys):
     # small encoders: the visual one at the study's 34 x 34 input with 4 / 8 channels
     options = {"visual_hidden_sizes": (4, 8), "audio_hidden_sizes": (32, 32), "feature_size": 32}
     summary = fit(small_config(tmp_path, model="joint", dataset="saccade-digits+randman", epochs=1,
-                               batch_size=8, limit_train=24, limit_eval=16, model_options=options))
+                               batch_size=8, limit_train=24, limit_eval=16, model_options=options,
+                               calibrate_modalities=["audio"]))
+    calibrated = [line for line in capsys.readouterr().out.splitlines() if line.startswith("calibrated firing")]
+    # only the audio encoder (and the shared head, which the audio forward runs) was scaled
+    assert len(calibrated) == 1 and "encoders.audio." in calibrated[0] and "visual" not in calibrated[0]
     row = summary["history"][0]
     assert row["train_visual_samples"] == 24 and row["train_audio_samples"] == 24
     assert row["eval_visual_samples"] == 16 and row["eval_audio_samples"] == 16

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="default: 30 (real data), 4 (embedded)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=StudyConfig.lr)
+    p.add_argument("--calibrate", default="audio",
+                   help="modalities whose layers are scaled to fire at ~3%% before training (comma list, '' for "
+                        "none); the others keep PyTorch's init (default: audio; see sparsespike/study/plan.py)")
     p.add_argument("--limit-train", type=int, default=None, help="train subset per dataset (default: all; embedded 800)")
     p.add_argument("--limit-eval", type=int, default=None, help="default: all; embedded 400")
     p.add_argument("--energy-samples", type=int, default=256, help="test samples metered per model and modality")
@@ -58,7 +61,8 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
     return StudyConfig(
         visual=names[0], audio=names[1], data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()), size=args.size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, limit_train=args.limit_train, limit_eval=args.limit_eval,
+        batch_size=args.batch_size, lr=args.lr, calibrate=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()),
+        limit_train=args.limit_train, limit_eval=args.limit_eval,
         energy_samples=args.energy_samples, per_class=args.per_class, embedding=args.embedding, out=args.out,
         seed=args.seed, device=args.device, backend=args.backend, progress=not args.no_progress, quick=args.quick)
 

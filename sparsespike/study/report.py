@@ -145,6 +145,14 @@ def engram_comparison(tables: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _init(config: StudyConfig) -> str:
+    calibrated = [m for m in MODALITIES if m in config.calibrate]
+    default = [m for m in MODALITIES if m not in config.calibrate]
+    parts = [f"{', '.join(calibrated)} layers calibrated to fire at ~3%"] if calibrated else []
+    parts += [f"{', '.join(default)} layers at PyTorch's init"] if default else []
+    return "; ".join(parts)
+
+
 def _setup(results: dict, config: StudyConfig) -> str:
     env = results["environment"]
     runs = results["runs"].values()
@@ -156,7 +164,7 @@ def _setup(results: dict, config: StudyConfig) -> str:
         f"(visual options {config.model_options('visual') or 'the study'}, audio options "
         f"{config.model_options('audio') or 'the study'}).",
         f"- Training: {config.epochs} epochs max, batch {config.batch_size}, lr {config.lr}, AdamW, cosine schedule, "
-        f"clip 1.0, early stopping (patience 7), calibrated init; train subset "
+        f"clip 1.0, early stopping (patience 7); init: {_init(config)}; train subset "
         f"{config.limit_train or 'all'}, eval subset {config.limit_eval or 'all'} per dataset. Accuracy = the best "
         f"epoch's accuracy on the evaluation split (the test split: these sets have no validation split).",
         f"- Energy: {config.energy_samples} test samples per model and modality, counted by the kernels; "

@@ -33,7 +33,7 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
         download=config.download, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         limit_train=config.limit_train, limit_eval=config.limit_eval, seed=config.seed, device=device,
         backend=config.backend, out=str(out), resume=True, progress=config.progress,
-        model_options=config.model_options(modality))
+        model_options=config.model_options(modality), **config.calibration(modality))
     started = time.perf_counter()
     summary = fit(train_config)
     history = summary["history"]

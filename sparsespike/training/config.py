@@ -37,6 +37,9 @@ class TrainConfig:
     scl_temperature: float = 0.07
     init: str = "calibrated"  # or "default": PyTorch's init, as the study's code
     calibration_samples: int = 32
+    # with init="calibrated": the modalities whose layers are calibrated (None: all of the run's).
+    # The joint model on the embedded sets calibrates only "audio": see sparsespike.study.plan.
+    calibrate_modalities: Optional[tuple[str, ...]] = None
     hgrn: str = "qin"
     hopfield: str = "sequence"
     backend: Optional[str] = None
@@ -69,6 +72,11 @@ class TrainConfig:
             raise ValueError(f"scl_weight must be >= 0, got {self.scl_weight}")
         if self.init not in ("calibrated", "default"):
             raise ValueError(f"init must be 'calibrated' or 'default', got {self.init!r}")
+        if self.calibrate_modalities is not None:
+            self.calibrate_modalities = tuple(self.calibrate_modalities)
+            unknown = [m for m in self.calibrate_modalities if m not in ("visual", "audio")]
+            if unknown:
+                raise ValueError(f"calibrate_modalities must hold 'visual' and/or 'audio', got {unknown!r}")
         if self.calibration_samples < 1:
             raise ValueError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
         if self.hgrn not in ("qin", "study"):

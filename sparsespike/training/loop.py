@@ -262,6 +262,8 @@ def _calibrate(model: nn.Module, splits: list[Split], config: TrainConfig, devic
 
     done: set[str] = set()
     for split in splits:
+        if config.calibrate_modalities is not None and split.modality not in config.calibrate_modalities:
+            continue
         order = torch.randperm(len(split.train), generator=torch.Generator().manual_seed(config.seed + 7)).tolist()
         x = torch.stack([split.train[i][0] for i in order[:config.calibration_samples]]).to(device)
         run = (lambda: model(x, split.modality)) if config.model == "joint" else (lambda: model(x))
