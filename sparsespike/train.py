@@ -39,8 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scl-weight", type=float, default=None, help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)")
     p.add_argument("--scl-temperature", type=float, default=defaults.scl_temperature)
     p.add_argument("--init", choices=("calibrated", "default"), default=defaults.init,
-                   help="calibrated (default): scale each spiking layer's weights so it fires at ~3%% "
-                        "(output 10%%) on a training sample; default: PyTorch's init, as the study's code")
+                   help="calibrated (default): scale the weights of each spiking layer of the --calibrate "
+                        "modalities so it fires at ~3%% (output 2%%) on a training sample; default: PyTorch's "
+                        "init everywhere, as the study's code")
+    p.add_argument("--calibrate", default="audio",
+                   help="with --init calibrated: the modalities to calibrate, comma-separated (default: audio; "
+                        "calibrated visual layers silence the output layer within a few steps)")
     p.add_argument("--hgrn", choices=("qin", "study"), default=defaults.hgrn,
                    help="m4/m5/joint: the real HGRN over time (qin) or the study code's gate on time-mean features")
     p.add_argument("--hopfield", choices=("sequence", "study"), default=defaults.hopfield,
@@ -65,7 +69,8 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
         model=args.model, dataset=dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
         download=args.download, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, patience=args.patience,
-        scl_weight=args.scl_weight, scl_temperature=args.scl_temperature, init=args.init, hgrn=args.hgrn,
+        scl_weight=args.scl_weight, scl_temperature=args.scl_temperature, init=args.init,
+        calibrate_modalities=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()), hgrn=args.hgrn,
         hopfield=args.hopfield, backend=args.backend, eval_split=args.eval_split,
         limit_train=args.limit_train, limit_eval=args.limit_eval, seed=args.seed, device=args.device,
         workers=args.workers, out=args.out or f"runs/{args.model}-{dataset}", resume=args.resume,

@@ -116,6 +116,9 @@ def test_cli_runs_and_reports_errors(tmp_path, capsys):
     assert train_cli.main(["--model", "m1", "--dataset", "randman", "--out", str(tmp_path / "y"), "--device", "gpu0",
                            "--cache-dir", str(tmp_path / "cache")]) == 2
     assert "device" in capsys.readouterr().err
+    assert train_cli.config_from_args(["--calibrate", "visual, audio"]).calibrate_modalities == ("visual", "audio")
+    assert train_cli.config_from_args([]).calibrate_modalities == ("audio",)
+    assert train_cli.main(["--calibrate", "video", "--out", str(tmp_path / "z")]) == 2
 
 
 def _free_port() -> int:

@@ -45,7 +45,7 @@ class StudyConfig:
     # PyTorch's init. Measured here (visual M1/M4, 8/16 channels, 800 saccade-digits samples): with
     # calibrated visual layers the output layer falls silent within 6 steps and stays at chance;
     # with PyTorch's init M4 reaches 50% in 4 epochs. Audio needs it: with PyTorch's init the layers
-    # past the first stay silent (M1 12.7% after 4 epochs on randman vs 23% calibrated).
+    # past the first stay silent (M1 on 800 randman samples: hidden density 0 for 3 epochs, 12.7% after 4).
     calibrate: tuple[str, ...] = ("audio",)
     limit_train: Optional[int] = None  # per dataset; None: all (real data) or 800 (embedded)
     limit_eval: Optional[int] = None  # None: all (real data) or 400 (embedded)
