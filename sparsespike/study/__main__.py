@@ -33,13 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=SIZES, default=None,
                    help="model sizes: study (real data default), small (embedded default: visual convolutions "
                         "8/16 channels), tiny")
-    p.add_argument("--epochs", type=int, default=None, help="default: 30 (real data), 4 (embedded)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 (real data), 5 (embedded)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=StudyConfig.lr)
     p.add_argument("--calibrate", default="audio",
                    help="modalities whose layers are scaled to fire at ~3%% before training (comma list, '' for "
                         "none); the others keep PyTorch's init (default: audio; see sparsespike/study/plan.py)")
-    p.add_argument("--limit-train", type=int, default=None, help="train subset per dataset (default: all; embedded 800)")
+    p.add_argument("--limit-train", type=int, default=None, help="train subset per dataset (default: all; embedded 1000)")
     p.add_argument("--limit-eval", type=int, default=None, help="default: all; embedded 400")
     p.add_argument("--energy-samples", type=int, default=256, help="test samples metered per model and modality")
     p.add_argument("--per-class", type=int, default=50, help="engram analysis: test samples per class and modality")

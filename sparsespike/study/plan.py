@@ -38,7 +38,7 @@ class StudyConfig:
     download: bool = False
     models: tuple[str, ...] = ALL_RUNS
     size: Optional[str] = None  # None: "study" on real data, "small" on the embedded sets
-    epochs: Optional[int] = None  # None: 30 on real data, 4 on the embedded sets
+    epochs: Optional[int] = None  # None: 30 on real data, 5 on the embedded sets
     batch_size: int = 32
     lr: float = 3e-4
     # modalities whose layers are calibrated to fire at ~3% before training; the others keep
@@ -47,7 +47,7 @@ class StudyConfig:
     # with PyTorch's init M4 reaches 50% in 4 epochs. Audio needs it: with PyTorch's init the layers
     # past the first stay silent (M1 on 800 randman samples: hidden density 0 for 3 epochs, 12.7% after 4).
     calibrate: tuple[str, ...] = ("audio",)
-    limit_train: Optional[int] = None  # per dataset; None: all (real data) or 800 (embedded)
+    limit_train: Optional[int] = None  # per dataset; None: all (real data) or 1000 (embedded)
     limit_eval: Optional[int] = None  # None: all (real data) or 400 (embedded)
     energy_samples: int = 256  # test samples metered per model and modality
     per_class: int = 50  # engram analysis: test samples per class and modality
@@ -103,8 +103,8 @@ class StudyConfig:
                 setattr(self, name, value)
         elif self.embedded:
             self.size = self.size or "small"
-            self.epochs = self.epochs or 4
-            self.limit_train = self.limit_train or 800
+            self.epochs = self.epochs or 5
+            self.limit_train = self.limit_train or 1000
             self.limit_eval = self.limit_eval or 400
         else:
             self.size = self.size or "study"
