@@ -55,7 +55,8 @@ def test_every_run_is_trained_metered_and_analysed(quick_study):
     for model, table in engram.items():
         assert table["visual"]["n_samples"] == table["audio"]["n_samples"] == 40  # 4 per class, 10 classes
         assert 0 <= table["visual-audio"]["zero_shot_visual_to_audio"] <= 100
-        assert (out / "figures" / f"{model}-alignment.png").read_bytes().startswith(PNG)
+        for suffix in ("", "-centered"):
+            assert (out / "figures" / f"{model}-alignment{suffix}.png").read_bytes().startswith(PNG)
         for modality in ("visual", "audio"):
             assert (out / "figures" / f"{model}-{modality}-pca.png").read_bytes().startswith(PNG)
 
@@ -84,6 +85,7 @@ def test_the_report_prints_what_was_measured(quick_study):
     cells = _row((out / "tables" / "table3-engram-study.md").read_text(), "silhouette, M4 visual")
     assert cells[1] == "0.871" and cells[2] == ("-" if silhouette != silhouette else f"{silhouette:.3f}")
     assert "--quick" in report and re.search(r"took \d+\.\d min", report)
+    assert "engram analysis: 4 visual, 4 audio test samples per class" in report
 
 
 def test_a_rerun_keeps_finished_runs_and_refuses_other_settings(quick_study, capsys):

@@ -98,13 +98,14 @@ def _both(row: dict, key: str, digits: int, a: str = "visual", b: str = "audio")
 
 
 COLUMNS = ("model", "silhouette V / A", "DB V / A", "CH V / A", "centroid cos same / diff",
+           "centred centroid cos same / diff",
            "zero-shot V→A / A→V (%)", "eff. dim V / A (%)", "sparsity V / A (%)")
 
 
 def engram_markdown(rows: Mapping[str, dict]) -> str:
     """A Markdown table of :func:`engram_table` results, one row per model (the keys of ``rows``):
     silhouette, Davies-Bouldin, Calinski-Harabasz and effective dimensionality (% of the width)
-    for visual / audio, the raw centroid cosine of same / different classes, zero-shot accuracy
+    for visual / audio, the raw and the centred centroid cosine of same / different classes, zero-shot accuracy
     visual->audio / audio->visual, sparsity in %. Missing or undefined values show "n/a"."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, row in rows.items():
@@ -115,6 +116,7 @@ def engram_markdown(rows: Mapping[str, dict]) -> str:
             str(name).replace("|", "\\|"),
             _both(row, "silhouette", 3), _both(row, "davies_bouldin", 3), _both(row, "calinski_harabasz", 1),
             f"{_fmt(cross.get('cosine_same'), 3)} / {_fmt(cross.get('cosine_different'), 3)}",
+            f"{_fmt(cross.get('cosine_same_centered'), 3)} / {_fmt(cross.get('cosine_different_centered'), 3)}",
             f"{_fmt(cross.get('zero_shot_visual_to_audio'), 1)} / {_fmt(cross.get('zero_shot_audio_to_visual'), 1)}",
             _both(row, "effective_dim_pct", 1), _both(sparse, "pct", 1),
         ]
