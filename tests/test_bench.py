@@ -15,6 +15,7 @@ def tiny_suite(monkeypatch):
     from sparsespike.bench import lif as lif_suite
     from sparsespike.bench import hopfield as hopfield_suite
     from sparsespike.bench import supcon as supcon_suite
+    from sparsespike.bench import models as models_suite
     from sparsespike.bench import train_epoch as train_suite
 
     monkeypatch.setattr(lif_suite, "QUICK_SHAPES", ((6, 2, 16),))
@@ -27,6 +28,8 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(train_suite, "QUICK_SAMPLES", 16)
     monkeypatch.setattr(train_suite, "BATCH", 8)
     monkeypatch.setattr(train_suite, "MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
+    monkeypatch.setattr(models_suite, "QUICK_CASES", (("m1", "audio", {"hidden_sizes": (24, 24), "feature_size": 16}, 2),
+                                                      ("m1", "visual", {"hidden_sizes": (2, 4), "feature_size": 8}, 2)))
     monkeypatch.setattr(conv_suite, "SHAPES", ((2, 5),))
     monkeypatch.setattr(conv_suite, "SIZE", 6)
     monkeypatch.setattr(conv_suite, "IMAGES", 3)
@@ -79,6 +82,12 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     assert [(p["model"], p["backend"]) for p in train_points] == [("m4", "auto"), ("m4", "reference")]
     assert all(p["samples"] == 16 and p["epoch_s"] > 0 for p in train_points)
     assert train_points[1]["speedup_vs_reference"] == 1.0 and "## train" in printed
+    model_points = report["suites"]["models"]
+    assert {(p["modality"], p["mode"], p["backend"]) for p in model_points} == {
+        (m, mode, b) for m in ("audio", "visual") for mode in ("inference", "train") for b in ("auto", "reference", "eager")}
+    assert all(p["ms"] > 0 and p["peak_mb"] > 0 and p["synops_per_sample"] > 0 for p in model_points)
+    assert all(p["speedup_vs_eager"] == 1.0 for p in model_points if p["backend"] == "eager")
+    assert "per-layer forward time, m1 audio" in printed and "## models" in printed
 
 
 def test_crossing_interpolation():

@@ -19,6 +19,7 @@ from . import conv as conv_suite
 from . import hgrn as hgrn_suite
 from . import hopfield as hopfield_suite
 from . import lif as lif_suite
+from . import models as models_suite
 from . import spike_linear as spike_linear_suite
 from . import supcon as supcon_suite
 from . import train_epoch as train_suite
@@ -32,6 +33,7 @@ SUITES = {
     "supcon": supcon_suite,
     "conv": conv_suite,
     "train": train_suite,
+    "models": models_suite,
 }
 
 

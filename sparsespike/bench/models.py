@@ -1,0 +1,250 @@
+"""models suite: the study's M1 (audio and visual, study sizes) at controlled activation density,
+inference and one training step, on the fused backends (auto), the reference backend (plain
+torch, multi-step) and the step-by-step eager baseline (sparsespike.bench.eager, the study's
+code style), timed in interleaved rounds with the same weights and input.
+
+Density control: the input is Bernoulli spikes at the target density, and each hidden layer's
+weights are scaled (sparsespike.models.calibration) until it fires at the target rate on that
+input; the measured per-layer densities are reported. A training step is forward, cross-entropy,
+backward and an AdamW step with lr 0: every backend does the optimizer's full arithmetic, and the
+weights, hence the densities, stay as calibrated across repeats.
+
+Peak memory: the peak of the tensor memory allocated during one call and still alive (activations,
+saved tensors, gradients), beyond what existed before it: on CUDA from the allocator's statistics,
+on CPU by tracking every storage the dispatched ops create until it is freed (the C++ kernels'
+internal scratch buffers are not tensors and are not counted).
+Per-layer time: forward wall time per synaptic layer and LIF of the auto backend's inference.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from .. import synops
+from .timing import Progress, markdown_table, median_ms_interleaved, sync
+
+BACKENDS = ("auto", "reference", "eager")
+MODES = ("inference", "train")
+DENSITIES = (0.10, 0.05, 0.03, 0.015, 0.01)
+QUICK_DENSITIES = (0.05, 0.015)
+# (model, modality, model options, batch): the study's sizes; visual at batch 8, since its
+# step-by-step baseline computes 75.8M-weight dense layers at every step
+CASES = (("m1", "audio", {}, 32), ("m1", "visual", {}, 8))
+QUICK_CASES = (("m1", "audio", {"hidden_sizes": (128, 128), "feature_size": 64}, 8),
+               ("m1", "visual", {"hidden_sizes": (4, 8), "feature_size": 32}, 4))
+BREAKDOWN_DENSITY = 0.03  # the per-layer table is printed at the swept density nearest to this
+
+
+@dataclass
+class Point:
+    model: str
+    modality: str
+    mode: str
+    target_density: float
+    backend: str
+    batch: int
+    ms: float
+    samples_per_s: float
+    hidden_density: float  # mean over the hidden spiking layers, measured
+    synops_per_sample: float  # counted by the kernels (auto, inference)
+    peak_mb: float
+    speedup_vs_eager: float = float("nan")
+    speedup_vs_reference: float = float("nan")
+    layer_density: dict = field(default_factory=dict)
+    layer_ms: dict = field(default_factory=dict)  # auto inference only
+
+
+def _input(modality: str, model: nn.Module, batch: int, density: float, generator: torch.Generator) -> torch.Tensor:
+    steps = 100 if modality == "audio" else 25
+    shape = (batch, steps, *model.encoder.input_shape)
+    return (torch.rand(shape, generator=generator) < density).float()
+
+
+def _spiking_densities(model: nn.Module, run: Callable[[], object]) -> dict[str, float]:
+    from ..models.calibration import spiking_layers
+
+    rates: dict[str, float] = {}
+    handles = [lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
+               for name, _, lif in spiking_layers(model)]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return rates
+
+
+def _layer_times(model: nn.Module, run: Callable[[], object], device: torch.device) -> dict[str, float]:
+    """Forward wall time (ms) per synaptic layer and LIF, from pre/post hooks."""
+    from ..nn import LIF
+
+    times: dict[str, float] = {}
+    starts: dict[str, float] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d, LIF)):
+            def pre(m, args, n=name):
+                sync(device)
+                starts[n] = time.perf_counter()
+
+            def post(m, args, out, n=name):
+                sync(device)
+                times[n] = times.get(n, 0.0) + (time.perf_counter() - starts[n]) * 1e3
+
+            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return times
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    """Bytes of the tensor storages created by dispatched ops and still alive, and their peak.
+    Storages keep one Python object for their lifetime, so a finalizer on it sees the free."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: set[int] = set()
+
+    def _release(self, key: int, size: int) -> None:
+        self._seen.discard(key)
+        self.live -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                storage = t.untyped_storage()
+                key = id(storage)
+                if key not in self._seen and storage.nbytes():
+                    self._seen.add(key)
+                    self.live += storage.nbytes()
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(storage, self._release, key, storage.nbytes())
+        return out
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak memory of one call of fn beyond what existed before it (see the module docstring)."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        sync(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    with _LiveTensorBytes() as tracker:
+        fn()
+    return tracker.peak / 2**20
+
+
+def _contenders(name: str, modality: str, options: dict, batch: int, density: float, device: torch.device):
+    """The three implementations with the same calibrated weights, the input and the labels."""
+    from ..models import build_model
+    from ..models.calibration import calibrate_firing
+    from .eager import EagerM1
+
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    fused = build_model(name, modality, backend="auto", **options).to(device)
+    x = _input(modality, fused, batch, density, generator).to(device)
+    labels = torch.randint(0, fused.num_classes, (batch,), generator=generator).to(device)
+    calibrate_firing(fused, lambda: fused(x), hidden_rate=density)
+    reference = build_model(name, modality, backend="reference", **options).to(device)
+    reference.load_state_dict(fused.state_dict())
+    eager = EagerM1(fused)
+    logits = {"auto": lambda: fused(x).logits, "reference": lambda: reference(x).logits,
+              "eager": lambda: eager(x)[0]}
+    owners = {"auto": fused, "reference": reference, "eager": fused}
+    return fused, x, labels, logits, owners
+
+
+def _callables(logits: dict, owners: dict, labels: torch.Tensor, mode: str) -> dict[str, Callable[[], object]]:
+    if mode == "inference":
+        def infer(f):
+            def call():
+                with torch.no_grad():
+                    return f()
+            return call
+        return {b: infer(logits[b]) for b in BACKENDS}
+    fns = {}
+    for backend in BACKENDS:
+        model = owners[backend]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)  # full arithmetic, weights unchanged
+
+        def step(f=logits[backend], model=model, optimizer=optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(f(), labels).backward()
+            optimizer.step()
+        fns[backend] = step
+    return fns
+
+
+def run(device: torch.device, quick: bool = False, repeats=None, progress: bool = True) -> list[Point]:
+    repeats = repeats or (2 if quick else 3)
+    cases, densities = (QUICK_CASES, QUICK_DENSITIES) if quick else (CASES, DENSITIES)
+    bar = Progress(len(cases) * len(densities) * len(MODES), enabled=progress)
+    points = []
+    for name, modality, options, batch in cases:
+        for density in densities:
+            fused, x, labels, logits, owners = _contenders(name, modality, options, batch, density, device)
+            layer_density = _spiking_densities(fused, lambda: fused(x))
+            hidden = [v for k, v in layer_density.items() if not k.startswith("head.")]
+            with synops.count_synops() as counter, torch.no_grad():
+                fused(x)
+            per_sample = float(counter.total()) / batch
+            layer_ms = _layer_times(fused, lambda: fused(x), device)
+            for mode in MODES:
+                bar.step(f"{name} {modality} {mode} density {density}")
+                fns = _callables(logits, owners, labels, mode)
+                ms = median_ms_interleaved(fns, device, repeats, warmup=1)
+                group = []
+                for backend in BACKENDS:
+                    group.append(Point(name, modality, mode, density, backend, batch, ms[backend],
+                                       batch / ms[backend] * 1e3, sum(hidden) / len(hidden), per_sample,
+                                       peak_memory_mb(fns[backend], device), layer_density=layer_density,
+                                       layer_ms=layer_ms if backend == "auto" and mode == "inference" else {}))
+                for p in group:
+                    p.speedup_vs_eager = ms["eager"] / p.ms
+                    p.speedup_vs_reference = ms["reference"] / p.ms
+                points += group
+    return points
+
+
+def table(points: list[Point]) -> str:
+    headers = ["model", "modality", "mode", "target density", "hidden density", "backend", "batch", "ms",
+               "samples/s", "x eager", "x reference", "peak MB", "SynOps/sample"]
+    rows = [[p.model, p.modality, p.mode, p.target_density, p.hidden_density, p.backend, p.batch, p.ms,
+             p.samples_per_s, p.speedup_vs_eager, p.speedup_vs_reference, p.peak_mb, f"{p.synops_per_sample:,.0f}"]
+            for p in points]
+    text = markdown_table(headers, rows)
+    for case in dict.fromkeys((p.model, p.modality) for p in points):
+        case_points = [p for p in points if (p.model, p.modality) == case and p.layer_ms]
+        if not case_points:
+            continue
+        chosen = min(case_points, key=lambda p: abs(p.target_density - BREAKDOWN_DENSITY))
+        total = sum(chosen.layer_ms.values())
+        text += (f"\n\nper-layer forward time, {case[0]} {case[1]}, auto, inference, density {chosen.target_density} "
+                 f"(ms of {chosen.ms:.1f} ms a batch):\n\n")
+        text += markdown_table(["layer", "ms", "share", "output density"],
+                               [[n, v, v / total if total else float("nan"),
+                                 chosen.layer_density.get(n, float("nan"))] for n, v in chosen.layer_ms.items()])
+    return text
+
+
+def as_json(points: list[Point]) -> list[dict]:
+    return [asdict(p) for p in points]
