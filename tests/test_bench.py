@@ -10,6 +10,7 @@ from sparsespike.bench import spike_linear as suite
 
 @pytest.fixture
 def tiny_suite(monkeypatch):
+    from sparsespike.bench import batch_sweep as batch_suite
     from sparsespike.bench import conv as conv_suite
     from sparsespike.bench import hgrn as hgrn_suite
     from sparsespike.bench import lif as lif_suite
@@ -30,6 +31,8 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(train_suite, "MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
     monkeypatch.setattr(models_suite, "QUICK_CASES", (("m1", "audio", {"hidden_sizes": (24, 24), "feature_size": 16}, 2),
                                                       ("m1", "visual", {"hidden_sizes": (2, 4), "feature_size": 8}, 2)))
+    monkeypatch.setattr(batch_suite, "QUICK_BATCHES", (1, 2))
+    monkeypatch.setattr(batch_suite, "QUICK_MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
     monkeypatch.setattr(conv_suite, "SHAPES", ((2, 5),))
     monkeypatch.setattr(conv_suite, "SIZE", 6)
     monkeypatch.setattr(conv_suite, "IMAGES", 3)
@@ -56,6 +59,9 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     assert report["backends"]["cpp"] is True
     lif_points = report["suites"]["lif"]
     assert {p["backend"] for p in lif_points} >= {"reference", "sparsespike-cpp", "sparsespike-auto"}
+    forward = [p for p in lif_points if p["mode"] == "forward"]
+    assert all(p["gb_per_s"] > 0 and p["share_of_copy"] > 0 for p in forward)
+    assert all(p["gb_per_s"] != p["gb_per_s"] for p in lif_points if p["mode"] != "forward")  # NaN
     assert "## lif" in printed
     hopfield_points = report["suites"]["hopfield"]
     assert {p["backend"] for p in hopfield_points} == {"sdpa", "reference", "sparsespike-cpp", "sparsespike-auto"}
@@ -88,6 +94,9 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     assert all(p["ms"] > 0 and p["peak_mb"] > 0 and p["synops_per_sample"] > 0 for p in model_points)
     assert all(p["speedup_vs_eager"] == 1.0 for p in model_points if p["backend"] == "eager")
     assert "per-layer forward time, m1 audio" in printed and "## models" in printed
+    batch_points = report["suites"]["batch"]
+    assert {(p["mode"], p["batch"]) for p in batch_points} == {("sequence", 1), ("sequence", 2), ("streaming", 1)}
+    assert all(p["auto_vs_best"] >= 1.0 for p in batch_points) and "## batch" in printed
 
 
 def test_crossing_interpolation():

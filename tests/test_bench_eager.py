@@ -65,3 +65,19 @@ def test_peak_memory_counts_live_and_freed_tensors():
         return [torch.ones(2**18) for _ in range(3)]
 
     assert peak_memory_mb(grows, torch.device("cpu")) == pytest.approx(3.0, abs=0.01)
+
+
+@pytest.mark.parametrize("modality,shape,options", CASES)
+def test_fused_streaming_equals_the_whole_sequence(modality, shape, options):
+    from sparsespike.bench.streaming import FusedStreamM1
+
+    torch.manual_seed(0)
+    model = build_model("m1", modality, **options)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    x = (torch.rand(shape) < 0.1).float()
+    with torch.no_grad():
+        whole = model(x).logits
+        stepped = FusedStreamM1(model)(x)
+    assert whole.sum() > 0 and torch.equal(whole, stepped)

@@ -278,6 +278,26 @@ def test_auto_both_sides_of_the_crossover(force, rows):
     check_backward("auto", (rows, 50), 20, 0.3, 11)
 
 
+@pytest.mark.parametrize("check", ["content", "version"])
+def test_auto_goes_dense_for_a_few_rows_under_content_checks(monkeypatch, check):
+    import importlib
+
+    op = importlib.import_module("sparsespike.ops.spike_linear")  # the module, not the re-exported function
+    monkeypatch.setenv("SPARSESPIKE_WEIGHT_CHECK", check)
+    sparsespike.set_crossover("cpu", forward_density=1.0, backward_density=1.0)  # event-driven at any density
+    calls = []
+    real = op._cpp_forward
+    monkeypatch.setattr(op, "_cpp_forward", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    weight, b = make_layer(30, 12, torch.float32, 12)
+    for rows in (1, op.CONTENT_CHECK_ROWS - 1, op.CONTENT_CHECK_ROWS):
+        spikes = make_spikes((rows, 30), 0.2, torch.float32, 12)
+        assert_matches(spike_linear(spikes, weight, b, backend="auto"), reference64(spikes, weight, b), 30,
+                       torch.float32)
+    # the content check of the packed weight costs more than a dense product of a few rows
+    expected = [op.CONTENT_CHECK_ROWS] if check == "content" else [1, op.CONTENT_CHECK_ROWS - 1, op.CONTENT_CHECK_ROWS]
+    assert calls == expected
+
+
 def test_crossover_from_environment(monkeypatch):
     monkeypatch.setenv("SPARSESPIKE_CROSSOVER", '{"cpu": {"forward_density": 0.123}}')
     assert sparsespike.get_crossover("cpu").forward_density == 0.123

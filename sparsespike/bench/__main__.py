@@ -15,6 +15,7 @@ import torch
 
 from .. import backends, dispatch
 from .._atomic import atomic_write
+from . import batch_sweep as batch_suite
 from . import conv as conv_suite
 from . import hgrn as hgrn_suite
 from . import hopfield as hopfield_suite
@@ -34,6 +35,7 @@ SUITES = {
     "conv": conv_suite,
     "train": train_suite,
     "models": models_suite,
+    "batch": batch_suite,
 }
 
 

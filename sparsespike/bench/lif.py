@@ -5,6 +5,10 @@ Shapes: [T=100, B=32, N=1024] (the study's SHD hidden layer) and, in the full ru
 the spikes and the final membrane. Backends: the reference eager loop (plain torch, one graph per
 step), snnTorch's Leaky stepped in a Python loop (when snntorch is installed), the sparsespike
 kernel (cpp on CPU, triton on CUDA) and auto. Timed in interleaved rounds; medians.
+
+Forward rows also give the achieved bandwidth (the bytes a fused kernel must move: read the
+current, write the spikes and the final membrane) and its share of the device's copy bandwidth
+(Tensor.copy_ of a buffer of the current's size, 2 x bytes / time), measured in the same run.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Point:
     median_ms: float
     ratio_to_reference: float = float("nan")
     ratio_to_snntorch: float = float("nan")  # NaN without snntorch
+    gb_per_s: float = float("nan")  # forward only
+    share_of_copy: float = float("nan")
 
 
 def _snntorch_step_loop():
@@ -85,18 +91,30 @@ def run(device: torch.device, quick: bool, repeats: int | None = None, progress:
     for shape in shapes:
         g = torch.Generator().manual_seed(0)
         current = (torch.randn(shape, generator=g) * 0.6 + 0.3).to(device)
+        copy_gbps = _copy_gb_per_s(current, device, repeats)
+        moved = 2 * current.numel() * current.element_size() + current[0].numel() * current.element_size()
         for mode in MODES:
             timed = median_ms_interleaved(runners(current, mode, device), device, repeats, warmup=1)
             ref, snn = timed["reference"], timed.get("snntorch", float("nan"))
             label = "x".join(map(str, shape))
-            points += [Point(label, mode, name, ms, ref / ms, snn / ms) for name, ms in timed.items()]
+            for name, ms in timed.items():
+                gbps = moved / ms / 1e6 if mode == "forward" else float("nan")
+                points.append(Point(label, mode, name, ms, ref / ms, snn / ms, gbps, gbps / copy_gbps))
             bar.step(f"lif {label} {mode}")
     return points
 
 
+def _copy_gb_per_s(current: torch.Tensor, device: torch.device, repeats: int) -> float:
+    """The device's copy bandwidth on a buffer of the current's size: read + write bytes / time."""
+    target = torch.empty_like(current)
+    ms = median_ms_interleaved({"copy": lambda: target.copy_(current)}, device, max(repeats, 5), warmup=2)["copy"]
+    return 2 * current.numel() * current.element_size() / ms / 1e6
+
+
 def table(points: list[Point]) -> str:
-    headers = ["shape", "mode", "backend", "median ms", "x reference", "x snntorch"]
-    rows = [[p.shape, p.mode, p.backend, p.median_ms, p.ratio_to_reference, p.ratio_to_snntorch] for p in points]
+    headers = ["shape", "mode", "backend", "median ms", "x reference", "x snntorch", "GB/s", "share of copy"]
+    rows = [[p.shape, p.mode, p.backend, p.median_ms, p.ratio_to_reference, p.ratio_to_snntorch, p.gb_per_s,
+             p.share_of_copy] for p in points]
     return markdown_table(headers, rows)
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 
-def _content_checks() -> bool:
+def content_checks() -> bool:
     mode = os.environ.get("SPARSESPIKE_WEIGHT_CHECK", "content")
     if mode not in ("content", "version"):
         raise ValueError(f"$SPARSESPIKE_WEIGHT_CHECK must be 'content' or 'version', got {mode!r}")
@@ -43,7 +43,7 @@ class DerivedWeightCache:
             version = weight._version
         except RuntimeError:  # inference tensors have no version counter
             version = None
-        check_content = fingerprint is not None and (version is None or _content_checks())
+        check_content = fingerprint is not None and (version is None or content_checks())
         content = fingerprint(weight) if check_content else None
         return (version, content, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device)
 
