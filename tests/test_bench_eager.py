@@ -81,3 +81,14 @@ def test_fused_streaming_equals_the_whole_sequence(modality, shape, options):
         whole = model(x).logits
         stepped = FusedStreamM1(model)(x)
     assert whole.sum() > 0 and torch.equal(whole, stepped)
+
+
+def test_peak_memory_ignores_views_and_in_place_results():
+    weight = torch.ones(2**18)
+
+    def fn():
+        view = weight.view(512, 512).t()  # no new memory
+        weight.add_(0.0)  # in place
+        return view
+
+    assert peak_memory_mb(fn, torch.device("cpu")) == 0.0

@@ -125,12 +125,15 @@ class _LiveTensorBytes(TorchDispatchMode):
         self.live -= size
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        # outputs that share an input's storage (views, in-place results) allocated nothing
+        inputs = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 storage = t.untyped_storage()
                 key = id(storage)
-                if key not in self._seen and storage.nbytes():
+                if key not in self._seen and key not in inputs and storage.nbytes():
                     self._seen.add(key)
                     self.live += storage.nbytes()
                     self.peak = max(self.peak, self.live)
