@@ -48,6 +48,20 @@ def _lif_constants(lif: nn.Module) -> tuple[float, float, float]:
     return float(lif.beta), float(lif.threshold), float(lif.surrogate_param)
 
 
+def m1_layers(model: nn.Module) -> list[tuple[nn.Module, nn.Module, bool]]:
+    """A sparsespike M1's (synaptic layer, its LIF, flatten the input first) in order."""
+    if getattr(model, "name", None) != "m1":
+        raise ValueError(f"model must be a sparsespike M1 (build_model('m1', ...)), got {type(model).__name__}")
+    e = model.encoder
+    if isinstance(e, VisualEncoder):
+        layers = [(e.conv1, e.lif1, False), (e.conv2, e.lif2, False), (e.fc1, e.lif3, True)]
+    elif isinstance(e, AudioEncoder):
+        layers = [(e.fc_input, e.lif_input, False), (e.fc1, e.lif1, False), (e.fc_hidden, e.lif_hidden, False)]
+    else:
+        raise ValueError(f"unknown encoder {type(e).__name__}")
+    return layers + [(model.head.fc_out, model.head.lif_out, False)]
+
+
 class EagerM1(nn.Module):
     """M1 (audio or visual) stepped over time in Python; forward(x [B, T, ...]) -> (logits
     = output spike counts [B, C], rates = time-mean of the feature spike layer [B, F]).
@@ -58,34 +72,22 @@ class EagerM1(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        if getattr(model, "name", None) != "m1":
-            raise ValueError(f"model must be a sparsespike M1 (build_model('m1', ...)), got {type(model).__name__}")
+        self.layers = m1_layers(model)
         self.model = model
-        encoder = model.encoder
-        if isinstance(encoder, VisualEncoder):
-            self.layers = [("conv", encoder.conv1, encoder.lif1), ("conv", encoder.conv2, encoder.lif2),
-                           ("flatten_linear", encoder.fc1, encoder.lif3)]
-        elif isinstance(encoder, AudioEncoder):
-            self.layers = [("linear", encoder.fc_input, encoder.lif_input), ("linear", encoder.fc1, encoder.lif1),
-                           ("linear", encoder.fc_hidden, encoder.lif_hidden)]
-        else:
-            raise ValueError(f"unknown encoder {type(encoder).__name__}")
-        self.layers.append(("linear", model.head.fc_out, model.head.lif_out))
-        self.constants = [_lif_constants(lif) for _, _, lif in self.layers]
+        self.constants = [_lif_constants(lif) for _, lif, _ in self.layers]
 
-    def _apply(self, kind: str, layer: nn.Module, x: Tensor) -> Tensor:
-        if kind == "conv":
+    @staticmethod
+    def _apply(layer: nn.Module, flatten: bool, x: Tensor) -> Tensor:
+        if isinstance(layer, nn.Conv2d):
             return F.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding)
-        if kind == "flatten_linear":
-            x = x.flatten(1)
-        return F.linear(x, layer.weight, layer.bias)
+        return F.linear(x.flatten(1) if flatten else x, layer.weight, layer.bias)
 
     def step(self, x_t: Tensor, state: Optional[list] = None) -> tuple[Tensor, Tensor, list]:
         """One time step [B, ...] -> (output spikes [B, C], feature spikes [B, F], new state)."""
         state = state if state is not None else [None] * len(self.layers)
         new_state, h, features = [], x_t, None
-        for i, ((kind, layer, _), (beta, threshold, slope)) in enumerate(zip(self.layers, self.constants)):
-            h, mem = leaky_step(self._apply(kind, layer, h), state[i], beta, threshold, slope)
+        for i, ((layer, _, flatten), (beta, threshold, slope)) in enumerate(zip(self.layers, self.constants)):
+            h, mem = leaky_step(self._apply(layer, flatten, h), state[i], beta, threshold, slope)
             new_state.append(mem)
             if i == len(self.layers) - 2:
                 features = h

@@ -73,15 +73,19 @@ def _spiking_densities(model: nn.Module, run: Callable[[], object]) -> dict[str,
     from ..models.calibration import spiking_layers
 
     rates: dict[str, float] = {}
-    handles = [lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
-               for name, _, lif in spiking_layers(model)]
+    _run_hooked([lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
+                 for name, _, lif in spiking_layers(model)], run)
+    return rates
+
+
+def _run_hooked(handles: list, run: Callable[[], object]) -> None:
+    """run() without gradients while the hooks are installed, then remove them."""
     try:
         with torch.no_grad():
             run()
     finally:
         for h in handles:
             h.remove()
-    return rates
 
 
 def _layer_times(model: nn.Module, run: Callable[[], object], device: torch.device) -> dict[str, float]:
@@ -102,12 +106,7 @@ def _layer_times(model: nn.Module, run: Callable[[], object], device: torch.devi
                 times[n] = times.get(n, 0.0) + (time.perf_counter() - starts[n]) * 1e3
 
             handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(handles, run)
     return times
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from ..models.backbones import AudioEncoder, VisualEncoder
+from .eager import m1_layers
 
 
 class FusedStreamM1(nn.Module):
@@ -18,17 +18,8 @@ class FusedStreamM1(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        if getattr(model, "name", None) != "m1":
-            raise ValueError(f"model must be a sparsespike M1 (build_model('m1', ...)), got {type(model).__name__}")
+        self.layers = m1_layers(model)
         self.model = model
-        e = model.encoder
-        if isinstance(e, VisualEncoder):
-            self.layers = [(e.conv1, e.lif1, False), (e.conv2, e.lif2, False), (e.fc1, e.lif3, True)]
-        elif isinstance(e, AudioEncoder):
-            self.layers = [(e.fc_input, e.lif_input, False), (e.fc1, e.lif1, False), (e.fc_hidden, e.lif_hidden, False)]
-        else:
-            raise ValueError(f"unknown encoder {type(e).__name__}")
-        self.layers.append((model.head.fc_out, model.head.lif_out, False))
 
     def step(self, x_t: Tensor, state: Optional[list] = None) -> tuple[Tensor, list]:
         state = state if state is not None else [None] * len(self.layers)
