@@ -46,7 +46,9 @@ def tiny_suite(monkeypatch):
 def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))  # the train suite's embedded set
     out = tmp_path / "sub" / "bench.json"
-    assert bench_cli.main(["--quick", "--repeats", "1", "--calibrate", "--json", str(out), "--no-progress"]) == 0
+    plots, trace = tmp_path / "plots", tmp_path / "trace" / "step.json"
+    assert bench_cli.main(["--quick", "--repeats", "1", "--calibrate", "--json", str(out), "--no-progress",
+                           "--plots", str(plots), "--profile", str(trace)]) == 0
     printed = capsys.readouterr().out
     assert "| rows |" in printed and "sparsespike-cpp ms" in printed and "auto/best" in printed
     assert "SPARSESPIKE_CROSSOVER=" in printed
@@ -94,6 +96,10 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     assert all(p["ms"] > 0 and p["peak_mb"] > 0 and p["synops_per_sample"] > 0 for p in model_points)
     assert all(p["speedup_vs_eager"] == 1.0 for p in model_points if p["backend"] == "eager")
     assert "per-layer forward time, m1 audio" in printed and "## models" in printed
+    for case in ("m1-audio", "m1-visual"):
+        for kind in ("throughput", "layers"):
+            assert (plots / f"{case}-{kind}.png").read_bytes().startswith(b"\x89PNG")
+    assert "traceEvents" in json.loads(trace.read_text()) and "## profile" in printed
     batch_points = report["suites"]["batch"]
     assert {(p["mode"], p["batch"]) for p in batch_points} == {("sequence", 1), ("sequence", 2), ("streaming", 1)}
     assert all(p["auto_vs_best"] >= 1.0 for p in batch_points) and "## batch" in printed

@@ -18,25 +18,27 @@ from .._atomic import atomic_write
 from .features import Features
 from .metrics import Alignment, _require
 
-__all__ = ["EMBEDDING_METHODS", "embed_2d", "plot_alignment", "plot_embedding"]
+__all__ = ["EMBEDDING_METHODS", "embed_2d", "new_figure", "plot_alignment", "plot_embedding", "save_png"]
 
 EMBEDDING_METHODS = ("pca", "tsne")
 SINGLE_THREAD_TSNE = 1000
 
 
-def _figure(size):
+def new_figure(size):
+    """A matplotlib Figure on the Agg canvas (no pyplot state); ImportError names the extra."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("sparsespike.analysis.figures needs matplotlib: "
+        raise ImportError("drawing figures needs matplotlib: "
                           "pip install 'sparsespike[analysis]'") from exc
     fig = Figure(figsize=size)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, path: Union[str, Path]) -> Path:
+def save_png(fig, path: Union[str, Path]) -> Path:
+    """The figure as a PNG at path, written atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     return atomic_write(path, buffer.getvalue())
@@ -77,7 +79,7 @@ def plot_embedding(features: Features, path: Union[str, Path], method: str = "pc
     if not isinstance(features, Features):
         raise TypeError(f"features must be a Features, got {type(features).__name__}")
     xy = embed_2d(features.rates, method, seed)
-    fig = _figure((6, 5))
+    fig = new_figure((6, 5))
     ax = fig.add_subplot()
     classes = np.unique(features.labels)
     colours = _colours(len(classes))
@@ -89,7 +91,7 @@ def plot_embedding(features: Features, path: Union[str, Path], method: str = "pc
     ax.set_xlabel(f"{axis}1")
     ax.set_ylabel(f"{axis}2")
     ax.set_title(title if title is not None else f"{name} of spike-rate features (N = {len(features)})")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _colours(count: int):
@@ -107,7 +109,7 @@ def plot_alignment(alignment: Alignment, path: Union[str, Path], title: Optional
         raise TypeError(f"alignment must be an Alignment, got {type(alignment).__name__}")
     matrix = np.asarray(alignment.matrix, dtype=np.float64)
     labels = [str(c) for c in alignment.classes]
-    fig = _figure((6, 5))
+    fig = new_figure((6, 5))
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1.0, vmax=1.0)
     fig.colorbar(image, ax=ax, label="cosine similarity")
@@ -124,4 +126,4 @@ def plot_alignment(alignment: Alignment, path: Union[str, Path], title: Optional
     ax.set_title(title if title is not None else
                  f"Class-centroid cosine ({kind}): same {alignment.same_class:.3f}, "
                  f"different {alignment.different_class:.3f}")
-    return _save(fig, path)
+    return save_png(fig, path)

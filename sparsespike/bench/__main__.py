@@ -1,4 +1,4 @@
-"""python -m sparsespike.bench [--quick] [--json PATH] [--device cpu|cuda] [--calibrate]
+"""python -m sparsespike.bench [--quick] [--json PATH] [--device cpu|cuda] [--calibrate] [--plots DIR] [--profile PATH]
 
 Prints a Markdown table per suite on stdout (progress on stderr) and, with --json, writes every
 measured point, the machine, the backends and (with --calibrate) the measured dispatch
@@ -48,6 +48,9 @@ def _parse(argv):
     p.add_argument("--repeats", type=int, help="timed repeats per point (default 3 quick, 9 full)")
     p.add_argument("--threads", type=int, help="torch/OpenMP threads (default torch's)")
     p.add_argument("--calibrate", action="store_true", help="also measure the dense/event-driven crossover")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots of the models suite here")
+    p.add_argument("--profile", metavar="PATH",
+                   help="write a torch.profiler trace (Chrome JSON) of one M1 train step at 3%% density")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return p.parse_args(argv)
 
@@ -100,6 +103,17 @@ def main(argv=None) -> int:
         print(suite.table(points))
         print()
 
+    if args.plots:
+        if "models" not in report["suites"]:
+            print("--plots: the models suite did not run (add --suite models); no plots", file=sys.stderr)
+        else:
+            from .plots import plot_models
+
+            for path in plot_models(report["suites"]["models"], args.plots):
+                print(f"wrote {path}")
+    if args.profile:
+        top = models_suite.profile_train_step(device, args.profile, quick=args.quick)
+        print(f"## profile: one M1 train step (auto)\n\n{top}\nwrote {args.profile}")
     if args.json:
         _write_json(args.json, report)
         print(f"wrote {args.json}")

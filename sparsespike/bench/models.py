@@ -250,3 +250,27 @@ def table(points: list[Point]) -> str:
 
 def as_json(points: list[Point]) -> list[dict]:
     return [asdict(p) for p in points]
+
+
+def profile_train_step(device: torch.device, path, quick: bool = False) -> str:
+    """Write a torch.profiler (Chrome) trace of one auto train step of the first case at 3%
+    density to ``path``; returns the top operators by self time as a table."""
+    import os
+    from pathlib import Path
+
+    from torch.profiler import ProfilerActivity, profile
+
+    name, modality, options, batch = (QUICK_CASES if quick else CASES)[0]
+    _, _, labels, logits, owners = _contenders(name, modality, options, batch, BREAKDOWN_DENSITY, device)
+    step = _callables(logits, owners, labels, "train")["auto"]
+    step()  # warm-up: weight caches, allocator
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities, record_shapes=True) as prof:
+        step()
+        sync(device)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    prof.export_chrome_trace(str(partial))
+    os.replace(partial, path)  # a reader never sees half a trace
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
