@@ -29,8 +29,11 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(train_suite, "QUICK_SAMPLES", 16)
     monkeypatch.setattr(train_suite, "BATCH", 8)
     monkeypatch.setattr(train_suite, "MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
-    monkeypatch.setattr(models_suite, "QUICK_CASES", (("m1", "audio", {"hidden_sizes": (24, 24), "feature_size": 16}, 2),
-                                                      ("m1", "visual", {"hidden_sizes": (2, 4), "feature_size": 8}, 2)))
+    audio = {"hidden_sizes": (24, 24), "feature_size": 16}
+    monkeypatch.setattr(models_suite, "QUICK_CASES", (("m1", "audio", audio, 2, None),
+                                                      ("m1", "visual", {"hidden_sizes": (2, 4), "feature_size": 8}, 2, None),
+                                                      ("m2", "audio", audio, 4, (0.05,)),
+                                                      ("m4", "audio", audio, 2, (0.05,))))
     monkeypatch.setattr(batch_suite, "QUICK_BATCHES", (1, 2))
     monkeypatch.setattr(batch_suite, "QUICK_MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
     monkeypatch.setattr(conv_suite, "SHAPES", ((2, 5),))
@@ -91,10 +94,13 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     assert all(p["samples"] == 16 and p["epoch_s"] > 0 for p in train_points)
     assert train_points[1]["speedup_vs_reference"] == 1.0 and "## train" in printed
     model_points = report["suites"]["models"]
-    assert {(p["modality"], p["mode"], p["backend"]) for p in model_points} == {
-        (m, mode, b) for m in ("audio", "visual") for mode in ("inference", "train") for b in ("auto", "reference", "eager")}
+    expected = {(m, mod, mode, b) for m, mod in (("m1", "audio"), ("m1", "visual"), ("m2", "audio"))
+                for mode in ("inference", "train") for b in ("auto", "reference", "eager")}
+    expected |= {("m4", "audio", mode, b) for mode in ("inference", "train") for b in ("auto", "reference")}
+    assert {(p["model"], p["modality"], p["mode"], p["backend"]) for p in model_points} == expected
     assert all(p["ms"] > 0 and p["peak_mb"] > 0 and p["synops_per_sample"] > 0 for p in model_points)
     assert all(p["speedup_vs_eager"] == 1.0 for p in model_points if p["backend"] == "eager")
+    assert all(p["speedup_vs_eager"] != p["speedup_vs_eager"] for p in model_points if p["model"] == "m4")  # NaN
     assert "per-layer forward time, m1 audio" in printed and "## models" in printed
     for case in ("m1-audio", "m1-visual"):
         for kind in ("throughput", "layers"):

@@ -48,10 +48,13 @@ def _lif_constants(lif: nn.Module) -> tuple[float, float, float]:
     return float(lif.beta), float(lif.threshold), float(lif.surrogate_param)
 
 
+EAGER_MODELS = ("m1", "m2")  # M2 is M1's network; its supervised contrastive term is in the loss
+
+
 def m1_layers(model: nn.Module) -> list[tuple[nn.Module, nn.Module, bool]]:
-    """A sparsespike M1's (synaptic layer, its LIF, flatten the input first) in order."""
-    if getattr(model, "name", None) != "m1":
-        raise ValueError(f"model must be a sparsespike M1 (build_model('m1', ...)), got {type(model).__name__}")
+    """A sparsespike M1's (or M2's) (synaptic layer, its LIF, flatten the input first) in order."""
+    if getattr(model, "name", None) not in EAGER_MODELS:
+        raise ValueError(f"model must be a sparsespike M1 or M2 (build_model('m1', ...)), got {type(model).__name__}")
     e = model.encoder
     if isinstance(e, VisualEncoder):
         layers = [(e.conv1, e.lif1, False), (e.conv2, e.lif2, False), (e.fc1, e.lif3, True)]

@@ -1,12 +1,13 @@
-"""models suite: the study's M1 (audio and visual, study sizes) at controlled activation density,
-inference and one training step, on the fused backends (auto), the reference backend (plain
-torch, multi-step) and the step-by-step eager baseline (sparsespike.bench.eager, the study's
-code style), timed in interleaved rounds with the same weights and input.
+"""models suite: the study's models at controlled activation density (M1 audio and visual over
+10-1%, M2-M5 audio at 3% and 1.5%; study sizes), inference and one training step, on the fused
+backends (auto), the reference backend (plain torch, multi-step) and, for M1 and M2, the
+step-by-step eager baseline (sparsespike.bench.eager, the study's code style), timed in
+interleaved rounds with the same weights and input.
 
 Density control: the input is Bernoulli spikes at the target density, and each hidden layer's
 weights are scaled (sparsespike.models.calibration) until it fires at the target rate on that
-input; the measured per-layer densities are reported. A training step is forward, cross-entropy,
-backward and an AdamW step with lr 0: every backend does the optimizer's full arithmetic, and the
+input; the measured per-layer densities are reported. A training step is forward, cross-entropy
+(plus the supervised contrastive term for M2 and M5), backward and an AdamW step with lr 0: every backend does the optimizer's full arithmetic, and the
 weights, hence the densities, stay as calibrated across repeats.
 
 Peak memory: the peak of the tensor memory allocated during one call and still alive (activations,
@@ -30,17 +31,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .. import synops
+from ..nn.supcon import supcon_loss
 from .timing import Progress, markdown_table, median_ms_interleaved, sync
 
-BACKENDS = ("auto", "reference", "eager")
 MODES = ("inference", "train")
 DENSITIES = (0.10, 0.05, 0.03, 0.015, 0.01)
 QUICK_DENSITIES = (0.05, 0.015)
-# (model, modality, model options, batch): the study's sizes; visual at batch 8, since its
-# step-by-step baseline computes 75.8M-weight dense layers at every step
-CASES = (("m1", "audio", {}, 32), ("m1", "visual", {}, 8))
-QUICK_CASES = (("m1", "audio", {"hidden_sizes": (128, 128), "feature_size": 64}, 8),
-               ("m1", "visual", {"hidden_sizes": (4, 8), "feature_size": 32}, 4))
+# (model, modality, model options, batch, densities or None for all): the study's sizes; visual
+# at batch 8, since its step-by-step baseline computes 75.8M-weight dense layers at every step;
+# M2-M5 at the study's densities (3% and 1.5%) on audio
+CASES = (("m1", "audio", {}, 32, None), ("m1", "visual", {}, 8, None),
+         *((m, "audio", {}, 32, (0.03, 0.015)) for m in ("m2", "m3", "m4", "m5")))
+_QUICK_AUDIO = {"hidden_sizes": (128, 128), "feature_size": 64}
+QUICK_CASES = (("m1", "audio", _QUICK_AUDIO, 8, None),
+               ("m1", "visual", {"hidden_sizes": (4, 8), "feature_size": 32}, 4, None),
+               ("m4", "audio", _QUICK_AUDIO, 8, (0.05,)))
 BREAKDOWN_DENSITY = 0.03  # the per-layer table is printed at the swept density nearest to this
 
 
@@ -155,10 +160,11 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def _contenders(name: str, modality: str, options: dict, batch: int, density: float, device: torch.device):
-    """The three implementations with the same calibrated weights, the input and the labels."""
+    """The implementations (the eager baseline where one exists: M1 and M2, the same network) with
+    the same calibrated weights; each gives () -> (logits, features). Also the input and labels."""
     from ..models import build_model
     from ..models.calibration import calibrate_firing
-    from .eager import EagerM1
+    from .eager import EAGER_MODELS, EagerM1
 
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -168,29 +174,36 @@ def _contenders(name: str, modality: str, options: dict, batch: int, density: fl
     calibrate_firing(fused, lambda: fused(x), hidden_rate=density)
     reference = build_model(name, modality, backend="reference", **options).to(device)
     reference.load_state_dict(fused.state_dict())
-    eager = EagerM1(fused)
-    logits = {"auto": lambda: fused(x).logits, "reference": lambda: reference(x).logits,
-              "eager": lambda: eager(x)[0]}
-    owners = {"auto": fused, "reference": reference, "eager": fused}
-    return fused, x, labels, logits, owners
+    outputs = {"auto": lambda: tuple(fused(x))[:2], "reference": lambda: tuple(reference(x))[:2]}
+    owners = {"auto": fused, "reference": reference}
+    if name in EAGER_MODELS:
+        eager = EagerM1(fused)
+        outputs["eager"], owners["eager"] = (lambda: eager(x)), fused
+    return fused, x, labels, outputs, owners
 
 
-def _callables(logits: dict, owners: dict, labels: torch.Tensor, mode: str) -> dict[str, Callable[[], object]]:
+def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> dict[str, Callable[[], object]]:
+    """Per backend, one inference call or one train step (CE, plus the model's SCL term)."""
     if mode == "inference":
         def infer(f):
             def call():
                 with torch.no_grad():
                     return f()
             return call
-        return {b: infer(logits[b]) for b in BACKENDS}
+        return {b: infer(f) for b, f in outputs.items()}
     fns = {}
-    for backend in BACKENDS:
+    for backend, f in outputs.items():
         model = owners[backend]
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)  # full arithmetic, weights unchanged
+        scl = float(getattr(model, "supcon_weight", 0.0))
 
-        def step(f=logits[backend], model=model, optimizer=optimizer):
+        def step(f=f, optimizer=optimizer, scl=scl, temperature=getattr(model, "supcon_temperature", 0.07)):
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(f(), labels).backward()
+            logits, features = f()
+            loss = F.cross_entropy(logits, labels)
+            if scl > 0:
+                loss = loss + scl * supcon_loss(features, labels, temperature)
+            loss.backward()
             optimizer.step()
         fns[backend] = step
     return fns
@@ -198,12 +211,12 @@ def _callables(logits: dict, owners: dict, labels: torch.Tensor, mode: str) -> d
 
 def run(device: torch.device, quick: bool = False, repeats=None, progress: bool = True) -> list[Point]:
     repeats = repeats or (2 if quick else 3)
-    cases, densities = (QUICK_CASES, QUICK_DENSITIES) if quick else (CASES, DENSITIES)
-    bar = Progress(len(cases) * len(densities) * len(MODES), enabled=progress)
+    cases, swept = (QUICK_CASES, QUICK_DENSITIES) if quick else (CASES, DENSITIES)
+    bar = Progress(sum(len(d or swept) for *_, d in cases) * len(MODES), enabled=progress)
     points = []
-    for name, modality, options, batch in cases:
-        for density in densities:
-            fused, x, labels, logits, owners = _contenders(name, modality, options, batch, density, device)
+    for name, modality, options, batch, densities in cases:
+        for density in densities or swept:
+            fused, x, labels, outputs, owners = _contenders(name, modality, options, batch, density, device)
             layer_density = _spiking_densities(fused, lambda: fused(x))
             hidden = [v for k, v in layer_density.items() if not k.startswith("head.")]
             with synops.count_synops() as counter, torch.no_grad():
@@ -212,16 +225,16 @@ def run(device: torch.device, quick: bool = False, repeats=None, progress: bool 
             layer_ms = _layer_times(fused, lambda: fused(x), device)
             for mode in MODES:
                 bar.step(f"{name} {modality} {mode} density {density}")
-                fns = _callables(logits, owners, labels, mode)
+                fns = _callables(outputs, owners, labels, mode)
                 ms = median_ms_interleaved(fns, device, repeats, warmup=1)
                 group = []
-                for backend in BACKENDS:
+                for backend in fns:
                     group.append(Point(name, modality, mode, density, backend, batch, ms[backend],
                                        batch / ms[backend] * 1e3, sum(hidden) / len(hidden), per_sample,
                                        peak_memory_mb(fns[backend], device), layer_density=layer_density,
                                        layer_ms=layer_ms if backend == "auto" and mode == "inference" else {}))
                 for p in group:
-                    p.speedup_vs_eager = ms["eager"] / p.ms
+                    p.speedup_vs_eager = ms.get("eager", float("nan")) / p.ms
                     p.speedup_vs_reference = ms["reference"] / p.ms
                 points += group
     return points
@@ -260,9 +273,9 @@ def profile_train_step(device: torch.device, path, quick: bool = False) -> str:
 
     from torch.profiler import ProfilerActivity, profile
 
-    name, modality, options, batch = (QUICK_CASES if quick else CASES)[0]
-    _, _, labels, logits, owners = _contenders(name, modality, options, batch, BREAKDOWN_DENSITY, device)
-    step = _callables(logits, owners, labels, "train")["auto"]
+    name, modality, options, batch, _ = (QUICK_CASES if quick else CASES)[0]
+    _, _, labels, outputs, owners = _contenders(name, modality, options, batch, BREAKDOWN_DENSITY, device)
+    step = _callables(outputs, owners, labels, "train")["auto"]
     step()  # warm-up: weight caches, allocator
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities, record_shapes=True) as prof:
