@@ -1,4 +1,4 @@
-"""Test inputs shared by the spike-propagating ops' tests."""
+"""Test inputs (and small firing models) shared by the tests."""
 
 import torch
 
@@ -12,3 +12,15 @@ def make_spikes(shape, density, dtype, seed, graded=False):
         return active.to(dtype)
     values = torch.randn(shape, generator=g, dtype=torch.float64) if graded else torch.ones(shape, dtype=torch.float64)
     return (active * values).to(dtype)
+
+
+def firing_model(name, modality, dtype=torch.float32, **options):
+    """A small study model (sparsespike.models.build_model) with every weight tripled, so that each
+    spiking layer fires on sparse test input (PyTorch's init leaves the deeper layers silent)."""
+    from sparsespike.models import build_model
+
+    model = build_model(name, modality, **options).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model

@@ -7,6 +7,7 @@ import torch
 from sparsespike.bench.eager import EagerM1
 from sparsespike.bench.models import peak_memory_mb
 from sparsespike.models import build_model
+from spike_data import firing_model
 
 CASES = [("audio", (3, 12, 700), {"hidden_sizes": (48, 48), "feature_size": 24}),
          ("visual", (2, 6, 2, 34, 34), {"hidden_sizes": (3, 4), "feature_size": 16})]
@@ -15,10 +16,7 @@ CASES = [("audio", (3, 12, 700), {"hidden_sizes": (48, 48), "feature_size": 24})
 @pytest.mark.parametrize("modality,shape,options", CASES)
 def test_eager_m1_equals_the_fused_model(modality, shape, options):
     torch.manual_seed(0)
-    model = build_model("m1", modality, **options).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)  # so that every layer fires
+    model = firing_model("m1", modality, torch.float64, **options)
     x = (torch.rand(shape) < 0.1).double()
     eager = EagerM1(model)
     out = model(x)
@@ -34,10 +32,7 @@ def test_eager_m1_equals_the_fused_model(modality, shape, options):
 
 def test_streaming_steps_carry_the_state():
     torch.manual_seed(0)
-    model = build_model("m1", "audio", hidden_sizes=(32, 32), feature_size=16)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
+    model = firing_model("m1", "audio", hidden_sizes=(32, 32), feature_size=16)
     x = (torch.rand(2, 10, 700) < 0.1).float()
     eager = EagerM1(model)
     state, counts = None, 0
@@ -72,10 +67,7 @@ def test_fused_streaming_equals_the_whole_sequence(modality, shape, options):
     from sparsespike.bench.streaming import FusedStreamM1
 
     torch.manual_seed(0)
-    model = build_model("m1", modality, **options)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
+    model = firing_model("m1", modality, **options)
     x = (torch.rand(shape) < 0.1).float()
     with torch.no_grad():
         whole = model(x).logits

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from sparsespike.energy import PROFILES, EnergyMeter, EnergyProfile, estimate, get_profile, measure_energy
-from sparsespike.models import build_model
 from sparsespike.nn import LIF
+from spike_data import firing_model
 
 
 def test_reproduces_the_studys_numbers():
@@ -52,14 +52,11 @@ def _brute_synops(module, x):
 def test_meter_counts_equal_brute_force(modality):
     torch.manual_seed(0)
     if modality == "audio":
-        model = build_model("m4", "audio", hidden_sizes=(64, 64), feature_size=32)
+        model = firing_model("m4", "audio", hidden_sizes=(64, 64), feature_size=32)
         x = (torch.rand(3, 12, 700) < 0.05).float()
     else:
-        model = build_model("m1", "visual", hidden_sizes=(4, 8), feature_size=16)
+        model = firing_model("m1", "visual", hidden_sizes=(4, 8), feature_size=16)
         x = torch.randint(0, 3, (2, 5, 2, 34, 34)).float() * (torch.rand(2, 5, 2, 34, 34) < 0.05)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)  # so that every layer fires
     inputs, spikes, handles = _record_inputs(model)
     with EnergyMeter(model) as meter:
         model(x)
@@ -87,10 +84,7 @@ def test_meter_counts_equal_brute_force(modality):
 
 def test_hopfield_scores_count_as_other_synops():
     torch.manual_seed(0)
-    model = build_model("m3", "audio", hidden_sizes=(64, 64), feature_size=32)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
+    model = firing_model("m3", "audio", hidden_sizes=(64, 64), feature_size=32)
     x = (torch.rand(2, 10, 700) < 0.05).float()
     captured = {}
     handle = model.encoder.lif_hidden.register_forward_hook(lambda m, a, o: captured.__setitem__("s", o))
@@ -104,10 +98,7 @@ def test_hopfield_scores_count_as_other_synops():
 
 def test_report_totals_are_the_meters_per_inference():
     torch.manual_seed(0)
-    model = build_model("m4", "audio", hidden_sizes=(64, 64), feature_size=32)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
+    model = firing_model("m4", "audio", hidden_sizes=(64, 64), feature_size=32)
     x = (torch.rand(6, 10, 700) < 0.05).float()
     labels = torch.arange(6) % 10
     batches = [(x[:4], labels[:4]), (x[4:], labels[4:])]

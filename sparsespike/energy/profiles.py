@@ -53,6 +53,7 @@ class EnergyEstimate:
     macs: int
     snn_uj: float
     ann_uj: float
+    snn_macs: int = 0  # MACs the SNN performs too (layers with real-valued input, rule "mac")
 
     @property
     def ratio(self) -> float:
@@ -68,4 +69,4 @@ def estimate(synops: int, macs: int, profile=DEFAULT_PROFILE, snn_macs: int = 0)
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     snn = (synops * p.accumulate_pj + snn_macs * p.mac_pj) * 1e-6
-    return EnergyEstimate(int(synops), int(macs), snn, macs * p.mac_pj * 1e-6)
+    return EnergyEstimate(int(synops), int(macs), snn, macs * p.mac_pj * 1e-6, int(snn_macs))

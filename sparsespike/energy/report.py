@@ -47,8 +47,7 @@ class EnergyReport:
         """Per sample: SNN SynOps (and MACs of layers counted as MACs), ANN MACs, energy in uJ, ratio."""
         total = self.meter.estimate(profile, real_input)
         n = max(self.samples, 1)
-        snn_macs = sum(r["macs"] for r in self.layers if not r["binary_input"]) if real_input == "mac" else 0
-        return {"real_input": real_input, "synops": total.synops / n, "snn_macs": snn_macs / n,
+        return {"real_input": real_input, "synops": total.synops / n, "snn_macs": total.snn_macs / n,
                 "macs": total.macs / n, "snn_uj": total.snn_uj / n, "ann_uj": total.ann_uj / n,
                 "ratio": total.ratio}
 
