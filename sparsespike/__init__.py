@@ -1,6 +1,6 @@
 """sparsespike: event-driven spiking neural network kernels (C++ and Triton) for PyTorch."""
 
-from . import dispatch, synops
+from . import _allocator, dispatch, synops
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
 from .ops import (
@@ -25,6 +25,8 @@ from .synops import SynOpCounter, count_synops, synop_scope
 from . import nn  # noqa: E402  (modules build on the ops above)
 
 __version__ = "0.1.0"
+
+_allocator.configure()  # keep freed activation memory for reuse (SPARSESPIKE_MALLOC=system: off)
 
 __all__ = [
     "HGRNOutput",

@@ -50,8 +50,8 @@ def cpp() -> ModuleType | None:
     return _cpp_module
 
 
-# glibc gives allocations above 32 MiB (its largest mmap threshold) their own mapping, fresh
-# every time; below that memory is mostly reused and already touched.
+# glibc gives allocations above 32 MiB (its largest mmap threshold, which sparsespike._allocator
+# sets) their own mapping, fresh every time; below that the heap's freed memory is reused.
 _HUGE_PAGE_MIN_BYTES = 32 << 20
 _huge_pages = os.environ.get("SPARSESPIKE_HUGEPAGES", "1") != "0"
 

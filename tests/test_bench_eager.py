@@ -1,12 +1,14 @@
-"""The step-by-step eager baseline of the model benchmarks computes what the fused M1 computes,
-and the benchmarks' peak-memory tracker counts what was allocated."""
+"""The step-by-step eager baseline of the model benchmarks computes what the fused M1..M5
+compute, and the benchmarks' peak-memory tracker counts what was allocated."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from sparsespike.bench.eager import EagerM1
+from sparsespike.bench.eager import EagerM1, EagerMemoryModel, eager_model
 from sparsespike.bench.models import peak_memory_mb
 from sparsespike.models import build_model
+from sparsespike.nn.supcon import supcon_loss
 from spike_data import firing_model
 
 CASES = [("audio", (3, 12, 700), {"hidden_sizes": (48, 48), "feature_size": 24}),
@@ -28,6 +30,50 @@ def test_eager_m1_equals_the_fused_model(modality, shape, options):
     stepped = torch.autograd.grad(counts.sum() + rates.sum(), params)
     for a, b in zip(fused, stepped):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["m3", "m4", "m5"])
+@pytest.mark.parametrize("modality,shape,options", CASES)
+def test_eager_memory_models_equal_the_fused_model(name, modality, shape, options):
+    torch.manual_seed(0)
+    model = firing_model(name, modality, torch.float64, **options)
+    with torch.no_grad():
+        model.memory_gate.fill_(0.5)  # it starts at 0, which would hide the memory branch
+    x = (torch.rand(shape) < 0.1).double()
+    labels = torch.arange(shape[0]) % 2
+    eager = eager_model(model)
+    assert isinstance(eager, EagerMemoryModel)
+    out = model(x)
+    counts, features = eager(x)
+    assert out.logits.sum() > 0 and not torch.allclose(out.features, out.rates)  # the memory shows
+    # the logits are spike counts: equal unless a membrane lands within rounding of the threshold;
+    # the features are not bit for bit (the fused scores are event-driven sums, the C++ scan's
+    # exp and the time-mean's summation order differ from the loop's), so to 1e-10 (seen: 1e-15)
+    assert torch.equal(out.logits, counts)
+    torch.testing.assert_close(features, out.features, rtol=1e-10, atol=1e-10)
+
+    def loss(logits, features):  # the bench's train step: CE plus the SCL term on the features
+        return F.cross_entropy(logits, labels) + 0.1 * supcon_loss(features, labels)
+
+    params = list(model.parameters())
+    fused = torch.autograd.grad(loss(out.logits, out.features), params)
+    stepped = torch.autograd.grad(loss(counts, features), params)
+    for (pname, _), a, b in zip(model.named_parameters(), fused, stepped):
+        assert a.abs().max() > 0, pname  # every branch takes part
+        # relative to the tensor's largest entry (seen: below 1e-11)
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-9 * float(a.abs().max()), msg=pname)
+
+
+def test_eager_model_picks_the_baseline_and_rejects_what_it_cannot_mirror():
+    assert isinstance(eager_model(build_model("m2", "audio", hidden_sizes=(8, 8), feature_size=8)), EagerM1)
+    for name, mode in (("m3", {"hopfield": "study"}), ("m4", {"hgrn": "study"}), ("m5", {"hgrn": "study"})):
+        with pytest.raises(ValueError, match="study"):
+            eager_model(build_model(name, "audio", hidden_sizes=(8, 8), feature_size=8, **mode))
+    joint = build_model("joint", None, visual_hidden_sizes=(2, 2), audio_hidden_sizes=(8, 8), feature_size=8)
+    with pytest.raises(ValueError, match="joint"):
+        eager_model(joint)
+    with pytest.raises(ValueError, match="M1"):
+        EagerM1(build_model("m3", "audio", hidden_sizes=(8, 8), feature_size=8))
 
 
 def test_streaming_steps_carry_the_state():

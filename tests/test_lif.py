@@ -238,3 +238,44 @@ def test_inference_without_trace_matches(convention):
     assert torch.equal(fast.spikes, ref.spikes) and torch.equal(full.spikes, ref.spikes)
     torch.testing.assert_close(fast.membrane, ref.membrane)
     torch.testing.assert_close(full.trace, ref.trace)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
+def test_scalar_tensor_threshold_checked(backend):
+    # a scalar tensor that needs no gradient is read as a number (the cached constant vector)
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        lif(torch.randn(4, 3), threshold=torch.tensor(0.0), backend=backend)
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        lif(torch.randn(4, 3), threshold=torch.tensor(float("nan")), backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_no_grad_fast_path_equals_the_graph_path(backend):
+    # without a graph to record, the kernels are called without autograd.Function: same results
+    current, beta, threshold, v0 = make_case((6, 2, 5), torch.float32, 4)
+    with_graph = lif(current.requires_grad_(), beta, threshold, v0, backend=backend, return_trace=True)
+    with torch.no_grad():
+        without = lif(current, beta, threshold, v0, backend=backend, return_trace=True)
+    assert without.spikes.grad_fn is None and with_graph.spikes.grad_fn is not None
+    for a, b in zip(with_graph, without):
+        assert torch.equal(a.detach(), b)
+
+
+def test_scalar_buffers_edited_in_place_are_seen():
+    # scalar beta/threshold become cached constant vectors keyed by value: an edit, through the
+    # version counter or through .data, must change the result
+    from sparsespike.nn import LIF
+
+    neuron = LIF(beta=0.9, threshold=1.0, backend="cpp")
+    current = torch.full((5, 2, 3), 0.6)
+    with torch.no_grad():
+        first = neuron(current)
+        neuron.beta.fill_(0.0)
+        second = neuron(current)
+        neuron.threshold.data.fill_(0.5)
+        third = neuron(current)
+    expected = [lif_reference(current.reshape(5, -1), torch.full((6,), b), torch.full((6,), t),
+                              torch.zeros(6))[0].reshape(current.shape) for b, t in ((0.9, 1.0), (0.0, 1.0), (0.0, 0.5))]
+    for got, want in zip((first, second, third), expected):
+        assert torch.equal(got, want)
+    assert not torch.equal(first, second) and not torch.equal(second, third)

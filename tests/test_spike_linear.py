@@ -269,6 +269,20 @@ def test_inference_mode():
             assert_matches(out, reference64(spikes, weight, b), 30, torch.float32)
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpp", "auto", "triton"])
+def test_no_grad_fast_path_equals_the_graph_path(backend):
+    # without a graph to record the kernels run without autograd.Function: same output, same SynOps
+    spikes = make_spikes((20, 30), 0.2, torch.float32, 11)
+    weight, b = make_layer(30, 12, torch.float32, 11)
+    with sparsespike.count_synops() as graph_counter:
+        with_graph = spike_linear(spikes, weight.requires_grad_(), b, backend=backend)
+    with torch.no_grad(), sparsespike.count_synops() as plain_counter:
+        without = spike_linear(spikes, weight, b, backend=backend)
+    assert with_graph.grad_fn is not None and without.grad_fn is None
+    assert torch.equal(with_graph.detach(), without)
+    assert int(plain_counter.total()) == int(graph_counter.total()) == int(spikes.count_nonzero()) * 12
+
+
 @pytest.mark.parametrize("rows", [40, 300])  # all rows counted / 64 rows sampled
 @pytest.mark.parametrize("force", ["event", "dense"])
 def test_auto_both_sides_of_the_crossover(force, rows):

@@ -1,7 +1,7 @@
 """models suite: the study's models at controlled activation density (M1 audio and visual over
 10-1%, M2-M5 audio at 3% and 1.5%; study sizes), inference and one training step, on the fused
-backends (auto), the reference backend (plain torch, multi-step) and, for M1 and M2, the
-step-by-step eager baseline (sparsespike.bench.eager, the study's code style), timed in
+backends (auto), the reference backend (plain torch, multi-step) and the step-by-step eager
+baseline (sparsespike.bench.eager, the study's code style, memories included), timed in
 interleaved rounds with the same weights and input.
 
 Density control: the input is Bernoulli spikes at the target density, and each hidden layer's
@@ -160,11 +160,11 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def _contenders(name: str, modality: str, options: dict, batch: int, density: float, device: torch.device):
-    """The implementations (the eager baseline where one exists: M1 and M2, the same network) with
+    """The implementations (auto, reference, and the eager baseline for M1-M5) with
     the same calibrated weights; each gives () -> (logits, features). Also the input and labels."""
     from ..models import build_model
     from ..models.calibration import calibrate_firing
-    from .eager import EAGER_MODELS, EagerM1
+    from .eager import EAGER_MODELS, eager_model
 
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -177,7 +177,7 @@ def _contenders(name: str, modality: str, options: dict, batch: int, density: fl
     outputs = {"auto": lambda: tuple(fused(x))[:2], "reference": lambda: tuple(reference(x))[:2]}
     owners = {"auto": fused, "reference": reference}
     if name in EAGER_MODELS:
-        eager = EagerM1(fused)
+        eager = eager_model(fused)
         outputs["eager"], owners["eager"] = (lambda: eager(x)), fused
     return fused, x, labels, outputs, owners
 

@@ -10,6 +10,8 @@ from typing import Callable
 
 import torch
 
+from .. import _allocator
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -42,6 +44,7 @@ def machine_info(device: torch.device) -> dict:
         "machine": platform.machine(),
         "processor": _cpu_model(),
         "device": str(device),
+        "malloc": _allocator.mode,  # glibc settings in effect (sparsespike._allocator)
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

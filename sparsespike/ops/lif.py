@@ -24,6 +24,7 @@ that share a parameter, in a fixed order.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -69,6 +70,18 @@ class _Config(NamedTuple):
 
 def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
     return _Config(int(convention), int(reset), bool(detach_reset), int(surrogate), float(surrogate_param), bool(decay_input))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
+    """The kernels' config for the keyword options, validated once per distinct combination."""
+    for name, value, options in (("reset", reset, RESETS), ("surrogate", surrogate, SURROGATES),
+                                 ("convention", convention, CONVENTIONS)):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    param = DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None else float(surrogate_param)
+    return _Config(CONVENTIONS.index(convention), RESETS.index(reset), detach_reset,
+                   SURROGATES.index(surrogate), param, decay_input)
 
 
 # --------------------------------------------------------------------------- C++ (CPU)
@@ -216,23 +229,37 @@ class _LIFFunction(torch.autograd.Function):
 
 # --------------------------------------------------------------------------- public entry point
 
-def _as_param(value, name: str, current: Tensor) -> Tensor:
-    """A float or tensor broadcast to the neuron shape current.shape[1:], flattened to [M]."""
+@functools.lru_cache(maxsize=256)
+def _constant_vector(value: float, size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A read-only [size] vector of one value, built once: the kernels read it, nothing writes it."""
+    return torch.full((size,), value, dtype=dtype, device=device)
+
+
+def _as_param(value, name: str, current: Tensor, unit_interval: bool = False) -> Tensor:
+    """A float or tensor broadcast to the neuron shape current.shape[1:], flattened to [M]
+    (clamped to [0, 1] with unit_interval)."""
+    neuron_shape = current.shape[1:]
+    if (isinstance(value, Tensor) and value.numel() == 1 and value.dim() <= len(neuron_shape)
+            and value.dtype.is_floating_point and value.device.type == "cpu" == current.device.type
+            and not (value.requires_grad and torch.is_grad_enabled())):
+        value = value.item()  # a scalar without gradient (a module's buffer): the cached vector below
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = torch.tensor(float(value), dtype=current.dtype, device=current.device)
+        value = float(value)
+        value = min(max(value, 0.0), 1.0) if unit_interval else value
+        return _constant_vector(value, neuron_shape.numel(), current.dtype, current.device)
     require_tensor(value, name)
     if not value.dtype.is_floating_point:
         raise TypeError(f"{name} must be a float or a floating-point tensor, got dtype {value.dtype}")
     if value.device != current.device:
         raise ValueError(f"{name} is on {value.device} but current is on {current.device}")
-    neuron_shape = current.shape[1:]
     try:
         expanded = value.to(current.dtype).expand(neuron_shape)
     except RuntimeError:
         raise ValueError(
             f"{name} of shape {tuple(value.shape)} does not broadcast to the neuron shape {tuple(neuron_shape)}"
         ) from None
-    return expanded.reshape(-1)
+    flat = expanded.reshape(-1)
+    return flat.clamp(0.0, 1.0) if unit_interval else flat
 
 
 def lif(
@@ -277,19 +304,22 @@ def lif(
     require_nonempty(current, "current")
     if not current.dtype.is_floating_point:
         raise TypeError(f"current must be a floating-point tensor, got dtype {current.dtype}")
-    for name, value, options in (("reset", reset, RESETS), ("surrogate", surrogate, SURROGATES), ("convention", convention, CONVENTIONS)):
-        if value not in options:
-            raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    try:
+        cfg = _checked_config(convention, reset, bool(detach_reset), surrogate, surrogate_param, bool(decay_input))
+    except TypeError:  # an unhashable option: validate uncached, for the error naming it
+        cfg = _checked_config.__wrapped__(convention, reset, bool(detach_reset), surrogate, surrogate_param,
+                                          bool(decay_input))
     if isinstance(threshold, (int, float)) and not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
-    if isinstance(threshold, Tensor) and threshold.device.type == "cpu" and not bool((threshold > 0).all()):
-        raise ValueError("threshold must be > 0 everywhere")
-    param = DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None else float(surrogate_param)
     backend = resolve_backend(backend, current.device)
+    path = select_path(backend, current, "currents")
+    # the C++ kernels check tensor thresholds themselves, before any work
+    if isinstance(threshold, Tensor) and threshold.device.type == "cpu" and path != "cpp" and not bool((threshold > 0).all()):
+        raise ValueError("threshold must be > 0 everywhere")
 
     steps, neuron_shape = current.shape[0], current.shape[1:]
     flat = current.reshape(steps, -1)
-    beta_vec = _as_param(beta, "beta", current).clamp(0.0, 1.0)
+    beta_vec = _as_param(beta, "beta", current, unit_interval=True)
     threshold_vec = _as_param(threshold, "threshold", current)
     if v0 is None:
         v0_vec = torch.zeros(flat.shape[1], dtype=current.dtype, device=current.device)
@@ -298,21 +328,19 @@ def lif(
         if v0.shape != neuron_shape:
             raise ValueError(f"v0 must have the neuron shape {tuple(neuron_shape)}, got {tuple(v0.shape)}")
         v0_vec = v0.to(current.dtype).reshape(-1)
-    cfg = _Config(
-        CONVENTIONS.index(convention), RESETS.index(reset), bool(detach_reset),
-        SURROGATES.index(surrogate), param, bool(decay_input),
-    )
-    path = select_path(backend, current, "currents")
     if path == "reference":
         check_finite(flat, "current")
         spikes, v_final, trace = lif_reference(flat, beta_vec, threshold_vec, v0_vec, **cfg.names())
     else:
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (flat, beta_vec, threshold_vec, v0_vec))
+        needs_grad = torch.is_grad_enabled() and (
+            flat.requires_grad or beta_vec.requires_grad or threshold_vec.requires_grad or v0_vec.requires_grad)
         keep_trace = _keeps_trace(path, needs_grad, return_trace)
         if torch.compiler.is_compiling():
             spikes, trace, v_final = torch.ops.sparsespike.lif(
                 flat, beta_vec, threshold_vec, v0_vec, *cfg, backend, keep_trace
             )
+        elif not needs_grad:  # no graph to record: skip autograd.Function's per-call cost (streaming)
+            spikes, trace, v_final = _forward_impl(flat, beta_vec, threshold_vec, v0_vec, cfg, path, keep_trace)
         else:
             spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, path, keep_trace)
     return LIFOutput(

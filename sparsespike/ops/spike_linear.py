@@ -123,9 +123,7 @@ def _sampled_nnz(spikes: Tensor) -> tuple[Tensor, int, bool]:
 CONTENT_CHECK_ROWS = 4
 
 
-def _cpu_event_driven(weight: Tensor, density: Tensor | float, rows: int) -> bool:
-    if rows < CONTENT_CHECK_ROWS and content_checks():
-        return False
+def _cpu_event_driven(weight: Tensor, density: float) -> bool:
     tile = cpp().tile_bytes // weight.element_size()
     return float(density) * padding_factor(weight.shape[0], tile) <= get_crossover("cpu").forward_density
 
@@ -168,8 +166,12 @@ def _forward_cpu(spikes, weight, bias, backend):
     # auto
     if weight.dtype not in _CPP_DTYPES or cpp() is None:
         return _forward_default(spikes, weight, bias, backend)
+    rows = spikes.shape[0]
+    if rows < CONTENT_CHECK_ROWS and content_checks():  # dense, whatever the density
+        nnz = _cpp_count(spikes)  # validates before the GEMM runs
+        return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
     sample_nnz, sample_size, exact = _sampled_nnz(spikes)
-    if _cpu_event_driven(weight, sample_nnz / sample_size, spikes.numel() // weight.shape[1]):
+    if _cpu_event_driven(weight, int(sample_nnz) / sample_size):
         return _cpp_forward(spikes, weight, bias)
     nnz = sample_nnz if exact else _cpp_count(spikes)  # validates before the GEMM runs
     return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
@@ -352,7 +354,10 @@ def spike_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, 
     flat = spikes.reshape(-1, in_features)
     if torch.compiler.is_compiling():
         out, nnz = torch.ops.sparsespike.spike_linear(flat, weight, bias, backend)
-    else:
+    elif torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad
+                                      or (bias is not None and bias.requires_grad)):
         out, nnz = _SpikeLinearFunction.apply(flat, weight, bias, backend)
+    else:  # no graph to record: skip autograd.Function's per-call cost (streaming)
+        out, nnz = _FORWARD.get(weight.device.type, _forward_default)(flat, weight, bias, backend)
     synops.record("spike_linear", nnz, out_features)
     return out.reshape(*spikes.shape[:-1], out_features)
