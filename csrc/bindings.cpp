@@ -95,28 +95,41 @@ int64_t forward(const py::array& spikes, const py::array& packed_weight, const p
   });
 }
 
-int64_t grad_weight(const py::array& spikes, const py::array& grad, py::array& grad_weight_t,
-                    int threads) {
+// by_input: the output is grad_weight [out, in] (spike_linear_grad_weight_by_input), else
+// grad_weight_t [in, out] (the scatter kernel).
+int64_t grad_weight_any(const py::array& spikes, const py::array& grad, py::array& result, int threads,
+                        bool by_input) {
   require_matrix(spikes, "spikes");
   require_matrix(grad, "grad_out");
   const int64_t rows = spikes.shape(0), in = spikes.shape(1), n_out = grad.shape(1);
   if (grad.shape(0) != rows)
     throw py::value_error("grad_out has " + std::to_string(grad.shape(0)) +
                           " rows but spikes has " + std::to_string(rows));
-  require_output(grad_weight_t, "grad_weight_t", in, n_out);
+  const char* name = by_input ? "grad_weight" : "grad_weight_t";
+  require_output(result, name, by_input ? n_out : in, by_input ? in : n_out);
   return dispatch_spike_types(spikes, grad, "weight", [&](auto* s, auto* type_tag) -> int64_t {
     using T = std::remove_pointer_t<decltype(type_tag)>;
-    require_dtype<T>(grad_weight_t, "grad_weight_t", grad);
+    require_dtype<T>(result, name, grad);
     const T* g = static_cast<const T*>(grad.data());
-    T* gw = static_cast<T*>(grad_weight_t.mutable_data());
+    T* gw = static_cast<T*>(result.mutable_data());
     ScanResult r;
     {
       py::gil_scoped_release release;
-      r = sparsespike::spike_linear_grad_weight(s, rows, in, g, n_out, gw, threads);
+      r = by_input ? sparsespike::spike_linear_grad_weight_by_input(s, rows, in, g, n_out, gw, threads)
+                   : sparsespike::spike_linear_grad_weight(s, rows, in, g, n_out, gw, threads);
     }
     raise_on(r);
     return r.nnz;
   });
+}
+
+int64_t grad_weight(const py::array& spikes, const py::array& grad, py::array& grad_weight_t, int threads) {
+  return grad_weight_any(spikes, grad, grad_weight_t, threads, false);
+}
+
+int64_t grad_weight_by_input(const py::array& spikes, const py::array& grad, py::array& grad_weight,
+                             int threads) {
+  return grad_weight_any(spikes, grad, grad_weight, threads, true);
 }
 
 int64_t count_spikes(const py::array& spikes, int threads) {
@@ -130,6 +143,42 @@ int64_t count_spikes(const py::array& spikes, int threads) {
   dispatch_spikes(spikes, run);
   raise_on(r);
   return r.nnz;
+}
+
+// out[i] = spikes[i] as a byte when every value is exactly 0 or 1; returns whether they all were
+// (false: out holds garbage and the caller keeps the floats). What spike_linear saves for its
+// weight gradient: a quarter of the floats' memory, and the gradient reads it as bytes exactly.
+template <typename S>
+bool binary_to_bytes(const S* s, int64_t n, uint8_t* out, int threads) {
+  bool binary = true;
+  const int p = sparsespike::threads_for_work(threads, n, n);
+#pragma omp parallel for num_threads(p) schedule(static) reduction(&& : binary)
+  for (int64_t block = 0; block < p; ++block) {
+    const int64_t begin = n * block / p, end = n * (block + 1) / p;
+    bool ok = true;
+    for (int64_t i = begin; i < end; ++i) {  // branch-free: vectorises
+      const S v = s[i];
+      ok &= (v == S(0)) | (v == S(1));
+      out[i] = static_cast<uint8_t>(v != S(0));
+    }
+    binary = binary && ok;
+  }
+  return binary;
+}
+
+bool spikes_to_bytes(const py::array& spikes, py::array& out, int threads) {
+  require_matrix(spikes, "spikes");
+  const int64_t rows = spikes.shape(0), cols = spikes.shape(1);
+  require_output(out, "out", rows, cols);
+  if (!has_dtype<uint8_t>(out)) throw py::type_error("out must be uint8, got " + dtype_name(out));
+  const bool is_float = has_dtype<float>(spikes);
+  if (!is_float && !has_dtype<double>(spikes))
+    throw py::type_error("spikes must be float32 or float64, got " + dtype_name(spikes));
+  auto* o = static_cast<uint8_t*>(out.mutable_data());
+  const void* data = spikes.data();
+  py::gil_scoped_release release;
+  return is_float ? binary_to_bytes(static_cast<const float*>(data), rows * cols, o, threads)
+                  : binary_to_bytes(static_cast<const double*>(data), rows * cols, o, threads);
 }
 
 uint64_t fingerprint(const py::array& a, int threads) {
@@ -328,8 +377,16 @@ PYBIND11_MODULE(_C, m) {
   m.def("spike_linear_grad_weight", &grad_weight, py::arg("spikes"), py::arg("grad_out"),
         py::arg("grad_weight_t").noconvert(), py::arg("threads"),
         "grad_weight_t = spikes^T @ grad_out over active inputs only; returns the nonzeros.");
+  m.def("spike_linear_grad_weight_by_input", &grad_weight_by_input, py::arg("spikes"), py::arg("grad_out"),
+        py::arg("grad_weight").noconvert(), py::arg("threads"),
+        "grad_weight [out, in] = (spikes^T @ grad_out)^T, input by input (few rows, wide inputs); "
+        "returns the nonzeros.");
   m.def("count_spikes", &count_spikes, py::arg("spikes"), py::arg("threads"),
         "Nonzeros of a 2-D spike array; raises ValueError on NaN/Inf.");
+  m.def("spikes_to_bytes", &spikes_to_bytes, py::arg("spikes"), py::arg("out").noconvert(),
+        py::arg("threads"),
+        "Writes a 2-D float spike array into uint8 `out` and returns True when every value is 0 or 1 "
+        "(False: out is garbage).");
   m.def("lif_forward", &lif_forward, py::arg("current"), py::arg("beta"), py::arg("threshold"),
         py::arg("v0"), py::arg("convention"), py::arg("reset"), py::arg("detach_reset"),
         py::arg("surrogate"), py::arg("surrogate_param"), py::arg("decay_input"),

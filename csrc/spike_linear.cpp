@@ -9,6 +9,7 @@
 #include "compact.h"
 #include "parallel.h"
 #include "spmm.h"
+#include "transpose.h"
 
 namespace sparsespike {
 
@@ -99,6 +100,101 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
   return result;
 }
 
+// gw[out, in] = grad[rows, out]^T @ spikes[rows, in], input by input: each thread owns a range of
+// inputs (columns of gw), lists each input's events (its rows ascending, so every element sums
+// in a fixed order) and adds their grad rows into kInputBlock accumulator rows of an output
+// chunk, transposed into gw's columns when done. Every grad row an event reads is one of `rows`:
+// few rows keep grad in L2, where the scatter formulation's [in, tile] accumulator would not fit
+// for wide inputs (fc1 of visual M1: 147968 inputs, 200 rows). gw comes out in nn.Linear's
+// layout, so autograd keeps it without a transposing copy.
+template <typename S, typename T>
+ScanResult spike_linear_grad_weight_by_input(const S* spikes, int64_t rows, int64_t in, const T* grad,
+                                             int64_t out, T* gw, int threads) {
+  constexpr int64_t kInputBlock = 16;   // 16 floats: a whole cache line of each gw row written
+  constexpr int64_t kOutChunk = 1024;   // accumulator rows of at most 4 KiB (floats)
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  ScanResult result;
+  const int p = threads_for_work(threads, (in + kInputBlock - 1) / kInputBlock, rows * in + in * out);
+  std::atomic<bool> any_bad{false}, out_of_memory{false};
+  std::atomic<int64_t> total{0};
+#pragma omp parallel num_threads(p)
+  {
+    // this thread's inputs, a multiple of the block (the last thread takes the remainder)
+    const int64_t blocks = (in + kInputBlock - 1) / kInputBlock;
+    const Range br = thread_range(blocks);
+    const int64_t j0 = br.begin * kInputBlock, j1 = std::min(in, br.end * kInputBlock), width = j1 - j0;
+    std::unique_ptr<int64_t[]> start(new (std::nothrow) int64_t[width + 1]());
+    bool bad = false;
+    int64_t count = 0;
+    if (start) {
+      for (int64_t r = 0; r < rows; ++r) {  // counts per input
+        const S* row = spikes + r * in;
+        for (int64_t j = j0; j < j1; ++j) {
+          start[j - j0 + 1] += row[j] != S(0);
+          bad |= is_nonfinite(row[j]);
+        }
+      }
+      for (int64_t j = 0; j < width; ++j) start[j + 1] += start[j];
+      count = start[width];
+    }
+    std::unique_ptr<int32_t[]> event_row(new (std::nothrow) int32_t[std::max<int64_t>(count, 1)]);
+    std::unique_ptr<T[]> event_val(new (std::nothrow) T[std::max<int64_t>(count, 1)]);
+    std::unique_ptr<T[]> acc(new (std::nothrow) T[kInputBlock * std::min(out, kOutChunk) + L]);
+    if (!start || !event_row || !event_val || !acc) out_of_memory = true;
+    if (bad) any_bad = true;
+    total += count;
+    parallel_barrier();
+    // Validate (every thread's inputs) before writing any output.
+    if (!any_bad.load() && !out_of_memory.load()) {
+      std::unique_ptr<int64_t[]> cursor(new int64_t[width]);
+      std::memcpy(cursor.get(), start.get(), width * sizeof(int64_t));
+      for (int64_t r = 0; r < rows; ++r) {  // rows ascending: each input's events in row order
+        const S* row = spikes + r * in;
+        for (int64_t j = j0; j < j1; ++j)
+          if (row[j] != S(0)) {
+            const int64_t e = cursor[j - j0]++;
+            event_row[e] = static_cast<int32_t>(r);
+            event_val[e] = static_cast<T>(row[j]);
+          }
+      }
+      constexpr int64_t NV = 8;  // accumulator registers: 8 vectors of outputs per pass
+      for (int64_t o0 = 0; o0 < out; o0 += kOutChunk) {
+        const int64_t oc = std::min(kOutChunk, out - o0), reg_end = oc - oc % (NV * L);
+        for (int64_t b0 = j0; b0 < j1; b0 += kInputBlock) {
+          const int64_t nb = std::min(kInputBlock, j1 - b0);
+          for (int64_t jj = 0; jj < nb; ++jj) {
+            T* a = acc.get() + jj * oc;
+            const int64_t e0 = start[b0 + jj - j0], e1 = start[b0 + jj - j0 + 1];
+            // the input's few events, re-read per register block: its sums never leave registers
+            for (int64_t c = 0; c < reg_end; c += NV * L) {
+              V r[NV] = {};
+              for (int64_t e = e0; e < e1; ++e) {
+                const V v = splat<V>(event_val[e]);
+                const T* g = grad + static_cast<int64_t>(event_row[e]) * out + o0 + c;
+                for (int k = 0; k < NV; ++k) r[k] = fmadd(v, load_vec<V>(g + k * L), r[k]);
+              }
+              for (int k = 0; k < NV; ++k) store_vec(a + c + k * L, r[k]);
+            }
+            for (int64_t c = reg_end; c < oc; ++c) {  // the ragged right edge
+              T sum = T(0);
+              for (int64_t e = e0; e < e1; ++e)
+                sum = std::fma(event_val[e], grad[static_cast<int64_t>(event_row[e]) * out + o0 + c], sum);
+              a[c] = sum;
+            }
+          }
+          // acc[nb][oc] -> gw[o0 + c][b0 + jj]
+          transpose(acc.get(), oc, nb, oc, gw + o0 * in + b0, in);
+        }
+      }
+    }
+  }
+  result.nnz = total.load();
+  result.nonfinite = any_bad.load();
+  result.out_of_memory = out_of_memory.load();
+  return result;
+}
+
 template <typename S>
 ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads) {
   const int p = threads_for_work(threads, rows, rows * in);
@@ -121,7 +217,9 @@ ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads) {
   template ScanResult spike_linear_forward<S, T>(const S*, int64_t, int64_t, const T*, int64_t, \
                                                  const T*, T*, int);                           \
   template ScanResult spike_linear_grad_weight<S, T>(const S*, int64_t, int64_t, const T*,      \
-                                                     int64_t, T*, int);
+                                                     int64_t, T*, int);                        \
+  template ScanResult spike_linear_grad_weight_by_input<S, T>(const S*, int64_t, int64_t,       \
+                                                              const T*, int64_t, T*, int);
 
 template void pack_weight<float>(const float*, int64_t, int64_t, float*, int);
 template void pack_weight<double>(const double*, int64_t, int64_t, double*, int);

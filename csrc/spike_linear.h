@@ -29,6 +29,12 @@ template <typename S, typename T>
 ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, const T* grad,
                                     int64_t out, T* gwt, int threads);
 
+// gw[out, in] = spikes[rows, in]^T @ grad[rows, out], transposed (nn.Linear's weight layout),
+// input by input: for few rows (grad in cache) and wide inputs.
+template <typename S, typename T>
+ScanResult spike_linear_grad_weight_by_input(const S* spikes, int64_t rows, int64_t in, const T* grad,
+                                             int64_t out, T* gw, int threads);
+
 // Nonzero count and non-finite check of spikes[rows, in], for the dense path's SynOp count.
 template <typename S>
 ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads);

@@ -43,17 +43,22 @@ template <typename T>
 void pack_tiles(const T* src, int64_t k_rows, int64_t n, int64_t stride_k, int64_t stride_c,
                 T* packed, int threads) {
   constexpr int64_t TW = tile_width<T>();
-  const int64_t tiles = tile_count<T>(n);
-#pragma omp parallel for num_threads(clamp_threads(threads, tiles)) schedule(static)
-  for (int64_t t = 0; t < tiles; ++t) {
+  // k in chunks whose TW-wide slab of the tile (32 KiB) stays in L1 while all TW columns fill it;
+  // one pass over k per column wrote each 128-byte slab row TW times from memory (measured: a
+  // 512 x 147968 weight packed in 278 ms before)
+  constexpr int64_t kChunk = (32 << 10) / (TW * sizeof(T));
+  const int64_t tiles = tile_count<T>(n), chunks = (k_rows + kChunk - 1) / kChunk;
+#pragma omp parallel for num_threads(clamp_threads(threads, tiles * chunks)) schedule(static)
+  for (int64_t job = 0; job < tiles * chunks; ++job) {
+    const int64_t t = job / chunks, k0 = (job % chunks) * kChunk, k1 = std::min(k_rows, k0 + kChunk);
     T* block = packed + t * k_rows * TW;
     for (int64_t c = 0; c < TW; ++c) {
       const int64_t col = t * TW + c;
       if (col < n) {
         const T* line = src + col * stride_c;
-        for (int64_t k = 0; k < k_rows; ++k) block[k * TW + c] = line[k * stride_k];
+        for (int64_t k = k0; k < k1; ++k) block[k * TW + c] = line[k * stride_k];
       } else {
-        for (int64_t k = 0; k < k_rows; ++k) block[k * TW + c] = T(0);
+        for (int64_t k = k0; k < k1; ++k) block[k * TW + c] = T(0);
       }
     }
   }

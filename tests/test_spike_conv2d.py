@@ -499,3 +499,22 @@ def test_cuda_matches_conv2d(backend, wdtype, density):
     ref_w = weight.detach().double().requires_grad_()
     F.conv2d(spikes.double(), ref_w, None, 1, 1).backward(grad_out.double())
     torch.testing.assert_close(weight.grad.double(), ref_w.grad, rtol=tol, atol=tol * 50)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "auto"])
+def test_binary_spikes_saved_as_bytes(backend):
+    # 0/1 float spikes are held for the weight gradient as uint8; graded ones as they are; the
+    # gradients equal the reference either way
+    weight, b = make_weight(4, 3, (3, 3), torch.float64, 21)
+    for graded in (False, True):
+        spikes = make_spikes((2, 3, 8, 8), 0.2, torch.float64, 21) * (0.5 if graded else 1.0)
+        w = weight.detach().clone().requires_grad_()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+            out = spike_conv2d(spikes, w, b, padding=1, backend=backend)
+        assert (torch.uint8 in saved) != graded
+        grad = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        out.backward(grad)
+        w_ref = weight.detach().clone().requires_grad_()
+        spike_conv2d_reference(spikes, w_ref, b, padding=1).backward(grad)
+        torch.testing.assert_close(w.grad, w_ref.grad, rtol=1e-12, atol=1e-12)

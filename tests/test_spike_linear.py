@@ -283,6 +283,85 @@ def test_no_grad_fast_path_equals_the_graph_path(backend):
     assert int(plain_counter.total()) == int(graph_counter.total()) == int(spikes.count_nonzero()) * 12
 
 
+def _saved_dtypes(fn):
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+        out = fn()
+    return saved, out
+
+
+@pytest.mark.parametrize("backend", ["cpp", "auto"])
+def test_binary_spikes_saved_as_bytes(backend):
+    # 0/1 float spikes are held for the weight gradient as uint8 (a quarter of the memory); graded
+    # ones as they are; the gradients equal the reference either way
+    weight, b = make_layer(30, 12, torch.float64, 13)
+    for graded in (False, True):
+        spikes = make_spikes((50, 30), 0.2, torch.float64, 13)
+        if graded:
+            spikes = spikes * 0.5
+        w = weight.detach().clone().requires_grad_()
+        saved, out = _saved_dtypes(lambda: spike_linear(spikes, w, b, backend=backend))
+        assert (torch.uint8 in saved) != graded
+        grad = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        out.backward(grad)
+        w_ref = weight.detach().clone().requires_grad_()
+        spike_linear_reference(spikes, w_ref, b).backward(grad)
+        torch.testing.assert_close(w.grad, w_ref.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("spike_dtype", ["float", torch.uint8])
+@pytest.mark.parametrize("rows, in_f, out_f", [(50, 300, 70), (7, 1030, 64), (1, 17, 130)])
+def test_weight_gradient_input_by_input(dtype, spike_dtype, rows, in_f, out_f):
+    # few rows and at least 64 outputs: the input-by-input kernel, which returns the gradient in
+    # nn.Linear's [out, in] layout (no transposing copy by autograd)
+    import importlib
+
+    op = importlib.import_module("sparsespike.ops.spike_linear")
+    assert rows * out_f * 8 <= op.BY_INPUT_MAX_GRAD_BYTES and out_f >= op.BY_INPUT_MIN_OUTPUTS
+    spikes = make_spikes((rows, in_f), 0.1, dtype if spike_dtype == "float" else spike_dtype, 14)
+    weight, b = make_layer(in_f, out_f, dtype, 14)
+    w = weight.detach().clone().requires_grad_()
+    grad = torch.randn(rows, out_f, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    (gw,) = torch.autograd.grad(spike_linear(spikes, w, b, backend="cpp"), w, grad)
+    assert gw.is_contiguous() and gw.shape == (out_f, in_f)
+    expected = (spikes.double().t() @ grad.double()).t()
+    assert_matches(gw, expected, rows, dtype)
+
+
+def test_weight_gradient_input_by_input_refuses_non_finite_spikes():
+    from sparsespike._backend import cpp
+
+    spikes = make_spikes((20, 40), 0.2, torch.float32, 15)
+    spikes[3, 7] = float("nan")
+    gw = torch.full((64, 40), 7.0)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        cpp().spike_linear_grad_weight_by_input(spikes.numpy(), torch.randn(20, 64).numpy(), gw.numpy(), 2)
+    assert bool((gw == 7.0).all())  # validated before any output was written
+    with pytest.raises(ValueError, match=r"grad_weight must have shape \[64, 40\]"):
+        cpp().spike_linear_grad_weight_by_input(spikes.numpy(), torch.randn(20, 64).numpy(),
+                                                torch.empty(40, 64).numpy(), 2)
+
+
+def test_spikes_to_bytes_boundaries():
+    from sparsespike._backend import cpp
+
+    spikes = torch.tensor([[0.0, 1.0, 1.0], [0.0, -0.0, 1.0]])
+    out = torch.empty((2, 3), dtype=torch.uint8)
+    assert cpp().spikes_to_bytes(spikes.numpy(), out.numpy(), 2)
+    assert torch.equal(out, spikes.to(torch.uint8))
+    for bad in (0.5, 2.0, -1.0, float("nan")):
+        graded = spikes.clone()
+        graded[1, 1] = bad
+        assert not cpp().spikes_to_bytes(graded.numpy(), out.numpy(), 2)
+    with pytest.raises(TypeError, match="out must be uint8"):
+        cpp().spikes_to_bytes(spikes.numpy(), torch.empty((2, 3)).numpy(), 1)
+    with pytest.raises(ValueError, match=r"out must have shape \[2, 3\]"):
+        cpp().spikes_to_bytes(spikes.numpy(), torch.empty((3, 2), dtype=torch.uint8).numpy(), 1)
+    with pytest.raises(TypeError, match="spikes must be float32 or float64"):
+        cpp().spikes_to_bytes(spikes.to(torch.uint8).numpy(), out.numpy(), 1)
+
+
 @pytest.mark.parametrize("rows", [40, 300])  # all rows counted / 64 rows sampled
 @pytest.mark.parametrize("force", ["event", "dense"])
 def test_auto_both_sides_of_the_crossover(force, rows):

@@ -51,6 +51,10 @@ def _parse(argv):
     p.add_argument("--plots", metavar="DIR", help="write PNG plots of the models suite here")
     p.add_argument("--profile", metavar="PATH",
                    help="write a torch.profiler trace (Chrome JSON) of one M1 train step at 3%% density")
+    p.add_argument("--model", action="append", choices=("m1", "m2", "m3", "m4", "m5"),
+                   help="models suite: only these models (default all)")
+    p.add_argument("--modality", action="append", choices=("audio", "visual"),
+                   help="models suite: only these modalities (default both)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return p.parse_args(argv)
 
@@ -97,7 +101,11 @@ def main(argv=None) -> int:
 
     for name in args.suite or list(SUITES):
         suite = SUITES[name]
-        points = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress)
+        filters = {"models": args.model, "modalities": args.modality} if name == "models" else {}
+        points = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress, **filters)
+        if not points:
+            print(f"error: no {name} case matches --model {args.model} --modality {args.modality}", file=sys.stderr)
+            return 2
         report["suites"][name] = suite.as_json(points)
         print(f"## {name} (median ms)\n")
         print(suite.table(points))

@@ -209,9 +209,12 @@ def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> 
     return fns
 
 
-def run(device: torch.device, quick: bool = False, repeats=None, progress: bool = True) -> list[Point]:
+def run(device: torch.device, quick: bool = False, repeats=None, progress: bool = True,
+        models=None, modalities=None) -> list[Point]:
+    """models / modalities: run only these cases (None: all)."""
     repeats = repeats or (2 if quick else 3)
     cases, swept = (QUICK_CASES, QUICK_DENSITIES) if quick else (CASES, DENSITIES)
+    cases = [c for c in cases if (models is None or c[0] in models) and (modalities is None or c[1] in modalities)]
     bar = Progress(sum(len(d or swept) for *_, d in cases) * len(MODES), enabled=progress)
     points = []
     for name, modality, options, batch, densities in cases:

@@ -178,7 +178,7 @@ class StudyModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Batch-first input [B, T, ...] -> the spike layer, time-major [T, B, feature_size]."""
         check_input(x, self.input_shape, self.modality, self._param_dtype())
-        return self.encoder(x.transpose(0, 1).contiguous())
+        return self.encoder(x.transpose(0, 1))  # the first layer's reshape copies it; freed after
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         """Engine mode: [T, B, F] spikes -> [T, B, F] head input (identity: the spikes)."""

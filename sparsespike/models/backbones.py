@@ -69,10 +69,10 @@ class VisualEncoder(nn.Module):
         self.lif3 = study_lif(backend)
 
     def forward(self, x: Tensor) -> Tensor:
-        spk1 = self.lif1(self.conv1(x))
-        spk2 = self.lif2(self.conv2(spk1))
-        # flatten (C, H, W) like the reference's flatten(1) on [B, C, H, W]
-        return self.lif3(self.fc1(spk2.flatten(2)))
+        # one expression, no locals: each layer's float spikes are freed once the next layer has
+        # read them (backward reads the copies the ops saved, as bytes); flatten (C, H, W) like
+        # the reference's flatten(1) on [B, C, H, W]
+        return self.lif3(self.fc1(self.lif2(self.conv2(self.lif1(self.conv1(x)))).flatten(2)))
 
 
 class AudioEncoder(nn.Module):
@@ -103,9 +103,9 @@ class AudioEncoder(nn.Module):
         self.lif_hidden = study_lif(backend)
 
     def forward(self, x: Tensor) -> Tensor:
-        spk_in = self.lif_input(self.fc_input(x))
-        spk1 = self.lif1(self.fc1(spk_in))
-        return self.lif_hidden(self.fc_hidden(spk1))
+        # one expression, no locals: each layer's float spikes are freed once the next layer has
+        # read them (backward reads the copies the ops saved, as bytes)
+        return self.lif_hidden(self.fc_hidden(self.lif1(self.fc1(self.lif_input(self.fc_input(x))))))
 
 
 class SpikingHead(nn.Module):

@@ -50,6 +50,7 @@ from ._validate import (
     require_spike_dtype,
     require_tensor,
 )
+from ._saved_spikes import as_bytes_if_binary
 from ._weight_cache import weight_cache
 
 __all__ = ["spike_conv2d", "spike_conv2d_reference"]
@@ -337,7 +338,7 @@ def _backward_common(ctx, grad_out, grad_weight_t):
     return grad_spikes, grad_weight, grad_bias, None, None, None, None
 
 
-def _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts):
+def _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts, pack_spikes=False):
     ctx.backend = backend
     ctx.device_type = weight.device.type
     ctx.has_bias = bias is not None
@@ -345,6 +346,8 @@ def _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, bac
     ctx.kernel_size = tuple(weight.shape[2:])
     ctx.stride, ctx.padding, ctx.dilation = tuple(stride), tuple(padding), tuple(dilation)
     needs_spikes, needs_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    if needs_weight and pack_spikes:
+        spikes = as_bytes_if_binary(spikes, backend)
     # keep only what the requested gradients read
     ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, counts)
 
@@ -406,7 +409,7 @@ class _SpikeConv2dFunction(torch.autograd.Function):
         fn = _FORWARD.get(weight.device.type, _forward_default)
         out, counts = fn(spikes, weight, bias, stride, padding, dilation, backend)
         ctx.mark_non_differentiable(counts)
-        _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts)
+        _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts, pack_spikes=True)
         return out, counts
 
     @staticmethod
