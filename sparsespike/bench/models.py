@@ -7,8 +7,9 @@ interleaved rounds with the same weights and input.
 Density control: the input is Bernoulli spikes at the target density, and each hidden layer's
 weights are scaled (sparsespike.models.calibration) until it fires at the target rate on that
 input; the measured per-layer densities are reported. A training step is forward, cross-entropy
-(plus the supervised contrastive term for M2 and M5), backward and an AdamW step with lr 0: every backend does the optimizer's full arithmetic, and the
-weights, hence the densities, stay as calibrated across repeats.
+(plus the supervised contrastive term for M2 and M5), backward and an AdamW step with lr 0 (fused,
+as the training CLI runs it, for every backend): every backend does the optimizer's full
+arithmetic, and the weights, hence the densities, stay as calibrated across repeats.
 
 Peak memory: the peak of the tensor memory allocated during one call and still alive (activations,
 saved tensors, gradients), beyond what existed before it: on CUDA from the allocator's statistics,
@@ -32,6 +33,7 @@ from torch.utils._pytree import tree_flatten
 
 from .. import synops
 from ..nn.supcon import supcon_loss
+from ..training.optim import adamw
 from .timing import Progress, markdown_table, median_ms_interleaved, sync
 
 MODES = ("inference", "train")
@@ -194,7 +196,7 @@ def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> 
     fns = {}
     for backend, f in outputs.items():
         model = owners[backend]
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)  # full arithmetic, weights unchanged
+        optimizer = adamw(model.parameters(), lr=0.0)  # full arithmetic, weights unchanged
         scl = float(getattr(model, "supcon_weight", 0.0))
 
         def step(f=f, optimizer=optimizer, scl=scl, temperature=getattr(model, "supcon_temperature", 0.07)):

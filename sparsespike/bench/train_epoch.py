@@ -44,6 +44,7 @@ def _epoch(model_name: str, backend: str, device: torch.device, limit, repeats: 
     from ..training import TrainConfig
     from ..training.distributed import Context
     from ..training.loop import Split, _batches, _calibrate, _loader, build, load_splits, run_epoch
+    from ..training.optim import adamw
 
     config = TrainConfig(model=model_name, dataset="randman", backend=backend, batch_size=BATCH,
                          limit_train=limit, progress=False, device=str(device), model_options=dict(MODEL_OPTIONS))
@@ -51,7 +52,7 @@ def _epoch(model_name: str, backend: str, device: torch.device, limit, repeats: 
     torch.manual_seed(0)
     model = build(config, [split]).to(device)
     _calibrate(model, [split], config, device, log=lambda *_: None)  # as training does: ~3% hidden firing
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scl_weight = float(model.supcon_weight)
     ctx = Context()
     order = list(range(len(split.train)))

@@ -44,6 +44,8 @@ __all__ = ["spike_linear", "spike_linear_reference"]
 _CPP_DTYPES = (torch.float32, torch.float64)
 _CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
 _DENSITY_SAMPLE_ROWS = 64
+_DENSITY_SAMPLE_ELEMENTS = 1 << 16
+_DENSITY_SAMPLE_MIN_ROWS = 4
 
 
 # --------------------------------------------------------------------------- reference
@@ -123,12 +125,14 @@ def _cpp_grad_weight_t(grad_out: Tensor, spikes: Tensor) -> Tensor:
 
 
 def _sampled_nnz(spikes: Tensor) -> tuple[Tensor, int, bool]:
-    """Nonzeros of at most 64 evenly spaced rows (cheap next to either kernel), the number of
-    elements they hold, and whether that sample was the whole tensor (then also validated)."""
-    rows = spikes.shape[0]
-    if rows <= _DENSITY_SAMPLE_ROWS:
+    """Nonzeros of 64 evenly spaced rows, fewer (at least 4) where rows are wide (cheap next to
+    either kernel; 64 rows of a 147968-wide input copied 38 MB), the number of elements they
+    hold, and whether that sample was the whole tensor (then also validated)."""
+    rows, width = spikes.shape
+    sample_rows = max(_DENSITY_SAMPLE_MIN_ROWS, min(_DENSITY_SAMPLE_ROWS, _DENSITY_SAMPLE_ELEMENTS // width))
+    if rows <= sample_rows:
         return _cpp_count(spikes), spikes.numel(), True
-    pick = torch.linspace(0, rows - 1, _DENSITY_SAMPLE_ROWS).long()
+    pick = torch.linspace(0, rows - 1, sample_rows).long()
     sample = spikes.index_select(0, pick)
     return torch.tensor(cpp().count_spikes(_numpy(sample), 1)), sample.numel(), False
 

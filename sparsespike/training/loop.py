@@ -26,6 +26,7 @@ from ..nn.supcon import supcon_loss
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .optim import adamw
 
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
 
@@ -296,7 +297,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context) -> dict[str, Any]:
     splits = load_splits(config)
     model = build(config, splits).to(device)
     scl_weight = float(getattr(model, "supcon_weight", 0.0) if config.scl_weight is None else config.scl_weight)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
