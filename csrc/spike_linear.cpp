@@ -141,13 +141,13 @@ ScanResult spike_linear_grad_weight_by_input(const S* spikes, int64_t rows, int6
     std::unique_ptr<int32_t[]> event_row(new (std::nothrow) int32_t[std::max<int64_t>(count, 1)]);
     std::unique_ptr<T[]> event_val(new (std::nothrow) T[std::max<int64_t>(count, 1)]);
     std::unique_ptr<T[]> acc(new (std::nothrow) T[kInputBlock * std::min(out, kOutChunk) + L]);
-    if (!start || !event_row || !event_val || !acc) out_of_memory = true;
+    std::unique_ptr<int64_t[]> cursor(new (std::nothrow) int64_t[width]);
+    if (!start || !event_row || !event_val || !acc || !cursor) out_of_memory = true;
     if (bad) any_bad = true;
     total += count;
     parallel_barrier();
     // Validate (every thread's inputs) before writing any output.
     if (!any_bad.load() && !out_of_memory.load()) {
-      std::unique_ptr<int64_t[]> cursor(new int64_t[width]);
       std::memcpy(cursor.get(), start.get(), width * sizeof(int64_t));
       for (int64_t r = 0; r < rows; ++r) {  // rows ascending: each input's events in row order
         const S* row = spikes + r * in;

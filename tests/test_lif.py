@@ -279,3 +279,16 @@ def test_scalar_buffers_edited_in_place_are_seen():
     for got, want in zip((first, second, third), expected):
         assert torch.equal(got, want)
     assert not torch.equal(first, second) and not torch.equal(second, third)
+
+
+def test_compile_with_a_scalar_tensor_threshold():
+    # eager reads a gradient-free scalar buffer as a number; a traced graph must not (.item())
+    current = torch.randn(4, 2, 3, requires_grad=True)
+    threshold = torch.tensor(0.7)
+
+    @torch.compile(fullgraph=True)
+    def loss_fn(x):
+        return lif(x, 0.8, threshold, backend="cpp").spikes.sum()
+
+    eager = lif(current, 0.8, threshold, backend="cpp").spikes.sum()
+    torch.testing.assert_close(loss_fn(current), eager)

@@ -104,7 +104,8 @@ def main(argv=None) -> int:
         filters = {"models": args.model, "modalities": args.modality} if name == "models" else {}
         points = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress, **filters)
         if not points:
-            print(f"error: no {name} case matches --model {args.model} --modality {args.modality}", file=sys.stderr)
+            wanted = f"--model {','.join(args.model or ['any'])} --modality {','.join(args.modality or ['any'])}"
+            print(f"error: no {name} case matches {wanted}", file=sys.stderr)
             return 2
         report["suites"][name] = suite.as_json(points)
         print(f"## {name} (median ms)\n")

@@ -239,14 +239,17 @@ def _as_param(value, name: str, current: Tensor, unit_interval: bool = False) ->
     """A float or tensor broadcast to the neuron shape current.shape[1:], flattened to [M]
     (clamped to [0, 1] with unit_interval)."""
     neuron_shape = current.shape[1:]
-    if (isinstance(value, Tensor) and value.numel() == 1 and value.dim() <= len(neuron_shape)
+    eager = not torch.compiler.is_compiling()  # a traced graph builds its own tensors, no .item()
+    if (eager and isinstance(value, Tensor) and value.numel() == 1 and value.dim() <= len(neuron_shape)
             and value.dtype.is_floating_point and value.device.type == "cpu" == current.device.type
             and not (value.requires_grad and torch.is_grad_enabled())):
         value = value.item()  # a scalar without gradient (a module's buffer): the cached vector below
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = float(value)
         value = min(max(value, 0.0), 1.0) if unit_interval else value
-        return _constant_vector(value, neuron_shape.numel(), current.dtype, current.device)
+        if eager:
+            return _constant_vector(value, neuron_shape.numel(), current.dtype, current.device)
+        value = torch.tensor(value, dtype=current.dtype, device=current.device)
     require_tensor(value, name)
     if not value.dtype.is_floating_point:
         raise TypeError(f"{name} must be a float or a floating-point tensor, got dtype {value.dtype}")
