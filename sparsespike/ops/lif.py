@@ -307,11 +307,14 @@ def lif(
     require_nonempty(current, "current")
     if not current.dtype.is_floating_point:
         raise TypeError(f"current must be a floating-point tensor, got dtype {current.dtype}")
-    try:
-        cfg = _checked_config(convention, reset, bool(detach_reset), surrogate, surrogate_param, bool(decay_input))
-    except TypeError:  # an unhashable option: validate uncached, for the error naming it
-        cfg = _checked_config.__wrapped__(convention, reset, bool(detach_reset), surrogate, surrogate_param,
-                                          bool(decay_input))
+    options = (convention, reset, bool(detach_reset), surrogate, surrogate_param, bool(decay_input))
+    if torch.compiler.is_compiling():  # dynamo traces through caches: validate plainly
+        cfg = _checked_config.__wrapped__(*options)
+    else:
+        try:
+            cfg = _checked_config(*options)
+        except TypeError:  # an unhashable option: validate uncached, for the error naming it
+            cfg = _checked_config.__wrapped__(*options)
     if isinstance(threshold, (int, float)) and not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
     backend = resolve_backend(backend, current.device)
