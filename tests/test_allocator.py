@@ -8,29 +8,33 @@ import sys
 
 import pytest
 
-# the minor page faults of 5 forwards of a study-size audio M1 (batch 16) after 2 warm-up ones
+# the minor page faults of each of 10 forwards of a study-size audio M1 (batch 16) after 2 warm-up
+# ones, on one thread (worker threads' own malloc arenas would add faults of their own)
 _FAULTS = """
 import resource, torch, sparsespike
 from sparsespike import _allocator
 from sparsespike.models import build_model
+torch.set_num_threads(1)
 torch.manual_seed(0)
 model = build_model("m1", "audio")
 x = (torch.rand(16, 100, 700) < 0.05).float()
+faults = []
 with torch.no_grad():
     for _ in range(2):
         model(x)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
+    for _ in range(10):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         model(x)
-print(_allocator.mode, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(_allocator.mode, *faults)
 """
 
 
-def _faults(malloc: str) -> tuple[str, int]:
+def _faults(malloc: str) -> tuple[str, list[int]]:
     env = {**os.environ, "SPARSESPIKE_MALLOC": malloc}
     out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True)
-    mode, faults = out.stdout.split()
-    return mode, int(faults)
+    mode, *faults = out.stdout.split()
+    return mode, [int(f) for f in faults]
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -38,10 +42,11 @@ def test_freed_memory_is_reused_without_page_faults():
     reuse_mode, reuse = _faults("reuse")
     system_mode, system = _faults("system")
     assert (reuse_mode, system_mode) == ("reuse", "system")
-    # measured: glibc's defaults hand the layers' 3-7 MB blocks back and fault them in again,
-    # ~20,000 faults (80 MB) in 5 forwards; with the memory kept, 1-500
-    assert system > 5000
-    assert reuse < system / 10
+    # glibc's defaults hand the layers' 3-7 MB blocks back and fault them in again in every forward
+    # (measured ~4,270 faults each); kept memory is reused without faults. Compared per forward, by
+    # the quietest one: the machine may reclaim idle pages now and then (bursts of thousands seen).
+    assert min(system) > 1000
+    assert min(reuse) < 100
 
 
 def test_bad_setting_is_a_clear_error(monkeypatch):
