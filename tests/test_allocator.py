@@ -42,11 +42,12 @@ def test_freed_memory_is_reused_without_page_faults():
     reuse_mode, reuse = _faults("reuse")
     system_mode, system = _faults("system")
     assert (reuse_mode, system_mode) == ("reuse", "system")
-    # glibc's defaults hand the layers' 3-7 MB blocks back and fault them in again in every forward
-    # (measured ~4,270 faults each); kept memory is reused without faults. Compared per forward, by
-    # the quietest one: the machine may reclaim idle pages now and then (bursts of thousands seen).
-    assert min(system) > 1000
-    assert min(reuse) < 100
+    # glibc's defaults hand the layers' 3-7 MB blocks back and fault them in again, forward after
+    # forward (measured 31,000-43,000 faults in 10; its adaptive threshold varies the count); kept
+    # memory is reused without faults in a typical forward (the median: the machine may reclaim
+    # idle pages now and then, bursts of thousands seen)
+    assert sum(system) > 10000
+    assert sorted(reuse)[len(reuse) // 2] < 100
 
 
 def test_bad_setting_is_a_clear_error(monkeypatch):
