@@ -87,7 +87,20 @@ def _apply(layer: nn.Module, flatten: bool, x: Tensor) -> Tensor:
     return F.linear(x.flatten(1) if flatten else x, layer.weight, layer.bias)
 
 
-class EagerM1(nn.Module):
+class _SteppedOverTime(nn.Module):
+    """forward(x [B, T, ...]) -> (output spike counts [B, C], time-mean of the features [B, F]),
+    calling the subclass's step(x_t, state) -> (output spikes, features, state) once per step."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        state, counts, feature_sum = None, 0, 0
+        for t in range(x.shape[1]):
+            out, features, state = self.step(x[:, t], state)
+            counts = counts + out
+            feature_sum = feature_sum + features
+        return counts, feature_sum / x.shape[1]
+
+
+class EagerM1(_SteppedOverTime):
     """M1 (audio or visual) stepped over time in Python; forward(x [B, T, ...]) -> (logits
     = output spike counts [B, C], rates = time-mean of the feature spike layer [B, F]).
 
@@ -111,14 +124,6 @@ class EagerM1(nn.Module):
             if i == len(self.layers) - 2:
                 features = h
         return h, features, new_state
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        state, counts, feature_sum = None, 0, 0
-        for t in range(x.shape[1]):
-            out, features, state = self.step(x[:, t], state)
-            counts = counts + out
-            feature_sum = feature_sum + features
-        return counts, feature_sum / x.shape[1]
 
 
 def hopfield_step(memory: nn.Module, x_t: Tensor) -> Tensor:
@@ -164,7 +169,7 @@ def _memory_unsupported(model: nn.Module) -> Optional[str]:
     return None
 
 
-class EagerMemoryModel(nn.Module):
+class EagerMemoryModel(_SteppedOverTime):
     """M3, M4 or M5 (engine mode, audio or visual) stepped over time in Python; forward(x [B, T,
     ...]) -> (logits = output spike counts [B, C], features = time-mean of the head's input
     spikes + gate * memory [B, F]), as the sparsespike model's ``(logits, features)``.
@@ -199,14 +204,6 @@ class EagerMemoryModel(nn.Module):
             h, mem = leaky_step(_apply(layer, flatten, h), state[i], beta, threshold, slope)
             new_state.append(mem)
         return h, features, new_state + [hgrn_state]
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        state, counts, feature_sum = None, 0, 0
-        for t in range(x.shape[1]):
-            out, features, state = self.step(x[:, t], state)
-            counts = counts + out
-            feature_sum = feature_sum + features
-        return counts, feature_sum / x.shape[1]
 
 
 def eager_model(model: nn.Module) -> nn.Module:
