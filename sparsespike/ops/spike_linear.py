@@ -146,7 +146,7 @@ CONTENT_CHECK_ROWS = 4
 
 def _cpu_event_driven(weight: Tensor, density: float) -> bool:
     tile = cpp().tile_bytes // weight.element_size()
-    return float(density) * padding_factor(weight.shape[0], tile) <= get_crossover("cpu").forward_density
+    return density * padding_factor(weight.shape[0], tile) <= get_crossover("cpu").forward_density
 
 
 # --------------------------------------------------------------------------- Triton
@@ -187,14 +187,14 @@ def _forward_cpu(spikes, weight, bias, backend):
     # auto
     if weight.dtype not in _CPP_DTYPES or cpp() is None:
         return _forward_default(spikes, weight, bias, backend)
-    rows = spikes.shape[0]
-    if rows < CONTENT_CHECK_ROWS and content_checks():  # dense, whatever the density
-        nnz = _cpp_count(spikes)  # validates before the GEMM runs
-        return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
-    sample_nnz, sample_size, exact = _sampled_nnz(spikes)
-    if _cpu_event_driven(weight, int(sample_nnz) / sample_size):
-        return _cpp_forward(spikes, weight, bias)
-    nnz = sample_nnz if exact else _cpp_count(spikes)  # validates before the GEMM runs
+    if spikes.shape[0] < CONTENT_CHECK_ROWS and content_checks():  # dense, whatever the density
+        nnz = _cpp_count(spikes)
+    else:
+        sample_nnz, sample_size, exact = _sampled_nnz(spikes)
+        if _cpu_event_driven(weight, int(sample_nnz) / sample_size):
+            return _cpp_forward(spikes, weight, bias)
+        nnz = sample_nnz if exact else _cpp_count(spikes)
+    # nnz was counted (and the spikes validated) before the GEMM runs
     return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
 
 
@@ -240,6 +240,10 @@ def _grad_weight_t_cuda(grad_out, spikes, nnz, backend):
 
 
 _FORWARD = {"cpu": _forward_cpu, "cuda": _forward_cuda}
+
+
+def _forward_on_device(spikes, weight, bias, backend):
+    return _FORWARD.get(weight.device.type, _forward_default)(spikes, weight, bias, backend)
 _GRAD_WEIGHT_T = {"cpu": _grad_weight_t_cpu, "cuda": _grad_weight_t_cuda}
 
 
@@ -320,7 +324,7 @@ class _SpikeLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spikes, weight, bias, backend):
-        out, nnz = _FORWARD.get(weight.device.type, _forward_default)(spikes, weight, bias, backend)
+        out, nnz = _forward_on_device(spikes, weight, bias, backend)
         ctx.mark_non_differentiable(nnz)
         _save_for_backward(ctx, spikes, weight, bias, backend, nnz, pack_spikes=True)
         return out, nnz
@@ -383,6 +387,6 @@ def spike_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, 
                                       or (bias is not None and bias.requires_grad)):
         out, nnz = _SpikeLinearFunction.apply(flat, weight, bias, backend)
     else:  # no graph to record: skip autograd.Function's per-call cost (streaming)
-        out, nnz = _FORWARD.get(weight.device.type, _forward_default)(flat, weight, bias, backend)
+        out, nnz = _forward_on_device(flat, weight, bias, backend)
     synops.record("spike_linear", nnz, out_features)
     return out.reshape(*spikes.shape[:-1], out_features)
