@@ -404,7 +404,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("advise_huge_pages", &advise_huge_pages, py::arg("array").noconvert(),
         "Advises transparent huge pages for the aligned interior of a fresh array.");
   m.def("fingerprint", &fingerprint, py::arg("array"), py::arg("threads"),
-        "Position-sensitive 64-bit checksum of a contiguous array's bytes.");
+        "Non-linear 64-bit hash of a contiguous array's bytes (independent of the thread count).");
   sparsespike::bind::bind_hgrn(m);
   sparsespike::bind::bind_spiking_hopfield(m);
   sparsespike::bind::bind_spike_conv2d(m);

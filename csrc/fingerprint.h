@@ -1,9 +1,15 @@
-// Position-sensitive checksum of a buffer, used to tell whether a cached weight layout is stale
-// even when the weight was edited through `.data` (which bypasses torch's version counter).
-// Sum over 32-bit words of word * (2k + 1), mod 2^32, in 8 interleaved lanes (so it vectorises
-// with 32-bit multiplies): the multiplier is odd, hence invertible, so any single-word change
-// changes it. Addition is associative mod 2^32, so the split across threads never changes the
-// result. Memory-bound: a fifth of the cost of re-packing the weight.
+// Content hash of a buffer, used to tell whether a cached weight layout is stale even when the
+// weight was edited through `.data` or numpy (which bypass torch's version counter), or has no
+// version counter at all (inference tensors).
+//
+// It must not be fooled by the edits people make to weights: a sign flip (`neg_`) toggles bit 31
+// of every word and a power-of-two scaling adds a constant to every exponent, and a linear
+// checksum mod 2^k cancels such uniform changes (the previous sum of word * (2k + 1) did, for an
+// even word count). So every 64-bit word goes through a non-linear multiply-rotate round
+// (xxHash64's), in 8 independent lanes per fixed-size chunk, and each chunk's lanes are merged and
+// avalanched with its index as the seed. Chunk hashes are added mod 2^64: the sum of well-mixed
+// values does not depend on how chunks are split across threads, and an edit anywhere changes the
+// total except with probability about 2^-64. Memory-bound, like the checksum it replaces.
 #pragma once
 
 #include <cstdint>
@@ -13,42 +19,66 @@
 
 namespace sparsespike {
 
-inline uint64_t fingerprint(const void* data, int64_t bytes, int threads) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  const int64_t words = bytes / 4;
-  uint64_t lanes_total[8] = {};
-#pragma omp parallel num_threads(clamp_threads(threads, words / 65536 + 1))
-  {
-    const Range r = thread_range(words);
-    uint32_t acc[8] = {};
-    int64_t k = r.begin;
-    for (; k < r.end && (k % 8) != 0; ++k) {
-      uint32_t w;
-      std::memcpy(&w, p + 4 * k, 4);
-      acc[k % 8] += w * static_cast<uint32_t>(2 * k + 1);
-    }
-    typedef uint32_t u32x8 __attribute__((vector_size(32)));
-    u32x8 vacc = {}, mult;
-    for (int l = 0; l < 8; ++l) mult[l] = static_cast<uint32_t>(2 * (k + l) + 1);
-    for (; k + 8 <= r.end; k += 8) {
-      u32x8 w;
-      std::memcpy(&w, p + 4 * k, 32);
-      vacc += w * mult;
-      mult += 16;
-    }
-    for (int l = 0; l < 8; ++l) acc[l] += vacc[l];
-    for (; k < r.end; ++k) {
-      uint32_t w;
-      std::memcpy(&w, p + 4 * k, 4);
-      acc[k % 8] += w * static_cast<uint32_t>(2 * k + 1);
-    }
-#pragma omp critical
-    for (int l = 0; l < 8; ++l) lanes_total[l] += acc[l];
+namespace hash_detail {
+
+constexpr uint64_t kP1 = 0x9E3779B185EBCA87ull;
+constexpr uint64_t kP2 = 0xC2B2AE3D27D4EB4Full;
+constexpr uint64_t kP3 = 0x165667B19E3779F9ull;
+constexpr uint64_t kP4 = 0x85EBCA77C2B2AE63ull;
+constexpr int64_t kChunkWords = 8192;  // 64 KiB: one thread's unit of work, fixed so the split never matters
+
+inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+inline uint64_t mix_round(uint64_t acc, uint64_t word) { return rotl(acc + word * kP2, 31) * kP1; }
+
+inline uint64_t avalanche(uint64_t h) {
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  h *= kP3;
+  h ^= h >> 32;
+  return h;
+}
+
+// One chunk of whole 64-bit words, seeded by its index.
+inline uint64_t chunk_hash(const unsigned char* p, int64_t words, uint64_t seed) {
+  typedef uint64_t u64x8 __attribute__((vector_size(64)));
+  u64x8 acc;
+  for (int l = 0; l < 8; ++l) acc[l] = seed * kP4 + kP1 * static_cast<uint64_t>(l + 1);
+  int64_t k = 0;
+  for (; k + 8 <= words; k += 8) {
+    u64x8 w;
+    std::memcpy(&w, p + 8 * k, 64);
+    acc += w * kP2;
+    acc = ((acc << 31) | (acc >> 33)) * kP1;
   }
+  uint64_t h = static_cast<uint64_t>(words) * kP3;
+  for (int l = 0; l < 8; ++l) h = (h ^ mix_round(0, acc[l])) * kP1 + kP4;
+  for (; k < words; ++k) {
+    uint64_t w;
+    std::memcpy(&w, p + 8 * k, 8);
+    h = rotl(h ^ mix_round(0, w), 27) * kP1 + kP4;
+  }
+  return avalanche(h ^ seed);
+}
+
+}  // namespace hash_detail
+
+inline uint64_t fingerprint(const void* data, int64_t bytes, int threads) {
+  using namespace hash_detail;
+  const auto* p = static_cast<const unsigned char*>(data);
+  const int64_t words = bytes / 8;
+  const int64_t chunks = (words + kChunkWords - 1) / kChunkWords;
   uint64_t total = 0;
-  for (int l = 0; l < 8; ++l) total = total * 0x9E3779B97F4A7C15ull + static_cast<uint32_t>(lanes_total[l]);
-  for (int64_t b = words * 4; b < bytes; ++b) total += static_cast<uint64_t>(p[b]) * (2 * b + 1);
-  return total;
+#pragma omp parallel for num_threads(clamp_threads(threads, chunks / 8 + 1)) reduction(+ : total) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kChunkWords;
+    const int64_t n = begin + kChunkWords <= words ? kChunkWords : words - begin;
+    total += chunk_hash(p + 8 * begin, n, static_cast<uint64_t>(c));
+  }
+  uint64_t tail = static_cast<uint64_t>(bytes);  // the last bytes % 8 bytes, and the length itself
+  for (int64_t b = words * 8; b < bytes; ++b) tail = (tail << 8) | p[b];
+  return total + avalanche(tail * kP1 + kP2);
 }
 
 }  // namespace sparsespike

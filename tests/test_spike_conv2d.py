@@ -223,6 +223,20 @@ def test_weight_cache_follows_in_place_updates_and_data_edits():
     assert_matches(third, F.conv2d(spikes.double(), weight.double(), b.double(), 1, 1), 18, torch.float32)
 
 
+@pytest.mark.parametrize("scale", [-1.0, 2.0, 0.5])
+@pytest.mark.parametrize("inference", [False, True])
+def test_weight_cache_sees_uniform_edits(scale, inference):
+    # a sign flip or a power-of-two scaling changes every word alike (a linear checksum cancels it);
+    # inference tensors have no version counter at all
+    spikes = make_spikes((3, 4, 6, 6), 0.3, torch.float32, 8)
+    with torch.inference_mode(inference):
+        weight, b = make_weight(8, 4, (3, 3), torch.float32, 8)  # 288 words
+        spike_conv2d(spikes, weight, b, 1, 1, backend="cpp")
+        weight.data.mul_(scale)
+        out = spike_conv2d(spikes, weight, b, 1, 1, backend="cpp")
+    assert_matches(out, F.conv2d(spikes.double(), weight.double(), b.double(), 1, 1), 36, torch.float32)
+
+
 def test_inference_mode():
     spikes = make_spikes((2, 3, 5, 5), 0.3, torch.float32, 10)
     with torch.inference_mode():

@@ -247,17 +247,40 @@ def test_weight_cache_never_serves_a_freed_weight():
         del weight
 
 
-def test_weight_cache_sees_edits_through_data():
-    # .data bypasses the version counter (gradcheck perturbs inputs this way)
-    spikes = make_spikes((20, 30), 0.3, torch.float32, 9)
-    weight, _ = make_layer(30, 12, torch.float32, 9)
+# Edits that bypass the version counter (.data, numpy) and that a linear checksum cancels: a sign
+# flip toggles bit 31 of every word, a power-of-two scaling adds one constant to every exponent.
+DATA_EDITS = {
+    "add_one": lambda w: w.data[3, 7].add_(1.0),
+    "permute_rows": lambda w: w.data.copy_(w.data.roll(1, 0)),
+    "neg": lambda w: w.data.neg_(),
+    "times_two": lambda w: w.data.mul_(2),
+    "times_half": lambda w: w.data.mul_(0.5),
+    "numpy_write": lambda w: w.detach().numpy().__setitem__((slice(None), 0), 5.0),
+}
+
+
+@pytest.mark.parametrize("edit", DATA_EDITS)
+def test_weight_cache_sees_edits_that_bypass_the_version_counter(edit):
+    spikes = make_spikes((20, 64), 0.3, torch.float32, 9)
+    weight, _ = make_layer(64, 32, torch.float32, 9)  # 2048 words: even, and a multiple of 32
     spike_linear(spikes, weight, None, backend="cpp")
     version = weight._version
-    weight.data[3, 7] += 1.0
-    weight.data[[0, 1]] = weight.data[[1, 0]]
+    DATA_EDITS[edit](weight)
     assert weight._version == version
     out = spike_linear(spikes, weight, None, backend="cpp")
-    assert_matches(out, reference64(spikes, weight, None), 30, torch.float32)
+    assert_matches(out, reference64(spikes, weight, None), 64, torch.float32)
+
+
+@pytest.mark.parametrize("edit", ["neg", "times_two", "times_half"])
+def test_weight_cache_sees_edits_of_inference_tensors(edit):
+    # inference tensors have no version counter at all: only the content tells
+    spikes = make_spikes((20, 64), 0.3, torch.float32, 9)
+    with torch.inference_mode():
+        weight, _ = make_layer(64, 32, torch.float32, 9)
+        spike_linear(spikes, weight, None, backend="cpp")
+        DATA_EDITS[edit](weight)
+        out = spike_linear(spikes, weight, None, backend="cpp")
+    assert_matches(out, reference64(spikes, weight, None), 64, torch.float32)
 
 
 def test_inference_mode():
