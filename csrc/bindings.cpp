@@ -10,6 +10,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #ifdef __linux__
@@ -196,6 +197,8 @@ sparsespike::LifConfig lif_config(int convention, int reset, bool detach_reset, 
   if (convention < 0 || convention > 1) throw py::value_error("convention must be 0 or 1");
   if (reset < 0 || reset > 2) throw py::value_error("reset must be 0, 1 or 2");
   if (surrogate < 0 || surrogate > 3) throw py::value_error("surrogate must be 0..3");
+  if (!(surrogate_param > 0 && surrogate_param < std::numeric_limits<double>::infinity()))
+    throw py::value_error("surrogate_param must be finite and > 0");
   sparsespike::LifConfig cfg;
   cfg.convention = static_cast<sparsespike::LifConvention>(convention);
   cfg.reset = static_cast<sparsespike::LifReset>(reset);
@@ -228,10 +231,17 @@ void require_lif_neuron_params(const py::array& beta, const py::array& threshold
   require_lif_array<T>(beta, "beta", -1, n);
   require_lif_array<T>(threshold, "threshold", -1, n);
   require_lif_array<T>(v0, "v0", -1, n);
-  // checked here, before any work, so the Python side skips a reduction per call
+  // checked here, before any work, so the Python side skips a reduction per call; written so
+  // that NaN fails each test (every comparison with NaN is false)
   const T* t = static_cast<const T*>(threshold.data());
-  for (int64_t i = 0; i < n; ++i)
-    if (!(t[i] > T(0))) throw py::value_error("threshold must be > 0 everywhere");
+  const T* b = static_cast<const T*>(beta.data());
+  const T* v = static_cast<const T*>(v0.data());
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(t[i] > T(0) && t[i] < inf)) throw py::value_error("threshold must be finite and > 0 everywhere");
+    if (!(b[i] >= T(0) && b[i] <= T(1))) throw py::value_error("beta must be in [0, 1] everywhere (NaN found)");
+    if (!(v[i] > -inf && v[i] < inf)) throw py::value_error("v0 contains NaN or Inf");
+  }
 }
 
 template <typename T>

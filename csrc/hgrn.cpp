@@ -79,6 +79,7 @@ template <typename T>
 HgrnStatus forward_block(const T* x, const T* g, const T* h0, int64_t steps, int64_t n,
                          int64_t n0, int64_t width, T* h, T* h_final) {
   FiniteProbe<T> px, pg, ph0;
+  MaxProbe<T> g_max;
   for_lanes<T>(width, [&](auto lane, int64_t k) {
     using L = typename decltype(lane)::type;
     ph0.add(load_lanes<L>(h0 + n0 + k));
@@ -93,6 +94,7 @@ HgrnStatus forward_block(const T* x, const T* g, const T* h0, int64_t steps, int
       const L xk = load_lanes<L>(x_t + k), gk = load_lanes<L>(g_t + k);
       px.add(xk);
       pg.add(gk);
+      g_max.add(gk);
       store_lanes(h_t + k, exp_any(gk) * load_lanes<L>(h_p + k) + xk);
     });
   }
@@ -101,6 +103,7 @@ HgrnStatus forward_block(const T* x, const T* g, const T* h0, int64_t steps, int
   if (!px.finite()) return HgrnStatus::x_nonfinite;
   if (!pg.finite()) return HgrnStatus::g_nonfinite;
   if (!ph0.finite()) return HgrnStatus::h0_nonfinite;
+  if (g_max.any_positive()) return HgrnStatus::g_positive;
   return HgrnStatus::ok;
 }
 

@@ -10,7 +10,7 @@
 namespace sparsespike {
 
 // What a forward found in its inputs (outputs are unspecified unless ok).
-enum class HgrnStatus : int { ok = 0, x_nonfinite = 1, g_nonfinite = 2, h0_nonfinite = 3 };
+enum class HgrnStatus : int { ok = 0, x_nonfinite = 1, g_nonfinite = 2, h0_nonfinite = 3, g_positive = 4 };
 
 // h[t, :] = exp(g[t, :]) * h[t - 1, :] + x[t, :] with h[-1, :] = h0; h_final = h[steps - 1, :].
 template <typename T>

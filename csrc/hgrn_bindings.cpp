@@ -19,6 +19,8 @@ void raise_on(sparsespike::HgrnStatus status) {
     case sparsespike::HgrnStatus::x_nonfinite: throw py::value_error("x contains NaN or Inf");
     case sparsespike::HgrnStatus::g_nonfinite: throw py::value_error("g contains NaN or Inf");
     case sparsespike::HgrnStatus::h0_nonfinite: throw py::value_error("h0 contains NaN or Inf");
+    case sparsespike::HgrnStatus::g_positive:
+      throw py::value_error("g must be <= 0 everywhere (the log of a forget gate in (0, 1]); exp(g) > 1 makes the state grow without bound");
   }
 }
 

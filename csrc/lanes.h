@@ -143,6 +143,27 @@ struct FiniteProbe {
   bool finite() const { return all_lanes_finite(scalar) && all_lanes_finite(vec); }
 };
 
+// Running maximum of max(v, 0) over a block: positive once any v was > 0 (NaN compares false
+// and is left to the FiniteProbe).
+template <typename T>
+struct MaxProbe {
+  typename Vec<T>::type vec{};
+  T scalar = 0;
+
+  template <typename L>
+  void add(const L& v) {
+    if constexpr (is_scalar_lane<L>)
+      scalar = v > scalar ? v : scalar;
+    else
+      vec = v > vec ? v : vec;
+  }
+  bool any_positive() const {
+    bool positive = scalar > T(0);
+    for (int i = 0; i < Vec<T>::lanes; ++i) positive |= vec[i] > T(0);
+    return positive;
+  }
+};
+
 // Runs body(LaneTag<V>{}, k) over full vectors of [0, width), then body(LaneTag<T>{}, k) over
 // the tail.
 template <typename T, typename Body>

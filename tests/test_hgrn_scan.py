@@ -15,8 +15,8 @@ from sparsespike import _C, hgrn_scan, hgrn_scan_reference
 def make_case(shape, dtype, seed, h0=True):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=gen, dtype=torch.float64)
-    # log forget gates mostly in (-3, 0], a few slightly positive (allowed, not required <= 0)
-    g = -3 * torch.rand(shape, generator=gen, dtype=torch.float64) + 0.1
+    # log forget gates in (-3, 0]
+    g = -3 * torch.rand(shape, generator=gen, dtype=torch.float64)
     state = torch.randn(shape[1:], generator=gen, dtype=torch.float64) if h0 else None
     return tuple(None if t is None else t.to(dtype) for t in (x, g, state))
 
@@ -110,9 +110,9 @@ def test_cpp_thread_count_does_not_change_results():
 
 
 def test_cpp_exp_accuracy_and_range():
-    # h = exp(g) * 1 + 0 over a dense grid: the vectorised expf against float64, and gates far
-    # outside the polynomial's range (subnormal, zero, large), where its input is clamped
-    g = torch.cat([torch.linspace(-87, 88, 200_003), torch.tensor([-300.0, -103.0, -95.5, -87.2, 88.4, -0.0, 1e-8])])
+    # h = exp(g) * 1 + 0 over a dense grid of gates (g <= 0): the vectorised expf against float64,
+    # and gates far below the polynomial's range (subnormal, zero), where its input is clamped
+    g = torch.cat([torch.linspace(-87, 0, 200_003), torch.tensor([-300.0, -103.0, -95.5, -87.2, -0.0, -1e-8])])
     g = g.reshape(1, -1)
     out = hgrn_scan(torch.zeros_like(g), g, torch.ones(g.shape[1]), backend="cpp")
     exact = torch.exp(g.double())
@@ -197,9 +197,9 @@ def test_bad_input(backend):
         hgrn_scan(torch.zeros(0, 3), torch.zeros(0, 3), backend=backend)
     with pytest.raises(ValueError, match="leading time dimension"):
         hgrn_scan(torch.tensor(1.0), torch.tensor(1.0), backend=backend)
-    with pytest.raises(ValueError, match="g is on meta but x is on cpu"):
+    with pytest.raises(ValueError, match="g is a meta tensor"):
         hgrn_scan(x, g.to("meta"), backend=backend)
-    with pytest.raises(ValueError, match="h0 is on meta but x is on cpu"):
+    with pytest.raises(ValueError, match="h0 is a meta tensor"):
         hgrn_scan(x, g, h0.to("meta"), backend=backend)
     for name in ("x", "g", "h0"):
         args = {"x": x.clone(), "g": g.clone(), "h0": h0.clone()}

@@ -154,9 +154,9 @@ def test_bad_arguments():
         HGRN(4, learn_lower_bound=True)
     with pytest.raises(ValueError, match=r"lower_bound must be in \[0, 1\)"):
         HGRN(4, lower_bound=1.0)
-    with pytest.raises(ValueError, match="d_model must be a positive int"):
+    with pytest.raises(ValueError, match="d_model must be >= 1"):
         HGRN(0)
-    with pytest.raises(ValueError, match="n_layers must be a positive int"):
+    with pytest.raises(ValueError, match="n_layers must be >= 1"):
         HGRNStack(4, 0)
     layer = HGRN(4, lower_bound=0.5)
     with pytest.raises(ValueError, match="has its own lower_bound"):

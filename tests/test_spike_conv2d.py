@@ -193,16 +193,6 @@ def test_deterministic_across_calls_and_threads(backend):
         assert torch.equal(gw, results[0][1])
 
 
-def test_double_backward_through_the_kernels_raises():
-    spikes = make_spikes((2, 3, 6, 6), 0.2, torch.float32, 8)
-    weight, _ = make_weight(5, 3, (3, 3), torch.float32, 8)
-    weight.requires_grad_()
-    out = spike_conv2d(spikes, weight, None, 1, 1, backend="cpp")
-    (gw,) = torch.autograd.grad(out.square().sum(), weight, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        gw.sum().backward()
-
-
 @pytest.mark.parametrize("force", ["event", "dense"])
 def test_auto_both_sides_of_the_crossover(force):
     density = 0.0 if force == "dense" else 10.0

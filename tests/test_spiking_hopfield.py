@@ -288,7 +288,7 @@ def test_bad_arguments_name_the_argument():
     for change, error, message in cases:
         with pytest.raises(error, match=message):
             hopfield_recall(**{**base, **change})
-    with pytest.raises(ValueError, match="cue is on meta"):
+    with pytest.raises(ValueError, match="cue is a meta tensor"):
         hopfield_recall(weight, cue.to("meta"), 3)
 
 
@@ -306,7 +306,7 @@ def test_bad_patterns_and_module_arguments():
         net.store([[0] * 8])
     with pytest.raises(ValueError, match="patterns has zero elements"):
         hebbian_weight(torch.zeros(0, 8))
-    with pytest.raises(ValueError, match="n_neurons must be a positive int"):
+    with pytest.raises(ValueError, match="n_neurons must be >= 1"):
         SpikingHopfield(0)
     with pytest.raises(ValueError, match="beta must be in"):
         SpikingHopfield(8, beta=-0.1)

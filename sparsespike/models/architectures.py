@@ -113,6 +113,19 @@ def check_input(x, input_shape: Sequence[int], modality: str, dtype: torch.dtype
         raise TypeError(f"{name} must be floating point ({dtype}) or bool/uint8 spikes, got dtype {x.dtype}")
 
 
+def run_encoder(encoder: nn.Module, x: Tensor, name: str = "x") -> Tensor:
+    """encoder(x) for batch-first x [B, T, ...]: the spike layer, time-major [T, B, F]. The first
+    layer's kernel checks x for NaN/Inf for free while it reads it; its error says "spikes" (its
+    own argument), so it is renamed to the model's. (The first layer's reshape copies the
+    transposed x, which is freed after it.)"""
+    try:
+        return encoder(x.transpose(0, 1))
+    except ValueError as exc:
+        if str(exc) == "spikes contains NaN or Inf":  # later layers read LIF spikes, always 0/1
+            raise ValueError(f"{name} contains NaN or Inf") from None
+        raise
+
+
 def _study_hopfield(feature_size: int, num_patterns: int, temperature: float,
                     backend: Optional[str]) -> HopfieldMemory:
     memory = HopfieldMemory(feature_size, num_patterns, temperature, backend=backend)
@@ -178,7 +191,7 @@ class StudyModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Batch-first input [B, T, ...] -> the spike layer, time-major [T, B, feature_size]."""
         check_input(x, self.input_shape, self.modality, self._param_dtype())
-        return self.encoder(x.transpose(0, 1))  # the first layer's reshape copies it; freed after
+        return run_encoder(self.encoder, x)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         """Engine mode: [T, B, F] spikes -> [T, B, F] head input (identity: the spikes)."""

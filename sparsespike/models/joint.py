@@ -29,6 +29,7 @@ from .architectures import (
     check_input,
     memory_gate,
     residual_memory,
+    run_encoder,
 )
 from .backbones import SpikingHead
 
@@ -73,7 +74,7 @@ class JointModel(nn.Module):
         _choice(modality, MODALITIES, "modality")
         encoder = self.encoders[modality]
         check_input(x, encoder.input_shape, modality, next(self.parameters()).dtype)
-        spikes = encoder(x.transpose(0, 1))  # the first layer's reshape copies it; freed after
+        spikes = run_encoder(encoder, x)
         rates = spikes.mean(0)
         if self.hgrn_mode == "study":
             features = self.hgrn(rates)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._backend import check_backend
+from ..ops._validate import require_positive_int
 from ..ops.hgrn import hgrn_scan
 from .linear import SpikeLinear
 
@@ -68,8 +69,7 @@ class HGRN(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if not isinstance(d_model, int) or d_model < 1:
-            raise ValueError(f"d_model must be a positive int, got {d_model!r}")
+        require_positive_int(d_model, "d_model")
         inner = int(d_model * expand_ratio)
         if inner < 1:
             raise ValueError(f"expand_ratio {expand_ratio} leaves no inner channels for d_model {d_model}")
@@ -238,8 +238,7 @@ class HGRNStack(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        require_positive_int(n_layers, "n_layers")
         factory = dict(device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             HGRNBlock(d_model, expand_ratio, mlp_ratio, spiking_input=spiking_input and k == 0,

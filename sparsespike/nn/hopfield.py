@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._backend import check_backend
+from ..ops._validate import require_finite_number, require_positive_int
 from ..ops.hopfield import hopfield_retrieve
 from .linear import SpikeLinear
 
@@ -40,9 +41,9 @@ class HopfieldMemory(nn.Module):
     def __init__(self, dim: int = 512, num_patterns: int = 256, temperature: float = 0.1,
                  backend: Optional[str] = None, device=None, dtype=None) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.dim, self.temperature = dim, float(temperature)
+        require_positive_int(dim, "dim")
+        require_positive_int(num_patterns, "num_patterns")
+        self.dim, self.temperature = dim, require_finite_number(temperature, "temperature", positive=True)
         self.patterns = nn.Parameter(torch.randn(num_patterns, dim, device=device, dtype=dtype))
         self.norm = nn.LayerNorm(dim, device=device, dtype=dtype)
         self.backend = None if backend is None else check_backend(backend)
@@ -90,6 +91,13 @@ class Hopfield(nn.Module):
                  normalize: bool = False, bias: bool = True, backend: Optional[str] = None,
                  device=None, dtype=None) -> None:
         super().__init__()
+        require_positive_int(query_size, "query_size")
+        for name, size in (("pattern_size", pattern_size), ("hidden_size", hidden_size), ("value_size", value_size),
+                           ("output_size", output_size), ("num_patterns", num_patterns)):
+            if size is not None:
+                require_positive_int(size, name)
+        if beta is not None:
+            require_finite_number(beta, "beta", positive=True)
         pattern_size = query_size if pattern_size is None else pattern_size
         if hidden_size is None and pattern_size != query_size:
             raise ValueError(f"without hidden_size, pattern_size ({pattern_size}) must equal query_size ({query_size})")

@@ -14,12 +14,21 @@ import torch
 from torch import Tensor, nn
 
 from .._backend import check_backend
+from ..ops._validate import require_finite_number, require_tensor
 from ..ops.lif import lif
 from ..ops.lif_reference import DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
 
-def _parameter(value, learn: bool, name: str) -> Tensor:
-    tensor = torch.as_tensor(value, dtype=torch.get_default_dtype()).clone()
+def _parameter(value, learn: bool, name: str, positive: bool = False) -> Tensor:
+    """beta or threshold as a tensor, checked once here: finite (NaN would pass the kernels'
+    clamp), and > 0 for the threshold."""
+    if isinstance(value, Tensor):
+        require_tensor(value, name)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
+    tensor = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
+    if not bool(torch.isfinite(tensor).all()) or (positive and not bool((tensor > 0).all())):
+        raise ValueError(f"{name} must be finite{' and > 0' if positive else ''} everywhere, got {value!r}")
     return nn.Parameter(tensor) if learn else tensor
 
 
@@ -54,9 +63,10 @@ class LIF(nn.Module):
         if surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
         self._register("beta", _parameter(beta, learn_beta, "beta"), persistent)
-        self._register("threshold", _parameter(threshold, learn_threshold, "threshold"), persistent)
+        self._register("threshold", _parameter(threshold, learn_threshold, "threshold", positive=True), persistent)
         self.reset, self.surrogate, self.detach_reset = reset, surrogate, detach_reset
-        self.surrogate_param = DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None else float(surrogate_param)
+        self.surrogate_param = (DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None
+                                else require_finite_number(surrogate_param, "surrogate_param", positive=True))
         self.batch_first, self.convention, self.decay_input = batch_first, convention, decay_input
         self.backend = None if backend is None else check_backend(backend)
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .._backend import check_backend
+from ..ops._validate import require_positive_int
 from ..ops.spiking_hopfield import (
     HopfieldRecall,
     check_recall_params,
@@ -48,8 +49,7 @@ class SpikingHopfield(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:
-            raise ValueError(f"n_neurons must be a positive int, got {n_neurons!r}")
+        require_positive_int(n_neurons, "n_neurons")
         _, beta, threshold, _ = check_recall_params(1, beta, threshold, reset)
         dtype = torch.float32 if dtype is None else dtype
         if not dtype.is_floating_point:

@@ -9,9 +9,11 @@ unless SPARSESPIKE_CHECK_FINITE=1.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 
 SPIKE_INT_DTYPES = (torch.bool, torch.uint8)
 
@@ -21,9 +23,29 @@ def check_finite_on_cuda() -> bool:
 
 
 def require_tensor(x, name: str) -> torch.Tensor:
+    """A dense tensor with data: torch.sparse layouts, meta tensors and FakeTensors outside
+    torch.compile (which traces with fakes of its own) are refused by name, not deep inside."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}; convert it with .to_dense()")
+    if not torch.compiler.is_compiling():
+        if x.device.type == "meta":
+            raise ValueError(f"{name} is a meta tensor (no data); sparsespike ops compute on cpu or cuda tensors")
+        if isinstance(x, FakeTensor):
+            raise ValueError(f"{name} is a FakeTensor; sparsespike ops take fake tensors only inside torch.compile")
     return x
+
+
+def require_finite_number(value, name: str, *, positive: bool = False) -> float:
+    """A Python number that is finite (and > 0 with ``positive``): NaN passes every comparison
+    check by comparing false, so it is refused explicitly."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}, got {value}")
+    return value
 
 
 def require_nonempty(x: torch.Tensor, name: str) -> None:
@@ -59,3 +81,25 @@ def check_finite(spikes: torch.Tensor, name: str = "spikes") -> None:
         return
     if not bool(torch.isfinite(spikes).all()):
         raise ValueError(f"{name} contains NaN or Inf")
+
+
+def refuse_double_backward(op: str, backend: str) -> None:
+    """Called first in every kernel backward. The kernels compute gradients outside autograd, so
+    under create_graph=True (a gradient penalty, gradgradcheck) the first-order gradients would
+    carry an incomplete graph and the second-order ones would silently miss terms: refuse instead.
+    (Backward runs with grad mode on exactly when create_graph=True; torch.compile's traced
+    backward never asks for a graph.)"""
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        raise NotImplementedError(
+            f"{op}: the {backend!r} backend computes gradients in its own kernels and has no double backward "
+            "(create_graph=True); call it with backend='reference' for higher-order gradients"
+        )
+
+
+def require_positive_int(value, name: str) -> int:
+    """A module size (features, channels, patterns): an int >= 1, never a bool or a float."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value

@@ -1,7 +1,7 @@
 """hgrn_scan: the HGRN gated linear recurrence over time, h_t = exp(g_t) * h_{t-1} + x_t.
 
 HGRN (Qin et al., NeurIPS 2023) mixes tokens with this element-wise recurrence; g is the log of
-the forget gate (g <= 0 in HGRN, but any finite g is accepted). Three implementations behind
+the forget gate, so g <= 0 (g > 0 raises: exp(g) > 1 grows the state without bound). Three implementations behind
 :func:`hgrn_scan`:
 
 - reference: a differentiable torch loop over time (the oracle; backward by autograd on it; it
@@ -35,7 +35,14 @@ from .._backend import (
     select_path,
     step_gradient_view,
 )
-from ._validate import check_finite, require_nonempty, require_same_device, require_tensor
+from ._validate import (
+    check_finite,
+    check_finite_on_cuda,
+    refuse_double_backward,
+    require_nonempty,
+    require_same_device,
+    require_tensor,
+)
 
 __all__ = ["HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
 
@@ -79,10 +86,19 @@ def _cpp_backward(grad_h, grad_h_final, g, h, h0) -> tuple[Tensor, Tensor, Tenso
 
 # --------------------------------------------------------------------------- dispatch per device
 
+def _check_data(x: Tensor, g: Tensor, h0: Tensor) -> None:
+    """What the C++ kernel checks while it reads, for the other paths: finite inputs, g <= 0."""
+    for t, name in ((x, "x"), (g, "g"), (h0, "h0")):
+        check_finite(t, name)
+    if (g.device.type != "cuda" or check_finite_on_cuda()) and bool((g > 0).any()):
+        raise ValueError(
+            "g must be <= 0 everywhere (the log of a forget gate in (0, 1]); exp(g) > 1 makes the state grow without bound"
+        )
+
+
 def _forward_impl(x: Tensor, g: Tensor, h0: Tensor, path: str) -> tuple[Tensor, Tensor]:
     if path == "triton":
-        for t, name in ((x, "x"), (g, "g"), (h0, "h0")):
-            check_finite(t, name)
+        _check_data(x, g, h0)
         return require_triton_kernels("hgrn").forward(x, g, h0)
     return _cpp_forward(x, g, h0)
 
@@ -126,6 +142,7 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_h, grad_h_final):
+    refuse_double_backward("hgrn_scan", ctx.backend)
     g, h, h0 = ctx.saved_tensors
     grads = torch.ops.sparsespike.hgrn_scan_backward(grad_h, grad_h_final, g, h, h0, ctx.backend)
     return (*grads, None)
@@ -147,6 +164,7 @@ class _HGRNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h, grad_h_final):
+        refuse_double_backward("hgrn_scan", ctx.path)
         g, h, h0 = ctx.saved_tensors
         return (*_backward_impl(grad_h, grad_h_final, g, h, h0, ctx.path), None)
 
@@ -183,14 +201,15 @@ def hgrn_scan(x: Tensor, g: Tensor, h0: Optional[Tensor] = None, *, backend: Opt
 
     Args:
         x: input [T, ...], floating point (the HGRN candidate, already scaled by 1 - f).
-        g: log of the forget gate, x's shape and dtype (<= 0 in HGRN; not required).
+        g: log of the forget gate, x's shape and dtype, <= 0.
         h0: initial state [...] (zeros by default); the gradient flows to it.
         backend: "auto", "reference", "cpp", "triton", or None for the process default.
 
     Returns:
         HGRNOutput(h [T, ...] every state, h_final [...] the last one).
 
-    NaN or Inf in x, g or h0 raise ValueError (on CUDA only with SPARSESPIKE_CHECK_FINITE=1).
+    NaN or Inf in x, g or h0, and g > 0, raise ValueError (on CUDA only with
+    SPARSESPIKE_CHECK_FINITE=1; the C++ kernel checks while it reads).
     """
     _check_args(x, g, h0)
     backend = resolve_backend(backend, x.device)
@@ -199,8 +218,7 @@ def hgrn_scan(x: Tensor, g: Tensor, h0: Optional[Tensor] = None, *, backend: Opt
     flat_h0 = x.new_zeros(flat_x.shape[1]) if h0 is None else h0.reshape(-1)
     path = select_path(backend, x, "inputs")
     if path == "reference":
-        for t, name in ((flat_x, "x"), (flat_g, "g"), (flat_h0, "h0")):
-            check_finite(t, name)
+        _check_data(flat_x, flat_g, flat_h0)
         h, h_final = hgrn_scan_reference(flat_x, flat_g, flat_h0)
     elif torch.compiler.is_compiling():
         h, h_final = torch.ops.sparsespike.hgrn_scan(flat_x, flat_g, flat_h0, backend)

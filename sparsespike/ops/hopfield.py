@@ -27,7 +27,14 @@ from torch import Tensor
 
 from .. import synops
 from .._backend import require_triton_kernels, resolve_backend, triton_kernels
-from ._validate import SPIKE_INT_DTYPES, check_finite, require_nonempty, require_same_device, require_tensor
+from ._validate import (
+    SPIKE_INT_DTYPES,
+    check_finite,
+    refuse_double_backward,
+    require_nonempty,
+    require_same_device,
+    require_tensor,
+)
 from .spike_linear import _SpikeLinearFunction
 
 __all__ = ["hopfield_retrieve", "hopfield_retrieve_reference"]
@@ -79,6 +86,7 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_out, _grad_lse):
+    refuse_double_backward("hopfield_retrieve", "triton")
     query, patterns, values, lse = ctx.saved_tensors
     dq, dp, dv = torch.ops.sparsespike.hopfield_step_backward(grad_out, query, patterns, values, lse, ctx.scale)
     return dq, dp, dv, None
@@ -98,7 +106,8 @@ def _scores_event_driven(xi: Tensor, patterns: Tensor, backend: str) -> tuple[Te
     """(xi P^T [Q, K], nonzeros of xi) through spike_linear's kernels (no SynOps recorded there)."""
     if torch.compiler.is_compiling():
         return torch.ops.sparsespike.spike_linear(xi, patterns, None, backend)
-    return _SpikeLinearFunction.apply(xi, patterns, None, backend)
+    check_finite(xi, "query")  # named here: spike_linear's own check would say "spikes"
+    return _SpikeLinearFunction.apply(xi, patterns, None, backend, "hopfield_retrieve")
 
 
 # --------------------------------------------------------------------------- public entry point

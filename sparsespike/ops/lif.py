@@ -40,7 +40,15 @@ from .._backend import (
     select_path,
     step_gradient_view,
 )
-from ._validate import check_finite, require_nonempty, require_tensor
+from ._validate import (
+    check_finite,
+    check_finite_on_cuda,
+    refuse_double_backward,
+    require_finite_number,
+    require_nonempty,
+    require_same_device,
+    require_tensor,
+)
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
 __all__ = ["LIFOutput", "lif"]
@@ -79,7 +87,10 @@ def _checked_config(convention, reset, detach_reset, surrogate, surrogate_param,
                                  ("convention", convention, CONVENTIONS)):
         if value not in options:
             raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    param = DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None else float(surrogate_param)
+    if surrogate_param is None:
+        param = DEFAULT_SURROGATE_PARAM[surrogate]
+    else:
+        param = require_finite_number(surrogate_param, "surrogate_param", positive=True)
     return _Config(CONVENTIONS.index(convention), RESETS.index(reset), detach_reset,
                    SURROGATES.index(surrogate), param, decay_input)
 
@@ -199,6 +210,7 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_spikes, grad_trace, grad_v_final):
+    refuse_double_backward("lif", ctx.backend)
     current, trace, beta, threshold, v0 = ctx.saved_tensors
     grads = torch.ops.sparsespike.lif_backward(
         grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, *ctx.cfg, ctx.backend
@@ -222,6 +234,7 @@ class _LIFFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_trace, grad_v_final):
+        refuse_double_backward("lif", ctx.path)
         current, trace, beta, threshold, v0 = ctx.saved_tensors
         grads = _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, ctx.cfg, ctx.path)
         return (*grads, None, None, None)
@@ -235,7 +248,7 @@ def _constant_vector(value: float, size: int, dtype: torch.dtype, device: torch.
     return torch.full((size,), value, dtype=dtype, device=device)
 
 
-def _as_param(value, name: str, current: Tensor, unit_interval: bool = False) -> Tensor:
+def _as_param(value, name: str, current: Tensor, unit_interval: bool = False, positive: bool = False) -> Tensor:
     """A float or tensor broadcast to the neuron shape current.shape[1:], flattened to [M]
     (clamped to [0, 1] with unit_interval)."""
     neuron_shape = current.shape[1:]
@@ -245,7 +258,7 @@ def _as_param(value, name: str, current: Tensor, unit_interval: bool = False) ->
             and not (value.requires_grad and torch.is_grad_enabled())):
         value = value.item()  # a scalar without gradient (a module's buffer): the cached vector below
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = float(value)
+        value = require_finite_number(value, name, positive=positive)  # NaN would slip through the clamp below
         value = min(max(value, 0.0), 1.0) if unit_interval else value
         if eager:
             return _constant_vector(value, neuron_shape.numel(), current.dtype, current.device)
@@ -263,6 +276,20 @@ def _as_param(value, name: str, current: Tensor, unit_interval: bool = False) ->
         ) from None
     flat = expanded.reshape(-1)
     return flat.clamp(0.0, 1.0) if unit_interval else flat
+
+
+def _check_neuron_params(beta, threshold, v0, beta_vec: Tensor, threshold_vec: Tensor, v0_vec: Tensor) -> None:
+    """NaN beta, a threshold that is not finite and > 0, a non-finite v0: ValueError. Python
+    numbers were checked when read; tensors are read here (on CUDA only with
+    SPARSESPIKE_CHECK_FINITE=1, as check_finite)."""
+    if isinstance(beta, Tensor):
+        check_finite(beta_vec, "beta")  # the clamp to [0, 1] keeps NaN and maps +-Inf into range
+    if isinstance(threshold, Tensor):
+        check_finite(threshold_vec, "threshold")
+        if (threshold_vec.device.type != "cuda" or check_finite_on_cuda()) and not bool((threshold_vec > 0).all()):
+            raise ValueError("threshold must be > 0 everywhere")
+    if v0 is not None:
+        check_finite(v0_vec, "v0")
 
 
 def lif(
@@ -284,12 +311,13 @@ def lif(
 
     Args:
         beta: membrane decay, a float or a tensor broadcast over the neuron dims (learnable),
-            clamped to [0, 1]. For SpikingJelly's tau, beta = 1 - 1/tau.
-        threshold: > 0, a float or a broadcastable tensor (learnable).
-        v0: initial membrane [...] (zeros by default); the gradient flows to it.
+            clamped to [0, 1] (NaN raises). For SpikingJelly's tau, beta = 1 - 1/tau.
+        threshold: finite and > 0, a float or a broadcastable tensor (learnable).
+        v0: initial membrane [...], finite, on current's device (zeros by default); the
+            gradient flows to it.
         reset: "subtract", "zero" or "none"; detach_reset=False lets the reset carry gradient.
         surrogate: "fast_sigmoid" (default slope 25, the study's), "atan" (2), "sigmoid" (25) or
-            "triangle" (1); surrogate_param overrides the default, at no recompile.
+            "triangle" (1); surrogate_param (finite, > 0) overrides the default, at no recompile.
         convention: "snntorch" (Leaky: reset from the previous step, fire on v > threshold) or
             "spikingjelly" (LIFNode: charge, fire on h >= threshold, reset within the step;
             decay_input scales the input by 1 - beta).
@@ -298,6 +326,9 @@ def lif(
 
     Returns:
         LIFOutput(spikes [T, ...], membrane [...], trace [T, ...] or None).
+
+    Data checks (NaN/Inf current, beta, threshold or v0) read tensors, so on CUDA they run only
+    with SPARSESPIKE_CHECK_FINITE=1.
     """
     require_tensor(current, "current")
     if current.dim() < 1:
@@ -315,25 +346,25 @@ def lif(
             cfg = _checked_config(*options)
         except TypeError:  # an unhashable option: validate uncached, for the error naming it
             cfg = _checked_config.__wrapped__(*options)
-    if isinstance(threshold, (int, float)) and not threshold > 0:
-        raise ValueError(f"threshold must be > 0, got {threshold}")
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        require_finite_number(threshold, "threshold", positive=True)
     backend = resolve_backend(backend, current.device)
     path = select_path(backend, current, "currents")
-    # the C++ kernels check tensor thresholds themselves, before any work
-    if isinstance(threshold, Tensor) and threshold.device.type == "cpu" and path != "cpp" and not bool((threshold > 0).all()):
-        raise ValueError("threshold must be > 0 everywhere")
 
     steps, neuron_shape = current.shape[0], current.shape[1:]
     flat = current.reshape(steps, -1)
     beta_vec = _as_param(beta, "beta", current, unit_interval=True)
-    threshold_vec = _as_param(threshold, "threshold", current)
+    threshold_vec = _as_param(threshold, "threshold", current, positive=True)
     if v0 is None:
         v0_vec = torch.zeros(flat.shape[1], dtype=current.dtype, device=current.device)
     else:
         require_tensor(v0, "v0")
         if v0.shape != neuron_shape:
             raise ValueError(f"v0 must have the neuron shape {tuple(neuron_shape)}, got {tuple(v0.shape)}")
+        require_same_device(v0, "v0", current, "current")
         v0_vec = v0.to(current.dtype).reshape(-1)
+    if path != "cpp" and not torch.compiler.is_compiling():  # the C++ kernels check these before any work
+        _check_neuron_params(beta, threshold, v0, beta_vec, threshold_vec, v0_vec)
     if path == "reference":
         check_finite(flat, "current")
         spikes, v_final, trace = lif_reference(flat, beta_vec, threshold_vec, v0_vec, **cfg.names())

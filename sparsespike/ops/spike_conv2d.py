@@ -36,7 +36,6 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .. import synops
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
@@ -48,6 +47,7 @@ from ._validate import (
     require_nonempty,
     require_same_device,
     require_spike_dtype,
+    refuse_double_backward,
     require_tensor,
 )
 from ._saved_spikes import as_bytes_if_binary
@@ -325,6 +325,7 @@ _GRAD_WEIGHT_T = {"cpu": _grad_weight_t_cpu, "cuda": _grad_weight_t_cuda}
 
 def _backward_common(ctx, grad_out, grad_weight_t):
     """Gradients of (spikes, weight, bias, stride, padding, dilation, backend)."""
+    refuse_double_backward("spike_conv2d", ctx.backend)
     spikes, weight, counts = ctx.saved_tensors
     grad_spikes = grad_weight = grad_bias = None
     grad_out = grad_out.contiguous()
@@ -413,7 +414,6 @@ class _SpikeConv2dFunction(torch.autograd.Function):
         return out, counts
 
     @staticmethod
-    @once_differentiable  # the kernels' gradients carry no graph: a double backward raises, not drops terms
     def backward(ctx, grad_out, _grad_counts):
         return _backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default))
 
@@ -561,6 +561,8 @@ def spike_conv2d(
         out, counts = _grouped(flat, weight, bias, stride, padding, dilation, groups)
     elif torch.compiler.is_compiling():
         out, counts = torch.ops.sparsespike.spike_conv2d(flat, weight, bias, stride, padding, dilation, backend)
+    elif backend == "reference":  # plain torch ops, which autograd differentiates to any order
+        out, counts = _forward_default(flat, weight, bias, stride, padding, dilation, backend)
     else:
         out, counts = _SpikeConv2dFunction.apply(flat, weight, bias, stride, padding, dilation, backend)
     synops.record("spike_conv2d", counts[1], weight.shape[0] // groups)

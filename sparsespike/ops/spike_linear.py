@@ -34,6 +34,7 @@ from ._validate import (
     require_nonempty,
     require_same_device,
     require_spike_dtype,
+    refuse_double_backward,
     require_tensor,
 )
 from ._saved_spikes import as_bytes_if_binary
@@ -249,6 +250,7 @@ _GRAD_WEIGHT_T = {"cpu": _grad_weight_t_cpu, "cuda": _grad_weight_t_cuda}
 
 def _backward_common(ctx, grad_out, grad_weight_t):
     """Gradients of (spikes, weight, bias, backend); grad_weight_t computes spikes^T @ grad_out."""
+    refuse_double_backward(getattr(ctx, "op", "spike_linear"), ctx.backend)
     spikes, weight, nnz = ctx.saved_tensors
     grad_spikes = grad_weight = grad_bias = None
     if ctx.needs_input_grad[0]:
@@ -323,15 +325,17 @@ class _SpikeLinearFunction(torch.autograd.Function):
     dispatch costs about 60 us a call, as much as a whole event-driven forward at small batch."""
 
     @staticmethod
-    def forward(ctx, spikes, weight, bias, backend):
+    def forward(ctx, spikes, weight, bias, backend, op="spike_linear"):
         out, nnz = _forward_on_device(spikes, weight, bias, backend)
+        ctx.op = op  # the public op that called, for its errors (hopfield_retrieve's scores run here)
         ctx.mark_non_differentiable(nnz)
         _save_for_backward(ctx, spikes, weight, bias, backend, nnz, pack_spikes=True)
         return out, nnz
 
     @staticmethod
     def backward(ctx, grad_out, _grad_nnz):
-        return _backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default))
+        # a trailing None for op (autograd drops extra Nones when apply was given fewer inputs)
+        return (*_backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default)), None)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -383,6 +387,8 @@ def spike_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, 
     flat = spikes.reshape(-1, in_features)
     if torch.compiler.is_compiling():
         out, nnz = torch.ops.sparsespike.spike_linear(flat, weight, bias, backend)
+    elif backend == "reference":  # plain torch ops, which autograd differentiates to any order
+        out, nnz = _forward_default(flat, weight, bias, backend)
     elif torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad
                                       or (bias is not None and bias.requires_grad)):
         out, nnz = _SpikeLinearFunction.apply(flat, weight, bias, backend)

@@ -160,7 +160,7 @@ def hebbian_weight(patterns: Tensor, dtype: Optional[torch.dtype] = None) -> Ten
 
 
 def pattern_overlap(a: Tensor, b: Tensor, bipolar: bool = False) -> Tensor:
-    """Overlap of binary vectors along the last dim (broadcast over the others): the fraction of
+    """Overlap of binary (0/1) vectors along the last dim (broadcast over the others): the fraction of
     equal bits, in [0, 1]; with ``bipolar`` the Hopfield overlap (1/N) sum (2a-1)(2b-1) =
     2 fraction - 1, in [-1, 1]. Float32 (float64 if either input is float64)."""
     require_tensor(a, "a")
@@ -170,6 +170,8 @@ def pattern_overlap(a: Tensor, b: Tensor, bipolar: bool = False) -> Tensor:
             f"a and b must have the same last dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}"
         )
     require_same_device(a, "a", b, "b")
+    _check_binary(a, "a")  # a bipolar -1/+1 vector would otherwise count every -1 as a 1
+    _check_binary(b, "b")
     dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
     equal = ((a != 0) == (b != 0)).to(dtype).mean(-1)
     return 2.0 * equal - 1.0 if bipolar else equal

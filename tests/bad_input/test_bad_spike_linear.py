@@ -134,14 +134,20 @@ def test_devices_differ():
 def test_devices_differ_meta():
     # a second device without CUDA: the meta device
     w, b = layer()
-    with pytest.raises(ValueError, match="spikes is on meta but weight is on cpu"):
+    with pytest.raises(ValueError, match="spikes is a meta tensor"):
         spike_linear(torch.zeros(3, 8, device="meta"), w, b)
-    with pytest.raises(ValueError, match="bias is on meta but weight is on cpu"):
+    with pytest.raises(ValueError, match="bias is a meta tensor"):
         spike_linear(torch.zeros(3, 8), w, torch.zeros(4, device="meta"))
 
 
+@pytest.mark.cuda
 def test_cpp_backend_on_non_cpu_device():
     with pytest.raises(ValueError, match="backend='cpp' runs on CPU tensors only"):
+        spike_linear(torch.zeros(3, 8, device="cuda"), torch.zeros(4, 8, device="cuda"), backend="cpp")
+
+
+def test_meta_tensors_are_refused_by_name():
+    with pytest.raises(ValueError, match="spikes is a meta tensor"):
         spike_linear(torch.zeros(3, 8, device="meta"), torch.zeros(4, 8, device="meta"), backend="cpp")
 
 
