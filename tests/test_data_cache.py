@@ -1,14 +1,17 @@
 """The frame cache: later loads never decode events, parameters key the entry, corruption rebuilds."""
 
+import json
+import os
 import pickle
+import time
 
 import numpy as np
 import pytest
 import torch
-
 from network_guard import no_network  # noqa: F401  (autouse)
-from sparsespike.data import load_dataset, tonic_sets
 from test_data_tonic import make_nmnist
+
+from sparsespike.data import cache, load_dataset, tonic_sets
 
 
 @pytest.fixture
@@ -99,3 +102,52 @@ def test_cache_is_compact_and_worker_safe(tmp_path):
     assert torch.cat(ys).tolist() == [0, 3, 7] and torch.cat(xs).shape == (3, 25, 2, 34, 34)
     with pytest.raises(IndexError):
         ds[3]
+
+
+def test_same_size_replacement_invalidates(tmp_path, decodes):
+    make_nmnist(tmp_path)
+    a = load_dataset("nmnist", data_dir=tmp_path)
+    f = tmp_path / "NMNIST" / "Train" / "7" / "00002.bin"
+    raw = bytearray(f.read_bytes())
+    raw[0] = 4  # another x, the same size
+    st = f.stat()
+    f.write_bytes(bytes(raw))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))  # coarse clocks: force a new mtime
+    b = load_dataset("nmnist", data_dir=tmp_path)
+    assert b.entry != a.entry and len(decodes) == 6
+
+
+def test_litter_of_killed_processes_is_cleaned(tmp_path):
+    make_nmnist(tmp_path)
+    entry = load_dataset("nmnist", data_dir=tmp_path).entry
+    folder = entry.parent
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    old = time.time() - 2 * 24 * 3600
+    made = {
+        f"train-0123456789abcdef.tmp-{cache._HOST}-{dead}-0badc0de": False,  # this host, pid gone
+        f"train-0123456789abcdef.tmp-{dead}-0badc0de": False,  # older naming, pid gone
+        f"train-0123456789abcdef.tmp-{cache._HOST}-{os.getpid()}-1badc0de": True,  # a live writer
+        f"train-0123456789abcdef.tmp-otherhost-{dead}-2badc0de": True,  # other host, fresh
+        f"train-0123456789abcdef.tmp-otherhost-{dead}-3badc0de": False,  # other host, 2 days old
+        "train-0123456789abcdef.corrupt-4badc0de": False,
+        "test-fedcba9876543210": False,  # an entry without a manifest
+        "notes": True,  # not ours
+    }
+    for name in made:
+        (folder / name).mkdir()
+        (folder / name / "coords.npy").write_bytes(b"x")
+    (folder / "train-0123456789abcdef.corrupt-5badc0de").write_bytes(b"x")  # a moved-aside file
+    os.utime(folder / f"train-0123456789abcdef.tmp-otherhost-{dead}-3badc0de", (old, old))
+    load_dataset("nmnist", data_dir=tmp_path)
+    left = {p.name for p in folder.iterdir()}
+    assert left == {entry.name} | {name for name, keep in made.items() if keep}
+
+
+def test_old_format_entries_are_rebuilt(tmp_path, decodes):
+    make_nmnist(tmp_path)
+    entry = load_dataset("nmnist", data_dir=tmp_path).entry
+    m = json.loads((entry / "manifest.json").read_text())
+    m["format_version"] = 1  # built before labels and events were checked
+    (entry / "manifest.json").write_text(json.dumps(m))
+    assert load_dataset("nmnist", data_dir=tmp_path).manifest["format_version"] == cache.FORMAT_VERSION
+    assert len(decodes) == 6

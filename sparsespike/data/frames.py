@@ -18,7 +18,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["denoise", "time_window_frames", "time_bin_frames", "normalized_time_bins"]
+from .errors import check_int, check_number
+
+__all__ = ["check_events", "denoise", "normalized_time_bins", "time_bin_frames", "time_window_frames"]
+
+
+def _events(events, fields: str = "xytp") -> np.ndarray:
+    """TypeError unless `events` is a 1-D structured array with these fields (tonic's layout)."""
+    names = getattr(getattr(events, "dtype", None), "names", None) or ()
+    if not isinstance(events, np.ndarray) or events.ndim != 1 or not set(fields) <= set(names):
+        got = f"{events.dtype} {events.shape}" if isinstance(events, np.ndarray) else type(events).__name__
+        raise TypeError(f"events must be a 1-D numpy structured array with fields {', '.join(fields)}, got {got}")
+    return events
+
+
+def _sensor(sensor_size) -> tuple[int, int, int]:
+    if not (isinstance(sensor_size, (tuple, list)) and len(sensor_size) == 3):
+        raise ValueError(f"sensor_size must be (width, height, polarities), got {sensor_size!r}")
+    return tuple(check_int(f"sensor_size[{i}]", v) for i, v in enumerate(sensor_size))
 
 
 def denoise(events: np.ndarray, filter_time: float) -> np.ndarray:
@@ -28,6 +45,8 @@ def denoise(events: np.ndarray, filter_time: float) -> np.ndarray:
     fired yet counts as having fired at time 0 (so early events pass if t < filter_time), and
     the grid is (max x + 1) x (max y + 1) of this sample.
     """
+    _events(events, "xyt")
+    check_number("filter_time", filter_time)
     n = len(events)
     if n == 0:
         return events[:0]
@@ -66,15 +85,39 @@ def _check_range(events, sensor_size) -> None:
     w, h, pol = sensor_size
     for name, size in (("x", w), ("y", h), ("p", pol)):
         v = events[name]
-        if len(v) and (int(v.min()) < 0 or int(v.max()) >= size):
-            raise ValueError(f"event field {name!r} outside the sensor range [0, {size})")
+        bad = np.count_nonzero((v < 0) | (v >= size)) if len(v) else 0
+        if bad:  # counted, never dropped: a wrong sensor size or a corrupt file must be seen
+            raise ValueError(f"event field {name!r} outside the sensor range [0, {size}) in {bad} of {len(v)} events")
+
+
+def check_events(events: np.ndarray, sensor_size: tuple[int, int, int]) -> None:
+    """ValueError unless a recording has events, all inside the sensor, with times >= 0 in order.
+
+    Run on raw events before denoise: a filter would otherwise hide bad events silently.
+    """
+    _events(events)
+    sensor_size = _sensor(sensor_size)
+    n = len(events)
+    if n == 0:
+        raise ValueError("no events (an empty file, or one holding only overflow records)")
+    _check_range(events, sensor_size)
+    t = events["t"]
+    bad = np.count_nonzero(t < 0)  # NaN/Inf times cast to int64 land here too
+    if bad:
+        raise ValueError(f"{bad} of {n} event times are negative, NaN or Inf")
+    back = np.count_nonzero(np.diff(t) < 0)
+    if back:  # slicing uses searchsorted and t[0] as the start: unsorted times give wrong frames
+        raise ValueError(f"event times go backwards at {back} of {n} events (they must be sorted)")
 
 
 def time_window_frames(
     events: np.ndarray, sensor_size: tuple[int, int, int], time_window: float, time_steps: int
 ) -> np.ndarray:
     """Counts per (frame, polarity, y, x) in windows of `time_window`: [time_steps, P, H, W] int32."""
-    w, h, pol = sensor_size
+    _events(events)
+    w, h, pol = _sensor(sensor_size)
+    check_number("time_window", time_window, strict=True)
+    time_steps = check_int("time_steps", time_steps)
     frames = np.zeros((time_steps, pol, h, w), dtype=np.int32)
     if len(events) == 0:
         return frames
@@ -93,7 +136,9 @@ def time_bin_frames(
     events: np.ndarray, sensor_size: tuple[int, int, int], n_time_bins: int
 ) -> np.ndarray:
     """Counts in `n_time_bins` equal windows spanning the recording: [n, P, H, W] int32."""
-    w, h, pol = sensor_size
+    _events(events)
+    w, h, pol = _sensor(sensor_size)
+    n_time_bins = check_int("n_time_bins", n_time_bins)
     frames = np.zeros((n_time_bins, pol, h, w), dtype=np.int32)
     if len(events) == 0:
         return frames
@@ -116,15 +161,28 @@ def normalized_time_bins(
 
     Times are divided by the sample's own maximum; a sample whose maximum time is 0 gives an
     empty frame, as in the study (its division yields NaN bins that its bounds check drops).
+    Negative, NaN or Inf times and units outside [0, n_channels) raise ValueError with a count.
     """
+    n_bins, n_channels = check_int("n_bins", n_bins), check_int("n_channels", n_channels)
+    times, units = np.asarray(times), np.asarray(units)
+    if times.ndim != 1 or units.ndim != 1:
+        raise ValueError(f"times and units must be 1-D, got shapes {times.shape} and {units.shape}")
     frames = np.zeros((n_bins, n_channels), dtype=np.float32)
+    if len(times) != len(units):
+        raise ValueError(f"{len(times)} spike times but {len(units)} units")
     if len(times) == 0:
         return frames
+    # The study's bounds check dropped these silently; here they are refused with a count.
+    bad = np.count_nonzero(~(times >= 0) | ~np.isfinite(times))
+    if bad:
+        raise ValueError(f"{bad} of {len(times)} spike times are negative, NaN or Inf")
+    units = units.astype(np.int64)
+    bad = np.count_nonzero((units < 0) | (units >= n_channels))
+    if bad:
+        raise ValueError(f"{bad} of {len(units)} spike units outside [0, {n_channels})")
     t_max = times.max()
     if not t_max > 0:
         return frames
     bins = (times / t_max * (n_bins - 1)).astype(np.int64)
-    units = units.astype(np.int64)
-    ok = (bins >= 0) & (bins < n_bins) & (units >= 0) & (units < n_channels)
-    frames[bins[ok], units[ok]] = 1.0
+    frames[bins, units] = 1.0
     return frames

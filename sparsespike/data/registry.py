@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,7 @@ import torch
 
 from .cache import open_or_build
 
-__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "load_dataset", "default_data_dir"]
+__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "default_data_dir", "load_dataset"]
 
 
 @dataclass(frozen=True)
@@ -55,25 +57,55 @@ _OPTIONS: dict[str, dict] = {
 
 
 def _spec(name: str) -> DatasetInfo:
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a str, got {type(name).__name__}; known: {', '.join(DATASETS)}")
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return DATASETS[name]
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 def _options(name: str, options: dict) -> dict:
+    """Defaults merged with `options`, each checked: int() or bool() would silently turn 2.5 into
+    2, "no" into True and NaN/Inf into a cache key."""
     allowed = _OPTIONS[name]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; "
                         f"options: {', '.join(f'{k}={v!r}' for k, v in allowed.items())}")
     merged = {**allowed, **options}
-    if int(merged["time_steps"]) < 1:
+    for key, value in merged.items():
+        if isinstance(allowed[key], bool):
+            if not isinstance(value, bool):
+                raise TypeError(f"{key} must be True or False, got {value!r}")
+        elif isinstance(allowed[key], int) and key in ("time_steps", "seed"):
+            if not _is_int(value):
+                raise TypeError(f"{key} must be an int, got {value!r}")
+            merged[key] = int(value)  # numpy ints: the same cache key as Python ints
+        elif not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)):
+            raise TypeError(f"{key} must be a finite number, got {value!r}")
+    if merged["time_steps"] < 1:
         raise ValueError(f"time_steps must be >= 1, got {merged['time_steps']!r}")
-    if "denoise_us" in merged and not float(merged["denoise_us"]) >= 0:
+    if merged.get("seed", 0) < 0:
+        raise ValueError(f"seed must be >= 0, got {merged['seed']!r}")
+    if "denoise_us" in merged and not merged["denoise_us"] >= 0:
         raise ValueError(f"denoise_us must be >= 0 (0: no denoising), got {merged['denoise_us']!r}")
-    if "time_window_us" in merged and not float(merged["time_window_us"]) > 0:
+    if "time_window_us" in merged and not merged["time_window_us"] > 0:
         raise ValueError(f"time_window_us must be > 0, got {merged['time_window_us']!r}")
     return merged
+
+
+def _folder(value, arg: str) -> Path:
+    """`value` as a Path; TypeError naming `arg` when it is no path, ValueError when it is a file."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{arg} must be a path (str or os.PathLike), got {type(value).__name__}")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{arg} {path} is a file, not a folder")
+    return path
 
 
 def dataset_info(name: str, **options) -> DatasetInfo:
@@ -123,17 +155,26 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     only when download=True. cache_dir: where converted frames are kept (default
     <data_dir>/cache); cache=False decodes events on every access instead (tonic-backed sets).
     options: per dataset, see `_OPTIONS` (time_steps, fold_labels for shd, seed for embedded sets).
+
+    Bad input raises before anything is written: TypeError/ValueError naming the argument,
+    FileNotFoundError listing missing files, CorruptDataError (a ValueError) naming a bad data file
+    (labels out of range, events outside the sensor, NaN/Inf/negative times, empty files or
+    splits, stray files in the folder tree), PermissionError naming an unwritable cache folder.
     """
     info = dataset_info(name, **options)
     opts = _options(name, options)
-    if split not in info.splits:
+    if not isinstance(split, str) or split not in info.splits:
         raise ValueError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(info.splits)}")
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    for arg, value in (("download", download), ("cache", cache)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{arg} must be True or False, got {value!r}")
+    root = _folder(data_dir, "data_dir") if data_dir is not None else _folder(default_data_dir(), "data_dir ($SPARSESPIKE_DATA or ./data)")
+    cdir = _folder(cache_dir, "cache_dir") if cache_dir is not None else root / "cache"
     decoder, build, fingerprint = _source(name, split, root, download, opts, info)
     if not cache:
         if decoder is None:
             raise ValueError(f"dataset {name!r} is generated in one pass: it needs cache=True")
         return decoder
     key = {"dataset": name, "split": split, "options": opts, "source": fingerprint}
-    cdir = Path(cache_dir) if cache_dir is not None else root / "cache"
-    return open_or_build(cdir, key, (info.time_steps, *info.input_shape), build, info=info)
+    return open_or_build(cdir, key, (info.time_steps, *info.input_shape), build, info=info,
+                         default_location=cache_dir is None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import check_int
 from .frames import denoise, time_window_frames
 
 __all__ = ["saccade_digit_events", "saccade_digits", "split_indices"]
@@ -65,6 +66,12 @@ def saccade_digit_events(
     The recording lasts 3 * saccade_ms ms; `duration_ms` stops it earlier. Random numbers are
     drawn millisecond by millisecond, so a shorter recording is an exact prefix of the full one.
     """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (8, 8) or len(images) == 0:
+        raise ValueError(f"images must be a non-empty [B, 8, 8] array (sklearn digits), got shape {images.shape}")
+    check_int("saccade_ms", saccade_ms)
+    if duration_ms is not None:
+        check_int("duration_ms", duration_ms)
     rng = np.random.default_rng(seed)
     canvas = _canvas(images)
     b = len(images)

@@ -8,11 +8,18 @@ then constructed through a subclass of the same name (tonic derives its folder f
 whose `_check_exists` returns True and whose `download` refuses. So any non-empty folder in the
 official layout loads, archives or not, and tonic never touches the network. Only with
 `download=True` is tonic's original class constructed, which downloads what is missing.
+
+Nothing wrong is decoded silently: stray files or folders in a tree (other than hidden files
+such as .DS_Store), labels outside the dataset's classes, empty files or splits, events outside
+the sensor, negative/NaN/Inf or unsorted times each raise an error naming the file (and count).
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,9 +27,15 @@ import numpy as np
 import torch
 
 from .errors import CorruptDataError, missing_files
-from .frames import denoise, normalized_time_bins, time_bin_frames, time_window_frames
+from .frames import (
+    check_events,
+    denoise,
+    normalized_time_bins,
+    time_bin_frames,
+    time_window_frames,
+)
 
-__all__ = ["EventFrames", "nmnist", "hsd", "dvsgesture"]
+__all__ = ["EventFrames", "dvsgesture", "hsd", "nmnist"]
 
 _DOWNLOAD_HINT = (
     "Pass download=True (CLI: --download) to let tonic download them into {root}, "
@@ -43,11 +56,14 @@ class EventFrames(torch.utils.data.Dataset):
     """Decodes a tonic dataset's events into frames on every access (what the cache stores).
 
     Items are (float32 tensor of the frame shape, int label). Errors while reading sample i are
-    re-raised as CorruptDataError naming `file_of(i)`.
+    re-raised as CorruptDataError naming `file_of(i)`, and so is a label outside
+    [0, info.num_classes).
     """
 
-    def __init__(self, events, convert: Callable, frame_shape, file_of: Callable, label_map=None, info=None):
+    def __init__(self, events, convert: Callable, frame_shape, file_of: Callable, label_map=None, info=None,
+                 many_per_file: bool = False):
         self.events = events
+        self.many_per_file = many_per_file  # messages then name the sample inside the file too
         self.convert = convert
         self.frame_shape = tuple(frame_shape)
         self.file_of = file_of
@@ -60,15 +76,20 @@ class EventFrames(torch.utils.data.Dataset):
 
     def frames(self, index: int) -> tuple[np.ndarray, int]:
         """(integer frames as numpy, label): the cache's input."""
+        index = _index(index, self.length)
         try:
             ev, label = self.events[index]
             frames = self.convert(ev)
         except CorruptDataError:
             raise
         except Exception as e:  # tonic/h5py/numpy errors: name the file they came from
-            raise CorruptDataError(self.file_of(index), f"{type(e).__name__}: {e}") from e
+            why = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"  # ours: checks
+            raise CorruptDataError(self.file_of(index), f"sample {index}: {why}" if self.many_per_file else why) from e
         label = int(label)
-        return frames, (self.label_map(label) if self.label_map else label)
+        label = self.label_map(label) if self.label_map else label
+        if self.info is not None and not 0 <= label < self.info.num_classes:
+            raise CorruptDataError(self.file_of(index), f"label {label} outside 0..{self.info.num_classes - 1}")
+        return frames, label
 
     def __getitem__(self, index: int):
         frames, label = self.frames(index)
@@ -79,20 +100,60 @@ class EventFrames(torch.utils.data.Dataset):
             yield self.frames(i)
 
 
+def _index(index, n: int) -> int:
+    """`index` as an int in [0, n): TypeError/IndexError (not a CorruptDataError) when it is not."""
+    try:
+        i = operator.index(index)
+    except TypeError:
+        raise TypeError(f"index must be an integer, got {type(index).__name__}") from None
+    if not -n <= i < n:
+        raise IndexError(f"index {i} out of range for {n} samples")
+    return i % n
+
+
 def _fingerprint(paths: list[Path], root: Path) -> str:
-    """Names and sizes of the source files (a digest): edits to the data invalidate the cache."""
+    """Names, sizes and mtimes (ns) of the source files, digested: edits invalidate the cache.
+
+    mtime_ns catches a file replaced by another of the same size; a content digest would too
+    but reads every byte (~5x the cost of stat on 10,000 cached 20 kB files, far more when cold).
+    """
     h = hashlib.sha256()
     for p in paths:
-        h.update(f"{p.relative_to(root)}:{p.stat().st_size}\n".encode())
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def _listing(folder: Path, what: str, sub: tuple, leaf: tuple, suffix: str) -> list[Path]:
+    """Sorted data files of a two-level tree `folder/<sub>/<leaf>` (each a (regex, description)).
+
+    Anything else raises ValueError naming it: tonic walks the whole tree and would crash on it or
+    read it under a wrong label. Hidden files are ignored (.DS_Store) unless their name ends in
+    `suffix`, since tonic would read those (macOS `._00001.bin`).
+    """
+    if not folder.is_dir():
+        return []
+
+    def entries(d: str, pattern: tuple, want_dir: bool):
+        with os.scandir(d) as it:  # DirEntry types come from readdir: no stat per file
+            found = sorted(it, key=lambda e: e.name)
+        for e in found:
+            is_dir = e.is_dir()
+            if e.name.startswith(".") and not is_dir and not e.name.endswith(suffix):
+                continue
+            if is_dir != want_dir or not re.fullmatch(pattern[0], e.name):
+                raise ValueError(f"unexpected {'folder' if is_dir else 'file'} {e.path} in the {what} tree: "
+                                 f"only {pattern[1]} belong in {d} (hidden files like .DS_Store are ignored)")
+            yield e.path
+
+    return [Path(f) for d in entries(str(folder), sub, True) for f in entries(d, leaf, False)]
 
 
 # ---------------------------------------------------------------- N-MNIST
 
 def _nmnist_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(folder.glob("[0-9]/*.bin"))
+    # tonic takes the label from the folder name's last character: "10/" would read as 0
+    return _listing(folder, "N-MNIST", (r"[0-9]", "digit folders 0-9"), (r"[^.].*\.bin", "<NNNNN>.bin files"), "bin")
 
 
 def nmnist(root: Path, split: str, download: bool, time_steps: int, time_window_us: float,
@@ -114,14 +175,15 @@ def nmnist(root: Path, split: str, download: bool, time_steps: int, time_window_
         )
     for f in files:
         size = f.stat().st_size
-        if size % 5:
-            raise CorruptDataError(f, f"{size} bytes is not a multiple of 5 (40-bit events): truncated")
+        if size % 5 or size == 0:
+            raise CorruptDataError(f, f"{size} bytes is not a positive multiple of 5 (40-bit events): truncated")
     ds = _offline(tonic.datasets.NMNIST)(save_to=str(root), train=split == "train")
     if len(ds.data) != len(files):
         raise RuntimeError(f"tonic found {len(ds.data)} .bin files under {folder}, expected {len(files)}")
     sensor = tonic.datasets.NMNIST.sensor_size
 
     def convert(ev):
+        check_events(ev, sensor)
         if denoise_us:
             ev = denoise(ev, denoise_us)
         return time_window_frames(ev, sensor, time_window_us, time_steps)
@@ -135,10 +197,13 @@ def nmnist(root: Path, split: str, download: bool, time_steps: int, time_window_
 # ---------------------------------------------------------------- SHD / SSC
 
 _H5_DATASETS = ("spikes/times", "spikes/units", "labels", "extra/keys", "extra/speaker")
+# Classes in the files (SHD: 10 digits x 2 languages, folded to 10 by fold_labels; SSC: 35 words).
+_H5_CLASSES = {"shd": 20, "ssc": 35}
 
 
-def _check_h5(path: Path) -> int:
-    """Number of samples in an SHD/SSC file; CorruptDataError naming it when unusable."""
+def _check_h5(path: Path, classes: int) -> int:
+    """Number of samples in an SHD/SSC file; CorruptDataError naming it when unusable, empty, or
+    when a label lies outside 0..classes-1 (label % 10 would fold it silently into range)."""
     import h5py
 
     try:
@@ -149,10 +214,23 @@ def _check_h5(path: Path) -> int:
         absent = [name for name in _H5_DATASETS if name not in f]
         if absent:
             raise CorruptDataError(path, f"missing HDF5 dataset(s) {', '.join(absent)}")
-        n = len(f["labels"])
-        for name in ("spikes/times", "spikes/units"):
-            if len(f[name]) != n:
-                raise CorruptDataError(path, f"{name} has {len(f[name])} entries, labels has {n}")
+        try:
+            labels = np.asarray(f["labels"][()])
+            lengths = {name: len(f[name]) for name in ("spikes/times", "spikes/units")}
+        except Exception as e:  # a group where a dataset belongs, a scalar, an unreadable chunk
+            raise CorruptDataError(path, f"unreadable labels or spikes ({type(e).__name__}: {e})") from e
+    n = len(labels) if labels.ndim == 1 else -1
+    if n < 0 or not np.issubdtype(labels.dtype, np.integer):
+        raise CorruptDataError(path, f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    if n == 0:
+        raise CorruptDataError(path, "no samples (labels is empty)")
+    for name, length in lengths.items():
+        if length != n:
+            raise CorruptDataError(path, f"{name} has {length} entries, labels has {n}")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if len(bad):
+        raise CorruptDataError(path, f"{len(bad)} of {n} labels outside 0..{classes - 1} "
+                               f"(sample {bad[0]}: {labels[bad[0]]})")
     return n
 
 
@@ -168,6 +246,8 @@ def hsd(root: Path, name: str, split: str, download: bool, time_steps: int, fold
             cls(save_to=str(root), train=split == "train")
         else:
             cls(save_to=str(root), split=split)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; expected the gunzipped HDF5 file {path.name}")
     if not path.is_file():
         raise missing_files(
             f"{cls.__name__} {split} split not found",
@@ -175,7 +255,7 @@ def hsd(root: Path, name: str, split: str, download: bool, time_steps: int, fold
             f"(the official {path.name}.gz from https://zenkelab.org/datasets/, gunzipped). "
             + _DOWNLOAD_HINT.format(root=root),
         )
-    n = _check_h5(path)
+    n = _check_h5(path, _H5_CLASSES[name])
     off = _offline(cls)
     ds = off(save_to=str(root), train=split == "train") if name == "shd" else off(save_to=str(root), split=split)
 
@@ -183,7 +263,7 @@ def hsd(root: Path, name: str, split: str, download: bool, time_steps: int, fold
         return normalized_time_bins(ev["t"], ev["x"], time_steps, 700)
 
     frames = EventFrames(ds, convert, (time_steps, 700), lambda i: path,
-                         label_map=(lambda y: y % 10) if fold_labels else None, info=info)
+                         label_map=(lambda y: y % 10) if fold_labels else None, info=info, many_per_file=True)
     frames.length = n  # tonic's __len__ reopens the file on every call
     st = path.stat()
     return frames, f"{st.st_size}:{st.st_mtime_ns}"
@@ -192,7 +272,9 @@ def hsd(root: Path, name: str, split: str, download: bool, time_steps: int, fold
 # ---------------------------------------------------------------- DVS Gesture
 
 def _gesture_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*/*.npy")) if folder.is_dir() else []
+    # tonic parses user<NN>_<lighting> and <label>.npy with int() and crashes on anything else
+    return _listing(folder, "DVS Gesture", (r"user[0-9]+_.+", "user<NN>_<lighting> folders"),
+                    (r"(10|[0-9])\.npy", "<label 0-10>.npy files"), "npy")
 
 
 def dvsgesture(root: Path, split: str, download: bool, time_steps: int, size: int,
@@ -222,6 +304,7 @@ def dvsgesture(root: Path, split: str, download: bool, time_steps: int, size: in
     sensor = (size, size, 2)
 
     def convert(ev):
+        check_events(ev, tonic.datasets.DVSGesture.sensor_size)
         if denoise_us:
             ev = denoise(ev, denoise_us)
         small = np.empty(len(ev), dtype=[("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
