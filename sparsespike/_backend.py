@@ -123,6 +123,7 @@ def triton_kernels(op: str = "spike_linear") -> ModuleType | None:
         if not torch.cuda.is_available():
             os.environ.setdefault("TRITON_INTERPRET", "1")
         try:
+            _require_interpretable_triton()
             _triton_modules[op] = _import_kernels(op)
         except Exception as exc:
             _triton_modules[op] = None
@@ -136,6 +137,25 @@ def require_triton_kernels(op: str) -> ModuleType:
     if kernels is None:
         raise RuntimeError(f"the Triton kernels of {op} are unavailable: {_triton_op_errors.get(op)}")
     return kernels
+
+
+def _require_interpretable_triton() -> None:
+    """Under the interpreter, Triton's own library (tl.sum, tl.cdiv, ...) must have been decorated
+    in interpreter mode too, that is with TRITON_INTERPRET=1 set before triton was first imported.
+    Anything that imported triton earlier (torch does, e.g. for a fused optimizer) leaves those
+    compiled-mode functions, and every kernel calling one fails with "Cannot call @triton.jit'd
+    outside of the scope of a kernel": say so before any kernel runs."""
+    if not triton_interpreted() or "triton" not in sys.modules:
+        return
+    from triton.language import standard
+    from triton.runtime.jit import JITFunction
+
+    if any(isinstance(v, JITFunction) for v in vars(standard).values()):
+        raise RuntimeError(
+            "triton was imported before TRITON_INTERPRET=1 was set (torch imports it, e.g. for a fused "
+            "optimizer), so its library is compiled-mode and the CPU interpreter cannot run kernels: "
+            "set TRITON_INTERPRET=1 in the environment, or before anything imports triton"
+        )
 
 
 def _import_kernels(op: str) -> ModuleType:

@@ -1,8 +1,12 @@
 """Backend discovery and the fallback when the C++ extension is missing."""
 
+import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
+import torch
 
 import sparsespike
 
@@ -44,3 +48,32 @@ def test_import_without_extension_falls_back_with_one_warning():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+_TRITON_AFTER_TORCH = """
+import torch
+p = torch.nn.Parameter(torch.randn(3))
+torch.optim.AdamW([p], fused=True)  # imports triton before anything set TRITON_INTERPRET
+import sparsespike
+out = sparsespike.spike_linear(torch.ones(2, 4), torch.ones(3, 4), backend="triton")
+print(out.sum().item())
+"""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter case is for machines without CUDA")
+@pytest.mark.parametrize("interpret_env", [False, True])
+def test_triton_imported_before_the_interpreter_was_chosen(interpret_env):
+    # torch imports triton for its fused optimizers; without TRITON_INTERPRET=1 in the environment
+    # triton's own library is then compiled-mode and no kernel can be interpreted: a clear error
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    if interpret_env:
+        env["TRITON_INTERPRET"] = "1"
+    run = subprocess.run([sys.executable, "-c", _TRITON_AFTER_TORCH], env=env, capture_output=True, text=True)
+    if interpret_env:
+        assert run.returncode == 0, run.stderr
+        assert float(run.stdout) == 24.0
+    else:
+        assert run.returncode != 0
+        assert "triton was imported before TRITON_INTERPRET=1 was set" in run.stderr
+        assert "Cannot call @triton.jit" not in run.stderr

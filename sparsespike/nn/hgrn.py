@@ -104,6 +104,9 @@ class HGRN(nn.Module):
             return own
         if own is not None:
             raise ValueError("this HGRN has its own lower_bound; do not pass one to forward")
+        if not torch.compiler.is_compiling() and not bool(((external >= 0) & (external < 1)).all()):
+            # out of range it would give a forget gate above 1 (or NaN), reported as the op's g
+            raise ValueError("lower_bound passed to forward must be in [0, 1) everywhere")
         return external
 
     def gates(self, f: Tensor, lower_bound: Union[None, float, Tensor]) -> tuple[Tensor, Tensor]:
