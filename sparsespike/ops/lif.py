@@ -263,6 +263,8 @@ def _as_param(value, name: str, current: Tensor, unit_interval: bool = False, po
         if eager:
             return _constant_vector(value, neuron_shape.numel(), current.dtype, current.device)
         value = torch.tensor(value, dtype=current.dtype, device=current.device)
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
     require_tensor(value, name)
     if not value.dtype.is_floating_point:
         raise TypeError(f"{name} must be a float or a floating-point tensor, got dtype {value.dtype}")

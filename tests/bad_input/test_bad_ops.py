@@ -56,6 +56,8 @@ OP_CASES = [
     ("lif-nan-surrogate-param", lambda be: ss.lif(CUR, surrogate_param=NAN, backend=be), ValueError, "surrogate_param must be a finite number > 0"),
     ("lif-negative-surrogate-param", lambda be: ss.lif(CUR, surrogate_param=-1.0, backend=be), ValueError, "surrogate_param"),
     ("lif-text-surrogate-param", lambda be: ss.lif(CUR, surrogate_param="25", backend=be), TypeError, "surrogate_param must be a number"),
+    ("lif-beta-list", lambda be: ss.lif(CUR, beta=[0.9] * 4, backend=be), TypeError, "beta must be a float or a tensor"),
+    ("lif-beta-bool", lambda be: ss.lif(CUR, beta=True, backend=be), TypeError, "beta must be a float or a tensor"),
     ("lif-v0-other-device", lambda be: ss.lif(CUR, v0=torch.zeros(3, 4, device="meta"), backend=be), ValueError, "v0 is a meta tensor"),
     ("hgrn-positive-g", lambda be: ss.hgrn_scan(CUR, torch.full_like(CUR, 0.5), backend=be), ValueError, "g must be <= 0"),
     ("hgrn-nan-g", lambda be: ss.hgrn_scan(CUR, torch.full_like(CUR, NAN), backend=be), ValueError, "g contains NaN"),
