@@ -43,11 +43,11 @@ from .._backend import numpy_view as _numpy
 from ..dispatch import conv_width_factor, density_history, get_crossover
 from ._validate import (
     check_finite,
+    refuse_double_backward,
     require_float_weight,
     require_nonempty,
     require_same_device,
     require_spike_dtype,
-    refuse_double_backward,
     require_tensor,
 )
 from ._saved_spikes import as_bytes_if_binary

@@ -30,11 +30,11 @@ from .._backend import cpp, empty_output, numpy_view as _numpy, require_triton_k
 from ..dispatch import density_history, get_crossover, padding_factor
 from ._validate import (
     check_finite,
+    refuse_double_backward,
     require_float_weight,
     require_nonempty,
     require_same_device,
     require_spike_dtype,
-    refuse_double_backward,
     require_tensor,
 )
 from ._saved_spikes import as_bytes_if_binary
