@@ -16,13 +16,15 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from .training import MODELS, CheckpointError, TrainConfig, fit
+from . import _cli
+from .training import MODELS, TrainConfig, fit
+
+PROG = "python -m sparsespike.train"
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m sparsespike.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default=defaults.model)
     p.add_argument("--dataset", default=None,
                    help="nmnist, shd, ssc, dvsgesture, or the embedded saccade-digits / randman "
@@ -30,14 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="folder holding the datasets' files (default: $SPARSESPIKE_DATA or ./data)")
     p.add_argument("--cache-dir", default=None, help="where converted frames are cached (default: inside --data-dir)")
     p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process")
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--grad-clip", type=float, default=defaults.grad_clip, help="max gradient norm (0: off)")
-    p.add_argument("--patience", type=int, default=defaults.patience, help="early stopping: epochs without improvement")
-    p.add_argument("--scl-weight", type=float, default=None, help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)")
-    p.add_argument("--scl-temperature", type=float, default=defaults.scl_temperature)
+    p.add_argument("--epochs", type=_cli.positive_int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=_cli.positive_int, default=defaults.batch_size, help="per process")
+    p.add_argument("--lr", type=_cli.positive_float, default=defaults.lr)
+    p.add_argument("--weight-decay", type=_cli.non_negative_float, default=defaults.weight_decay)
+    p.add_argument("--grad-clip", type=_cli.non_negative_float, default=defaults.grad_clip,
+                   help="max gradient norm (0: off)")
+    p.add_argument("--patience", type=_cli.positive_int, default=defaults.patience,
+                   help="early stopping: epochs without improvement")
+    p.add_argument("--scl-weight", type=_cli.non_negative_float, default=None,
+                   help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)")
+    p.add_argument("--scl-temperature", type=_cli.positive_float, default=defaults.scl_temperature)
     p.add_argument("--init", choices=("calibrated", "default"), default=defaults.init,
                    help="calibrated (default): scale the weights of each spiking layer of the --calibrate "
                         "modalities so it fires at ~3%% (output 2%%) on a training sample; default: PyTorch's "
@@ -51,10 +56,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="m3: Hopfield retrieval per time step (sequence) or on time-mean features (study)")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     p.add_argument("--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)")
-    p.add_argument("--limit-train", type=int, default=None, help="train on a fixed random subset of this size")
-    p.add_argument("--limit-eval", type=int, default=None)
+    p.add_argument("--limit-train", type=_cli.positive_int, default=None,
+                   help="train on a fixed random subset of this size")
+    p.add_argument("--limit-eval", type=_cli.positive_int, default=None)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1")
-    p.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
+    p.add_argument("--workers", type=_cli.non_negative_int, default=defaults.workers,
+                   help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
@@ -63,8 +70,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    """The run's config; a mistake in the flags raises a UsageError naming the flag (after argparse's
+    own checks, which exit with status 2)."""
     args = _parser().parse_args(argv)
     dataset = args.dataset or ("saccade-digits+randman" if args.model == "joint" else "saccade-digits")
+    out = args.out or f"runs/{args.model}-{dataset}"
+    _cli.device("--device", args.device)
+    _cli.output_dir("--out", out)
+    _cli.output_dir("--cache-dir", args.cache_dir)
+    if args.download:
+        _cli.output_dir("--data-dir", args.data_dir)
     return TrainConfig(
         model=args.model, dataset=dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
         download=args.download, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -73,21 +88,21 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
         calibrate_modalities=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()), hgrn=args.hgrn,
         hopfield=args.hopfield, backend=args.backend, eval_split=args.eval_split,
         limit_train=args.limit_train, limit_eval=args.limit_eval, seed=args.seed, device=args.device,
-        workers=args.workers, out=args.out or f"runs/{args.model}-{dataset}", resume=args.resume,
+        workers=args.workers, out=out, resume=args.resume,
         progress=not args.no_progress,
     )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        config = config_from_args(argv)
-        summary = fit(config)
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if os.environ.get("RANK", "0") == "0":  # one summary line, from rank 0 under torchrun
-        print(json.dumps({k: v for k, v in summary.items() if k not in ("history", "model")}))
-    return 0
+    """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it); 1 when the
+    training diverged (one line) or the data went bad mid-run."""
+    def run(ready) -> int:
+        summary = fit(config_from_args(argv), on_ready=ready)
+        if os.environ.get("RANK", "0") == "0":  # one summary line, from rank 0 under torchrun
+            print(json.dumps({k: v for k, v in summary.items() if k not in ("history", "model")}))
+        return 0
+
+    return _cli.guarded(PROG, run)
 
 
 if __name__ == "__main__":

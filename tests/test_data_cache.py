@@ -124,8 +124,10 @@ def test_litter_of_killed_processes_is_cleaned(tmp_path):
     dead = 2**22 + 12345  # above Linux's default pid_max: no such process
     old = time.time() - 2 * 24 * 3600
     made = {
-        f"train-0123456789abcdef.tmp-{cache._HOST}-{dead}-0badc0de": False,  # this host, pid gone
-        f"train-0123456789abcdef.tmp-{dead}-0badc0de": False,  # older naming, pid gone
+        f"train-0123456789abcdef.tmp-{cache._HOST}-{dead}-0badc0de": False,  # this host, pid gone, old
+        f"train-0123456789abcdef.tmp-{dead}-0badc0de": False,  # older naming, pid gone, old
+        # this host, no such pid, but fresh: maybe another container's live writer
+        f"train-0123456789abcdef.tmp-{cache._HOST}-{dead}-6badc0de": True,
         f"train-0123456789abcdef.tmp-{cache._HOST}-{os.getpid()}-1badc0de": True,  # a live writer
         f"train-0123456789abcdef.tmp-otherhost-{dead}-2badc0de": True,  # other host, fresh
         f"train-0123456789abcdef.tmp-otherhost-{dead}-3badc0de": False,  # other host, 2 days old
@@ -137,7 +139,8 @@ def test_litter_of_killed_processes_is_cleaned(tmp_path):
         (folder / name).mkdir()
         (folder / name / "coords.npy").write_bytes(b"x")
     (folder / "train-0123456789abcdef.corrupt-5badc0de").write_bytes(b"x")  # a moved-aside file
-    os.utime(folder / f"train-0123456789abcdef.tmp-otherhost-{dead}-3badc0de", (old, old))
+    for name in (f"otherhost-{dead}-3badc0de", f"{cache._HOST}-{dead}-0badc0de", f"{dead}-0badc0de"):
+        os.utime(folder / f"train-0123456789abcdef.tmp-{name}", (old, old))
     load_dataset("nmnist", data_dir=tmp_path)
     left = {p.name for p in folder.iterdir()}
     assert left == {entry.name} | {name for name, keep in made.items() if keep}

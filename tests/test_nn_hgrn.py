@@ -181,3 +181,21 @@ def test_cuda_stack_matches_reference():
                 m.backend = backend
         outputs.append(stack(x))
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_stack_bounds_that_round_to_one_still_run(dtype):
+    # the last layer's bound is a cumulative sum of softmax weights: with the first weight tiny it
+    # rounds to 1 (or just above): a forget gate of exactly 1 (g = 0), never above
+    stack = HGRNStack(8, 3, dtype=dtype)
+    with torch.no_grad():
+        stack.lower_bounds[0].fill_(-20.0)
+    assert stack.layer_lower_bounds()[-1].max() >= 1.0
+    out = stack(torch.randn(5, 2, 8, dtype=dtype))
+    assert torch.isfinite(out.float()).all()
+
+
+def test_layers_take_numpy_sizes_and_float_bounds():
+    np = pytest.importorskip("numpy")
+    layer = HGRN(np.int64(4))
+    assert layer(torch.randn(3, 2, 4), lower_bound=0.5).shape == (3, 2, 4)

@@ -116,3 +116,13 @@ def test_bad_settings_are_refused(capsys):
     assert main(["--datasets", "nmnist"]) == 2
     assert "two names" in capsys.readouterr().err
     assert main(["--datasets", "mnist,shd"]) == 2
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("lr", float("nan"), ValueError), ("lr", float("inf"), ValueError), ("epochs", 2.5, TypeError),
+    ("batch_size", "32", TypeError), ("limit_train", 0, ValueError),
+])
+def test_settings_must_be_finite_integers_or_numbers(field, value, error):
+    # NaN compares false, so "not lr > 0" caught it but "lr < 0" checks would not; floats for counts
+    with pytest.raises(error, match=field):
+        StudyConfig(**{field: value})

@@ -299,7 +299,7 @@ LABELS = torch.tensor([0, 0, 1, 1])
     (lambda: supcon_loss(FEATURES, LABELS[:, None]), ValueError, "labels must be 1-D"),
     (lambda: supcon_loss(FEATURES, [0, 0, 1, 1]), TypeError, "labels must be a torch.Tensor"),
     (lambda: supcon_loss(FEATURES, None), ValueError, "labels is required"),
-    (lambda: supcon_loss(FEATURES, LABELS.to("meta")), ValueError, "labels is on meta"),
+    (lambda: supcon_loss(FEATURES, LABELS.to("meta")), ValueError, "labels is a meta tensor"),
     (lambda: supcon_loss(FEATURES, LABELS, 0.0), ValueError, "temperature must be finite and > 0"),
     (lambda: supcon_loss(FEATURES, LABELS, -0.1), ValueError, "temperature must be finite and > 0"),
     (lambda: supcon_loss(FEATURES, LABELS, float("inf")), ValueError, "temperature must be finite and > 0"),

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sparsespike import train as train_cli
 from sparsespike.training import TrainConfig, fit, load_checkpoint, load_trained
@@ -178,3 +179,92 @@ def test_joint_model_alternates_modalities(tmp_path, capsys):
 def test_interleave_alternates_then_finishes_the_longer():
     order = [m for m, _ in loop_module._interleave([("visual", [1, 2, 3]), ("audio", [4])])]
     assert order == ["visual", "audio", "visual", "visual"]
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_training(tmp_path):
+    # it used to run zero steps an epoch, log "train loss 0.0000 ... 0 samples/s" and write best.pt
+    with pytest.raises(ValueError, match=r"batch_size \(--batch-size\) 32 .* training set of randman \(16 samples\)"):
+        fit(small_config(tmp_path, limit_train=16, batch_size=32))
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("lr", float("nan")), ("lr", float("inf")), ("lr", 0.0), ("weight_decay", float("nan")),
+    ("weight_decay", float("inf")), ("grad_clip", float("nan")), ("grad_clip", -1.0), ("min_lr", float("nan")),
+    ("scl_weight", float("nan")), ("scl_weight", float("inf")), ("scl_temperature", float("nan")),
+    ("scl_temperature", 0.0), ("epochs", 0), ("batch_size", 0), ("patience", 0), ("workers", -1),
+    ("limit_train", 0), ("limit_eval", 0), ("calibration_samples", 0),
+])
+def test_config_values_must_be_finite_and_in_range(field, value):
+    # NaN compares false, so "grad_clip < 0" let NaN through (and clipping silently off)
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 2.5), ("batch_size", "32"), ("lr", "0.1"), ("seed", None)])
+def test_config_values_must_have_the_right_type(field, value):
+    with pytest.raises(TypeError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_a_non_finite_loss_stops_training_at_that_step(tmp_path, monkeypatch):
+    real_loss, calls = loop_module._loss, {"n": 0}
+
+    def loss_goes_nan_at_step_3(output, labels, scl_weight, temperature):
+        loss, ce, scl = real_loss(output, labels, scl_weight, temperature)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), ce, scl
+
+    monkeypatch.setattr(loop_module, "_loss", loss_goes_nan_at_step_3)
+    with pytest.raises(loop_module.TrainingDiverged, match=r"loss became non-finite .* epoch 1 step 3; .*--lr"):
+        fit(small_config(tmp_path, batch_size=8))
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_non_finite_weights_stop_training_after_that_step(tmp_path, monkeypatch):
+    # A NaN in the weight row of an input that never fires does not reach the loss (event-driven
+    # ops skip silent inputs): only a check of the weights themselves sees it.
+    real_adamw = loop_module.adamw
+
+    def poisoned_adamw(params, **kwargs):
+        params = list(params)
+        optimizer = real_adamw(params, **kwargs)
+        steps = {"n": 0}
+
+        def poison(opt, args, kwargs):
+            steps["n"] += 1
+            if steps["n"] == 2:
+                with torch.no_grad():
+                    params[0][0, 0] = float("nan")
+
+        optimizer.register_step_post_hook(poison)
+        return optimizer
+
+    monkeypatch.setattr(loop_module, "adamw", poisoned_adamw)
+    with pytest.raises(loop_module.TrainingDiverged, match=r"weights of \S+ became non-finite .* epoch 1 step 2"):
+        fit(small_config(tmp_path, batch_size=8))
+
+
+def test_the_cli_reports_divergence_in_one_line_with_status_1(tmp_path, monkeypatch, capsys):
+    def always_nan(output, labels, scl_weight, temperature):
+        loss = F.cross_entropy(output.logits, labels) * float("nan")
+        return loss, loss, torch.zeros(())
+
+    monkeypatch.setattr(loop_module, "_loss", always_nan)
+    args = ["--dataset", "randman", "--epochs", "1", "--batch-size", "8", "--limit-train", "16", "--limit-eval", "8",
+            "--out", str(tmp_path / "run"), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    assert train_cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "epoch 1 step 1" in err and "Traceback" not in err
+
+
+def test_a_bug_during_training_keeps_its_traceback(tmp_path, monkeypatch):
+    # after set-up a ValueError is not the user's mistake: the CLI must not turn it into one line
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the loop")
+
+    monkeypatch.setattr(loop_module, "run_epoch", broken)
+    args = ["--dataset", "randman", "--epochs", "1", "--batch-size", "8", "--limit-train", "16", "--limit-eval", "8",
+            "--out", str(tmp_path / "run"), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    with pytest.raises(ValueError, match="a bug in the loop"):
+        train_cli.main(args)

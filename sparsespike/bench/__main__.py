@@ -7,13 +7,12 @@ crossover, which can be fed back through SPARSESPIKE_CROSSOVER.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import torch
 
-from .. import backends, dispatch
+from .. import _cli, backends, dispatch
 from .._atomic import atomic_write
 from . import batch_sweep as batch_suite
 from . import conv as conv_suite
@@ -25,6 +24,8 @@ from . import spike_linear as spike_linear_suite
 from . import supcon as supcon_suite
 from . import train_epoch as train_suite
 from .timing import machine_info
+
+PROG = "python -m sparsespike.bench"
 
 SUITES = {
     "spike_linear": spike_linear_suite,
@@ -40,13 +41,13 @@ SUITES = {
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m sparsespike.bench", description=__doc__.split("\n\n")[1])
+    p = _cli.Parser(prog=PROG, description=__doc__.split("\n\n")[1])
     p.add_argument("--quick", action="store_true", help="fewer densities and repeats (under a minute on 2 cores)")
     p.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--suite", action="append", choices=sorted(SUITES), help="suites to run (default all)")
-    p.add_argument("--repeats", type=int, help="timed repeats per point (default 3 quick, 9 full)")
-    p.add_argument("--threads", type=int, help="torch/OpenMP threads (default torch's)")
+    p.add_argument("--repeats", type=_cli.positive_int, help="timed repeats per point (default 3 quick, 9 full)")
+    p.add_argument("--threads", type=_cli.positive_int, help="torch/OpenMP threads (default torch's)")
     p.add_argument("--calibrate", action="store_true", help="also measure the dense/event-driven crossover")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots of the models suite here")
     p.add_argument("--profile", metavar="PATH",
@@ -64,24 +65,35 @@ def _write_json(path: str, data: dict) -> None:
     atomic_write(path, json.dumps(data, indent=2).encode())
 
 
+def _check(args) -> None:
+    """Every flag and output path, before the first suite runs."""
+    _cli.device("--device", args.device, allow_auto=False)
+    _cli.output_file("--json", args.json)
+    _cli.output_file("--profile", args.profile)
+    _cli.output_dir("--plots", args.plots)
+    suites = args.suite or list(SUITES)
+    if args.plots and "models" not in suites:
+        raise _cli.UsageError(f"--plots {args.plots}: plots the models suite, which is not among --suite "
+                              f"{','.join(suites)} (add --suite models)")
+    if "models" in suites and (args.model or args.modality):
+        cases = models_suite.QUICK_CASES if args.quick else models_suite.CASES
+        if not any((args.model is None or c[0] in args.model) and (args.modality is None or c[1] in args.modality)
+                   for c in cases):
+            raise _cli.UsageError(f"--model {','.join(args.model or ['any'])} --modality "
+                                  f"{','.join(args.modality or ['any'])}: no models case matches")
+
+
 def main(argv=None) -> int:
-    args = _parse(argv)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        print(f"error: --device must be cpu or cuda, got {args.device!r}", file=sys.stderr)
-        return 2
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
-        return 2
-    if device.type not in ("cpu", "cuda"):
-        print(f"error: --device must be cpu or cuda, got {args.device}", file=sys.stderr)
-        return 2
+    """Exit status 0; 2 for a mistake in the flags (one line naming it), found before any suite runs."""
+    return _cli.guarded(PROG, lambda ready: _run(_parse(argv), ready))
+
+
+def _run(args, ready) -> int:
+    _check(args)
+    device = torch.device(args.device)
     if args.threads is not None:
-        if args.threads < 1:
-            print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
-            return 2
         torch.set_num_threads(args.threads)
+    ready()
     progress = not args.no_progress
     report = {"machine": machine_info(device), "backends": backends(), "suites": {}}
     print(f"# sparsespike bench on {report['machine']['processor']} ({device}, {torch.get_num_threads()} threads)\n")
@@ -103,23 +115,16 @@ def main(argv=None) -> int:
         suite = SUITES[name]
         filters = {"models": args.model, "modalities": args.modality} if name == "models" else {}
         points = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress, **filters)
-        if not points:
-            wanted = f"--model {','.join(args.model or ['any'])} --modality {','.join(args.modality or ['any'])}"
-            print(f"error: no {name} case matches {wanted}", file=sys.stderr)
-            return 2
         report["suites"][name] = suite.as_json(points)
         print(f"## {name} (median ms)\n")
         print(suite.table(points))
         print()
 
     if args.plots:
-        if "models" not in report["suites"]:
-            print("--plots: the models suite did not run (add --suite models); no plots", file=sys.stderr)
-        else:
-            from .plots import plot_models
+        from .plots import plot_models
 
-            for path in plot_models(report["suites"]["models"], args.plots):
-                print(f"wrote {path}")
+        for path in plot_models(report["suites"]["models"], args.plots):
+            print(f"wrote {path}")
     if args.profile:
         top = models_suite.profile_train_step(device, args.profile, quick=args.quick)
         print(f"## profile: one M1 train step (auto)\n\n{top}\nwrote {args.profile}")

@@ -18,8 +18,9 @@ a complete entry, the first rename winning. On open every file is checked agains
 Litter of killed processes is removed whenever a dataset's cache folder is opened:
 `*.corrupt-*` (entries moved aside, pending deletion: nobody reads them), entry folders without a
 manifest (entries only appear complete, by rename), and `*.tmp-<host>-<pid>-*` build folders
-whose process is gone: same host and no such pid, or another host (a shared file system) and
-older than a day. A live writer's folder is never touched.
+whose process is gone: same host, no such pid and untouched for an hour (another container may
+share the host name with pids of its own), or another host (a shared file system) and untouched
+for a day. A live writer's folder is never touched.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 _TMP = re.compile(r".+\.tmp-(?:(?P<host>[A-Za-z0-9_]+)-)?(?P<pid>[0-9]+)-[0-9a-f]{8}")
 _ENTRY = re.compile(r"[A-Za-z0-9_]+-[0-9a-f]{16}")
 _FOREIGN_TMP_AGE_S = 24 * 3600
+_DEAD_PID_TMP_AGE_S = 3600
 
 
 def cache_key_digest(key: dict) -> str:
@@ -213,12 +215,13 @@ def _is_litter(path: Path) -> bool:
         return True
     m = _TMP.fullmatch(name)
     if m:
-        if m["host"] in (None, _HOST):  # no host: written by an older version, on this machine
-            return not _pid_alive(int(m["pid"]))
         try:
-            return time.time() - path.lstat().st_mtime > _FOREIGN_TMP_AGE_S
+            age = time.time() - path.lstat().st_mtime
         except OSError:
             return False
+        if m["host"] in (None, _HOST):  # no host: written by an older version, on this machine
+            return age > _DEAD_PID_TMP_AGE_S and not _pid_alive(int(m["pid"]))
+        return age > _FOREIGN_TMP_AGE_S
     return bool(_ENTRY.fullmatch(name)) and path.is_dir() and not (path / "manifest.json").exists()
 
 

@@ -102,7 +102,8 @@ def check_events(events: np.ndarray, sensor_size: tuple[int, int, int]) -> None:
         raise ValueError("no events (an empty file, or one holding only overflow records)")
     _check_range(events, sensor_size)
     t = events["t"]
-    bad = np.count_nonzero(t < 0)  # NaN/Inf times cast to int64 land here too
+    # NaN/Inf cast to int64 land below 0; float times are tested for them directly (NaN compares false)
+    bad = np.count_nonzero(~np.isfinite(t) | (t < 0)) if t.dtype.kind == "f" else np.count_nonzero(t < 0)
     if bad:
         raise ValueError(f"{bad} of {n} event times are negative, NaN or Inf")
     back = np.count_nonzero(np.diff(t) < 0)

@@ -16,14 +16,16 @@ from typing import Optional, Sequence
 
 import torch
 
+from .. import _cli
 from .._atomic import atomic_write
 from .profiles import DEFAULT_PROFILE, PROFILES, EnergyProfile
 from .report import measure_energy
 
+PROG = "python -m sparsespike.energy"
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sparsespike.energy", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("m1", "m2", "m3", "m4", "m5", "joint"), default=None,
                    help="the model (default: the checkpoint's)")
     p.add_argument("--checkpoint", default=None, help="a best.pt / last.pt written by python -m sparsespike.train")
@@ -32,11 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--samples", type=int, default=256, help="how many samples to measure (per dataset)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--samples", type=_cli.positive_int, default=256, help="how many samples to measure (per dataset)")
+    p.add_argument("--batch-size", type=_cli.positive_int, default=32)
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"table's profile: {', '.join(PROFILES)}, or custom")
-    p.add_argument("--accumulate-pj", type=float, default=None, help="with --mac-pj: a custom profile")
-    p.add_argument("--mac-pj", type=float, default=None)
+    p.add_argument("--accumulate-pj", type=_cli.positive_float, default=None, help="with --mac-pj: a custom profile")
+    p.add_argument("--mac-pj", type=_cli.positive_float, default=None)
     p.add_argument("--real-input", choices=("mac", "synop"), default="mac",
                    help="how layers with real-valued input count in the headline (both are always reported)")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
@@ -88,34 +90,37 @@ def _model_and_datasets(args):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    from ..data.errors import CorruptDataError
-    from ..training.checkpoint import CheckpointError
+    """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it: flags, paths,
+    the checkpoint, the datasets)."""
+    return _cli.guarded(PROG, lambda ready: _run(_parser().parse_args(argv), ready))
 
-    try:
-        if args.samples < 1 or args.batch_size < 1:
-            raise ValueError("--samples and --batch-size must be >= 1")
-        profile = _profile(args)
-        model, name, datasets, trained = _model_and_datasets(args)
-        from ..data import load_dataset
 
-        results = []
-        for dataset, modality in datasets:
-            data = load_dataset(dataset, args.split, data_dir=args.data_dir, cache_dir=args.cache_dir)
-            loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=False)
-            if not trained:
-                from ..models.calibration import calibrate_firing
+def _run(args, ready) -> int:
+    from ..data import load_dataset
 
-                x = next(iter(loader))[0].to(args.device)
-                calibrate_firing(model, (lambda: model(x, modality)) if modality else (lambda: model(x)))
-            report = measure_energy(model, loader, modality, args.real_input, args.samples, args.device, name,
-                                    dataset, progress=not args.no_progress)
-            print(report.markdown(profile) + "\n")
-            custom = [profile] if isinstance(profile, EnergyProfile) else []
-            results.append(report.as_dict([*PROFILES.values(), *custom]))
-    except (ValueError, FileNotFoundError, CheckpointError, CorruptDataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    _cli.device("--device", args.device, allow_auto=False)
+    _cli.input_file("--checkpoint", args.checkpoint)
+    _cli.output_file("--json", args.json)
+    _cli.output_dir("--cache-dir", args.cache_dir)
+    profile = _profile(args)
+    model, name, datasets, trained = _model_and_datasets(args)
+    # every dataset opened before the first is measured: a missing one is a set-up error
+    loaders = [(dataset, modality, torch.utils.data.DataLoader(
+        load_dataset(dataset, args.split, data_dir=args.data_dir, cache_dir=args.cache_dir),
+        batch_size=args.batch_size, shuffle=False)) for dataset, modality in datasets]
+    ready()
+    results = []
+    for dataset, modality, loader in loaders:
+        if not trained:
+            from ..models.calibration import calibrate_firing
+
+            x = next(iter(loader))[0].to(args.device)
+            calibrate_firing(model, lambda x=x, modality=modality: model(x, modality) if modality else model(x))
+        report = measure_energy(model, loader, modality, args.real_input, args.samples, args.device, name,
+                                dataset, progress=not args.no_progress)
+        print(report.markdown(profile) + "\n")
+        custom = [profile] if isinstance(profile, EnergyProfile) else []
+        results.append(report.as_dict([*PROFILES.values(), *custom]))
     if not trained:
         print("note: an untrained model, calibrated to fire at ~3%; pass --checkpoint for a trained one")
     if args.json:

@@ -23,11 +23,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._backend import check_backend
-from ..ops._validate import require_positive_int
+from ..ops._validate import check_finite_on_cuda, require_finite_number, require_positive_int
 from ..ops.hgrn import hgrn_scan
 from .linear import SpikeLinear
 
 __all__ = ["HGRN", "HGRNBlock", "HGRNStack"]
+
+
+def _check_lower_bound(bound) -> None:
+    """A lower bound passed to forward must be in [0, 1]: out of range (or NaN) it would make a
+    forget gate above 1, reported as hgrn_scan's g. Tensors are read on CUDA only with
+    SPARSESPIKE_CHECK_FINITE=1 (a host sync), as every data check."""
+    if not isinstance(bound, Tensor):
+        if not 0.0 <= require_finite_number(bound, "lower_bound") <= 1.0:
+            raise ValueError(f"lower_bound passed to forward must be in [0, 1], got {bound}")
+        return
+    if torch.compiler.is_compiling() or (bound.device.type == "cuda" and not check_finite_on_cuda()):
+        return
+    if not bool(((bound >= 0) & (bound <= 1)).all()):
+        raise ValueError("lower_bound passed to forward must be in [0, 1] everywhere")
 
 
 class HGRN(nn.Module):
@@ -104,9 +118,7 @@ class HGRN(nn.Module):
             return own
         if own is not None:
             raise ValueError("this HGRN has its own lower_bound; do not pass one to forward")
-        if not torch.compiler.is_compiling() and not bool(((external >= 0) & (external < 1)).all()):
-            # out of range it would give a forget gate above 1 (or NaN), reported as the op's g
-            raise ValueError("lower_bound passed to forward must be in [0, 1) everywhere")
+        _check_lower_bound(external)
         return external
 
     def gates(self, f: Tensor, lower_bound: Union[None, float, Tensor]) -> tuple[Tensor, Tensor]:
@@ -115,7 +127,9 @@ class HGRN(nn.Module):
         its negative (logsigmoid(f) without a bound)."""
         if lower_bound is None:
             return F.logsigmoid(f), torch.sigmoid(-f)
-        one_minus = (1 - lower_bound) * torch.sigmoid(-f)
+        # clamped: a bound that rounds to just above 1 (HGRNStack's last layer, in low precision)
+        # must give g = 0, not a forget gate above 1
+        one_minus = ((1 - lower_bound) * torch.sigmoid(-f)).clamp_min(0)
         return torch.log1p(-one_minus), one_minus
 
     def _sequence(self, x: Tensor, state: Optional[Tensor], lower_bound: Optional[Tensor]) -> tuple[Tensor, Tensor]:

@@ -24,9 +24,12 @@ def _parameter(value, learn: bool, name: str, positive: bool = False) -> Tensor:
     clamp), and > 0 for the threshold."""
     if isinstance(value, Tensor):
         require_tensor(value, name)
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+    elif isinstance(value, (bool, str)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    tensor = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
+    try:  # numbers, numpy values and nested lists, as torch.as_tensor takes them
+        tensor = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}") from None
     if not bool(torch.isfinite(tensor).all()) or (positive and not bool((tensor > 0).all())):
         raise ValueError(f"{name} must be finite{' and > 0' if positive else ''} everywhere, got {value!r}")
     return nn.Parameter(tensor) if learn else tensor

@@ -10,6 +10,8 @@ unless SPARSESPIKE_CHECK_FINITE=1.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import os
 
 import torch
@@ -29,18 +31,18 @@ def require_tensor(x, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}; convert it with .to_dense()")
-    if not torch.compiler.is_compiling():
-        if x.device.type == "meta":
-            raise ValueError(f"{name} is a meta tensor (no data); sparsespike ops compute on cpu or cuda tensors")
-        if isinstance(x, FakeTensor):
-            raise ValueError(f"{name} is a FakeTensor; sparsespike ops take fake tensors only inside torch.compile")
+    # x.is_meta, not x.device.type: building a device object costs more than the rest of this check
+    if x.is_meta and not torch.compiler.is_compiling():
+        raise ValueError(f"{name} is a meta tensor (no data); sparsespike ops compute on cpu or cuda tensors")
+    if type(x) is not torch.Tensor and isinstance(x, FakeTensor) and not torch.compiler.is_compiling():
+        raise ValueError(f"{name} is a FakeTensor; sparsespike ops take fake tensors only inside torch.compile")
     return x
 
 
 def require_finite_number(value, name: str, *, positive: bool = False) -> float:
-    """A Python number that is finite (and > 0 with ``positive``): NaN passes every comparison
-    check by comparing false, so it is refused explicitly."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A real number (Python's or numpy's) that is finite (and > 0 with ``positive``), as a float:
+    NaN passes every comparison check by comparing false, so it is refused explicitly."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0):
@@ -97,9 +99,11 @@ def refuse_double_backward(op: str, backend: str) -> None:
 
 
 def require_positive_int(value, name: str) -> int:
-    """A module size (features, channels, patterns): an int >= 1, never a bool or a float."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """A module size (features, channels, patterns): an integer >= 1 (Python's or numpy's), never a
+    bool or a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = operator.index(value)
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value

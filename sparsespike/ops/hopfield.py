@@ -106,8 +106,12 @@ def _scores_event_driven(xi: Tensor, patterns: Tensor, backend: str) -> tuple[Te
     """(xi P^T [Q, K], nonzeros of xi) through spike_linear's kernels (no SynOps recorded there)."""
     if torch.compiler.is_compiling():
         return torch.ops.sparsespike.spike_linear(xi, patterns, None, backend)
-    check_finite(xi, "query")  # named here: spike_linear's own check would say "spikes"
-    return _SpikeLinearFunction.apply(xi, patterns, None, backend, "hopfield_retrieve")
+    try:
+        return _SpikeLinearFunction.apply(xi, patterns, None, backend, "hopfield_retrieve")
+    except ValueError as exc:  # spike_linear checks xi for free while it reads it; name it as ours
+        if str(exc) == "spikes contains NaN or Inf":
+            raise ValueError("query contains NaN or Inf") from None
+        raise
 
 
 # --------------------------------------------------------------------------- public entry point

@@ -25,6 +25,7 @@ that share a parameter, in a fixed order.
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -80,7 +81,7 @@ def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_para
     return _Config(int(convention), int(reset), bool(detach_reset), int(surrogate), float(surrogate_param), bool(decay_input))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64, typed=True)  # typed: True must not hit the entry of 1
 def _checked_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
     """The kernels' config for the keyword options, validated once per distinct combination."""
     for name, value, options in (("reset", reset, RESETS), ("surrogate", surrogate, SURROGATES),
@@ -257,7 +258,7 @@ def _as_param(value, name: str, current: Tensor, unit_interval: bool = False, po
             and value.dtype.is_floating_point and value.device.type == "cpu" == current.device.type
             and not (value.requires_grad and torch.is_grad_enabled())):
         value = value.item()  # a scalar without gradient (a module's buffer): the cached vector below
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = require_finite_number(value, name, positive=positive)  # NaN would slip through the clamp below
         value = min(max(value, 0.0), 1.0) if unit_interval else value
         if eager:
@@ -348,7 +349,7 @@ def lif(
             cfg = _checked_config(*options)
         except TypeError:  # an unhashable option: validate uncached, for the error naming it
             cfg = _checked_config.__wrapped__(*options)
-    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+    if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         require_finite_number(threshold, "threshold", positive=True)
     backend = resolve_backend(backend, current.device)
     path = select_path(backend, current, "currents")

@@ -18,12 +18,14 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from .. import _cli
 from .plan import ALL_RUNS, SIZES, StudyConfig
+
+PROG = "python -m sparsespike.study"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sparsespike.study", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="saccade-digits,randman",
                    help="visual,audio datasets (default: the embedded saccade-digits,randman; the study: nmnist,shd)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SPARSESPIKE_DATA or ./data)")
@@ -33,16 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=SIZES, default=None,
                    help="model sizes: study (real data default), small (embedded default: visual convolutions "
                         "8/16 channels), tiny")
-    p.add_argument("--epochs", type=int, default=None, help="default: 30 (real data), 5 (embedded)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=StudyConfig.lr)
+    p.add_argument("--epochs", type=_cli.positive_int, default=None, help="default: 30 (real data), 5 (embedded)")
+    p.add_argument("--batch-size", type=_cli.positive_int, default=32)
+    p.add_argument("--lr", type=_cli.positive_float, default=StudyConfig.lr)
     p.add_argument("--calibrate", default="audio",
                    help="modalities whose layers are scaled to fire at ~3%% before training (comma list, '' for "
                         "none); the others keep PyTorch's init (default: audio; see sparsespike/study/plan.py)")
-    p.add_argument("--limit-train", type=int, default=None, help="train subset per dataset (default: all; embedded 1000)")
-    p.add_argument("--limit-eval", type=int, default=None, help="default: all; embedded 400")
-    p.add_argument("--energy-samples", type=int, default=256, help="test samples metered per model and modality")
-    p.add_argument("--per-class", type=int, default=50, help="engram analysis: test samples per class and modality")
+    p.add_argument("--limit-train", type=_cli.positive_int, default=None,
+                   help="train subset per dataset (default: all; embedded 1000)")
+    p.add_argument("--limit-eval", type=_cli.positive_int, default=None, help="default: all; embedded 400")
+    p.add_argument("--energy-samples", type=_cli.positive_int, default=256,
+                   help="test samples metered per model and modality")
+    p.add_argument("--per-class", type=_cli.positive_int, default=50,
+                   help="engram analysis: test samples per class and modality")
     p.add_argument("--embedding", choices=("tsne", "pca"), default="tsne", help="the figures' 2-D embedding")
     p.add_argument("--out", default="runs/study")
     p.add_argument("--seed", type=int, default=0)
@@ -55,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
     args = _parser().parse_args(argv)
+    _cli.device("--device", args.device)
+    _cli.output_dir("--out", args.out, subfolders=("runs", "features", "figures", "tables"))
+    _cli.output_dir("--cache-dir", args.cache_dir)
+    if args.download:
+        _cli.output_dir("--data-dir", args.data_dir)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     if len(names) != 2:
         raise ValueError(f"--datasets takes two names, visual,audio (e.g. nmnist,shd), got {args.datasets!r}")
@@ -68,17 +78,15 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..data.errors import CorruptDataError
-    from ..training.checkpoint import CheckpointError
+    """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it: flags, paths,
+    datasets, a results.json of other settings); 1 when a training run diverged (one line)."""
     from .runner import run_study
 
-    try:
-        config = config_from_args(argv)
-        run_study(config)
-    except (ValueError, FileNotFoundError, CorruptDataError, CheckpointError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    def run(ready) -> int:
+        run_study(config_from_args(argv), on_ready=ready)
+        return 0
+
+    return _cli.guarded(PROG, run)
 
 
 if __name__ == "__main__":

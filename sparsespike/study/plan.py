@@ -13,6 +13,8 @@ Three presets:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -75,18 +77,21 @@ class StudyConfig:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         if self.embedding not in ("tsne", "pca"):
             raise ValueError(f"embedding must be 'tsne' or 'pca', got {self.embedding!r}")
-        for name in ("batch_size", "energy_samples", "per_class"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "limit_train", "limit_eval"):
+        for name in ("batch_size", "energy_samples", "per_class", "epochs", "limit_train", "limit_eval"):
             value = getattr(self, name)
-            if value is not None and value < 1:
+            if value is None and name in ("epochs", "limit_train", "limit_eval"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+            if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.calibrate = tuple(self.calibrate)
         if any(m not in ("visual", "audio") for m in self.calibrate):
             raise ValueError(f"calibrate must hold 'visual' and/or 'audio', got {self.calibrate!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        # NaN fails every comparison, so "lr > 0" alone is not enough
+        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) or not math.isfinite(self.lr) \
+                or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         self._apply_preset()
 
     @property

@@ -22,7 +22,27 @@ RESULTS = "results.json"
 def _device(config: StudyConfig) -> str:
     if config.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r} requested but torch sees no CUDA device")
     return config.device
+
+
+def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
+    """Open every split the runs use and check that a batch fits each training set, so that a
+    missing or corrupt file, or a batch size too large, stops the study before its first run
+    trains rather than hours later."""
+    from ..data import dataset_info, load_dataset
+
+    modalities = sorted({m for _, run in runs for m in (("visual", "audio") if run == "both" else (run,))})
+    for modality in modalities:
+        name = config.dataset_for(modality)
+        for split in dataset_info(name).splits:
+            data = load_dataset(name, split, data_dir=config.data_dir, cache_dir=config.cache_dir,
+                                download=config.download)
+            train = min(len(data), config.limit_train or len(data))
+            if split == "train" and train < config.batch_size:
+                raise ValueError(f"batch_size (--batch-size) {config.batch_size} is larger than the training set "
+                                 f"of {name} ({train} samples): a run would train nothing")
 
 
 def _train(config: StudyConfig, model: str, modality: str, out: Path, device: str, log) -> dict[str, Any]:
@@ -125,15 +145,21 @@ def _write_results(out: Path, results: dict[str, Any]) -> None:
     atomic_write(out / RESULTS, (json.dumps(results, indent=2) + "\n").encode())
 
 
-def run_study(config: StudyConfig, log: Optional[Callable[[str], None]] = print) -> dict[str, Any]:
+def run_study(config: StudyConfig, log: Optional[Callable[[str], None]] = print,
+              on_ready: Optional[Callable[[], None]] = None) -> dict[str, Any]:
     """Train and measure every run of ``config`` (skipping what <out>/results.json already holds for
-    the same settings), then write the report. Returns the results dict."""
+    the same settings), then write the report. Returns the results dict.
+
+    Everything a user can get wrong (device, datasets, batch size, an <out> of other settings) is
+    checked first; ``on_ready`` is called after that, before the first run trains."""
     from .report import write_report
 
     log = log or (lambda *_: None)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = _device(config)
+    runs = config.runs()
+    _preflight(config, runs)
+    out.mkdir(parents=True, exist_ok=True)
     settings = config.to_dict()
     previous = out / RESULTS
     results: dict[str, Any] = {"config": settings, "environment": _environment(device), "runs": {}}
@@ -145,7 +171,8 @@ def run_study(config: StudyConfig, log: Optional[Callable[[str], None]] = print)
         if saved.get("config") != json.loads(json.dumps(settings)):
             raise ValueError(f"{out} holds a study with different settings; choose another --out")
         results["runs"] = saved.get("runs", {})
-    runs = config.runs()
+    if on_ready is not None:
+        on_ready()
     started = time.perf_counter()
     for index, (model, modality) in enumerate(runs, 1):
         key = f"{model}-{modality}"

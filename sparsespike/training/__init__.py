@@ -5,12 +5,13 @@ The command line is ``python -m sparsespike.train``; this package is its library
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import MODELS, TrainConfig
-from .loop import fit, load_splits, load_trained, run_epoch
+from .loop import TrainingDiverged, fit, load_splits, load_trained, run_epoch
 
 __all__ = [
     "CheckpointError",
     "MODELS",
     "TrainConfig",
+    "TrainingDiverged",
     "fit",
     "load_checkpoint",
     "load_splits",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
@@ -11,6 +13,24 @@ JOINT_DEFAULT_DATASETS = "saccade-digits+randman"
 # Fields that only say where or how fast to run; a resumed run may change them. Every other
 # field shapes the result, so resuming with a different value is refused.
 RUNTIME_FIELDS = frozenset({"device", "workers", "out", "resume", "progress", "data_dir", "cache_dir", "download"})
+
+
+def _check_int(name: str, value: Any, minimum: Optional[int], optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value: Any, strict: bool, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (strict and value == 0):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value}")
 
 
 @dataclass
@@ -59,19 +79,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "scl_temperature"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "min_lr", "grad_clip"):
-            if float(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if self.scl_weight is not None and self.scl_weight < 0:
-            raise ValueError(f"scl_weight must be >= 0, got {self.scl_weight}")
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("calibration_samples", 1),
+                              ("workers", 0), ("seed", None), ("limit_train", 1), ("limit_eval", 1)):
+            _check_int(name, getattr(self, name), minimum, optional=name.startswith("limit_"))
+        # float fields: finite and in range (NaN compares false, so "< 0" alone would let it through)
+        for name, strict in (("lr", True), ("scl_temperature", True), ("weight_decay", False), ("min_lr", False),
+                             ("grad_clip", False), ("scl_weight", False)):
+            _check_float(name, getattr(self, name), strict, optional=name == "scl_weight")
         if self.init not in ("calibrated", "default"):
             raise ValueError(f"init must be 'calibrated' or 'default', got {self.init!r}")
         if self.calibrate_modalities is not None:
@@ -79,18 +93,10 @@ class TrainConfig:
             unknown = [m for m in self.calibrate_modalities if m not in ("visual", "audio")]
             if unknown:
                 raise ValueError(f"calibrate_modalities must hold 'visual' and/or 'audio', got {unknown!r}")
-        if self.calibration_samples < 1:
-            raise ValueError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
         if self.hgrn not in ("qin", "study"):
             raise ValueError(f"hgrn must be 'qin' or 'study', got {self.hgrn!r}")
         if self.hopfield not in ("sequence", "study"):
             raise ValueError(f"hopfield must be 'sequence' or 'study', got {self.hopfield!r}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        for name in ("limit_train", "limit_eval"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
         if self.model == "joint" and "+" not in self.dataset:
             raise ValueError(f"the joint model trains on two datasets: dataset must be '<visual>+<audio>' "
                              f"(e.g. {JOINT_DEFAULT_DATASETS!r} or 'nmnist+shd'), got {self.dataset!r}")

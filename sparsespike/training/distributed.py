@@ -101,6 +101,15 @@ def all_reduce_sums(values: Sequence[float], ctx: Context, device: torch.device)
     return tensor.tolist()
 
 
+def any_rank(flag: bool, ctx: Context, device: torch.device) -> bool:
+    """True on every process when ``flag`` is true on any (one one-element all-reduce; identity in one process)."""
+    if not ctx.distributed:
+        return flag
+    tensor = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
 def replica_checksums(model: torch.nn.Module, ctx: Context, device: torch.device) -> list[list[float]]:
     """Per-parameter sums (float64) of every process's replica; DDP keeps them bit-identical."""
     sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(device)

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,11 @@ from .config import TrainConfig
 from .optim import adamw
 
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the weights became NaN or infinite during training (a FloatingPointError, as
+    before this class existed); the message names the epoch and step."""
 
 
 @dataclass
@@ -174,9 +179,16 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 def run_epoch(model: nn.Module, loaders: list[tuple[str, DataLoader]], config: TrainConfig, device: torch.device,
               ctx: distributed.Context, scl_weight: float, optimizer: Optional[torch.optim.Optimizer] = None,
-              desc: str = "") -> dict[str, Any]:
-    """Train (with an optimizer) or evaluate (without) over the loaders; returns the metrics."""
+              desc: str = "", epoch: Optional[int] = None) -> dict[str, Any]:
+    """Train (with an optimizer) or evaluate (without) over the loaders; returns the metrics.
+
+    Training checks every step that the loss is finite, and after every optimizer step that the
+    weights are (event-driven ops skip silent inputs, so a NaN weight row can stay invisible in
+    the loss for epochs); either raises TrainingDiverged naming ``epoch`` (1-based) and the step.
+    """
     training = optimizer is not None
+    params = [p for p in model.parameters() if p.requires_grad]
+    where = f"epoch {epoch}" if epoch is not None else (desc or "training")
     joint = config.model == "joint"
     model.train(training)
     meter = _Meter([m for m, _ in loaders])
@@ -191,19 +203,31 @@ def run_epoch(model: nn.Module, loaders: list[tuple[str, DataLoader]], config: T
             output = _forward(model, x, modality, joint)
             loss, ce, scl = _loss(output, labels, scl_weight, config.scl_temperature)
             if training:
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the training loss became {float(loss)} at step {step} of {desc}; "
-                                             f"try a lower --lr (now {config.lr})")
+                # under DDP every rank must stop at the same step, or the others hang in backward
+                if distributed.any_rank(not bool(torch.isfinite(loss)), ctx, device):
+                    raise TrainingDiverged(f"training diverged: the loss became non-finite ({float(loss.detach())} "
+                                           f"on rank {ctx.rank}) at {where} step {step + 1}; try a lower learning "
+                                           f"rate (--lr, now {config.lr})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
+                bad = _first_non_finite(params)
+                if bad is not None:
+                    name = next(n for n, p in model.named_parameters() if p is params[bad])
+                    raise TrainingDiverged(f"training diverged: the weights of {name} became non-finite after the "
+                                           f"optimizer step at {where} step {step + 1}; try a lower learning rate "
+                                           f"(--lr, now {config.lr})")
             meter.add(modality, output, labels, loss.detach(), ce.detach(), scl.detach())
             if hasattr(batches, "set_postfix") and step % 10 == 0:
                 batches.set_postfix(loss=f"{float(loss):.3f}")
             fetch = time.perf_counter()
     per_modality = meter.reduce(ctx, device)
+    if training and not any(v["samples"] for v in per_modality.values()):
+        # never report an epoch without a step as trained (_fit refuses such batch sizes up front)
+        raise ValueError(f"{where}: no training step ran (batch_size {config.batch_size} is larger than every "
+                         f"process's share of the training set)")
     seconds = time.perf_counter() - started
     samples = sum(v["samples"] for v in per_modality.values())
     metrics: dict[str, Any] = {"seconds": seconds, "data_wait_seconds": waiting, "samples": samples,
@@ -217,6 +241,16 @@ def run_epoch(model: nn.Module, loaders: list[tuple[str, DataLoader]], config: T
         metrics["acc"] = sum(v["acc"] for v in per_modality.values()) / len(per_modality)
         metrics["loss"] = sum(v["loss"] * v["samples"] for v in per_modality.values()) / max(samples, 1)
     return metrics
+
+
+def _first_non_finite(params: list[torch.Tensor]) -> Optional[int]:
+    """Index of the first parameter holding NaN or Inf, else None. A sum per tensor and one host
+    sync: NaN and Inf propagate through a sum, and it is the cheapest reduction on CPU (study-size
+    audio M1, 2.3M weights: 0.2 ms; max |w| through _foreach_norm(inf) took 3-24 ms)."""
+    sums = torch.stack([p.detach().sum() for p in params])
+    if bool(torch.isfinite(sums).all()):
+        return None
+    return int((~torch.isfinite(sums)).nonzero()[0, 0])
 
 
 # ----------------------------------------------------------------------------- the run
@@ -274,35 +308,52 @@ def _calibrate(model: nn.Module, splits: list[Split], config: TrainConfig, devic
                                               for n, r in result.items()))
 
 
-def fit(config: TrainConfig) -> dict[str, Any]:
+def fit(config: TrainConfig, on_ready: Optional[Callable[[], None]] = None) -> dict[str, Any]:
     """Train per ``config``; returns a summary (best accuracy and epoch, epochs run, the metrics
     history, the trained model: the last epoch's weights; best.pt holds the best).
 
-    Under torchrun every process calls this; rank 0 writes the files.
+    ``on_ready`` is called once the set-up is done (data opened, model built, checkpoint restored),
+    before calibration and the first step: the command line tells a user's mistake in the set-up
+    from a failure during training by it. Raises TrainingDiverged when the loss or the weights
+    become non-finite. Under torchrun every process calls this; rank 0 writes the files.
     """
     requested = torch.device("cuda" if config.device.startswith("cuda") or
                              (config.device == "auto" and torch.cuda.is_available()) else "cpu")
     ctx = distributed.setup(requested)
     try:
-        return _fit(config, ctx)
+        return _fit(config, ctx, on_ready or (lambda: None))
     finally:
         distributed.teardown(ctx)
 
 
-def _fit(config: TrainConfig, ctx: distributed.Context) -> dict[str, Any]:
+def _check_batch_size(config: TrainConfig, splits: list[Split], ctx: distributed.Context) -> None:
+    """Training drops the last partial batch (every step a full batch, as the study): a training
+    set smaller than one batch per process would train nothing, so it is refused here."""
+    for name, split in zip(config.dataset_names, splits):
+        share = len(split.train) // ctx.world_size
+        if share < config.batch_size:
+            per_process = f", {share} per process of {ctx.world_size}" if ctx.distributed else ""
+            raise ValueError(f"batch_size (--batch-size) {config.batch_size} is larger than the training set of "
+                             f"{name} ({len(split.train)} samples{per_process}): an epoch would run no step; "
+                             f"lower the batch size or use more training samples (--limit-train)")
+
+
+def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], None]) -> dict[str, Any]:
     device = distributed.device_for(config.device, ctx)
     out = Path(config.out)
     log = print if ctx.is_main else (lambda *_: None)
     torch.manual_seed(config.seed)
     splits = load_splits(config)
+    _check_batch_size(config, splits, ctx)
     model = build(config, splits).to(device)
     scl_weight = float(getattr(model, "supcon_weight", 0.0) if config.scl_weight is None else config.scl_weight)
-    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, backend=config.backend)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     distributed.barrier(ctx)
     run = _restore(out, config, model, optimizer, scheduler, log)
+    on_ready()
     if run.epoch == 0 and config.init == "calibrated":
         _calibrate(model, splits, config, device, log)
     if ctx.distributed:
@@ -324,7 +375,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context) -> dict[str, Any]:
             config.batch_size, True), config, device)) for s in splits]
         lr = optimizer.param_groups[0]["lr"]
         train = run_epoch(model, train_loaders, config, device, ctx, scl_weight, optimizer,
-                          desc=f"epoch {epoch + 1}/{config.epochs} train")
+                          desc=f"epoch {epoch + 1}/{config.epochs} train", epoch=epoch + 1)
         evaluation = run_epoch(model, eval_loaders, config, device, ctx, scl_weight,
                                desc=f"epoch {epoch + 1}/{config.epochs} eval")
         scheduler.step()

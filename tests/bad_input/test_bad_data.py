@@ -27,8 +27,11 @@ from sparsespike.data import (
     time_window_frames,
 )
 from sparsespike.data.cache import open_or_build
+from sparsespike.data.frames import check_events
 
 EVENTS = np.zeros(3, np.dtype([("x", int), ("y", int), ("t", int), ("p", int)]))
+FLOAT_TIMES = np.zeros(3, np.dtype([("x", int), ("y", int), ("t", float), ("p", int)]))
+FLOAT_TIMES["t"] = [0.0, 1.0, np.nan]
 
 
 def unwritable(monkeypatch, folder):
@@ -266,6 +269,8 @@ ROWS = [
     ("gesture-empty", gesture_with("user02_led/1.npy", []), CorruptDataError, "1.npy: no events"),
     ("gesture-garbage", gesture_with("user02_led/1.npy", raw=b"garbage"), CorruptDataError, "1.npy"),
     # --- event -> frame functions and embedded generators
+    ("check-events-nan-float-time", call(check_events, FLOAT_TIMES, (34, 34, 2)), ValueError,
+     "1 of 3 event times are negative, NaN or Inf"),
     ("denoise-list", call(denoise, [1, 2], 10), TypeError, "events must be a 1-D numpy structured array"),
     ("denoise-filter-nan", call(denoise, EVENTS, NAN), ValueError, "filter_time"),
     ("frames-plain-array", call(time_window_frames, np.zeros(3), (34, 34, 2), 1000, 25), TypeError, "events"),

@@ -1,0 +1,164 @@
+"""Shared checks of the command-line tools (train, study, energy, bench).
+
+A user's mistake gets one line on stderr naming the flag, ``<prog>: error: <flag> <value>: <problem>``,
+and exit status 2, as argparse's usage errors. Every check runs before the work starts, so a long run
+never ends in an error about a path that could have been checked at its start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+# Raised by the library for a user's mistake: bad values, missing or unreadable files and folders.
+SETUP_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
+                IsADirectoryError)
+
+
+class UsageError(ValueError):
+    """A command-line mistake; the message names the flag."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line too (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind: type, minimum: float, strict: bool) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` above ``minimum`` (NaN compares false, so it is tested apart)."""
+    bound = f"{'>' if strict else '>='} {minimum:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {bound}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be a finite {'integer' if kind is int else 'number'} {bound}, "
+                                             f"got {text}")
+        return value
+
+    return parse
+
+
+positive_float = _number(float, 0, strict=True)
+non_negative_float = _number(float, 0, strict=False)
+positive_int = _number(int, 1, strict=False)
+non_negative_int = _number(int, 0, strict=False)
+
+
+def _problem(flag: str, value, problem: str) -> UsageError:
+    return UsageError(f"{flag} {value}: {problem}")
+
+
+def _existing_folder(flag: str, value, path: Path) -> Path:
+    """The nearest existing folder at or above ``path`` (a file on the way is an error)."""
+    folder = path.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise _problem(flag, value, f"{folder} is a file, not a folder")
+    return folder
+
+
+def _writable(flag: str, value, folder: Path) -> None:
+    # a real probe: os.access says yes to root on read-only or virtual file systems
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise _problem(flag, value, f"cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+def output_dir(flag: str, path: Optional[str], subfolders: tuple[str, ...] = ()) -> None:
+    """A folder the tool creates or writes into (and ``subfolders`` it will create there): no file
+    in the way, and writable."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise _problem(flag, path, "is a file, not a folder")
+    for sub in subfolders:
+        if (p / sub).exists() and not (p / sub).is_dir():
+            raise _problem(flag, path, f"{p / sub} is a file, not a folder")
+    _writable(flag, path, _existing_folder(flag, path, p))
+
+
+def output_file(flag: str, path: Optional[str]) -> None:
+    """A file the tool writes (atomically, so its folder must be writable): not a folder."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(("/", "\\")):
+        raise _problem(flag, path, "is a folder, not a file")
+    _writable(flag, path, _existing_folder(flag, path, p.parent))
+
+
+def input_file(flag: str, path: Optional[str]) -> None:
+    if path is not None and not Path(path).is_file():
+        raise _problem(flag, path, "is a folder, not a file" if Path(path).is_dir() else "no such file")
+
+
+def device(flag: str, value: str, allow_auto: bool = True) -> str:
+    """``value`` if it names a device this machine has: cpu, cuda, cuda:N (or auto)."""
+    if allow_auto and value == "auto":
+        return value
+    try:
+        parsed = torch.device(value)
+    except (RuntimeError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise _problem(flag, value, f"must be {'auto, ' if allow_auto else ''}cpu, cuda or cuda:N")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise _problem(flag, value, "torch sees no CUDA device on this machine (use --device cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise _problem(flag, value, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return value
+
+
+def fail(prog: str, exc: BaseException, status: int = 2) -> int:
+    """Print ``exc`` as one line and return the exit status."""
+    message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status
+
+
+def guarded(prog: str, body: Callable[[Callable[[], None]], int]) -> int:
+    """Run a tool's ``body(ready)``; it calls ready() when its set-up (flags, paths, data, checkpoints,
+    model) is done and the long work begins.
+
+    Before ready(): the library's user-facing errors (SETUP_ERRORS, corrupt data or checkpoint) are
+    one line and status 2. After it, only the errors that are always about the user's files or
+    settings stay one line (corrupt data or checkpoint, a diverged training: status 1); a ValueError
+    or TypeError from the computation is a bug and keeps its traceback.
+    """
+    from .data.errors import CorruptDataError
+    from .training.checkpoint import CheckpointError
+    from .training.loop import TrainingDiverged
+
+    started = False
+
+    def ready() -> None:
+        nonlocal started
+        started = True
+
+    try:
+        return body(ready)
+    except TrainingDiverged as exc:
+        return fail(prog, exc, 1)
+    except (CorruptDataError, CheckpointError) as exc:
+        return fail(prog, exc, 1 if started else 2)
+    except SETUP_ERRORS as exc:
+        if started:
+            raise
+        return fail(prog, exc, 2)
