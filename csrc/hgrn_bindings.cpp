@@ -20,7 +20,9 @@ void raise_on(sparsespike::HgrnStatus status) {
     case sparsespike::HgrnStatus::g_nonfinite: throw py::value_error("g contains NaN or Inf");
     case sparsespike::HgrnStatus::h0_nonfinite: throw py::value_error("h0 contains NaN or Inf");
     case sparsespike::HgrnStatus::g_positive:
-      throw py::value_error("g must be <= 0 everywhere (the log of a forget gate in (0, 1]); exp(g) > 1 makes the state grow without bound");
+      throw py::value_error(
+          "g must be <= 0 everywhere (the log of a forget gate in (0, 1]); exp(g) > 1 makes the state "
+          "grow without bound");
   }
 }
 

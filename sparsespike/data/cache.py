@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import operator
 import os
 import re
 import shutil
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import CorruptDataError
+from .errors import CorruptDataError, checked_index
 
 __all__ = ["CachedFrames", "cache_key_digest", "open_or_build"]
 
@@ -352,14 +351,7 @@ class CachedFrames(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        n = len(self.labels)
-        try:
-            index = operator.index(index)
-        except TypeError:
-            raise TypeError(f"index must be an integer, got {type(index).__name__}") from None
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} samples")
-        index %= n
+        index = checked_index(index, len(self.labels))
         coords, values, offsets = self._maps or self._open()
         lo, hi = offsets[index], offsets[index + 1]
         flat = np.zeros(int(np.prod(self.frame_shape)), dtype=np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 
 
@@ -40,3 +41,15 @@ def check_number(name: str, value, minimum: float = 0.0, strict: bool = False) -
     if not math.isfinite(v) or not (v > minimum if strict else v >= minimum):
         raise ValueError(f"{name} must be finite and {'>' if strict else '>='} {minimum}, got {value!r}")
     return v
+
+
+def checked_index(index, n: int) -> int:
+    """A dataset index as an int in [0, n) (negative counts from the end): TypeError/IndexError,
+    never a decoding error, when it is not one."""
+    try:
+        i = operator.index(index)
+    except TypeError:
+        raise TypeError(f"index must be an integer, got {type(index).__name__}") from None
+    if not -n <= i < n:
+        raise IndexError(f"index {i} out of range for {n} samples")
+    return i % n

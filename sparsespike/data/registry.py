@@ -168,7 +168,10 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     for arg, value in (("download", download), ("cache", cache)):
         if not isinstance(value, bool):
             raise TypeError(f"{arg} must be True or False, got {value!r}")
-    root = _folder(data_dir, "data_dir") if data_dir is not None else _folder(default_data_dir(), "data_dir ($SPARSESPIKE_DATA or ./data)")
+    if data_dir is not None:
+        root = _folder(data_dir, "data_dir")
+    else:
+        root = _folder(default_data_dir(), "data_dir ($SPARSESPIKE_DATA or ./data)")
     cdir = _folder(cache_dir, "cache_dir") if cache_dir is not None else root / "cache"
     decoder, build, fingerprint = _source(name, split, root, download, opts, info)
     if not cache:

@@ -17,7 +17,6 @@ the sensor, negative/NaN/Inf or unsorted times each raise an error naming the fi
 from __future__ import annotations
 
 import hashlib
-import operator
 import os
 import re
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CorruptDataError, missing_files
+from .errors import CorruptDataError, checked_index, missing_files
 from .frames import (
     check_events,
     denoise,
@@ -76,7 +75,7 @@ class EventFrames(torch.utils.data.Dataset):
 
     def frames(self, index: int) -> tuple[np.ndarray, int]:
         """(integer frames as numpy, label): the cache's input."""
-        index = _index(index, self.length)
+        index = checked_index(index, self.length)
         try:
             ev, label = self.events[index]
             frames = self.convert(ev)
@@ -98,17 +97,6 @@ class EventFrames(torch.utils.data.Dataset):
     def iter_frames(self):
         for i in range(self.length):
             yield self.frames(i)
-
-
-def _index(index, n: int) -> int:
-    """`index` as an int in [0, n): TypeError/IndexError (not a CorruptDataError) when it is not."""
-    try:
-        i = operator.index(index)
-    except TypeError:
-        raise TypeError(f"index must be an integer, got {type(index).__name__}") from None
-    if not -n <= i < n:
-        raise IndexError(f"index {i} out of range for {n} samples")
-    return i % n
 
 
 def _fingerprint(paths: list[Path], root: Path) -> str:
