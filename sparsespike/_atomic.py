@@ -8,6 +8,7 @@ survives a power cut. On any failure before the rename the temporary file is rem
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Union
@@ -31,6 +32,28 @@ def atomic_write(path: Union[str, Path], data: Union[bytes, memoryview]) -> Path
         raise
     _fsync_dir(path.parent)
     return path
+
+
+# what atomic_write's mkstemp names its temporary files: .<name>.<8 random characters>.tmp
+_PARTIAL = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def remove_partial_writes(folder: Union[str, Path]) -> list[Path]:
+    """Delete the temporary files that atomic_write left in ``folder`` (not below it) when its
+    process was killed mid-write; returns them. Call it only on a folder no other process is
+    writing (a run folder its one run opens)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        if _PARTIAL.fullmatch(path.name) and path.is_file():
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:  # read-only or gone: a later write reports the folder, if it matters
+                pass
+    return removed
 
 
 def _read_umask() -> int:

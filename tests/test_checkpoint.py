@@ -89,3 +89,18 @@ def test_atomic_write_gives_the_mode_of_a_normal_open(tmp_path):
         f.write(b"x")
     mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
     assert mode(tmp_path / "a.bin") == mode(tmp_path / "b.bin")
+
+
+def test_partial_writes_of_killed_processes_are_removed(tmp_path):
+    # a SIGKILL between mkstemp and the rename leaves ".last.pt.<random>.tmp" beside the run's files
+    from sparsespike._atomic import remove_partial_writes
+
+    for name in (".last.pt.ab12cd34.tmp", ".metrics.jsonl.k9_x0zz1.tmp"):
+        (tmp_path / name).write_bytes(b"partial")
+    kept = ["last.pt", "notes.tmp", ".hidden", ".last.pt.short.tmp"]
+    for name in kept:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".dir.ab12cd34.tmp").mkdir()  # only files are atomic_write's
+    removed = remove_partial_writes(tmp_path)
+    assert sorted(p.name for p in removed) == [".last.pt.ab12cd34.tmp", ".metrics.jsonl.k9_x0zz1.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, ".dir.ab12cd34.tmp"])

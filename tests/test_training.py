@@ -86,6 +86,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
         fit(small_config(tmp_path / "b", epochs=3))
     monkeypatch.setattr(loop_module, "run_epoch", real_run_epoch)
     assert len(_metrics(tmp_path / "b" / "run" / "metrics.jsonl")) == 1
+    partial = tmp_path / "b" / "run" / ".last.pt.a1b2c3d4.tmp"  # as a kill mid-write leaves it
+    partial.write_bytes(b"cut short")
     resumed = fit(small_config(tmp_path / "b", epochs=3, resume=True))
     a = load_checkpoint(tmp_path / "a" / "run" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "run" / "last.pt")
@@ -93,6 +95,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
         assert torch.equal(tensor, b["model"][name]), name
     assert [_timeless(r) for r in straight["history"]] == [_timeless(r) for r in resumed["history"]]
     assert len(_metrics(tmp_path / "b" / "run" / "metrics.jsonl")) == 3
+    assert not partial.exists()
     with pytest.raises(ValueError, match="lr: checkpoint 0.0003 vs now 0.01"):
         fit(small_config(tmp_path / "b", epochs=3, resume=True, lr=1e-2))
 

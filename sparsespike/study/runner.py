@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .._atomic import atomic_write
+from .._atomic import atomic_write, remove_partial_writes
 from .plan import StudyConfig
 
 RESULTS = "results.json"
@@ -160,6 +160,8 @@ def run_study(config: StudyConfig, log: Optional[Callable[[str], None]] = print,
     runs = config.runs()
     _preflight(config, runs)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, *(p for p in out.iterdir() if p.is_dir())):  # writes cut short by a kill
+        remove_partial_writes(folder)
     settings = config.to_dict()
     previous = out / RESULTS
     results: dict[str, Any] = {"config": settings, "environment": _environment(device), "runs": {}}

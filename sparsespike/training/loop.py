@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .._atomic import atomic_write
+from .._atomic import atomic_write, remove_partial_writes
 from ..nn.supcon import supcon_loss
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -351,6 +351,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_partial_writes(out)  # a checkpoint or metrics write cut short by a kill
     distributed.barrier(ctx)
     run = _restore(out, config, model, optimizer, scheduler, log)
     on_ready()
