@@ -236,17 +236,18 @@ void require_lif_neuron_params(const py::array& beta, const py::array& threshold
   const T* t = static_cast<const T*>(threshold.data());
   const T* b = static_cast<const T*>(beta.data());
   const T* v = static_cast<const T*>(v0.data());
-  // Branch-free, so it vectorises (a throw inside the loop made it 3x slower on the streaming path).
+  // Counting the values that pass vectorises (32768 neurons: 8 us); a throw inside the loop, or
+  // and-ing bools, left it scalar (55-65 us, more than the whole streaming step).
   const T inf = std::numeric_limits<T>::infinity();
-  bool t_ok = true, b_ok = true, v_ok = true;
+  int64_t t_ok = 0, b_ok = 0, v_ok = 0;
   for (int64_t i = 0; i < n; ++i) {
-    t_ok &= (t[i] > T(0)) & (t[i] < inf);
-    b_ok &= (b[i] >= T(0)) & (b[i] <= T(1));
-    v_ok &= (v[i] > -inf) & (v[i] < inf);
+    t_ok += (t[i] > T(0)) & (t[i] < inf);
+    b_ok += (b[i] >= T(0)) & (b[i] <= T(1));
+    v_ok += (v[i] > -inf) & (v[i] < inf);
   }
-  if (!t_ok) throw py::value_error("threshold must be finite and > 0 everywhere");
-  if (!b_ok) throw py::value_error("beta must be in [0, 1] everywhere (NaN found)");
-  if (!v_ok) throw py::value_error("v0 contains NaN or Inf");
+  if (t_ok != n) throw py::value_error("threshold must be finite and > 0 everywhere");
+  if (b_ok != n) throw py::value_error("beta must be in [0, 1] everywhere (NaN found)");
+  if (v_ok != n) throw py::value_error("v0 contains NaN or Inf");
 }
 
 template <typename T>
