@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="nmnist, shd, ssc, dvsgesture, or the embedded saccade-digits / randman "
                         "(default: saccade-digits; joint: saccade-digits+randman, or e.g. nmnist+shd)")
-    p.add_argument("--data-dir", default=None, help="folder holding the datasets' files (default: $SPARSESPIKE_DATA or ./data)")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets' files (default: $SPARSESPIKE_DATA or ~/.cache/sparsespike)")
     p.add_argument("--cache-dir", default=None, help="where converted frames are cached (default: inside --data-dir)")
     p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
     p.add_argument("--epochs", type=_cli.positive_int, default=defaults.epochs)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import pickle
 import time
 
@@ -154,3 +155,15 @@ def test_old_format_entries_are_rebuilt(tmp_path, decodes):
     (entry / "manifest.json").write_text(json.dumps(m))
     assert load_dataset("nmnist", data_dir=tmp_path).manifest["format_version"] == cache.FORMAT_VERSION
     assert len(decodes) == 6
+
+
+def test_default_data_folder_is_never_the_working_directory(tmp_path, monkeypatch):
+    from sparsespike.data import default_data_dir
+
+    monkeypatch.delenv("SPARSESPIKE_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_data_dir() == tmp_path / "xdg" / "sparsespike"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_data_dir() == pathlib.Path.home() / ".cache" / "sparsespike"
+    monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "mine"))
+    assert default_data_dir() == tmp_path / "mine"

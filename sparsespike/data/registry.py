@@ -119,8 +119,11 @@ def dataset_info(name: str, **options) -> DatasetInfo:
 
 
 def default_data_dir() -> Path:
-    """$SPARSESPIKE_DATA, else ./data."""
-    return Path(os.environ.get("SPARSESPIKE_DATA") or "data")
+    """$SPARSESPIKE_DATA, else sparsespike's folder in the user's cache ($XDG_CACHE_HOME or
+    ~/.cache): never the current directory, so a checkout or a run folder collects no data."""
+    if os.environ.get("SPARSESPIKE_DATA"):
+        return Path(os.environ["SPARSESPIKE_DATA"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sparsespike"
 
 
 def _source(name: str, split: str, root: Path, download: bool, opts: dict, info: DatasetInfo):
@@ -151,7 +154,7 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
                  cache_dir=None, cache: bool = True, **options) -> torch.utils.data.Dataset:
     """A Dataset of (frames float32 [time_steps, *input_shape], int label); `.info` describes it.
 
-    data_dir: where the files are (default $SPARSESPIKE_DATA or ./data); tonic downloads into it
+    data_dir: where the files are (default $SPARSESPIKE_DATA or ~/.cache/sparsespike); tonic downloads into it
     only when download=True. cache_dir: where converted frames are kept (default
     <data_dir>/cache); cache=False decodes events on every access instead (tonic-backed sets).
     options: per dataset, see `_OPTIONS` (time_steps, fold_labels for shd, seed for embedded sets).
@@ -171,7 +174,7 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     if data_dir is not None:
         root = _folder(data_dir, "data_dir")
     else:
-        root = _folder(default_data_dir(), "data_dir ($SPARSESPIKE_DATA or ./data)")
+        root = _folder(default_data_dir(), "data_dir ($SPARSESPIKE_DATA or ~/.cache/sparsespike)")
     cdir = _folder(cache_dir, "cache_dir") if cache_dir is not None else root / "cache"
     decoder, build, fingerprint = _source(name, split, root, download, opts, info)
     if not cache:

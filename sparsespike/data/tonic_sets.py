@@ -38,7 +38,7 @@ __all__ = ["EventFrames", "dvsgesture", "hsd", "nmnist"]
 
 _DOWNLOAD_HINT = (
     "Pass download=True (CLI: --download) to let tonic download them into {root}, "
-    "or put the official files at these paths (data_dir or $SPARSESPIKE_DATA; default ./data)."
+    "or put the official files at these paths (data_dir or $SPARSESPIKE_DATA; default ~/.cache/sparsespike)."
 )
 
 

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="saccade-digits,randman",
                    help="visual,audio datasets (default: the embedded saccade-digits,randman; the study: nmnist,shd)")
-    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SPARSESPIKE_DATA or ./data)")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SPARSESPIKE_DATA or ~/.cache/sparsespike)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
     p.add_argument("--models", default=",".join(ALL_RUNS), help="subset of " + ",".join(ALL_RUNS))

@@ -293,7 +293,8 @@ ROWS = [
 
 @pytest.mark.parametrize("build, exc, fragment", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_bad_data(tmp_path, monkeypatch, build, exc, fragment):
-    monkeypatch.chdir(tmp_path)  # the default ./data stays inside tmp_path
+    monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))  # the default data folder, inside tmp_path
+    monkeypatch.chdir(tmp_path)
     run = build(tmp_path, monkeypatch)
     with pytest.raises(exc) as info:
         run()
