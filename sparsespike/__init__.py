@@ -26,7 +26,9 @@ from . import nn  # noqa: E402  (modules build on the ops above)
 
 __version__ = "0.1.0"
 
-_allocator.configure()  # keep freed activation memory for reuse (SPARSESPIKE_MALLOC=system: off)
+# Importing changes nothing process-wide: the glibc tuning that keeps freed activation memory for
+# reuse is a call (the CLIs make it), and Triton's interpreter is chosen on first use of a kernel.
+configure_allocator = _allocator.configure
 
 __all__ = [
     "HGRNOutput",
@@ -34,6 +36,7 @@ __all__ = [
     "LIFOutput",
     "SynOpCounter",
     "backends",
+    "configure_allocator",
     "count_synops",
     "dispatch",
     "get_crossover",

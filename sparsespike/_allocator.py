@@ -7,7 +7,8 @@ recent mmap, at most 64 MiB), so the next call touches fresh pages and pays a pa
 4 KiB: audio M1's forward at batch 32 (2-core VM) took 47 ms with 8,800 page faults (34 MB) a
 call, and 30 ms with 700 once the memory was kept. PyTorch's own CPU tuning guide reaches for
 jemalloc or tcmalloc for the same reason; this gets the effect with glibc by two mallopt calls,
-made once when sparsespike is imported:
+made by ``sparsespike.configure_allocator()`` (the command-line tools call it first; importing
+sparsespike does not, since a library must not change its host process):
 
 - M_MMAP_THRESHOLD = 32 MiB (glibc's largest): allocations below it come from the heap, whose
   freed blocks are reused; larger ones keep their own mapping (sparsespike's kernels advise

@@ -137,6 +137,10 @@ def guarded(prog: str, body: Callable[[Callable[[], None]], int]) -> int:
     """Run a tool's ``body(ready)``; it calls ready() when its set-up (flags, paths, data, checkpoints,
     model) is done and the long work begins.
 
+    Every tool first keeps freed activation memory for reuse (the glibc settings of
+    :func:`sparsespike.configure_allocator`; SPARSESPIKE_MALLOC=system opts out): a process-wide
+    change a command-line tool may make and a library import must not.
+
     Before ready(): the library's user-facing errors (SETUP_ERRORS, corrupt data or checkpoint) are
     one line and status 2. After it, only the errors that are always about the user's files or
     settings stay one line (corrupt data or checkpoint, a diverged training: status 1); a ValueError
@@ -152,7 +156,10 @@ def guarded(prog: str, body: Callable[[Callable[[], None]], int]) -> int:
         nonlocal started
         started = True
 
+    from ._allocator import configure as configure_allocator
+
     try:
+        configure_allocator()
         return body(ready)
     except TrainingDiverged as exc:
         return fail(prog, exc, 1)
