@@ -48,8 +48,22 @@ def _reverse_step(gh_p, g_p, gx_p, gg_p, h_prev, c, m, HAS_GH: tl.constexpr):
 
 @triton.jit
 def _hgrn_backward_kernel(
-    gh_ptr, ghf_ptr, g_ptr, h_ptr, h0_ptr, gx_ptr, gg_ptr, gh0_ptr, steps, n, gh_step, last_row, last_gh_row,
-    HAS_GH: tl.constexpr, HAS_GHF: tl.constexpr, BLOCK: tl.constexpr,
+    gh_ptr,
+    ghf_ptr,
+    g_ptr,
+    h_ptr,
+    h0_ptr,
+    gx_ptr,
+    gg_ptr,
+    gh0_ptr,
+    steps,
+    n,
+    gh_step,
+    last_row,
+    last_gh_row,
+    HAS_GH: tl.constexpr,
+    HAS_GHF: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
@@ -98,7 +112,17 @@ def backward(grad_h, grad_h_final, g, h, h0):
     _hgrn_backward_kernel[(triton.cdiv(n, BLOCK),)](
         g if grad_h is None else grad_h,
         h0 if grad_h_final is None else grad_h_final.contiguous(),
-        g, h, h0, *grads, steps, n, gh_step, (steps - 1) * n, (steps - 1) * gh_step,
-        HAS_GH=grad_h is not None, HAS_GHF=grad_h_final is not None, BLOCK=BLOCK,
+        g,
+        h,
+        h0,
+        *grads,
+        steps,
+        n,
+        gh_step,
+        (steps - 1) * n,
+        (steps - 1) * gh_step,
+        HAS_GH=grad_h is not None,
+        HAS_GHF=grad_h_final is not None,
+        BLOCK=BLOCK,
     )
     return grads

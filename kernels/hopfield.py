@@ -20,25 +20,55 @@ MAX_PATTERNS = 1024  # all stored patterns live in one register block
 
 
 @triton.jit
-def _scores(q_ptr, p_ptr, rq, rk, n_q, n_k, dim, stride_q, stride_p,
-            BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+def _scores(
+    q_ptr,
+    p_ptr,
+    rq,
+    rk,
+    n_q,
+    n_k,
+    dim,
+    stride_q,
+    stride_p,
+    BLOCK_Q: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """S[BLOCK_Q, BLOCK_K] = q[rq] P[rk]^T (zero outside the valid rows)."""
     s = tl.zeros([BLOCK_Q, BLOCK_K], dtype=tl.float32)
     for d0 in range(0, dim, BLOCK_D):
         rd = d0 + tl.arange(0, BLOCK_D)
-        q = tl.load(q_ptr + rq[:, None] * stride_q + rd[None, :],
-                    mask=(rq < n_q)[:, None] & (rd < dim)[None, :], other=0.0).to(tl.float32)
-        pt = tl.load(p_ptr + rk[None, :] * stride_p + rd[:, None],
-                     mask=(rk < n_k)[None, :] & (rd < dim)[:, None], other=0.0).to(tl.float32)
+        q = tl.load(
+            q_ptr + rq[:, None] * stride_q + rd[None, :], mask=(rq < n_q)[:, None] & (rd < dim)[None, :], other=0.0
+        ).to(tl.float32)
+        pt = tl.load(
+            p_ptr + rk[None, :] * stride_p + rd[:, None], mask=(rk < n_k)[None, :] & (rd < dim)[:, None], other=0.0
+        ).to(tl.float32)
         s += tl.dot(q, pt, input_precision="ieee")
     return s
 
 
 @triton.jit
-def _forward_kernel(q_ptr, p_ptr, v_ptr, out_ptr, lse_ptr, n_q, n_k, dim, dim_v, scale,
-                    stride_q, stride_p, stride_v, stride_out,
-                    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
-                    BLOCK_DV: tl.constexpr):
+def _forward_kernel(
+    q_ptr,
+    p_ptr,
+    v_ptr,
+    out_ptr,
+    lse_ptr,
+    n_q,
+    n_k,
+    dim,
+    dim_v,
+    scale,
+    stride_q,
+    stride_p,
+    stride_v,
+    stride_out,
+    BLOCK_Q: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
     rq = (tl.program_id(0) * BLOCK_Q).to(tl.int64) + tl.arange(0, BLOCK_Q)  # 64-bit offsets
     rk = tl.arange(0, BLOCK_K)
     s = _scores(q_ptr, p_ptr, rq, rk, n_q, n_k, dim, stride_q, stride_p, BLOCK_Q, BLOCK_K, BLOCK_D) * scale
@@ -50,19 +80,43 @@ def _forward_kernel(q_ptr, p_ptr, v_ptr, out_ptr, lse_ptr, n_q, n_k, dim, dim_v,
     tl.store(lse_ptr + rq, m + tl.log(total), mask=rq < n_q)
     for c0 in range(0, dim_v, BLOCK_DV):
         rc = c0 + tl.arange(0, BLOCK_DV)
-        v = tl.load(v_ptr + rk[:, None] * stride_v + rc[None, :],
-                    mask=(rk < n_k)[:, None] & (rc < dim_v)[None, :], other=0.0).to(tl.float32)
+        v = tl.load(
+            v_ptr + rk[:, None] * stride_v + rc[None, :], mask=(rk < n_k)[:, None] & (rc < dim_v)[None, :], other=0.0
+        ).to(tl.float32)
         o = tl.dot(a, v, input_precision="ieee")
-        tl.store(out_ptr + rq[:, None] * stride_out + rc[None, :], o.to(out_ptr.dtype.element_ty),
-                 mask=(rq < n_q)[:, None] & (rc < dim_v)[None, :])
+        tl.store(
+            out_ptr + rq[:, None] * stride_out + rc[None, :],
+            o.to(out_ptr.dtype.element_ty),
+            mask=(rq < n_q)[:, None] & (rc < dim_v)[None, :],
+        )
 
 
 @triton.jit
-def _backward_queries_kernel(q_ptr, p_ptr, v_ptr, go_ptr, lse_ptr, a_ptr, ds_ptr, dq_ptr,
-                             n_q, n_k, dim, dim_v, scale,
-                             stride_q, stride_p, stride_v, stride_go, stride_a, stride_dq,
-                             BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
-                             BLOCK_DV: tl.constexpr):
+def _backward_queries_kernel(
+    q_ptr,
+    p_ptr,
+    v_ptr,
+    go_ptr,
+    lse_ptr,
+    a_ptr,
+    ds_ptr,
+    dq_ptr,
+    n_q,
+    n_k,
+    dim,
+    dim_v,
+    scale,
+    stride_q,
+    stride_p,
+    stride_v,
+    stride_go,
+    stride_a,
+    stride_dq,
+    BLOCK_Q: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
     rq = (tl.program_id(0) * BLOCK_Q).to(tl.int64) + tl.arange(0, BLOCK_Q)  # 64-bit offsets
     rk = tl.arange(0, BLOCK_K)
     in_q, in_k = rq < n_q, rk < n_k
@@ -72,10 +126,12 @@ def _backward_queries_kernel(q_ptr, p_ptr, v_ptr, go_ptr, lse_ptr, a_ptr, ds_ptr
     da = tl.zeros([BLOCK_Q, BLOCK_K], dtype=tl.float32)
     for c0 in range(0, dim_v, BLOCK_DV):
         rc = c0 + tl.arange(0, BLOCK_DV)
-        go = tl.load(go_ptr + rq[:, None] * stride_go + rc[None, :],
-                     mask=in_q[:, None] & (rc < dim_v)[None, :], other=0.0).to(tl.float32)
-        vt = tl.load(v_ptr + rk[None, :] * stride_v + rc[:, None],
-                     mask=in_k[None, :] & (rc < dim_v)[:, None], other=0.0).to(tl.float32)
+        go = tl.load(
+            go_ptr + rq[:, None] * stride_go + rc[None, :], mask=in_q[:, None] & (rc < dim_v)[None, :], other=0.0
+        ).to(tl.float32)
+        vt = tl.load(
+            v_ptr + rk[None, :] * stride_v + rc[:, None], mask=in_k[None, :] & (rc < dim_v)[:, None], other=0.0
+        ).to(tl.float32)
         da += tl.dot(go, vt, input_precision="ieee")
     delta = tl.sum(a * da, axis=1)
     ds = a * (da - delta[:, None]) * scale
@@ -84,29 +140,50 @@ def _backward_queries_kernel(q_ptr, p_ptr, v_ptr, go_ptr, lse_ptr, a_ptr, ds_ptr
     tl.store(ds_ptr + rq[:, None] * stride_a + rk[None, :], ds, mask=tile)
     for d0 in range(0, dim, BLOCK_D):
         rd = d0 + tl.arange(0, BLOCK_D)
-        p = tl.load(p_ptr + rk[:, None] * stride_p + rd[None, :],
-                    mask=in_k[:, None] & (rd < dim)[None, :], other=0.0).to(tl.float32)
+        p = tl.load(
+            p_ptr + rk[:, None] * stride_p + rd[None, :], mask=in_k[:, None] & (rd < dim)[None, :], other=0.0
+        ).to(tl.float32)
         dq = tl.dot(ds, p, input_precision="ieee")
-        tl.store(dq_ptr + rq[:, None] * stride_dq + rd[None, :], dq.to(dq_ptr.dtype.element_ty),
-                 mask=in_q[:, None] & (rd < dim)[None, :])
+        tl.store(
+            dq_ptr + rq[:, None] * stride_dq + rd[None, :],
+            dq.to(dq_ptr.dtype.element_ty),
+            mask=in_q[:, None] & (rd < dim)[None, :],
+        )
 
 
 @triton.jit
-def _transposed_product_kernel(x_ptr, y_ptr, out_ptr, n_rows, n_x, n_y, stride_x, stride_y, stride_out,
-                               BLOCK_R: tl.constexpr, BLOCK_X: tl.constexpr, BLOCK_Y: tl.constexpr):
+def _transposed_product_kernel(
+    x_ptr,
+    y_ptr,
+    out_ptr,
+    n_rows,
+    n_x,
+    n_y,
+    stride_x,
+    stride_y,
+    stride_out,
+    BLOCK_R: tl.constexpr,
+    BLOCK_X: tl.constexpr,
+    BLOCK_Y: tl.constexpr,
+):
     """out[rx, ry] = sum over rows of x[:, rx]^T y[:, ry]; each program owns one output tile."""
     rx = (tl.program_id(0) * BLOCK_X).to(tl.int64) + tl.arange(0, BLOCK_X)
     ry = tl.program_id(1) * BLOCK_Y + tl.arange(0, BLOCK_Y)
     acc = tl.zeros([BLOCK_X, BLOCK_Y], dtype=tl.float32)
     for r0 in range(0, n_rows, BLOCK_R):
         rr = r0 + tl.arange(0, BLOCK_R).to(tl.int64)  # 64-bit offsets
-        xt = tl.load(x_ptr + rr[None, :] * stride_x + rx[:, None],
-                     mask=(rr < n_rows)[None, :] & (rx < n_x)[:, None], other=0.0).to(tl.float32)
-        y = tl.load(y_ptr + rr[:, None] * stride_y + ry[None, :],
-                    mask=(rr < n_rows)[:, None] & (ry < n_y)[None, :], other=0.0).to(tl.float32)
+        xt = tl.load(
+            x_ptr + rr[None, :] * stride_x + rx[:, None], mask=(rr < n_rows)[None, :] & (rx < n_x)[:, None], other=0.0
+        ).to(tl.float32)
+        y = tl.load(
+            y_ptr + rr[:, None] * stride_y + ry[None, :], mask=(rr < n_rows)[:, None] & (ry < n_y)[None, :], other=0.0
+        ).to(tl.float32)
         acc += tl.dot(xt, y, input_precision="ieee")
-    tl.store(out_ptr + rx[:, None] * stride_out + ry[None, :], acc.to(out_ptr.dtype.element_ty),
-             mask=(rx < n_x)[:, None] & (ry < n_y)[None, :])
+    tl.store(
+        out_ptr + rx[:, None] * stride_out + ry[None, :],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=(rx < n_x)[:, None] & (ry < n_y)[None, :],
+    )
 
 
 def _block(n: int, cap: int) -> int:
@@ -127,9 +204,24 @@ def forward(query: torch.Tensor, patterns: torch.Tensor, values: torch.Tensor, s
     lse = torch.empty(n_q, dtype=torch.float32, device=query.device)
     bq, bk, bd, bdv = _blocks(n_k, dim, dim_v)
     _forward_kernel[(triton.cdiv(n_q, bq),)](
-        query, patterns, values, out, lse, n_q, n_k, dim, dim_v, float(scale),
-        query.stride(0), patterns.stride(0), values.stride(0), out.stride(0),
-        BLOCK_Q=bq, BLOCK_K=bk, BLOCK_D=bd, BLOCK_DV=bdv,
+        query,
+        patterns,
+        values,
+        out,
+        lse,
+        n_q,
+        n_k,
+        dim,
+        dim_v,
+        float(scale),
+        query.stride(0),
+        patterns.stride(0),
+        values.stride(0),
+        out.stride(0),
+        BLOCK_Q=bq,
+        BLOCK_K=bk,
+        BLOCK_D=bd,
+        BLOCK_DV=bdv,
     )
     return out, lse
 
@@ -140,8 +232,18 @@ def _transposed_product(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) ->
     out = torch.empty((n_x, n_y), dtype=dtype, device=x.device)
     bx, by = _block(n_x, 64), _block(n_y, 64)
     _transposed_product_kernel[(triton.cdiv(n_x, bx), triton.cdiv(n_y, by))](
-        x, y, out, n_rows, n_x, n_y, x.stride(0), y.stride(0), out.stride(0),
-        BLOCK_R=32, BLOCK_X=bx, BLOCK_Y=by,
+        x,
+        y,
+        out,
+        n_rows,
+        n_x,
+        n_y,
+        x.stride(0),
+        y.stride(0),
+        out.stride(0),
+        BLOCK_R=32,
+        BLOCK_X=bx,
+        BLOCK_Y=by,
     )
     return out
 
@@ -155,9 +257,29 @@ def backward(grad_out, query, patterns, values, lse, scale: float):
     dq = torch.empty_like(query)
     bq, bk, bd, bdv = _blocks(n_k, dim, dim_v)
     _backward_queries_kernel[(triton.cdiv(n_q, bq),)](
-        query, patterns, values, grad_out, lse, a, ds, dq, n_q, n_k, dim, dim_v, float(scale),
-        query.stride(0), patterns.stride(0), values.stride(0), grad_out.stride(0), a.stride(0), dq.stride(0),
-        BLOCK_Q=bq, BLOCK_K=bk, BLOCK_D=bd, BLOCK_DV=bdv,
+        query,
+        patterns,
+        values,
+        grad_out,
+        lse,
+        a,
+        ds,
+        dq,
+        n_q,
+        n_k,
+        dim,
+        dim_v,
+        float(scale),
+        query.stride(0),
+        patterns.stride(0),
+        values.stride(0),
+        grad_out.stride(0),
+        a.stride(0),
+        dq.stride(0),
+        BLOCK_Q=bq,
+        BLOCK_K=bk,
+        BLOCK_D=bd,
+        BLOCK_DV=bdv,
     )
     d_patterns = _transposed_product(ds, query, patterns.dtype)
     d_values = _transposed_product(a, grad_out, values.dtype)

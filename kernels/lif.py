@@ -49,8 +49,19 @@ def _sj_reset(h, th, RESET: tl.constexpr):
 
 @triton.jit
 def _lif_forward_kernel(
-    x_ptr, beta_ptr, th_ptr, v0_ptr, s_ptr, tr_ptr, vf_ptr, steps, n,
-    CONV: tl.constexpr, RESET: tl.constexpr, DECAY: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    beta_ptr,
+    th_ptr,
+    v0_ptr,
+    s_ptr,
+    tr_ptr,
+    vf_ptr,
+    steps,
+    n,
+    CONV: tl.constexpr,
+    RESET: tl.constexpr,
+    DECAY: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
@@ -86,8 +97,7 @@ def _lif_forward_kernel(
 
 
 @triton.jit
-def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p,
-                        RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr):
+def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr):
     """One reverse step: (dL/dI_t, dbeta_t, dtheta_t, carry to v_{t-1})."""
     sig_t = _surrogate(v_t - th, p, KIND)
     a = gtr + gs * sig_t + c
@@ -113,8 +123,9 @@ def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p,
 
 
 @triton.jit
-def _spikingjelly_step_grad(h, v_prev, x, gs, gtr, c, b, th, p,
-                            RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr, DECAY: tl.constexpr):
+def _spikingjelly_step_grad(
+    h, v_prev, x, gs, gtr, c, b, th, p, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr, DECAY: tl.constexpr
+):
     s = tl.where(h - th >= 0, 1.0, 0.0).to(h.dtype)
     sig = _surrogate(h - th, p, KIND)
     ds = gs
@@ -149,9 +160,26 @@ def _load_or_zero(ptr, off, m, like, PRESENT: tl.constexpr):
 
 
 @triton.jit
-def _reverse_step(gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, v_prev, c, b, th, p,
-                  CONV: tl.constexpr, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr,
-                  DECAY: tl.constexpr, HAS_GS: tl.constexpr, HAS_GTR: tl.constexpr):
+def _reverse_step(
+    gs_ptr,
+    gtr_ptr,
+    x_ptr,
+    tr_ptr,
+    off,
+    m,
+    v_prev,
+    c,
+    b,
+    th,
+    p,
+    CONV: tl.constexpr,
+    RESET: tl.constexpr,
+    LIVE: tl.constexpr,
+    KIND: tl.constexpr,
+    DECAY: tl.constexpr,
+    HAS_GS: tl.constexpr,
+    HAS_GTR: tl.constexpr,
+):
     """Loads step `off` and returns (dL/dI, dbeta, dtheta, carry) given the membrane before it."""
     cur = tl.load(tr_ptr + off, mask=m, other=0)
     gs = _load_or_zero(gs_ptr, off, m, cur, HAS_GS)
@@ -166,10 +194,29 @@ def _reverse_step(gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, v_prev, c, b, th, p,
 
 @triton.jit
 def _lif_backward_kernel(
-    gs_ptr, gtr_ptr, gvf_ptr, x_ptr, tr_ptr, beta_ptr, th_ptr, v0_ptr,
-    gx_ptr, gb_ptr, gth_ptr, gv0_ptr, steps, n, p,
-    CONV: tl.constexpr, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr,
-    DECAY: tl.constexpr, HAS_GS: tl.constexpr, HAS_GTR: tl.constexpr, HAS_GVF: tl.constexpr,
+    gs_ptr,
+    gtr_ptr,
+    gvf_ptr,
+    x_ptr,
+    tr_ptr,
+    beta_ptr,
+    th_ptr,
+    v0_ptr,
+    gx_ptr,
+    gb_ptr,
+    gth_ptr,
+    gv0_ptr,
+    steps,
+    n,
+    p,
+    CONV: tl.constexpr,
+    RESET: tl.constexpr,
+    LIVE: tl.constexpr,
+    KIND: tl.constexpr,
+    DECAY: tl.constexpr,
+    HAS_GS: tl.constexpr,
+    HAS_GTR: tl.constexpr,
+    HAS_GVF: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -189,13 +236,15 @@ def _lif_backward_kernel(
         prev = tl.load(tr_ptr + off - n, mask=m, other=0)
         if CONV == 1:
             prev = _sj_reset(prev, th, RESET)  # the charged membrane of t - 1, after its reset
-        gx, db, dt, c = _reverse_step(gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, prev, c, b, th, p,
-                                      CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR)
+        gx, db, dt, c = _reverse_step(
+            gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, prev, c, b, th, p, CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR
+        )
         tl.store(gx_ptr + off, gx, mask=m)
         dbeta += db
         dth += dt
-    gx, db, dt, c = _reverse_step(gs_ptr, gtr_ptr, x_ptr, tr_ptr, offs, m, v0, c, b, th, p,
-                                  CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR)
+    gx, db, dt, c = _reverse_step(
+        gs_ptr, gtr_ptr, x_ptr, tr_ptr, offs, m, v0, c, b, th, p, CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR
+    )
     tl.store(gx_ptr + offs, gx, mask=m)
     tl.store(gb_ptr + offs, dbeta + db, mask=m)
     tl.store(gth_ptr + offs, dth + dt, mask=m)
@@ -209,8 +258,19 @@ def forward(current: torch.Tensor, beta, threshold, v0, cfg):
     spikes, trace = torch.empty_like(current), torch.empty_like(current)
     v_final = torch.empty_like(v0)
     _lif_forward_kernel[(triton.cdiv(n, BLOCK),)](
-        current, beta.contiguous(), threshold.contiguous(), v0.contiguous(), spikes, trace, v_final, steps, n,
-        CONV=cfg.convention, RESET=cfg.reset, DECAY=cfg.decay_input, BLOCK=BLOCK,
+        current,
+        beta.contiguous(),
+        threshold.contiguous(),
+        v0.contiguous(),
+        spikes,
+        trace,
+        v_final,
+        steps,
+        n,
+        CONV=cfg.convention,
+        RESET=cfg.reset,
+        DECAY=cfg.decay_input,
+        BLOCK=BLOCK,
     )
     return spikes, trace, v_final
 
@@ -226,9 +286,22 @@ def backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, thresh
         dummy if grad_trace is None else grad_trace.contiguous(),
         dummy if grad_v_final is None else grad_v_final.contiguous(),
         dummy if current is None else current.contiguous(),
-        trace, beta.contiguous(), threshold.contiguous(), v0.contiguous(), *grads, steps, n, cfg.surrogate_param,
-        CONV=cfg.convention, RESET=cfg.reset, LIVE=(not cfg.detach_reset) and cfg.reset != NONE,
-        KIND=cfg.surrogate, DECAY=cfg.decay_input, HAS_GS=grad_spikes is not None,
-        HAS_GTR=grad_trace is not None, HAS_GVF=grad_v_final is not None, BLOCK=BLOCK,
+        trace,
+        beta.contiguous(),
+        threshold.contiguous(),
+        v0.contiguous(),
+        *grads,
+        steps,
+        n,
+        cfg.surrogate_param,
+        CONV=cfg.convention,
+        RESET=cfg.reset,
+        LIVE=(not cfg.detach_reset) and cfg.reset != NONE,
+        KIND=cfg.surrogate,
+        DECAY=cfg.decay_input,
+        HAS_GS=grad_spikes is not None,
+        HAS_GTR=grad_trace is not None,
+        HAS_GVF=grad_v_final is not None,
+        BLOCK=BLOCK,
     )
     return grads

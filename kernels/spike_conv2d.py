@@ -25,9 +25,29 @@ from .spike_linear import _accumulator_dtype, compact_rows
 
 @triton.jit
 def _conv_gather_kernel(
-    idx_ptr, val_ptr, cnt_ptr, w_ptr, bias_ptr, out_ptr,
-    C_in, H, W, C_out, H_out, W_out, KH, KW, SH, SW, PH, PW, DH, DW,
-    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+    idx_ptr,
+    val_ptr,
+    cnt_ptr,
+    w_ptr,
+    bias_ptr,
+    out_ptr,
+    C_in,
+    H,
+    W,
+    C_out,
+    H_out,
+    W_out,
+    KH,
+    KW,
+    SH,
+    SW,
+    PH,
+    PW,
+    DH,
+    DW,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)  # (n * H_out + oy) * W_out + ox
     ox = pid % W_out
@@ -60,9 +80,28 @@ def _conv_gather_kernel(
 
 @triton.jit
 def _conv_grad_weight_kernel(
-    idx_ptr, val_ptr, cnt_ptr, g_ptr, out_ptr,
-    N, C_in, H, W, C_out, H_out, W_out, KH, KW, SH, SW, PH, PW, DH, DW,
-    BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+    idx_ptr,
+    val_ptr,
+    cnt_ptr,
+    g_ptr,
+    out_ptr,
+    N,
+    C_in,
+    H,
+    W,
+    C_out,
+    H_out,
+    W_out,
+    KH,
+    KW,
+    SH,
+    SW,
+    PH,
+    PW,
+    DH,
+    DW,
+    BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     r = tl.program_id(0).to(tl.int64)  # weight row (c * KH + ky) * KW + kx
     kx = r % KW
@@ -110,9 +149,25 @@ def forward(spikes, weight_t, bias, kernel_size, stride, padding, dilation, out_
     block_n = _block_n(c_out)
     grid = (n * h_out * w_out, triton.cdiv(c_out, block_n))
     _conv_gather_kernel[grid](
-        idx, val, cnt, weight_t.contiguous(), bias.contiguous() if bias is not None else weight_t, out,
-        c_in, h, w, c_out, h_out, w_out, *kernel_size, *stride, *padding, *dilation,
-        HAS_BIAS=bias is not None, BLOCK_K=16, BLOCK_N=block_n,
+        idx,
+        val,
+        cnt,
+        weight_t.contiguous(),
+        bias.contiguous() if bias is not None else weight_t,
+        out,
+        c_in,
+        h,
+        w,
+        c_out,
+        h_out,
+        w_out,
+        *kernel_size,
+        *stride,
+        *padding,
+        *dilation,
+        HAS_BIAS=bias is not None,
+        BLOCK_K=16,
+        BLOCK_N=block_n,
     )
     return out, cnt.view(n, h, w)
 
@@ -128,8 +183,23 @@ def grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
     block_n = _block_n(c_out)
     grid = (rows, triton.cdiv(c_out, block_n))
     _conv_grad_weight_kernel[grid](
-        idx, val, cnt, g, out,
-        n, c_in, h, w, c_out, h_out, w_out, *kernel_size, *stride, *padding, *dilation,
-        BLOCK_K=16, BLOCK_N=block_n,
+        idx,
+        val,
+        cnt,
+        g,
+        out,
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        h_out,
+        w_out,
+        *kernel_size,
+        *stride,
+        *padding,
+        *dilation,
+        BLOCK_K=16,
+        BLOCK_N=block_n,
     )
     return out

@@ -18,7 +18,12 @@ import triton.language as tl
 
 @triton.jit
 def _compact_rows_kernel(
-    s_ptr, idx_ptr, val_ptr, cnt_ptr, n_cols, stride_row,
+    s_ptr,
+    idx_ptr,
+    val_ptr,
+    cnt_ptr,
+    n_cols,
+    stride_row,
     BLOCK: tl.constexpr,
 ):
     """ELL compaction of one row: idx/val[row, :cnt] = positions/values of its nonzeros, in order."""
@@ -38,9 +43,19 @@ def _compact_rows_kernel(
 
 @triton.jit
 def _gather_rows_kernel(
-    idx_ptr, val_ptr, cnt_ptr, b_ptr, bias_ptr, out_ptr,
-    ell_width, n_cols, stride_b, stride_out,
-    HAS_BIAS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+    idx_ptr,
+    val_ptr,
+    cnt_ptr,
+    b_ptr,
+    bias_ptr,
+    out_ptr,
+    ell_width,
+    n_cols,
+    stride_b,
+    stride_out,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """out[row, cols] = bias[cols] + sum_j val[row, j] * B[idx[row, j], cols] over j < cnt[row]."""
     row = tl.program_id(0).to(tl.int64)
@@ -89,9 +104,19 @@ def _gather_rows(idx, val, cnt, b: torch.Tensor, bias, out: torch.Tensor) -> Non
     block_n = min(triton.next_power_of_2(max(n_cols, 16)), 128)
     grid = (rows, triton.cdiv(n_cols, block_n))
     _gather_rows_kernel[grid](
-        idx, val, cnt, b, bias if bias is not None else b, out,
-        width, n_cols, b.stride(0), out.stride(0),
-        HAS_BIAS=bias is not None, BLOCK_K=32, BLOCK_N=block_n,
+        idx,
+        val,
+        cnt,
+        b,
+        bias if bias is not None else b,
+        out,
+        width,
+        n_cols,
+        b.stride(0),
+        out.stride(0),
+        HAS_BIAS=bias is not None,
+        BLOCK_K=32,
+        BLOCK_N=block_n,
     )
 
 

@@ -52,8 +52,17 @@ def _add_event(acc, w_ptr, idx_row, k, count, n, cols, m):
 
 @triton.jit
 def _recall_kernel(
-    w_ptr, total_ptr, params_ptr, s_ptr, v_ptr, idx_ptr, n, step_stride, steps,
-    RESET: tl.constexpr, BLOCK: tl.constexpr,
+    w_ptr,
+    total_ptr,
+    params_ptr,
+    s_ptr,
+    v_ptr,
+    idx_ptr,
+    n,
+    step_stride,
+    steps,
+    RESET: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """s_ptr: [steps + 1, batch, n], row 0 the cue; v_ptr [batch, n] and idx_ptr [batch, n]
     scratch (v ends as the final membrane)."""
@@ -119,7 +128,17 @@ def recall(weight: torch.Tensor, cue: torch.Tensor, steps: int, beta: float, thr
     idx = torch.empty((batch, n), dtype=torch.int32, device=device)
     params = torch.tensor([beta, threshold], dtype=dtype, device=device)
     _recall_kernel[(batch,)](
-        weight, total, params, buffer, v, idx, n, batch * n, steps,
-        RESET=reset, BLOCK=block, **_NO_FUSION,
+        weight,
+        total,
+        params,
+        buffer,
+        v,
+        idx,
+        n,
+        batch * n,
+        steps,
+        RESET=reset,
+        BLOCK=block,
+        **_NO_FUSION,
     )
     return buffer[1:], v

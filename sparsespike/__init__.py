@@ -1,6 +1,11 @@
 """sparsespike: event-driven spiking neural network kernels (C++ and Triton) for PyTorch."""
 
-from . import _allocator, dispatch, synops
+from . import (
+    _allocator,
+    dispatch,
+    nn,  # noqa: E402  (modules build on the ops above)
+    synops,
+)
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
 from .ops import (
@@ -22,7 +27,6 @@ from .ops import (
     spike_linear_reference,
 )
 from .synops import SynOpCounter, count_synops, synop_scope
-from . import nn  # noqa: E402  (modules build on the ops above)
 
 __version__ = "0.1.0"
 

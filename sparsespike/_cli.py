@@ -17,8 +17,15 @@ from typing import Callable, Optional
 import torch
 
 # Raised by the library for a user's mistake: bad values, missing or unreadable files and folders.
-SETUP_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
-                IsADirectoryError)
+SETUP_ERRORS = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    NotADirectoryError,
+    IsADirectoryError,
+)
 
 
 class UsageError(ValueError):
@@ -40,11 +47,13 @@ def _number(kind: type, minimum: float, strict: bool) -> Callable[[str], float]:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {bound}, "
-                                             f"got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'} {bound}, got {text!r}"
+            ) from None
         if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be a finite {'integer' if kind is int else 'number'} {bound}, "
-                                             f"got {text}")
+            raise argparse.ArgumentTypeError(
+                f"must be a finite {'integer' if kind is int else 'number'} {bound}, got {text}"
+            )
         return value
 
     return parse

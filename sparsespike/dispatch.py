@@ -49,8 +49,9 @@ _DEFAULTS = {
     # conv_width_factor: 0.6 / 0.45 give 0.4 / 0.3 at C_out=128, 0.12 / 0.09 at C_out=16.
     "cpu": Crossover(forward_density=0.3, backward_density=0.2, conv_forward_density=0.6, conv_backward_density=0.45),
     # Estimates from the H200 roofline (kernels.md) until a CUDA calibration replaces them.
-    "cuda": Crossover(forward_density=0.01, backward_density=0.005, conv_forward_density=0.03,
-                      conv_backward_density=0.015),
+    "cuda": Crossover(
+        forward_density=0.01, backward_density=0.005, conv_forward_density=0.03, conv_backward_density=0.015
+    ),
 }
 _overrides: dict[str, Crossover] = {}
 _env_parsed: tuple[str, dict[str, Crossover]] | None = None  # (raw value, parsed): parse once
@@ -68,7 +69,9 @@ def _from_env() -> dict[str, Crossover]:
         data = json.loads(text)
         parsed = {dev: dataclasses.replace(_DEFAULTS.get(dev, _DEFAULTS["cpu"]), **vals) for dev, vals in data.items()}
     except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"${_ENV} must be JSON (or a JSON file) like {{\"cpu\": {{\"forward_density\": 0.2}}}}: {exc}") from exc
+        raise ValueError(
+            f'${_ENV} must be JSON (or a JSON file) like {{"cpu": {{"forward_density": 0.2}}}}: {exc}'
+        ) from exc
     _env_parsed = (raw, parsed)
     return parsed
 

@@ -26,42 +26,77 @@ def _parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default=defaults.model)
-    p.add_argument("--dataset", default=None,
-                   help="nmnist, shd, ssc, dvsgesture, or the embedded saccade-digits / randman "
-                        "(default: saccade-digits; joint: saccade-digits+randman, or e.g. nmnist+shd)")
-    p.add_argument("--data-dir", default=None, help="folder holding the datasets' files (default: $SPARSESPIKE_DATA or ~/.cache/sparsespike)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="nmnist, shd, ssc, dvsgesture, or the embedded saccade-digits / randman "
+        "(default: saccade-digits; joint: saccade-digits+randman, or e.g. nmnist+shd)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the datasets' files (default: $SPARSESPIKE_DATA or ~/.cache/sparsespike)",
+    )
     p.add_argument("--cache-dir", default=None, help="where converted frames are cached (default: inside --data-dir)")
     p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
     p.add_argument("--epochs", type=_cli.positive_int, default=defaults.epochs)
     p.add_argument("--batch-size", type=_cli.positive_int, default=defaults.batch_size, help="per process")
     p.add_argument("--lr", type=_cli.positive_float, default=defaults.lr)
     p.add_argument("--weight-decay", type=_cli.non_negative_float, default=defaults.weight_decay)
-    p.add_argument("--grad-clip", type=_cli.non_negative_float, default=defaults.grad_clip,
-                   help="max gradient norm (0: off)")
-    p.add_argument("--patience", type=_cli.positive_int, default=defaults.patience,
-                   help="early stopping: epochs without improvement")
-    p.add_argument("--scl-weight", type=_cli.non_negative_float, default=None,
-                   help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)")
+    p.add_argument(
+        "--grad-clip", type=_cli.non_negative_float, default=defaults.grad_clip, help="max gradient norm (0: off)"
+    )
+    p.add_argument(
+        "--patience",
+        type=_cli.positive_int,
+        default=defaults.patience,
+        help="early stopping: epochs without improvement",
+    )
+    p.add_argument(
+        "--scl-weight",
+        type=_cli.non_negative_float,
+        default=None,
+        help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)",
+    )
     p.add_argument("--scl-temperature", type=_cli.positive_float, default=defaults.scl_temperature)
-    p.add_argument("--init", choices=("calibrated", "default"), default=defaults.init,
-                   help="calibrated (default): scale the weights of each spiking layer of the --calibrate "
-                        "modalities so it fires at ~3%% (output 2%%) on a training sample; default: PyTorch's "
-                        "init everywhere, as the study's code")
-    p.add_argument("--calibrate", default="audio",
-                   help="with --init calibrated: the modalities to calibrate, comma-separated (default: audio; "
-                        "calibrated visual layers silence the output layer within a few steps)")
-    p.add_argument("--hgrn", choices=("qin", "study"), default=defaults.hgrn,
-                   help="m4/m5/joint: the real HGRN over time (qin) or the study code's gate on time-mean features")
-    p.add_argument("--hopfield", choices=("sequence", "study"), default=defaults.hopfield,
-                   help="m3: Hopfield retrieval per time step (sequence) or on time-mean features (study)")
+    p.add_argument(
+        "--init",
+        choices=("calibrated", "default"),
+        default=defaults.init,
+        help="calibrated (default): scale the weights of each spiking layer of the --calibrate "
+        "modalities so it fires at ~3%% (output 2%%) on a training sample; default: PyTorch's "
+        "init everywhere, as the study's code",
+    )
+    p.add_argument(
+        "--calibrate",
+        default="audio",
+        help="with --init calibrated: the modalities to calibrate, comma-separated (default: audio; "
+        "calibrated visual layers silence the output layer within a few steps)",
+    )
+    p.add_argument(
+        "--hgrn",
+        choices=("qin", "study"),
+        default=defaults.hgrn,
+        help="m4/m5/joint: the real HGRN over time (qin) or the study code's gate on time-mean features",
+    )
+    p.add_argument(
+        "--hopfield",
+        choices=("sequence", "study"),
+        default=defaults.hopfield,
+        help="m3: Hopfield retrieval per time step (sequence) or on time-mean features (study)",
+    )
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
-    p.add_argument("--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)")
-    p.add_argument("--limit-train", type=_cli.positive_int, default=None,
-                   help="train on a fixed random subset of this size")
+    p.add_argument(
+        "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
+    )
+    p.add_argument(
+        "--limit-train", type=_cli.positive_int, default=None, help="train on a fixed random subset of this size"
+    )
     p.add_argument("--limit-eval", type=_cli.positive_int, default=None)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1")
-    p.add_argument("--workers", type=_cli.non_negative_int, default=defaults.workers,
-                   help="DataLoader worker processes")
+    p.add_argument(
+        "--workers", type=_cli.non_negative_int, default=defaults.workers, help="DataLoader worker processes"
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
@@ -81,14 +116,32 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     if args.download:
         _cli.output_dir("--data-dir", args.data_dir)
     return TrainConfig(
-        model=args.model, dataset=dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
-        download=args.download, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, grad_clip=args.grad_clip, patience=args.patience,
-        scl_weight=args.scl_weight, scl_temperature=args.scl_temperature, init=args.init,
-        calibrate_modalities=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()), hgrn=args.hgrn,
-        hopfield=args.hopfield, backend=args.backend, eval_split=args.eval_split,
-        limit_train=args.limit_train, limit_eval=args.limit_eval, seed=args.seed, device=args.device,
-        workers=args.workers, out=out, resume=args.resume,
+        model=args.model,
+        dataset=dataset,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        download=args.download,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        patience=args.patience,
+        scl_weight=args.scl_weight,
+        scl_temperature=args.scl_temperature,
+        init=args.init,
+        calibrate_modalities=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()),
+        hgrn=args.hgrn,
+        hopfield=args.hopfield,
+        backend=args.backend,
+        eval_split=args.eval_split,
+        limit_train=args.limit_train,
+        limit_eval=args.limit_eval,
+        seed=args.seed,
+        device=args.device,
+        workers=args.workers,
+        out=out,
+        resume=args.resume,
         progress=not args.no_progress,
     )
 
@@ -96,6 +149,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it); 1 when the
     training diverged (one line) or the data went bad mid-run."""
+
     def run(ready) -> int:
         summary = fit(config_from_args(argv), on_ready=ready)
         if os.environ.get("RANK", "0") == "0":  # one summary line, from rank 0 under torchrun

@@ -35,8 +35,15 @@ from sparsespike.models import build_model
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def clusters(seed: int, classes: int = 10, per_class: int = 50, dim: int = 64, spread: float = 3.0,
-             noise: float = 1.0, centers=None):
+def clusters(
+    seed: int,
+    classes: int = 10,
+    per_class: int = 50,
+    dim: int = 64,
+    spread: float = 3.0,
+    noise: float = 1.0,
+    centers=None,
+):
     """Gaussian clusters around ``centers`` (random N(0, spread^2) ones by default)."""
     rng = np.random.default_rng(seed)
     if centers is None:
@@ -55,6 +62,7 @@ def rate_features(seed: int = 0, n_per_class: int = 20, classes: int = 4, dim: i
 
 
 # ----------------------------------------------------------------------------- clustering
+
 
 def test_separated_clusters_score_well():
     from sklearn import metrics
@@ -99,6 +107,7 @@ def test_class_centroids():
 
 
 # ----------------------------------------------------------------------------- alignment
+
 
 def test_alignment_with_itself_is_one_on_the_diagonal():
     f = rate_features(0)
@@ -148,6 +157,7 @@ def test_alignment_shared_classes_and_zero_norm_centroid():
 
 # ----------------------------------------------------------------------------- zero-shot
 
+
 def test_zero_shot_with_shared_class_structure_is_perfect():
     xa, ya = clusters(6, per_class=30)
     centers = class_centroids(xa, ya)[1]
@@ -173,6 +183,7 @@ def test_zero_shot_degenerate_training_sets():
 
 
 # ----------------------------------------------------------------------------- dimensionality, sparsity
+
 
 @pytest.mark.parametrize("k", [1, 3, 7])
 def test_effective_dimensionality_of_a_subspace(k):
@@ -207,6 +218,7 @@ def test_sparsity_and_silent_fraction():
 
 # ----------------------------------------------------------------------------- bad input
 
+
 def test_bad_input_errors_name_the_argument():
     x = np.random.default_rng(12).random((6, 3))
     y = np.array([0, 0, 1, 1, 2, 2])
@@ -232,6 +244,7 @@ def test_bad_input_errors_name_the_argument():
 
 # ----------------------------------------------------------------------------- balanced indices, labels
 
+
 def test_balanced_indices_counts_order_and_seed():
     labels = np.array([0] * 10 + [1] * 5 + [2] * 7)
     idx = balanced_indices(labels, 4, seed=3)
@@ -240,8 +253,9 @@ def test_balanced_indices_counts_order_and_seed():
     assert np.bincount(labels[idx]).tolist() == [4, 4, 4]
     np.testing.assert_array_equal(idx, balanced_indices(labels, 4, seed=3))
     assert not np.array_equal(idx, balanced_indices(labels, 4, seed=4))
-    assert sorted(balanced_indices(labels, 5)[np.isin(balanced_indices(labels, 5), np.arange(10, 15))]) == \
-        list(range(10, 15))  # a class with exactly per_class samples gives them all
+    assert sorted(balanced_indices(labels, 5)[np.isin(balanced_indices(labels, 5), np.arange(10, 15))]) == list(
+        range(10, 15)
+    )  # a class with exactly per_class samples gives them all
 
 
 def test_balanced_indices_errors():
@@ -340,8 +354,15 @@ def test_collect_features_balanced_subset_and_progress():
 
 def test_collect_features_joint_model_needs_a_modality():
     torch.manual_seed(2)
-    model = build_model("joint", num_classes=3, visual_input_shape=(2, 4, 4), visual_hidden_sizes=(2, 2),
-                        audio_input_shape=(12,), audio_hidden_sizes=(24, 24), feature_size=16)
+    model = build_model(
+        "joint",
+        num_classes=3,
+        visual_input_shape=(2, 4, 4),
+        visual_hidden_sizes=(2, 2),
+        audio_input_shape=(12,),
+        audio_hidden_sizes=(24, 24),
+        feature_size=16,
+    )
     x, y = _spike_dataset(6, 12, seed=2)
     data = torch.utils.data.TensorDataset(x, y)
     feats = collect_features(model, data, modality="audio", progress=False)
@@ -352,6 +373,7 @@ def test_collect_features_joint_model_needs_a_modality():
 
 
 # ----------------------------------------------------------------------------- table and Markdown
+
 
 def test_engram_table_and_markdown():
     visual, audio = rate_features(13), rate_features(14)
@@ -366,7 +388,9 @@ def test_engram_table_and_markdown():
     assert {"zero_shot_visual_to_audio", "zero_shot_audio_to_visual"} <= set(cross)
     assert len(cross["cosine_matrix"]) == 4 and cross["cosine_different"] > cross["cosine_different_centered"]
 
-    partial = engram_table({"visual": visual, "audio": Features(audio.rates[:40], audio.labels[:40], audio.labels[:40])})
+    partial = engram_table(
+        {"visual": visual, "audio": Features(audio.rates[:40], audio.labels[:40], audio.labels[:40])}
+    )
     assert partial["visual-audio"]["classes"] == [0, 1] and partial["visual-audio"]["chance"] == 50.0
 
     only_audio = engram_table({"audio": audio})
@@ -383,6 +407,7 @@ def test_engram_table_and_markdown():
 
 
 # ----------------------------------------------------------------------------- figures
+
 
 @pytest.mark.parametrize("method", ["pca", "tsne"])
 def test_plot_embedding_writes_a_png(tmp_path, method):
@@ -402,8 +427,9 @@ def test_embed_2d_small_inputs():
 
 def test_plot_alignment_writes_a_png(tmp_path):
     f = rate_features(17)
-    path = plot_alignment(centroid_alignment(f.rates, f.labels, f.rates, f.labels, centered=True),
-                          tmp_path / "alignment.png")
+    path = plot_alignment(
+        centroid_alignment(f.rates, f.labels, f.rates, f.labels, centered=True), tmp_path / "alignment.png"
+    )
     assert path.read_bytes()[:8] == PNG_SIGNATURE
 
 

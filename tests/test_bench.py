@@ -13,10 +13,10 @@ def tiny_suite(monkeypatch):
     from sparsespike.bench import batch_sweep as batch_suite
     from sparsespike.bench import conv as conv_suite
     from sparsespike.bench import hgrn as hgrn_suite
-    from sparsespike.bench import lif as lif_suite
     from sparsespike.bench import hopfield as hopfield_suite
-    from sparsespike.bench import supcon as supcon_suite
+    from sparsespike.bench import lif as lif_suite
     from sparsespike.bench import models as models_suite
+    from sparsespike.bench import supcon as supcon_suite
     from sparsespike.bench import train_epoch as train_suite
 
     monkeypatch.setattr(lif_suite, "QUICK_SHAPES", ((6, 2, 16),))
@@ -30,10 +30,16 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(train_suite, "BATCH", 8)
     monkeypatch.setattr(train_suite, "MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
     audio = {"hidden_sizes": (24, 24), "feature_size": 16}
-    monkeypatch.setattr(models_suite, "QUICK_CASES", (("m1", "audio", audio, 2, None),
-                                                      ("m1", "visual", {"hidden_sizes": (2, 4), "feature_size": 8}, 2, None),
-                                                      ("m2", "audio", audio, 4, (0.05,)),
-                                                      ("m4", "audio", audio, 2, (0.05,))))
+    monkeypatch.setattr(
+        models_suite,
+        "QUICK_CASES",
+        (
+            ("m1", "audio", audio, 2, None),
+            ("m1", "visual", {"hidden_sizes": (2, 4), "feature_size": 8}, 2, None),
+            ("m2", "audio", audio, 4, (0.05,)),
+            ("m4", "audio", audio, 2, (0.05,)),
+        ),
+    )
     monkeypatch.setattr(batch_suite, "QUICK_BATCHES", (1, 2))
     monkeypatch.setattr(batch_suite, "QUICK_MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
     monkeypatch.setattr(conv_suite, "SHAPES", ((2, 5),))
@@ -50,8 +56,24 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))  # the train suite's embedded set
     out = tmp_path / "sub" / "bench.json"
     plots, trace = tmp_path / "plots", tmp_path / "trace" / "step.json"
-    assert bench_cli.main(["--quick", "--repeats", "1", "--calibrate", "--json", str(out), "--no-progress",
-                           "--plots", str(plots), "--profile", str(trace)]) == 0
+    assert (
+        bench_cli.main(
+            [
+                "--quick",
+                "--repeats",
+                "1",
+                "--calibrate",
+                "--json",
+                str(out),
+                "--no-progress",
+                "--plots",
+                str(plots),
+                "--profile",
+                str(trace),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| rows |" in printed and "sparsespike-cpp ms" in printed and "auto/best" in printed
     assert "SPARSESPIKE_CROSSOVER=" in printed
@@ -80,7 +102,13 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     assert supcon_points[0]["largest_tensor_mib"] >= 24 * 24 * 4 / 2**20  # naive: the full matrix
     assert "## supcon" in printed and "largest tensor MiB" in printed
     hgrn_points = report["suites"]["hgrn"]
-    assert {p["backend"] for p in hgrn_points} == {"eager-loop", "eager-loop-indexed", "reference", "sparsespike-cpp", "sparsespike-auto"}
+    assert {p["backend"] for p in hgrn_points} == {
+        "eager-loop",
+        "eager-loop-indexed",
+        "reference",
+        "sparsespike-cpp",
+        "sparsespike-auto",
+    }
     assert all(p["median_ms"] > 0 for p in hgrn_points) and "## hgrn" in printed
     conv_points = report["suites"]["conv"]
     assert {p["backend"] for p in conv_points} == {"torch", "sparsespike-cpp", "sparsespike-auto"}
@@ -94,8 +122,12 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     assert all(p["samples"] == 16 and p["epoch_s"] > 0 for p in train_points)
     assert train_points[1]["speedup_vs_reference"] == 1.0 and "## train" in printed
     model_points = report["suites"]["models"]
-    expected = {(m, mod, mode, b) for m, mod in (("m1", "audio"), ("m1", "visual"), ("m2", "audio"), ("m4", "audio"))
-                for mode in ("inference", "train") for b in ("auto", "reference", "eager")}
+    expected = {
+        (m, mod, mode, b)
+        for m, mod in (("m1", "audio"), ("m1", "visual"), ("m2", "audio"), ("m4", "audio"))
+        for mode in ("inference", "train")
+        for b in ("auto", "reference", "eager")
+    }
     assert {(p["model"], p["modality"], p["mode"], p["backend"]) for p in model_points} == expected
     assert all(p["ms"] > 0 and p["peak_mb"] > 0 and p["synops_per_sample"] > 0 for p in model_points)
     assert all(p["speedup_vs_eager"] == 1.0 for p in model_points if p["backend"] == "eager")
@@ -114,8 +146,25 @@ def test_models_suite_filters(tiny_suite, tmp_path, capsys):
     from sparsespike.bench import __main__ as bench_cli
 
     out = tmp_path / "m4.json"
-    assert bench_cli.main(["--quick", "--repeats", "1", "--suite", "models", "--model", "m4", "--modality", "audio",
-                           "--json", str(out), "--no-progress"]) == 0
+    assert (
+        bench_cli.main(
+            [
+                "--quick",
+                "--repeats",
+                "1",
+                "--suite",
+                "models",
+                "--model",
+                "m4",
+                "--modality",
+                "audio",
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     points = json.loads(out.read_text())["suites"]["models"]
     assert {(p["model"], p["modality"]) for p in points} == {("m4", "audio")} and len(points) == 6
     # no quick case is M3: nothing to run is an error, not an empty table
@@ -139,11 +188,14 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--device", "gpu"], "--device gpu: must be cpu, cuda or cuda:N"),
-    (["--device", "meta"], "--device meta: must be cpu, cuda or cuda:N"),
-    (["--threads", "0"], "argument --threads: must be a finite integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--device", "gpu"], "--device gpu: must be cpu, cuda or cuda:N"),
+        (["--device", "meta"], "--device meta: must be cpu, cuda or cuda:N"),
+        (["--threads", "0"], "argument --threads: must be a finite integer >= 1, got 0"),
+    ],
+)
 def test_bad_arguments(argv, message, capsys):
     try:
         status = bench_cli.main(argv)

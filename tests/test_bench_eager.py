@@ -4,15 +4,17 @@ compute, and the benchmarks' peak-memory tracker counts what was allocated."""
 import pytest
 import torch
 import torch.nn.functional as F
+from spike_data import firing_model
 
 from sparsespike.bench.eager import EagerM1, EagerMemoryModel, eager_model
 from sparsespike.bench.models import peak_memory_mb
 from sparsespike.models import build_model
 from sparsespike.nn.supcon import supcon_loss
-from spike_data import firing_model
 
-CASES = [("audio", (3, 12, 700), {"hidden_sizes": (48, 48), "feature_size": 24}),
-         ("visual", (2, 6, 2, 34, 34), {"hidden_sizes": (3, 4), "feature_size": 16})]
+CASES = [
+    ("audio", (3, 12, 700), {"hidden_sizes": (48, 48), "feature_size": 24}),
+    ("visual", (2, 6, 2, 34, 34), {"hidden_sizes": (3, 4), "feature_size": 16}),
+]
 
 
 @pytest.mark.parametrize("modality,shape,options", CASES)

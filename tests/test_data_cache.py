@@ -85,7 +85,9 @@ def test_corrupt_cache_is_rebuilt(tmp_path, decodes, damage):
         (entry / "offsets.npy").unlink()
     again = load_dataset("nmnist", data_dir=tmp_path)
     assert len(decodes) == 6  # rebuilt
-    assert again.entry == entry and not list(entry.parent.glob("*.tmp-*")) and not list(entry.parent.glob("*.corrupt-*"))
+    assert (
+        again.entry == entry and not list(entry.parent.glob("*.tmp-*")) and not list(entry.parent.glob("*.corrupt-*"))
+    )
     for (a, ya), (b, yb) in zip(expected, items(again)):
         assert ya == yb and torch.equal(a, b)
 

@@ -3,17 +3,20 @@
 import numpy as np
 import pytest
 import torch
+from network_guard import no_network  # noqa: F401  (autouse)
 from sklearn.linear_model import RidgeClassifier
 
-from network_guard import no_network  # noqa: F401  (autouse)
 from sparsespike.data import dataset_info, load_dataset, randman_events, saccade_digit_events
 
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("embedded")
-    return {(name, split): load_dataset(name, split, data_dir=root)
-            for name in ("saccade-digits", "randman") for split in ("train", "test")}
+    return {
+        (name, split): load_dataset(name, split, data_dir=root)
+        for name in ("saccade-digits", "randman")
+        for split in ("train", "test")
+    }
 
 
 def stack(ds):
@@ -30,7 +33,10 @@ def test_shapes_and_balance(sets, name):
     x, y = train[0]
     assert x.dtype == torch.float32 and x.shape == (info.time_steps, *info.input_shape)
     assert isinstance(y, int)
-    for ds, n in ((train, 1437 if name == "saccade-digits" else 2000), (test, 360 if name == "saccade-digits" else 500)):
+    for ds, n in (
+        (train, 1437 if name == "saccade-digits" else 2000),
+        (test, 360 if name == "saccade-digits" else 500),
+    ):
         counts = np.bincount(ds.labels, minlength=10)
         assert len(ds) == n and counts.min() >= 0.9 * counts.max() and len(counts) == 10
     batch = next(iter(torch.utils.data.DataLoader(train, batch_size=8)))
@@ -52,6 +58,7 @@ def test_randman_is_sparse_timing_and_learnable(sets):
     xt, yt = stack(sets["randman", "test"])
     assert set(np.unique(x)) <= {0.0, 1.0}
     assert 0.01 < x.mean() < 0.05  # SHD-like: a few % of entries
+
     # The classes differ in spike timing: counts over 20-bin windows separate them.
     def windows(a):
         return a.reshape(len(a), 5, 20, 700).sum(2).reshape(len(a), -1)

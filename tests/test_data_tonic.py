@@ -1,13 +1,12 @@
 """N-MNIST, SHD, SSC and DVS Gesture written in their exact on-disk formats, loaded through tonic's
 classes via load_dataset, with the network disabled."""
 
-
 import h5py
 import numpy as np
 import pytest
 import torch
-
 from network_guard import no_network  # noqa: F401  (autouse)
+
 from sparsespike.data import CorruptDataError, dataset_info, load_dataset
 
 
@@ -30,8 +29,10 @@ def make_nmnist(root, archives=True):
     # event has no neighbour yet (and t >= 10 ms): dropped; every later one has a neighbour 10 or
     # 990 us before: kept. t0 = 21000, 38 complete windows; window k holds (6,5)@21000+k ms and
     # (5,5)@21010+k ms; the first 25 are kept.
-    ev0 = sorted([(5, 5, 1, 20010 + k * 1000) for k in range(40)] + [(6, 5, 1, 21000 + k * 1000) for k in range(39)],
-                 key=lambda e: e[3])
+    ev0 = sorted(
+        [(5, 5, 1, 20010 + k * 1000) for k in range(40)] + [(6, 5, 1, 21000 + k * 1000) for k in range(39)],
+        key=lambda e: e[3],
+    )
     write_bin(base / "Train" / "0" / "00000.bin", ev0)
     exp0 = np.zeros((25, 2, 34, 34), np.float32)
     exp0[:, 1, 5, 5] = exp0[:, 1, 5, 6] = 1
@@ -54,8 +55,15 @@ def make_nmnist(root, archives=True):
     exp3[3, 1, 11, 11] = 1
     # Digit 7: a timestamp-overflow record adds 2**13 us to later events; events before 10 ms
     # pass denoise when a neighbour lies inside the sample's grid (tonic's behaviour).
-    ev7 = [(1, 1, 1, 100), (2, 1, 1, 200), OVERFLOW, (2, 2, 0, 1000), (3, 2, 0, 1500), (3, 3, 1, 5000),
-           (20, 20, 1, 40000)]
+    ev7 = [
+        (1, 1, 1, 100),
+        (2, 1, 1, 200),
+        OVERFLOW,
+        (2, 2, 0, 1000),
+        (3, 2, 0, 1500),
+        (3, 3, 1, 5000),
+        (20, 20, 1, 40000),
+    ]
     write_bin(base / "Train" / "7" / "00002.bin", ev7)
     exp7 = np.zeros((25, 2, 34, 34), np.float32)
     # kept: t = 100, 200, 9192, 9692, 13192; t0 = 100, 13 complete windows, the last event is in
@@ -190,8 +198,10 @@ def test_dvsgesture_downsampled_bins(tmp_path):
     folder = tmp_path / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent"
     folder.mkdir(parents=True)
     n = 3000
-    ev = np.stack([rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n),
-                   np.sort(rng.integers(0, 6000, n))], axis=1).astype(np.float64)  # x, y, p, t (ms)
+    ev = np.stack(
+        [rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 6000, n))],
+        axis=1,
+    ).astype(np.float64)  # x, y, p, t (ms)
     np.save(folder / "4.npy", ev)
     ds = load_dataset("dvsgesture", "train", data_dir=tmp_path)
     x, y = ds[0]

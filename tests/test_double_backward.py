@@ -19,23 +19,36 @@ def _inputs(op: str, dtype=torch.float64):
 
     if op == "spike_linear":
         spikes = (torch.rand(5, 6, generator=gen) < 0.5).to(dtype).requires_grad_()
-        return lambda backend: (lambda s, w, b: sparsespike.spike_linear(s, w, b, backend=backend)), (
-            spikes, rand(4, 6), rand(4))
+        return lambda backend: lambda s, w, b: sparsespike.spike_linear(s, w, b, backend=backend), (
+            spikes,
+            rand(4, 6),
+            rand(4),
+        )
     if op == "spike_conv2d":
         spikes = (torch.rand(2, 2, 5, 5, generator=gen) < 0.5).to(dtype).requires_grad_()
-        return lambda backend: (lambda s, w, b: sparsespike.spike_conv2d(s, w, b, padding=1, backend=backend)), (
-            spikes, rand(3, 2, 3, 3), rand(3))
+        return lambda backend: lambda s, w, b: sparsespike.spike_conv2d(s, w, b, padding=1, backend=backend), (
+            spikes,
+            rand(3, 2, 3, 3),
+            rand(3),
+        )
     if op == "lif":
+
         def call(backend):
             return lambda c, v0: sparsespike.lif(c, 0.9, 1.0, v0, backend=backend, return_trace=True).trace
+
         return call, (rand(6, 5, scale=0.8), rand(5, scale=0.3))
     if op == "hgrn_scan":
         g = (-torch.rand(6, 5, generator=gen, dtype=dtype)).requires_grad_()
-        return lambda backend: (lambda x, g, h0: sparsespike.hgrn_scan(x, g, h0, backend=backend).h), (
-            rand(6, 5), g, rand(5))
+        return lambda backend: lambda x, g, h0: sparsespike.hgrn_scan(x, g, h0, backend=backend).h, (
+            rand(6, 5),
+            g,
+            rand(5),
+        )
     if op == "hopfield_retrieve":
-        return lambda backend: (lambda q, p: sparsespike.hopfield_retrieve(q, p, 0.5, backend=backend)), (
-            rand(3, 4), rand(5, 4))
+        return lambda backend: lambda q, p: sparsespike.hopfield_retrieve(q, p, 0.5, backend=backend), (
+            rand(3, 4),
+            rand(5, 4),
+        )
     raise AssertionError(op)
 
 

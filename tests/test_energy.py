@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from spike_data import firing_model
 
 from sparsespike.energy import PROFILES, EnergyMeter, EnergyProfile, estimate, get_profile, measure_energy
 from sparsespike.nn import LIF
-from spike_data import firing_model
 
 
 def test_reproduces_the_studys_numbers():
@@ -131,14 +131,44 @@ def test_energy_cli_on_a_checkpoint(tmp_path, capsys):
     from sparsespike.energy.__main__ import main
     from sparsespike.training import TrainConfig, fit
 
-    fit(TrainConfig(model="m4", dataset="randman", epochs=1, batch_size=16, limit_train=32, limit_eval=16,
-                    out=str(tmp_path / "run"), progress=False, cache_dir=str(tmp_path / "cache"),
-                    model_options={"hidden_sizes": (48, 48), "feature_size": 32}))
+    fit(
+        TrainConfig(
+            model="m4",
+            dataset="randman",
+            epochs=1,
+            batch_size=16,
+            limit_train=32,
+            limit_eval=16,
+            out=str(tmp_path / "run"),
+            progress=False,
+            cache_dir=str(tmp_path / "cache"),
+            model_options={"hidden_sizes": (48, 48), "feature_size": 32},
+        )
+    )
     capsys.readouterr()
     out = tmp_path / "energy.json"
-    assert main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--samples", "12", "--batch-size", "8",
-                 "--cache-dir", str(tmp_path / "cache"), "--json", str(out), "--no-progress",
-                 "--accumulate-pj", "0.5", "--mac-pj", "2"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(tmp_path / "run" / "best.pt"),
+                "--samples",
+                "12",
+                "--batch-size",
+                "8",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--json",
+                str(out),
+                "--no-progress",
+                "--accumulate-pj",
+                "0.5",
+                "--mac-pj",
+                "2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "m4 on randman: 12 samples" in printed and "hgrn.in_proj" in printed
     payload = json.loads(out.read_text())

@@ -7,7 +7,8 @@ exp differs from torch's by an ulp or so, and the recurrence sums T terms); floa
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparsespike import _C, hgrn_scan, hgrn_scan_reference
 
@@ -30,7 +31,9 @@ def run(backend, case, seed=1, use_h=True, use_final=True):
     if use_h:
         loss = loss + (out.h * torch.randn(out.h.shape, generator=gen, dtype=torch.float64).to(x.dtype)).sum()
     if use_final:
-        loss = loss + (out.h_final * torch.randn(out.h_final.shape, generator=gen, dtype=torch.float64).to(x.dtype)).sum()
+        loss = (
+            loss + (out.h_final * torch.randn(out.h_final.shape, generator=gen, dtype=torch.float64).to(x.dtype)).sum()
+        )
     inputs = [t for t in (x, g, h0) if t is not None]
     return out, torch.autograd.grad(loss, inputs)
 
@@ -116,7 +119,7 @@ def test_cpp_exp_accuracy_and_range():
     g = g.reshape(1, -1)
     out = hgrn_scan(torch.zeros_like(g), g, torch.ones(g.shape[1]), backend="cpp")
     exact = torch.exp(g.double())
-    rel = ((out.h.double() - exact).abs() / exact.clamp_min(torch.finfo(torch.float32).tiny))
+    rel = (out.h.double() - exact).abs() / exact.clamp_min(torch.finfo(torch.float32).tiny)
     assert rel[exact > torch.finfo(torch.float32).tiny].max() < 2.5e-7  # ~2 ulp
     torch.testing.assert_close(out.h, torch.exp(g), rtol=2.5e-7, atol=0)
 
@@ -212,6 +215,7 @@ def test_bad_input(backend):
 
 # --------------------------------------------------------------------------- the C++ boundary
 
+
 def _arrays(steps=3, n=5, dtype=np.float32):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((steps, n)).astype(dtype)
@@ -259,8 +263,11 @@ def test_cpp_backward_rejects_bad_arrays():
         ((grad_h, np.ones(5, np.float32), g, h, h0, *outs), TypeError, "grad_h_final must have dtype float64"),
         ((grad_h, None, g.astype(np.int64), h, h0, *outs), TypeError, "g must be float32 or float64"),
         ((grad_h, None, g, h[:2], h0, *outs), ValueError, r"h must have shape \[3, 5\]"),
-        ((grad_h, None, g, h, h0, np.empty((3, 5), np.float32), outs[1], outs[2]), TypeError,
-         "grad_x must have dtype float64"),
+        (
+            (grad_h, None, g, h, h0, np.empty((3, 5), np.float32), outs[1], outs[2]),
+            TypeError,
+            "grad_x must have dtype float64",
+        ),
         ((grad_h, None, g, h, h0, outs[0], outs[1], np.empty(3)), ValueError, r"grad_h0 must have shape \[5\]"),
     ]
     for args, error, message in cases:

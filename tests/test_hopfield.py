@@ -8,7 +8,8 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sparsespike
 from sparsespike import hopfield_retrieve, hopfield_retrieve_reference
@@ -25,8 +26,13 @@ def grads_of(fn, tensors, weight):
 
 @settings(max_examples=12, deadline=None)
 @given(
-    n_q=st.integers(1, 40), n_k=st.integers(1, 40), dim=st.integers(1, 40), dim_v=st.integers(1, 24),
-    beta=st.floats(0.05, 3.0), seed=st.integers(0, 2**16), backend=st.sampled_from(BACKENDS),
+    n_q=st.integers(1, 40),
+    n_k=st.integers(1, 40),
+    dim=st.integers(1, 40),
+    dim_v=st.integers(1, 24),
+    beta=st.floats(0.05, 3.0),
+    seed=st.integers(0, 2**16),
+    backend=st.sampled_from(BACKENDS),
 )
 def test_matches_reference_float_queries(n_q, n_k, dim, dim_v, beta, seed, backend):
     g = torch.Generator().manual_seed(seed)
@@ -76,8 +82,9 @@ def test_default_beta_is_inverse_sqrt_dim():
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_gradcheck_float64(backend):
     g = torch.Generator().manual_seed(5)
-    tensors = [torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
-               for shape in ((6, 5), (4, 5), (4, 3))]
+    tensors = [
+        torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True) for shape in ((6, 5), (4, 5), (4, 3))
+    ]
     assert torch.autograd.gradcheck(lambda q, p, v: hopfield_retrieve(q, p, 0.7, v, backend=backend), tensors)
     assert torch.autograd.gradcheck(lambda q, p: hopfield_retrieve(q, p, 0.7, steps=2, backend=backend), tensors[:2])
 
@@ -158,6 +165,7 @@ def test_triton_limits_are_errors_not_silent():
 
 # --------------------------------------------------------------------------- modules
 
+
 def test_hopfield_memory_is_the_study_formula():
     torch.manual_seed(0)
     layer = HopfieldMemory(dim=32, num_patterns=16, temperature=0.1)
@@ -174,9 +182,20 @@ def test_hopfield_memory_is_the_study_formula():
 def test_modules_equal_reference_backend(backend):
     torch.manual_seed(1)
     x = (torch.rand(3, 6, 40) < 0.05).float()
-    for make in (lambda b: HopfieldMemory(40, 24, backend=b),
-                 lambda b: Hopfield(40, pattern_size=24, hidden_size=32, value_size=20, output_size=7,
-                                    num_patterns=18, update_steps=2, normalize=True, backend=b)):
+    for make in (
+        lambda b: HopfieldMemory(40, 24, backend=b),
+        lambda b: Hopfield(
+            40,
+            pattern_size=24,
+            hidden_size=32,
+            value_size=20,
+            output_size=7,
+            num_patterns=18,
+            update_steps=2,
+            normalize=True,
+            backend=b,
+        ),
+    ):
         torch.manual_seed(2)
         ours = make(backend)
         torch.manual_seed(2)

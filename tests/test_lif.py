@@ -33,8 +33,18 @@ def make_case(shape, dtype, seed, per_neuron=True):
 def run(backend, case, options, grads_seed=1, return_trace=True):
     convention, reset, detach, surrogate = options
     current, beta, threshold, v0 = (t.detach().clone().requires_grad_() for t in case)
-    out = lif(current, beta, threshold, v0, reset=reset, detach_reset=detach, surrogate=surrogate,
-              convention=convention, return_trace=return_trace, backend=backend)
+    out = lif(
+        current,
+        beta,
+        threshold,
+        v0,
+        reset=reset,
+        detach_reset=detach,
+        surrogate=surrogate,
+        convention=convention,
+        return_trace=return_trace,
+        backend=backend,
+    )
     g = torch.Generator().manual_seed(grads_seed)
     outputs = out if return_trace else out[:2]
     weights = [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype) for t in outputs]
@@ -205,11 +215,24 @@ def test_opcheck_and_compile():
         for keep_trace in (True, False):  # without the trace the cpp backward recomputes it
             torch.library.opcheck(
                 torch.ops.sparsespike.lif.default,
-                (current.reshape(4, 6), beta.repeat(2), threshold.repeat(2), v0.reshape(6), 0, 0, True, 0, 25.0, True,
-                 backend, keep_trace),
+                (
+                    current.reshape(4, 6),
+                    beta.repeat(2),
+                    threshold.repeat(2),
+                    v0.reshape(6),
+                    0,
+                    0,
+                    True,
+                    0,
+                    25.0,
+                    True,
+                    backend,
+                    keep_trace,
+                ),
             )
 
     for return_trace in (True, False):
+
         @torch.compile(fullgraph=True)
         def loss_fn(x, b):
             out = lif(x, b, 1.0, backend="cpp", return_trace=return_trace)
@@ -274,8 +297,12 @@ def test_scalar_buffers_edited_in_place_are_seen():
         second = neuron(current)
         neuron.threshold.data.fill_(0.5)
         third = neuron(current)
-    expected = [lif_reference(current.reshape(5, -1), torch.full((6,), b), torch.full((6,), t),
-                              torch.zeros(6))[0].reshape(current.shape) for b, t in ((0.9, 1.0), (0.0, 1.0), (0.0, 0.5))]
+    expected = [
+        lif_reference(current.reshape(5, -1), torch.full((6,), b), torch.full((6,), t), torch.zeros(6))[0].reshape(
+            current.shape
+        )
+        for b, t in ((0.9, 1.0), (0.0, 1.0), (0.0, 0.5))
+    ]
     for got, want in zip((first, second, third), expected):
         assert torch.equal(got, want)
     assert not torch.equal(first, second) and not torch.equal(second, third)

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsespike.models import (
+    M4HGRN,
     MODEL_NAMES,
     JointModel,
     M1Baseline,
     M3Hopfield,
-    M4HGRN,
     ModelOutput,
     StudyGate,
     build_model,
@@ -24,16 +24,25 @@ SMALL = {
     "visual": dict(input_shape=(2, 8, 8), hidden_sizes=(4, 8), feature_size=64),
     "audio": dict(input_shape=(40,), hidden_sizes=(64, 64), feature_size=64),
 }
-JOINT_SMALL = dict(visual_input_shape=(2, 8, 8), visual_hidden_sizes=(4, 8), audio_input_shape=(40,),
-                   audio_hidden_sizes=(64, 64), feature_size=64)
+JOINT_SMALL = dict(
+    visual_input_shape=(2, 8, 8),
+    visual_hidden_sizes=(4, 8),
+    audio_input_shape=(40,),
+    audio_hidden_sizes=(64, 64),
+    feature_size=64,
+)
 BATCH, STEPS = 3, 8
 
 # (name, options) per mode: engine mode and the reference code's heads
 CONFIGS = [
-    ("m1", {}), ("m2", {}),
-    ("m3", {}), ("m3", {"hopfield": "study"}),
-    ("m4", {}), ("m4", {"hgrn": "study"}),
-    ("m5", {}), ("m5", {"hgrn": "study"}),
+    ("m1", {}),
+    ("m2", {}),
+    ("m3", {}),
+    ("m3", {"hopfield": "study"}),
+    ("m4", {}),
+    ("m4", {"hgrn": "study"}),
+    ("m5", {}),
+    ("m5", {"hgrn": "study"}),
 ]
 
 
@@ -107,8 +116,9 @@ def assert_same(fused: nn.Module, reference: nn.Module, run) -> ModelOutput:
 @pytest.mark.parametrize("modality", ["visual", "audio"])
 @pytest.mark.parametrize("name, options", CONFIGS[:1] + CONFIGS[2:], ids=lambda v: str(v) if v else "")
 def test_fused_equals_reference(name, options, modality, backend):
-    fused, reference = make_pair(lambda b: build_model(name, modality, backend=b, **SMALL[modality], **options),
-                                 backend)
+    fused, reference = make_pair(
+        lambda b: build_model(name, modality, backend=b, **SMALL[modality], **options), backend
+    )
     x = spikes_input((BATCH, STEPS) + fused.input_shape, seed=2)
     out = assert_same(fused, reference, lambda m: m(x))
     # meaningful: the spike layer and the output layer fire, the first layer learns
@@ -158,8 +168,10 @@ def test_registry():
 
 def _direct_gate(gate: StudyGate, x, h):
     """The reference's ImprovedHGRNGate written out from its weights."""
+
     def branch(linear, norm, inp):
         return F.layer_norm(inp @ linear.weight.T + linear.bias, (gate.hidden_size,), norm.weight, norm.bias)
+
     xh = torch.cat([x, h], 1)
     r = torch.sigmoid(branch(gate.W_r, gate.ln_r, xh))
     z = torch.sigmoid(branch(gate.W_z, gate.ln_z, xh))
@@ -188,8 +200,9 @@ def test_study_gate_equals_formula():
         gate(x, torch.zeros(5, 15, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name, options", [("m3", {"hopfield": "study"}), ("m4", {"hgrn": "study"}),
-                                           ("m5", {"hgrn": "study"})])
+@pytest.mark.parametrize(
+    "name, options", [("m3", {"hopfield": "study"}), ("m4", {"hgrn": "study"}), ("m5", {"hgrn": "study"})]
+)
 def test_study_heads_equal_reference_formula(name, options):
     """Study mode is the reference's head: memory on the time-mean spikes (Hopfield, then the gate),
     Linear -> one LIF step from zero (spike iff current > threshold 1)."""
@@ -264,30 +277,53 @@ def test_study_sizes_topology_and_parameter_counts():
     """The study's exact layers at full size (Models/backbones.py of the reference code)."""
     audio = build_model("m1", "audio")
     enc = audio.encoder
-    assert [(m.in_features, m.out_features) for m in (enc.fc_input, enc.fc1, enc.fc_hidden, audio.head.fc_out)] \
-        == [(700, 1024), (1024, 1024), (1024, 512), (512, 10)]
+    assert [(m.in_features, m.out_features) for m in (enc.fc_input, enc.fc1, enc.fc_hidden, audio.head.fc_out)] == [
+        (700, 1024),
+        (1024, 1024),
+        (1024, 512),
+        (512, 10),
+    ]
     # 700*1024+1024 + 1024*1024+1024 + 1024*512+512 + 512*10+10
     assert sum(p.numel() for p in audio.parameters()) == 2_297_354
     for lif in (enc.lif_input, enc.lif1, enc.lif_hidden, audio.head.lif_out):
         assert torch.equal(lif.beta, torch.tensor(0.9)) and torch.equal(lif.threshold, torch.tensor(1.0))
-        assert (lif.reset, lif.surrogate, lif.surrogate_param, lif.convention) == \
-            ("subtract", "fast_sigmoid", 25.0, "snntorch")
+        assert (lif.reset, lif.surrogate, lif.surrogate_param, lif.convention) == (
+            "subtract",
+            "fast_sigmoid",
+            25.0,
+            "snntorch",
+        )
     out = audio(spikes_input((2, 100, 700), seed=8, dtype=torch.float32, density=0.05))
     assert out.logits.shape == (2, 10) and out.features.shape == (2, 512) and out.rates.shape == (2, 512)
     # memories: Hopfield 256x512 patterns + LayerNorm(512); HGRN(512): in_proj 512x1536 (no bias),
     # RMSNorm 512, out_proj 512x512; study gate: 3 x Linear(1024, 512) + 3 x LayerNorm(512)
     hopfield, hgrn, gate = 256 * 512 + 2 * 512, 512 * 1536 + 512 + 512 * 512, 3 * (1024 * 512 + 512) + 3 * 1024
     # + 1: engine mode's residual memory gate
-    counts = {("m3", ()): hopfield + 1, ("m4", ()): hgrn + 1, ("m4", ("hgrn", "study")): gate,
-              ("m5", ()): hopfield + hgrn + 1, ("m5", ("hgrn", "study")): hopfield + gate}
+    counts = {
+        ("m3", ()): hopfield + 1,
+        ("m4", ()): hgrn + 1,
+        ("m4", ("hgrn", "study")): gate,
+        ("m5", ()): hopfield + hgrn + 1,
+        ("m5", ("hgrn", "study")): hopfield + gate,
+    }
     for (name, opt), extra in counts.items():
         model = build_model(name, "audio", **dict([opt] if opt else []))
         assert sum(p.numel() for p in model.parameters()) == 2_297_354 + extra, (name, opt)
 
     visual = build_model("m1", "visual")
     enc = visual.encoder
-    assert (enc.conv1.in_channels, enc.conv1.out_channels, enc.conv1.kernel_size, enc.conv1.padding) == (2, 64, (3, 3), (1, 1))
-    assert (enc.conv2.in_channels, enc.conv2.out_channels, enc.conv2.kernel_size, enc.conv2.padding) == (64, 128, (3, 3), (1, 1))
+    assert (enc.conv1.in_channels, enc.conv1.out_channels, enc.conv1.kernel_size, enc.conv1.padding) == (
+        2,
+        64,
+        (3, 3),
+        (1, 1),
+    )
+    assert (enc.conv2.in_channels, enc.conv2.out_channels, enc.conv2.kernel_size, enc.conv2.padding) == (
+        64,
+        128,
+        (3, 3),
+        (1, 1),
+    )
     assert (enc.fc1.in_features, enc.fc1.out_features) == (128 * 34 * 34, 512)
     # 2*64*9+64 + 64*128*9+128 + 128*34*34*512+512 + 512*10+10
     assert sum(p.numel() for p in visual.parameters()) == 75_840_330

@@ -11,8 +11,10 @@ from sparsespike.nn import LIF
 def _rates(model, forward):
     """{LIF name: firing rate} of the layers that forward() runs."""
     rates = {}
-    handles = [lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
-               for name, _, lif in spiking_layers(model)]
+    handles = [
+        lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
+        for name, _, lif in spiking_layers(model)
+    ]
     with torch.no_grad():
         forward()
     for h in handles:
@@ -75,4 +77,3 @@ def test_joint_model_second_modality_keeps_the_shared_head():
     rates = _rates(model, lambda: model(audio, "audio"))
     for name in second:
         assert 0.02 <= rates[name] <= 0.045, (name, rates[name])
-

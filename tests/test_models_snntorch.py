@@ -97,13 +97,24 @@ def excite(model: nn.Module, gain: float = 3.0) -> None:
 
 
 CASES = {
-    "visual": dict(sizes=dict(input_shape=(2, 8, 8), hidden_sizes=(4, 8), feature_size=64), batch=3, steps=12,
-                   theirs=lambda: SnnTorchVisual((2, 8, 8), (4, 8), 64, 10), gain=3.0),
-    "audio": dict(sizes=dict(input_shape=(40,), hidden_sizes=(64, 64), feature_size=64), batch=3, steps=12,
-                  theirs=lambda: SnnTorchAudio(40, (64, 64), 64, 10), gain=3.0),
+    "visual": dict(
+        sizes=dict(input_shape=(2, 8, 8), hidden_sizes=(4, 8), feature_size=64),
+        batch=3,
+        steps=12,
+        theirs=lambda: SnnTorchVisual((2, 8, 8), (4, 8), 64, 10),
+        gain=3.0,
+    ),
+    "audio": dict(
+        sizes=dict(input_shape=(40,), hidden_sizes=(64, 64), feature_size=64),
+        batch=3,
+        steps=12,
+        theirs=lambda: SnnTorchAudio(40, (64, 64), 64, 10),
+        gain=3.0,
+    ),
     # the study's full audio sizes (700 -> 1024 -> 1024 -> 512 -> 10), batch 2
-    "audio-study-size": dict(sizes={}, batch=2, steps=10, theirs=lambda: SnnTorchAudio(700, (1024, 1024), 512, 10),
-                             gain=4.0),
+    "audio-study-size": dict(
+        sizes={}, batch=2, steps=10, theirs=lambda: SnnTorchAudio(700, (1024, 1024), 512, 10), gain=4.0
+    ),
 }
 
 
@@ -144,5 +155,8 @@ def test_m1_equals_snntorch_study_code(case, backend):
         q = their_params[mapping[name]]
         scale = q.grad.abs().max().item()
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6 * scale, msg=lambda m: f"{name}: {m}")
-    assert ours.encoder.fc_input.weight.grad.abs().sum() > 0 if modality == "audio" else \
-        ours.encoder.conv1.weight.grad.abs().sum() > 0
+    assert (
+        ours.encoder.fc_input.weight.grad.abs().sum() > 0
+        if modality == "audio"
+        else ours.encoder.conv1.weight.grad.abs().sum() > 0
+    )

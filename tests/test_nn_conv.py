@@ -22,11 +22,14 @@ def test_same_init_and_state_dict_as_conv2d():
 
 
 @pytest.mark.parametrize("backend", [None, "cpp", "triton", "reference"])
-@pytest.mark.parametrize("config", [
-    {"kernel_size": 3, "padding": 1},
-    {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0), "dilation": (1, 2), "bias": False},
-    {"kernel_size": 2, "padding": "same", "padding_mode": "reflect"},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"kernel_size": 3, "padding": 1},
+        {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0), "dilation": (1, 2), "bias": False},
+        {"kernel_size": 2, "padding": "same", "padding_mode": "reflect"},
+    ],
+)
 def test_forward_backward_equal_conv2d(backend, config):
     torch.manual_seed(1)
     ref = nn.Conv2d(3, 5, **config)

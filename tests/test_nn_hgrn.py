@@ -79,8 +79,7 @@ def test_streaming_equals_sequence(spiking_input):
     x = torch.randn(9, 2, 8, dtype=torch.float64)
     if spiking_input:
         x = (x > 0.8).to(torch.float64)
-    for module in (HGRN(8, spiking_input=spiking_input, lower_bound=0.1),
-                   HGRNStack(8, 3, spiking_input=spiking_input)):
+    for module in (HGRN(8, spiking_input=spiking_input, lower_bound=0.1), HGRNStack(8, 3, spiking_input=spiking_input)):
         module = module.double()
         # the sequence in two halves (the second from the first's state) and one step at a time
         y1, s1 = module(x[:4], return_state=True)
@@ -123,10 +122,14 @@ def test_stack_lower_bounds_rise_with_depth():
     assert HGRNStack(4, 2, use_lower_bound=False).layer_lower_bounds() == [None, None]
 
 
-@pytest.mark.parametrize("module_fn", [
-    lambda: HGRN(12, expand_ratio=2, lower_bound=0.1, learn_lower_bound=True),
-    lambda: HGRNStack(12, 2, spiking_input=True),
-], ids=["layer", "stack"])
+@pytest.mark.parametrize(
+    "module_fn",
+    [
+        lambda: HGRN(12, expand_ratio=2, lower_bound=0.1, learn_lower_bound=True),
+        lambda: HGRNStack(12, 2, spiking_input=True),
+    ],
+    ids=["layer", "stack"],
+)
 def test_reference_backend_equals_cpp(module_fn):
     torch.manual_seed(4)
     module = module_fn()

@@ -54,7 +54,9 @@ def test_trains_with_an_optimizer():
         opt.step()
         losses.append(loss.item())
         # the cached packed weight must follow every optimizer step
-        torch.testing.assert_close(layer(spikes), spike_linear_reference(spikes, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            layer(spikes), spike_linear_reference(spikes, layer.weight, layer.bias), rtol=1e-5, atol=1e-5
+        )
     assert losses[-1] < 0.2 * losses[0]
 
 

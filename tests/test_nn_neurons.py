@@ -37,6 +37,7 @@ def test_lif_module_errors():
 
 # ----------------------------------------------------------------------------- SpikingJelly LIFNode
 
+
 def test_lifnode_hand_computed():
     node = LIFNode(tau=2.0, v_threshold=1.0, v_reset=0.0)  # h = v + (x - v) / 2, fire on h >= 1
     outs = [node(torch.tensor([x])).item() for x in (1.5, 1.5, 1.0, 3.0)]

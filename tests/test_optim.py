@@ -15,8 +15,10 @@ def test_fused_on_cpu_and_equal_to_the_default_update():
     start = torch.randn(40, 30, dtype=torch.float64)
     grads = [torch.randn(40, 30, dtype=torch.float64) for _ in range(5)]
     results = []
-    for make in (lambda p: adamw([p], lr=1e-2, weight_decay=1e-4),
-                 lambda p: torch.optim.AdamW([p], lr=1e-2, weight_decay=1e-4, foreach=False)):
+    for make in (
+        lambda p: adamw([p], lr=1e-2, weight_decay=1e-4),
+        lambda p: torch.optim.AdamW([p], lr=1e-2, weight_decay=1e-4, foreach=False),
+    ):
         p = torch.nn.Parameter(start.clone())
         opt = make(p)
         for g in grads:
@@ -53,7 +55,6 @@ def test_triton_backend_trains_in_a_fresh_process():
     # A fresh process, since this test session set TRITON_INTERPRET=1 (conftest) long ago.
     pytest.importorskip("triton")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", TRITON_STEP], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, "-c", TRITON_STEP], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained 4" in result.stdout

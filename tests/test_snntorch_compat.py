@@ -31,8 +31,9 @@ def test_leaky_equals_snntorch(steps, setting, reset):
     cfg = SETTINGS[setting]
     g = torch.Generator().manual_seed(steps)
     x = torch.randn(steps, 4, 9, generator=g) * 0.8 + 0.3
-    theirs = snntorch.Leaky(beta=cfg["beta"], threshold=cfg["threshold"], spike_grad=cfg["spike_grad"](),
-                            reset_mechanism=reset)
+    theirs = snntorch.Leaky(
+        beta=cfg["beta"], threshold=cfg["threshold"], spike_grad=cfg["spike_grad"](), reset_mechanism=reset
+    )
     ours = Leaky(beta=cfg["beta"], threshold=cfg["threshold"], spike_grad=cfg["spike_grad"](), reset_mechanism=reset)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     s1, m1, last1 = snntorch_loop(theirs, x1)
@@ -88,8 +89,6 @@ def test_leaky_unsupported_surrogate_falls_back_with_a_warning():
     g1 = torch.autograd.grad(s1.sum(), x1)[0]
     g2 = torch.autograd.grad(s2.sum(), x2)[0]
     torch.testing.assert_close(g1, g2)
-
-
 
 
 def test_leaky_loads_snntorch_state_dicts():

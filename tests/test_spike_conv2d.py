@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spike_data import make_spikes
 
 import sparsespike
 from sparsespike import count_synops, spike_conv2d, spike_conv2d_reference
-from spike_data import make_spikes
 
 DENSITIES = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.01, 0.6))
 
@@ -32,8 +32,9 @@ def make_weight(c_out, c_in, kernel, dtype, seed, bias=True):
 
 def assert_matches(actual, expected64, terms, dtype):
     eps = 1e-10 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(actual.double(), expected64, rtol=eps, atol=eps * math.sqrt(max(terms, 1)),
-                               check_dtype=False)
+    torch.testing.assert_close(
+        actual.double(), expected64, rtol=eps, atol=eps * math.sqrt(max(terms, 1)), check_dtype=False
+    )
 
 
 @st.composite
@@ -60,8 +61,9 @@ def geometries(draw, max_size=9, max_channels=6, max_out=20):
     return n, c_in, c_out, h, w, kernel, stride, padding, dilation
 
 
-def check(backend, geometry, density, spike_dtype, seed, graded=False, bias=True, spikes_grad=False,
-          wdtype=torch.float32):
+def check(
+    backend, geometry, density, spike_dtype, seed, graded=False, bias=True, spikes_grad=False, wdtype=torch.float32
+):
     n, c_in, c_out, h, w, kernel, stride, padding, dilation = geometry
     spikes = make_spikes((n, c_in, h, w), density, spike_dtype, seed, graded)
     weight, b = make_weight(c_out, c_in, kernel, wdtype, seed, bias)
@@ -91,6 +93,7 @@ def check(backend, geometry, density, spike_dtype, seed, graded=False, bias=True
 
 
 # ----------------------------------------------------------------------------- against F.conv2d
+
 
 @pytest.mark.parametrize("backend", ["cpp", "auto", "reference"])
 @settings(max_examples=60)
@@ -157,8 +160,9 @@ def test_leading_dims_non_contiguous_and_negative_values(backend):
     for spikes in (nchw.to(memory_format=torch.channels_last), nchw[:1, :, :, 1:], nchw.transpose(2, 3)):
         assert not spikes.is_contiguous()
         out = spike_conv2d(spikes, weight.transpose(2, 3), b, 1, 1, backend=backend)
-        assert_matches(out, F.conv2d(spikes.double(), weight.transpose(2, 3).double(), b.double(), 1, 1), 36,
-                       torch.float32)
+        assert_matches(
+            out, F.conv2d(spikes.double(), weight.transpose(2, 3).double(), b.double(), 1, 1), 36, torch.float32
+        )
 
 
 def test_groups_fall_back_to_the_reference_with_a_warning():
@@ -239,11 +243,13 @@ def test_inference_mode():
 def test_reference_is_f_conv2d():
     spikes = make_spikes((2, 3, 5, 5), 0.3, torch.bool, 12)
     weight, b = make_weight(4, 3, (2, 2), torch.float32, 12)
-    torch.testing.assert_close(spike_conv2d_reference(spikes, weight, b, 2, "valid"),
-                               F.conv2d(spikes.float(), weight, b, 2, 0))
+    torch.testing.assert_close(
+        spike_conv2d_reference(spikes, weight, b, 2, "valid"), F.conv2d(spikes.float(), weight, b, 2, 0)
+    )
 
 
 # ----------------------------------------------------------------------------- SynOps
+
 
 def brute_force_synops(spikes, c_out, kernel, stride, padding, dilation, out_size, groups=1):
     """One delivery per (active input, kernel tap landing inside the output, output channel)."""
@@ -260,11 +266,14 @@ def brute_force_synops(spikes, c_out, kernel, stride, padding, dilation, out_siz
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])
-@pytest.mark.parametrize("geometry", [
-    ((3, 3), (1, 1), (1, 1), (1, 1)),   # the study's layers: border inputs reach fewer outputs
-    ((3, 2), (2, 3), (2, 1), (1, 2)),   # strided: some inputs reach nothing
-    ((2, 3), (1, 1), (0, 0), (3, 1)),   # dilated, valid
-])
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        ((3, 3), (1, 1), (1, 1), (1, 1)),  # the study's layers: border inputs reach fewer outputs
+        ((3, 2), (2, 3), (2, 1), (1, 2)),  # strided: some inputs reach nothing
+        ((2, 3), (1, 1), (0, 0), (3, 1)),  # dilated, valid
+    ],
+)
 def test_synops_equal_brute_force(backend, geometry):
     kernel, stride, padding, dilation = geometry
     shape = (1, 2, 5, 6) if backend == "triton" else (2, 3, 7, 6)  # the interpreter is slow
@@ -297,6 +306,7 @@ def test_synops_same_on_both_paths_and_with_groups():
 
 
 # ----------------------------------------------------------------------------- torch integration
+
 
 def test_opcheck():
     spikes = make_spikes((1, 2, 4, 3), 0.4, torch.float32, 15).requires_grad_()
@@ -382,7 +392,9 @@ class TestBadInput:
             spike_conv2d(torch.zeros(1, 3, 5, 5), _w(), dilation=(1, 0), backend=backend)
         with pytest.raises(TypeError, match="stride must be an int or a pair"):
             spike_conv2d(torch.zeros(1, 3, 5, 5), _w(), stride=1.5, backend=backend)
-        with pytest.raises(ValueError, match=r"spikes of size 2x5 .* smaller than the dilated kernel of weight \(3x3\)"):
+        with pytest.raises(
+            ValueError, match=r"spikes of size 2x5 .* smaller than the dilated kernel of weight \(3x3\)"
+        ):
             spike_conv2d(torch.zeros(1, 3, 2, 5), _w(), backend=backend)
         with pytest.raises(ValueError, match="groups=2 must divide"):
             spike_conv2d(torch.zeros(1, 6, 5, 5), _w(c_out=5), groups=2, backend=backend)
@@ -421,8 +433,13 @@ class TestExtensionBoundary:
     def forward(self, spikes=None, packed=None, bias=None, out=None, geom=None):
         out = torch.zeros(2, 4, 5, 5).numpy() if out is None else out
         return self.C.spike_conv2d_forward(
-            self.spikes if spikes is None else spikes, self.packed if packed is None else packed, bias, out,
-            *(geom or self.geom), 1)
+            self.spikes if spikes is None else spikes,
+            self.packed if packed is None else packed,
+            bias,
+            out,
+            *(geom or self.geom),
+            1,
+        )
 
     def test_forward_arrays(self):
         assert self.forward() == (0, 0)
@@ -485,6 +502,7 @@ class TestExtensionBoundary:
 
 
 # ----------------------------------------------------------------------------- CUDA
+
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["triton", "auto", "reference"])

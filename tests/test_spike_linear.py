@@ -11,10 +11,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spike_data import make_spikes
 
 import sparsespike
 from sparsespike import spike_linear, spike_linear_reference
-from spike_data import make_spikes
 
 CPU_BACKENDS = ["reference", "cpp", "auto"]
 DENSITIES = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.001, 0.5))
@@ -70,6 +70,7 @@ def check_backward(backend, shape, out_f, density, seed, graded=False, spikes_gr
 
 
 # ----------------------------------------------------------------------------- forward
+
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @given(
@@ -142,6 +143,7 @@ def test_negative_and_graded_values(backend):
 
 # ----------------------------------------------------------------------------- backward
 
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @given(
     rows=st.integers(1, 2000),
@@ -204,6 +206,7 @@ def test_integer_spikes_do_not_require_grad():
 
 
 # ----------------------------------------------------------------------------- properties
+
 
 @pytest.mark.parametrize("backend", ["cpp", "auto"])
 def test_deterministic_across_calls_and_threads(backend):
@@ -362,8 +365,9 @@ def test_weight_gradient_input_by_input_refuses_non_finite_spikes():
         cpp().spike_linear_grad_weight_by_input(spikes.numpy(), torch.randn(20, 64).numpy(), gw.numpy(), 2)
     assert bool((gw == 7.0).all())  # validated before any output was written
     with pytest.raises(ValueError, match=r"grad_weight must have shape \[64, 40\]"):
-        cpp().spike_linear_grad_weight_by_input(spikes.numpy(), torch.randn(20, 64).numpy(),
-                                                torch.empty(40, 64).numpy(), 2)
+        cpp().spike_linear_grad_weight_by_input(
+            spikes.numpy(), torch.randn(20, 64).numpy(), torch.empty(40, 64).numpy(), 2
+        )
 
 
 def test_spikes_to_bytes_boundaries():
@@ -407,8 +411,9 @@ def test_auto_goes_dense_for_a_few_rows_under_content_checks(monkeypatch, check)
     weight, b = make_layer(30, 12, torch.float32, 12)
     for rows in (1, op.CONTENT_CHECK_ROWS - 1, op.CONTENT_CHECK_ROWS):
         spikes = make_spikes((rows, 30), 0.2, torch.float32, 12)
-        assert_matches(spike_linear(spikes, weight, b, backend="auto"), reference64(spikes, weight, b), 30,
-                       torch.float32)
+        assert_matches(
+            spike_linear(spikes, weight, b, backend="auto"), reference64(spikes, weight, b), 30, torch.float32
+        )
     # the content check of the packed weight costs more than a dense product of a few rows
     expected = [op.CONTENT_CHECK_ROWS] if check == "content" else [1, op.CONTENT_CHECK_ROWS - 1, op.CONTENT_CHECK_ROWS]
     assert calls == expected
@@ -440,6 +445,7 @@ def test_default_backend(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- torch integration
+
 
 def test_opcheck():
     spikes = make_spikes((6, 10), 0.4, torch.float32, 13).requires_grad_()
@@ -491,6 +497,7 @@ def test_torch_compile_fullgraph_forward_backward():
 
 
 # ----------------------------------------------------------------------------- CUDA
+
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["triton", "auto", "reference"])

@@ -44,6 +44,7 @@ def assert_same_recall(out, ref):
 
 # --------------------------------------------------------------------------- acceptance (issue 4)
 
+
 @pytest.mark.parametrize("backend", ["cpp", "auto"])
 def test_acceptance_recall_from_noisy_cues(backend):
     """N = 1024, 50 random patterns (half the bits on), cues with 20% of bits flipped: at least
@@ -63,6 +64,7 @@ def test_acceptance_recall_from_noisy_cues(backend):
 
 
 # --------------------------------------------------------------------------- backends = reference
+
 
 @given(
     n=st.integers(1, 150),
@@ -132,6 +134,7 @@ def test_cue_dtypes_and_single_cue(backend):
 
 # --------------------------------------------------------------------------- dynamics and outputs
 
+
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_stored_pattern_is_a_fixed_point(backend):
     pattern = random_patterns(1, 96, seed=8)
@@ -174,7 +177,8 @@ def test_inference_only_no_gradients():
 def test_opcheck():
     weight, cue = generic_case(16, 2, seed=14)
     torch.library.opcheck(
-        torch.ops.sparsespike.hopfield_recall, (weight, cue.float(), 3, 0.9, 0.05, 0, "cpp"),
+        torch.ops.sparsespike.hopfield_recall,
+        (weight, cue.float(), 3, 0.9, 0.05, 0, "cpp"),
         test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"),
     )
 
@@ -204,6 +208,7 @@ def test_cuda_triton_matches_cpu(dtype):
 
 
 # --------------------------------------------------------------------------- Hebbian storage
+
 
 def test_hebbian_rule():
     patterns = random_patterns(7, 48, seed=15)
@@ -254,6 +259,7 @@ def test_pattern_overlap():
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
 def test_non_finite_weight(backend):

@@ -47,7 +47,8 @@ def test_every_run_is_trained_metered_and_analysed(quick_study):
             synops = sum(r["synops_per_inference"] for r in layers if r["binary_input"])
             assert totals["mac"]["synops"] == pytest.approx(synops + energy["other_synops_per_inference"])
             assert totals["mac"]["snn_uj"] == pytest.approx(
-                (totals["mac"]["synops"] * 0.9 + totals["mac"]["snn_macs"] * 4.6) * 1e-6)
+                (totals["mac"]["synops"] * 0.9 + totals["mac"]["snn_macs"] * 4.6) * 1e-6
+            )
             assert totals["mac"]["macs"] == pytest.approx(sum(r["macs_per_inference"] for r in layers))
             assert (out / run["features"][modality]).exists()
     engram = json.loads((out / "engram.json").read_text())
@@ -118,10 +119,16 @@ def test_bad_settings_are_refused(capsys):
     assert main(["--datasets", "mnist,shd"]) == 2
 
 
-@pytest.mark.parametrize("field, value, error", [
-    ("lr", float("nan"), ValueError), ("lr", float("inf"), ValueError), ("epochs", 2.5, TypeError),
-    ("batch_size", "32", TypeError), ("limit_train", 0, ValueError),
-])
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("lr", float("nan"), ValueError),
+        ("lr", float("inf"), ValueError),
+        ("epochs", 2.5, TypeError),
+        ("batch_size", "32", TypeError),
+        ("limit_train", 0, ValueError),
+    ],
+)
 def test_settings_must_be_finite_integers_or_numbers(field, value, error):
     # NaN compares false, so "not lr > 0" caught it but "lr < 0" checks would not; floats for counts
     with pytest.raises(error, match=field):

@@ -75,13 +75,13 @@ def test_equals_naive_forward_and_gradient(batch, dim, classes, chunk, temperatu
     if not normalize:
         features = F.normalize(features, dim=1) * 0.9  # |logits| <= 1/tau: the naive exp stays in range
     expected, expected_grad = loss_and_grad(naive, features, labels, temperature=temperature, normalize=normalize)
-    loss, grad = loss_and_grad(supcon_loss, features, labels, temperature=temperature,
-                               chunk_size=chunk, normalize=normalize)
+    loss, grad = loss_and_grad(
+        supcon_loss, features, labels, temperature=temperature, chunk_size=chunk, normalize=normalize
+    )
     torch.testing.assert_close(loss, expected, **TOL[dtype])
     torch.testing.assert_close(grad, expected_grad, **GRAD_TOL[dtype])
     assert torch.isfinite(grad).all()
-    ref, ref_grad = loss_and_grad(supcon_loss_reference, features, labels, temperature=temperature,
-                                  normalize=normalize)
+    ref, ref_grad = loss_and_grad(supcon_loss_reference, features, labels, temperature=temperature, normalize=normalize)
     torch.testing.assert_close(ref, expected, **TOL[dtype])
     torch.testing.assert_close(ref_grad, expected_grad, **GRAD_TOL[dtype])
 
@@ -226,13 +226,15 @@ def test_memory_stays_o_batch_times_chunk():
     batch, dim, chunk = 4096, 64, 256
     features, labels = make_case(batch, dim, 100, torch.float32, seed=0)
     largest_saved, largest_produced = largest_saved_and_produced(
-        supcon_loss, features, labels, temperature=0.07, chunk_size=chunk)
+        supcon_loss, features, labels, temperature=0.07, chunk_size=chunk
+    )
     assert largest_saved <= batch * dim < batch * batch  # the graph keeps no B x B tensor
     assert largest_produced <= batch * chunk  # nor does any op build one, forward or backward
     # the recorders see a full matrix when there is one
     small = 256
     ref_saved, ref_produced = largest_saved_and_produced(
-        supcon_loss_reference, features[:small], labels[:small], temperature=0.07)
+        supcon_loss_reference, features[:small], labels[:small], temperature=0.07
+    )
     assert ref_saved >= small * small and ref_produced >= small * small
 
 
@@ -284,37 +286,43 @@ FEATURES = torch.randn(4, 3)
 LABELS = torch.tensor([0, 0, 1, 1])
 
 
-@pytest.mark.parametrize("call, error, message", [
-    (lambda: supcon_loss([[1.0]], LABELS), TypeError, "features must be a torch.Tensor"),
-    (lambda: supcon_loss(torch.randn(4), LABELS), ValueError, "features must be [batch, dim]"),
-    (lambda: supcon_loss(torch.randn(4, 2, 2, 2), LABELS), ValueError, "features must be [batch, dim]"),
-    (lambda: supcon_loss(torch.ones(4, 3, dtype=torch.int64), LABELS), TypeError, "features must be a floating"),
-    (lambda: supcon_loss(torch.randn(0, 3), LABELS[:0]), ValueError, "features has zero elements"),
-    (lambda: supcon_loss(torch.randn(4, 0), LABELS), ValueError, "features has zero elements"),
-    (lambda: supcon_loss(FEATURES.clone().index_fill_(0, torch.tensor([1]), float("nan")), LABELS),
-     ValueError, "features contains NaN or Inf"),
-    (lambda: supcon_loss(FEATURES, LABELS.float()), TypeError, "labels must be an integer tensor"),
-    (lambda: supcon_loss(FEATURES, LABELS.bool()), TypeError, "labels must be an integer tensor"),
-    (lambda: supcon_loss(FEATURES, LABELS[:3]), ValueError, "labels has 3 entries but features has batch size 4"),
-    (lambda: supcon_loss(FEATURES, LABELS[:, None]), ValueError, "labels must be 1-D"),
-    (lambda: supcon_loss(FEATURES, [0, 0, 1, 1]), TypeError, "labels must be a torch.Tensor"),
-    (lambda: supcon_loss(FEATURES, None), ValueError, "labels is required"),
-    (lambda: supcon_loss(FEATURES, LABELS.to("meta")), ValueError, "labels is a meta tensor"),
-    (lambda: supcon_loss(FEATURES, LABELS, 0.0), ValueError, "temperature must be finite and > 0"),
-    (lambda: supcon_loss(FEATURES, LABELS, -0.1), ValueError, "temperature must be finite and > 0"),
-    (lambda: supcon_loss(FEATURES, LABELS, float("inf")), ValueError, "temperature must be finite and > 0"),
-    (lambda: supcon_loss(FEATURES, LABELS, float("nan")), ValueError, "temperature must be finite and > 0"),
-    (lambda: supcon_loss(FEATURES, LABELS, "0.1"), TypeError, "temperature must be a real number"),
-    (lambda: supcon_loss(FEATURES, LABELS, True), TypeError, "temperature must be a real number"),
-    (lambda: supcon_loss(FEATURES, LABELS, base_temperature=0), ValueError, "base_temperature must be"),
-    (lambda: supcon_loss(FEATURES, LABELS, chunk_size=0), ValueError, "chunk_size must be >= 1"),
-    (lambda: supcon_loss(FEATURES, LABELS, chunk_size=2.5), TypeError, "chunk_size must be an int"),
-    (lambda: supcon_loss(FEATURES, LABELS, reduction="avg"), ValueError, "reduction must be one of"),
-    (lambda: SupConLoss(temperature=0), ValueError, "temperature must be finite and > 0"),
-    (lambda: SupConLoss(chunk_size=-1), ValueError, "chunk_size must be >= 1"),
-    (lambda: SupConLoss(reduction="max"), ValueError, "reduction must be one of"),
-    (lambda: supcon_loss_reference(FEATURES, LABELS[:2]), ValueError, "labels has 2 entries"),
-])
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: supcon_loss([[1.0]], LABELS), TypeError, "features must be a torch.Tensor"),
+        (lambda: supcon_loss(torch.randn(4), LABELS), ValueError, "features must be [batch, dim]"),
+        (lambda: supcon_loss(torch.randn(4, 2, 2, 2), LABELS), ValueError, "features must be [batch, dim]"),
+        (lambda: supcon_loss(torch.ones(4, 3, dtype=torch.int64), LABELS), TypeError, "features must be a floating"),
+        (lambda: supcon_loss(torch.randn(0, 3), LABELS[:0]), ValueError, "features has zero elements"),
+        (lambda: supcon_loss(torch.randn(4, 0), LABELS), ValueError, "features has zero elements"),
+        (
+            lambda: supcon_loss(FEATURES.clone().index_fill_(0, torch.tensor([1]), float("nan")), LABELS),
+            ValueError,
+            "features contains NaN or Inf",
+        ),
+        (lambda: supcon_loss(FEATURES, LABELS.float()), TypeError, "labels must be an integer tensor"),
+        (lambda: supcon_loss(FEATURES, LABELS.bool()), TypeError, "labels must be an integer tensor"),
+        (lambda: supcon_loss(FEATURES, LABELS[:3]), ValueError, "labels has 3 entries but features has batch size 4"),
+        (lambda: supcon_loss(FEATURES, LABELS[:, None]), ValueError, "labels must be 1-D"),
+        (lambda: supcon_loss(FEATURES, [0, 0, 1, 1]), TypeError, "labels must be a torch.Tensor"),
+        (lambda: supcon_loss(FEATURES, None), ValueError, "labels is required"),
+        (lambda: supcon_loss(FEATURES, LABELS.to("meta")), ValueError, "labels is a meta tensor"),
+        (lambda: supcon_loss(FEATURES, LABELS, 0.0), ValueError, "temperature must be finite and > 0"),
+        (lambda: supcon_loss(FEATURES, LABELS, -0.1), ValueError, "temperature must be finite and > 0"),
+        (lambda: supcon_loss(FEATURES, LABELS, float("inf")), ValueError, "temperature must be finite and > 0"),
+        (lambda: supcon_loss(FEATURES, LABELS, float("nan")), ValueError, "temperature must be finite and > 0"),
+        (lambda: supcon_loss(FEATURES, LABELS, "0.1"), TypeError, "temperature must be a real number"),
+        (lambda: supcon_loss(FEATURES, LABELS, True), TypeError, "temperature must be a real number"),
+        (lambda: supcon_loss(FEATURES, LABELS, base_temperature=0), ValueError, "base_temperature must be"),
+        (lambda: supcon_loss(FEATURES, LABELS, chunk_size=0), ValueError, "chunk_size must be >= 1"),
+        (lambda: supcon_loss(FEATURES, LABELS, chunk_size=2.5), TypeError, "chunk_size must be an int"),
+        (lambda: supcon_loss(FEATURES, LABELS, reduction="avg"), ValueError, "reduction must be one of"),
+        (lambda: SupConLoss(temperature=0), ValueError, "temperature must be finite and > 0"),
+        (lambda: SupConLoss(chunk_size=-1), ValueError, "chunk_size must be >= 1"),
+        (lambda: SupConLoss(reduction="max"), ValueError, "reduction must be one of"),
+        (lambda: supcon_loss_reference(FEATURES, LABELS[:2]), ValueError, "labels has 2 entries"),
+    ],
+)
 def test_bad_input_names_the_argument(call, error, message):
     with pytest.raises(error, match=message.replace("[", r"\[")):
         call()

@@ -19,9 +19,18 @@ SMALL_AUDIO = {"hidden_sizes": (48, 48), "feature_size": 32}
 
 
 def small_config(tmp_path, **overrides) -> TrainConfig:
-    values = dict(model="m1", dataset="randman", epochs=2, batch_size=16, limit_train=64, limit_eval=32,
-                  out=str(tmp_path / "run"), progress=False, model_options=dict(SMALL_AUDIO),
-                  cache_dir=str(tmp_path / "cache"))
+    values = dict(
+        model="m1",
+        dataset="randman",
+        epochs=2,
+        batch_size=16,
+        limit_train=64,
+        limit_eval=32,
+        out=str(tmp_path / "run"),
+        progress=False,
+        model_options=dict(SMALL_AUDIO),
+        cache_dir=str(tmp_path / "cache"),
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -55,8 +64,17 @@ def test_fit_writes_metrics_and_checkpoints(tmp_path):
     out = tmp_path / "run"
     rows = _metrics(out / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2] and summary["epochs"] == 2
-    for key in ("train_loss", "train_ce", "train_scl", "train_acc", "eval_acc", "lr", "train_samples_per_second",
-                "train_data_wait_seconds", "train_hidden_density"):
+    for key in (
+        "train_loss",
+        "train_ce",
+        "train_scl",
+        "train_acc",
+        "eval_acc",
+        "lr",
+        "train_samples_per_second",
+        "train_data_wait_seconds",
+        "train_hidden_density",
+    ):
         assert key in rows[0]
     assert rows[0]["train_samples"] == 64 and rows[0]["eval_samples"] == 32
     assert rows[0]["train_scl"] > 0  # m2 adds the supervised contrastive term (weight 0.1)
@@ -108,8 +126,25 @@ def test_early_stopping(tmp_path):
 
 def test_cli_runs_and_reports_errors(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["--model", "m4", "--dataset", "randman", "--epochs", "1", "--batch-size", "8", "--limit-train", "16",
-            "--limit-eval", "8", "--out", str(out), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "--model",
+        "m4",
+        "--dataset",
+        "randman",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--limit-train",
+        "16",
+        "--limit-eval",
+        "8",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert train_cli.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs"] == 1 and os.path.exists(out / "last.pt")
@@ -117,8 +152,23 @@ def test_cli_runs_and_reports_errors(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert train_cli.main(["--model", "m1", "--dataset", "no-such-set", "--out", str(tmp_path / "x")]) == 2
     assert "no-such-set" in capsys.readouterr().err
-    assert train_cli.main(["--model", "m1", "--dataset", "randman", "--out", str(tmp_path / "y"), "--device", "gpu0",
-                           "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert (
+        train_cli.main(
+            [
+                "--model",
+                "m1",
+                "--dataset",
+                "randman",
+                "--out",
+                str(tmp_path / "y"),
+                "--device",
+                "gpu0",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 2
+    )
     assert "device" in capsys.readouterr().err
     assert train_cli.config_from_args(["--calibrate", "visual, audio"]).calibrate_modalities == ("visual", "audio")
     assert train_cli.config_from_args([]).calibrate_modalities == ("audio",)
@@ -134,7 +184,8 @@ def _free_port() -> int:
 def test_two_processes_stay_in_sync(tmp_path):
     # torchrun launches two CPU processes (gloo); each trains through DDP and saves its replica.
     script = tmp_path / "ddp_run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, torch
         from sparsespike.training import TrainConfig, fit
         torch.set_num_threads(1)
@@ -143,11 +194,27 @@ def test_two_processes_stay_in_sync(tmp_path):
                              cache_dir={str(tmp_path / "cache")!r}, model_options={SMALL_AUDIO!r})
         summary = fit(config)
         torch.save(summary["model"].state_dict(), os.path.join({str(tmp_path)!r}, f"rank{{os.environ['RANK']}}.pt"))
-    """))
+    """)
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                             "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            str(script),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     config = small_config(tmp_path, model="m2")
@@ -165,9 +232,19 @@ def test_two_processes_stay_in_sync(tmp_path):
 def test_joint_model_alternates_modalities(tmp_path, capsys):
     # small encoders: the visual one at the study's 34 x 34 input with 4 / 8 channels
     options = {"visual_hidden_sizes": (4, 8), "audio_hidden_sizes": (32, 32), "feature_size": 32}
-    summary = fit(small_config(tmp_path, model="joint", dataset="saccade-digits+randman", epochs=1,
-                               batch_size=8, limit_train=24, limit_eval=16, model_options=options,
-                               calibrate_modalities=["audio"]))
+    summary = fit(
+        small_config(
+            tmp_path,
+            model="joint",
+            dataset="saccade-digits+randman",
+            epochs=1,
+            batch_size=8,
+            limit_train=24,
+            limit_eval=16,
+            model_options=options,
+            calibrate_modalities=["audio"],
+        )
+    )
     calibrated = [line for line in capsys.readouterr().out.splitlines() if line.startswith("calibrated firing")]
     # only the audio encoder (and the shared head, which the audio forward runs) was scaled
     assert len(calibrated) == 1 and "encoders.audio." in calibrated[0] and "visual" not in calibrated[0]
@@ -191,13 +268,30 @@ def test_a_batch_larger_than_the_training_set_is_refused_before_training(tmp_pat
     assert not (tmp_path / "run" / "best.pt").exists()
 
 
-@pytest.mark.parametrize("field, value", [
-    ("lr", float("nan")), ("lr", float("inf")), ("lr", 0.0), ("weight_decay", float("nan")),
-    ("weight_decay", float("inf")), ("grad_clip", float("nan")), ("grad_clip", -1.0), ("min_lr", float("nan")),
-    ("scl_weight", float("nan")), ("scl_weight", float("inf")), ("scl_temperature", float("nan")),
-    ("scl_temperature", 0.0), ("epochs", 0), ("batch_size", 0), ("patience", 0), ("workers", -1),
-    ("limit_train", 0), ("limit_eval", 0), ("calibration_samples", 0),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", float("nan")),
+        ("lr", float("inf")),
+        ("lr", 0.0),
+        ("weight_decay", float("nan")),
+        ("weight_decay", float("inf")),
+        ("grad_clip", float("nan")),
+        ("grad_clip", -1.0),
+        ("min_lr", float("nan")),
+        ("scl_weight", float("nan")),
+        ("scl_weight", float("inf")),
+        ("scl_temperature", float("nan")),
+        ("scl_temperature", 0.0),
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("patience", 0),
+        ("workers", -1),
+        ("limit_train", 0),
+        ("limit_eval", 0),
+        ("calibration_samples", 0),
+    ],
+)
 def test_config_values_must_be_finite_and_in_range(field, value):
     # NaN compares false, so "grad_clip < 0" let NaN through (and clipping silently off)
     with pytest.raises(ValueError, match=field):
@@ -254,8 +348,23 @@ def test_the_cli_reports_divergence_in_one_line_with_status_1(tmp_path, monkeypa
         return loss, loss, torch.zeros(())
 
     monkeypatch.setattr(loop_module, "_loss", always_nan)
-    args = ["--dataset", "randman", "--epochs", "1", "--batch-size", "8", "--limit-train", "16", "--limit-eval", "8",
-            "--out", str(tmp_path / "run"), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "--dataset",
+        "randman",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--limit-train",
+        "16",
+        "--limit-eval",
+        "8",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert train_cli.main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "epoch 1 step 1" in err and "Traceback" not in err
@@ -267,7 +376,22 @@ def test_a_bug_during_training_keeps_its_traceback(tmp_path, monkeypatch):
         raise ValueError("a bug in the loop")
 
     monkeypatch.setattr(loop_module, "run_epoch", broken)
-    args = ["--dataset", "randman", "--epochs", "1", "--batch-size", "8", "--limit-train", "16", "--limit-eval", "8",
-            "--out", str(tmp_path / "run"), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "--dataset",
+        "randman",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--limit-train",
+        "16",
+        "--limit-eval",
+        "8",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     with pytest.raises(ValueError, match="a bug in the loop"):
         train_cli.main(args)

@@ -34,11 +34,20 @@ def pair_key(a: str, b: str) -> str:
 
 def _modality_row(features: Features) -> dict:
     components, fraction = effective_dimensionality(features.rates)
-    row = {"n_samples": len(features), "num_classes": len(np.unique(features.labels)),
-           "accuracy": float(100.0 * (features.predictions == features.labels).mean())}
+    row = {
+        "n_samples": len(features),
+        "num_classes": len(np.unique(features.labels)),
+        "accuracy": float(100.0 * (features.predictions == features.labels).mean()),
+    }
     row.update(clustering_scores(features.rates, features.labels))
-    row.update({"effective_dim": int(components), "effective_dim_pct": float(100.0 * fraction),
-                "sparsity": sparsity(features.rates), "silent_fraction": silent_fraction(features.rates)})
+    row.update(
+        {
+            "effective_dim": int(components),
+            "effective_dim_pct": float(100.0 * fraction),
+            "sparsity": sparsity(features.rates),
+            "silent_fraction": silent_fraction(features.rates),
+        }
+    )
     return row
 
 
@@ -50,17 +59,21 @@ def _pair_row(a: str, fa: Features, b: str, fb: Features, seed: int) -> dict:
     xa, ya, xb, yb = fa.rates[ka], fa.labels[ka], fb.rates[kb], fb.labels[kb]
     return {
         "classes": [int(c) for c in raw.classes],
-        "cosine_same": raw.same_class, "cosine_different": raw.different_class,
-        "cosine_same_centered": centred.same_class, "cosine_different_centered": centred.different_class,
-        "cosine_matrix": raw.matrix.tolist(), "cosine_matrix_centered": centred.matrix.tolist(),
+        "cosine_same": raw.same_class,
+        "cosine_different": raw.different_class,
+        "cosine_same_centered": centred.same_class,
+        "cosine_different_centered": centred.different_class,
+        "cosine_matrix": raw.matrix.tolist(),
+        "cosine_matrix_centered": centred.matrix.tolist(),
         f"zero_shot_{a}_to_{b}": zero_shot_transfer(xa, ya, xb, yb, seed=seed),
         f"zero_shot_{b}_to_{a}": zero_shot_transfer(xb, yb, xa, ya, seed=seed),
         "chance": 100.0 / len(raw.classes),
     }
 
 
-def engram_table(features_by_modality: Mapping[str, Features],
-                 pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS, seed: int = 0) -> dict:
+def engram_table(
+    features_by_modality: Mapping[str, Features], pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS, seed: int = 0
+) -> dict:
     """One model's engram analysis.
 
     Returns ``{modality: {n_samples, num_classes, accuracy, silhouette, davies_bouldin,
@@ -97,9 +110,17 @@ def _both(row: dict, key: str, digits: int, a: str = "visual", b: str = "audio")
     return " / ".join(_fmt(row.get(m, {}).get(key), digits) for m in (a, b))
 
 
-COLUMNS = ("model", "silhouette V / A", "DB V / A", "CH V / A", "centroid cos same / diff",
-           "centred centroid cos same / diff",
-           "zero-shot V→A / A→V (%)", "eff. dim V / A (%)", "sparsity V / A (%)")
+COLUMNS = (
+    "model",
+    "silhouette V / A",
+    "DB V / A",
+    "CH V / A",
+    "centroid cos same / diff",
+    "centred centroid cos same / diff",
+    "zero-shot V→A / A→V (%)",
+    "eff. dim V / A (%)",
+    "sparsity V / A (%)",
+)
 
 
 def engram_markdown(rows: Mapping[str, dict]) -> str:
@@ -110,15 +131,20 @@ def engram_markdown(rows: Mapping[str, dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, row in rows.items():
         cross = row.get(pair_key("visual", "audio"), {})
-        sparse = {m: {"pct": None if row.get(m, {}).get("sparsity") is None else 100.0 * row[m]["sparsity"]}
-                  for m in ("visual", "audio")}
+        sparse = {
+            m: {"pct": None if row.get(m, {}).get("sparsity") is None else 100.0 * row[m]["sparsity"]}
+            for m in ("visual", "audio")
+        }
         cells = [
             str(name).replace("|", "\\|"),
-            _both(row, "silhouette", 3), _both(row, "davies_bouldin", 3), _both(row, "calinski_harabasz", 1),
+            _both(row, "silhouette", 3),
+            _both(row, "davies_bouldin", 3),
+            _both(row, "calinski_harabasz", 1),
             f"{_fmt(cross.get('cosine_same'), 3)} / {_fmt(cross.get('cosine_different'), 3)}",
             f"{_fmt(cross.get('cosine_same_centered'), 3)} / {_fmt(cross.get('cosine_different_centered'), 3)}",
             f"{_fmt(cross.get('zero_shot_visual_to_audio'), 1)} / {_fmt(cross.get('zero_shot_audio_to_visual'), 1)}",
-            _both(row, "effective_dim_pct", 1), _both(sparse, "pct", 1),
+            _both(row, "effective_dim_pct", 1),
+            _both(sparse, "pct", 1),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -35,8 +35,10 @@ class Features:
             raise ValueError(f"rates must be 2-D [N, D], got shape {self.rates.shape}")
         n = self.rates.shape[0]
         if self.labels.shape != (n,) or self.predictions.shape != (n,):
-            raise ValueError(f"labels and predictions must be [N] = [{n}] like rates, got "
-                             f"{self.labels.shape} and {self.predictions.shape}")
+            raise ValueError(
+                f"labels and predictions must be [N] = [{n}] like rates, got "
+                f"{self.labels.shape} and {self.predictions.shape}"
+            )
 
     def __len__(self) -> int:
         return self.rates.shape[0]
@@ -111,8 +113,16 @@ def _batch(dataset, indices: np.ndarray, dtype: torch.dtype, device: torch.devic
     return x.to(device)
 
 
-def collect_features(model: nn.Module, dataset, per_class: Optional[int] = None, modality: Optional[str] = None,
-                     batch_size: int = 64, device="cpu", seed: int = 0, progress: bool = True) -> Features:
+def collect_features(
+    model: nn.Module,
+    dataset,
+    per_class: Optional[int] = None,
+    modality: Optional[str] = None,
+    batch_size: int = 64,
+    device="cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> Features:
     """Run ``model`` over ``dataset`` (all samples, or ``per_class`` of each class chosen by
     :func:`balanced_indices` with ``seed``) and keep the spike-layer rates, labels and predictions.
 
@@ -141,7 +151,7 @@ def collect_features(model: nn.Module, dataset, per_class: Optional[int] = None,
     try:
         with torch.no_grad():
             for start in starts:
-                x = _batch(dataset, indices[start:start + batch_size], dtype, device)
+                x = _batch(dataset, indices[start : start + batch_size], dtype, device)
                 out = model(x, modality) if modality is not None else model(x)
                 rates.append(out.rates.float().cpu().numpy())
                 predictions.append(out.logits.argmax(1).cpu().numpy())

@@ -30,8 +30,7 @@ def new_figure(size):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("drawing figures needs matplotlib: "
-                          "pip install 'sparsespike[analysis]'") from exc
+        raise ImportError("drawing figures needs matplotlib: pip install 'sparsespike[analysis]'") from exc
     fig = Figure(figsize=size)
     FigureCanvasAgg(fig)
     return fig
@@ -63,8 +62,9 @@ def embed_2d(rates, method: str = "pca", seed: int = 0, perplexity: float = 30.0
         return out
     manifold = _require("sklearn.manifold")
     threadpoolctl = _require("threadpoolctl")  # a dependency of scikit-learn
-    tsne = manifold.TSNE(n_components=2, perplexity=float(min(perplexity, n - 1)), init="pca" if d >= 2 else "random",
-                         random_state=seed)
+    tsne = manifold.TSNE(
+        n_components=2, perplexity=float(min(perplexity, n - 1)), init="pca" if d >= 2 else "random", random_state=seed
+    )
     # Up to SINGLE_THREAD_TSNE points one OpenMP thread is faster than synchronising several on
     # every one of t-SNE's 1000 iterations, and on a busy machine 100x faster (24 points: 0.1 s
     # against 20 s on 2 cores with one taken); it also makes the result bit-reproducible.
@@ -72,8 +72,9 @@ def embed_2d(rates, method: str = "pca", seed: int = 0, perplexity: float = 30.0
         return tsne.fit_transform(x)
 
 
-def plot_embedding(features: Features, path: Union[str, Path], method: str = "pca", title: Optional[str] = None,
-                   seed: int = 0) -> Path:
+def plot_embedding(
+    features: Features, path: Union[str, Path], method: str = "pca", title: Optional[str] = None, seed: int = 0
+) -> Path:
     """Scatter of the features in 2-D (``method`` "pca" or "tsne", ``seed`` fixed), one colour and
     legend entry per class, written as a PNG to ``path``; returns the path."""
     if not isinstance(features, Features):
@@ -120,10 +121,20 @@ def plot_alignment(alignment: Alignment, path: Union[str, Path], title: Optional
     if len(labels) <= 12:
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if abs(matrix[i, j]) > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if abs(matrix[i, j]) > 0.6 else "black",
+                )
     kind = "centred" if alignment.centered else "raw"
-    ax.set_title(title if title is not None else
-                 f"Class-centroid cosine ({kind}): same {alignment.same_class:.3f}, "
-                 f"different {alignment.different_class:.3f}")
+    ax.set_title(
+        title
+        if title is not None
+        else f"Class-centroid cosine ({kind}): same {alignment.same_class:.3f}, "
+        f"different {alignment.different_class:.3f}"
+    )
     return save_png(fig, path)

@@ -18,8 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Alignment", "centroid_alignment", "chance", "class_centroids", "clustering_scores",
-           "effective_dimensionality", "silent_fraction", "sparsity", "zero_shot_transfer"]
+__all__ = [
+    "Alignment",
+    "centroid_alignment",
+    "chance",
+    "class_centroids",
+    "clustering_scores",
+    "effective_dimensionality",
+    "silent_fraction",
+    "sparsity",
+    "zero_shot_transfer",
+]
 
 NAN = float("nan")
 
@@ -30,8 +39,9 @@ def _require(module: str):
         return importlib.import_module(module)
     except ImportError as exc:
         package = module.split(".")[0].replace("sklearn", "scikit-learn")
-        raise ImportError(f"sparsespike.analysis needs {package} for this: "
-                          f"pip install 'sparsespike[analysis]'") from exc
+        raise ImportError(
+            f"sparsespike.analysis needs {package} for this: pip install 'sparsespike[analysis]'"
+        ) from exc
 
 
 def _check_features(features, name: str = "features") -> np.ndarray:
@@ -190,8 +200,9 @@ def zero_shot_transfer(train_features, train_labels, test_features, test_labels,
     xtr, ytr = _checked(train_features, train_labels, "train_features", "train_labels")
     xte, yte = _checked(test_features, test_labels, "test_features", "test_labels")
     if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(f"train_features and test_features must have the same width, "
-                         f"got {xtr.shape[1]} and {xte.shape[1]}")
+        raise ValueError(
+            f"train_features and test_features must have the same width, got {xtr.shape[1]} and {xte.shape[1]}"
+        )
     classes = np.unique(ytr)
     if len(classes) == 1:
         predicted = np.full(len(yte), classes[0])
@@ -199,8 +210,9 @@ def zero_shot_transfer(train_features, train_labels, test_features, test_labels,
         linear = _require("sklearn.linear_model")
         pipeline = _require("sklearn.pipeline")
         preprocessing = _require("sklearn.preprocessing")
-        model = pipeline.make_pipeline(preprocessing.StandardScaler(),
-                                       linear.LogisticRegression(max_iter=5000, random_state=seed))
+        model = pipeline.make_pipeline(
+            preprocessing.StandardScaler(), linear.LogisticRegression(max_iter=5000, random_state=seed)
+        )
         predicted = model.fit(xtr, ytr).predict(xte)
     return float(100.0 * (predicted == yte).mean())
 
@@ -215,7 +227,7 @@ def effective_dimensionality(features, variance: float = 0.95) -> tuple[int, flo
     if not (isinstance(variance, (int, float, np.floating)) and 0 < variance <= 1):
         raise ValueError(f"variance must be in (0, 1], got {variance!r}")
     singular = np.linalg.svd(x - x.mean(0), compute_uv=False)
-    eigen = singular ** 2
+    eigen = singular**2
     total = eigen.sum()
     if total <= 0:
         return 0, 0.0

@@ -50,12 +50,23 @@ def _parse(argv):
     p.add_argument("--threads", type=_cli.positive_int, help="torch/OpenMP threads (default torch's)")
     p.add_argument("--calibrate", action="store_true", help="also measure the dense/event-driven crossover")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots of the models suite here")
-    p.add_argument("--profile", metavar="PATH",
-                   help="write a torch.profiler trace (Chrome JSON) of one M1 train step at 3%% density")
-    p.add_argument("--model", action="append", choices=("m1", "m2", "m3", "m4", "m5"),
-                   help="models suite: only these models (default all)")
-    p.add_argument("--modality", action="append", choices=("audio", "visual"),
-                   help="models suite: only these modalities (default both)")
+    p.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="write a torch.profiler trace (Chrome JSON) of one M1 train step at 3%% density",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        choices=("m1", "m2", "m3", "m4", "m5"),
+        help="models suite: only these models (default all)",
+    )
+    p.add_argument(
+        "--modality",
+        action="append",
+        choices=("audio", "visual"),
+        help="models suite: only these modalities (default both)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return p.parse_args(argv)
 
@@ -73,14 +84,20 @@ def _check(args) -> None:
     _cli.output_dir("--plots", args.plots)
     suites = args.suite or list(SUITES)
     if args.plots and "models" not in suites:
-        raise _cli.UsageError(f"--plots {args.plots}: plots the models suite, which is not among --suite "
-                              f"{','.join(suites)} (add --suite models)")
+        raise _cli.UsageError(
+            f"--plots {args.plots}: plots the models suite, which is not among --suite "
+            f"{','.join(suites)} (add --suite models)"
+        )
     if "models" in suites and (args.model or args.modality):
         cases = models_suite.QUICK_CASES if args.quick else models_suite.CASES
-        if not any((args.model is None or c[0] in args.model) and (args.modality is None or c[1] in args.modality)
-                   for c in cases):
-            raise _cli.UsageError(f"--model {','.join(args.model or ['any'])} --modality "
-                                  f"{','.join(args.modality or ['any'])}: no models case matches")
+        if not any(
+            (args.model is None or c[0] in args.model) and (args.modality is None or c[1] in args.modality)
+            for c in cases
+        ):
+            raise _cli.UsageError(
+                f"--model {','.join(args.model or ['any'])} --modality "
+                f"{','.join(args.modality or ['any'])}: no models case matches"
+            )
 
 
 def main(argv=None) -> int:
@@ -104,12 +121,23 @@ def _run(args, ready) -> int:
         current = dispatch.get_crossover(device.type)
         rows, in_f, out_f = spike_linear_suite.CALIBRATION_SHAPE
         print(f"## dispatch crossover ({rows} x {in_f} -> {out_f})\n")
-        print(f"measured: forward_density={crossover['forward_density']:.3f} "
-              f"backward_density={crossover['backward_density']:.3f} "
-              f"(in use: {current.forward_density}, {current.backward_density})")
-        print("apply with: SPARSESPIKE_CROSSOVER='" + json.dumps({device.type: {
-            "forward_density": round(crossover["forward_density"], 4),
-            "backward_density": round(crossover["backward_density"], 4)}}) + "'\n")
+        print(
+            f"measured: forward_density={crossover['forward_density']:.3f} "
+            f"backward_density={crossover['backward_density']:.3f} "
+            f"(in use: {current.forward_density}, {current.backward_density})"
+        )
+        print(
+            "apply with: SPARSESPIKE_CROSSOVER='"
+            + json.dumps(
+                {
+                    device.type: {
+                        "forward_density": round(crossover["forward_density"], 4),
+                        "backward_density": round(crossover["backward_density"], 4),
+                    }
+                }
+            )
+            + "'\n"
+        )
 
     for name in args.suite or list(SUITES):
         suite = SUITES[name]

@@ -55,8 +55,11 @@ def _contenders(options: dict, device: torch.device):
     reference = build_model("m1", "audio", backend="reference", **options).to(device).eval()
     reference.load_state_dict(fused.state_dict())
     eager = EagerM1(fused)
-    sequence = {"auto": lambda x: fused(x).logits, "reference": lambda x: reference(x).logits,
-                "eager": lambda x: eager(x)[0]}
+    sequence = {
+        "auto": lambda x: fused(x).logits,
+        "reference": lambda x: reference(x).logits,
+        "eager": lambda x: eager(x)[0],
+    }
     streaming = {"auto": FusedStreamM1(fused), "reference": FusedStreamM1(reference), "eager": eager}
     return fused, sequence, streaming, sum(hidden) / len(hidden), generator
 
@@ -85,8 +88,9 @@ def run(device: torch.device, quick: bool = False, repeats=None, progress: bool 
             points += _group("sequence", batch, ms, x.shape[1], density)
         bar.step("m1 audio streaming batch 1")
         x = _input_like(fused, 1, generator, device)
-        ms = median_ms_interleaved({b: (lambda s=streaming[b]: _stream(s, x)) for b in BACKENDS}, device, repeats,
-                                   warmup=1)
+        ms = median_ms_interleaved(
+            {b: (lambda s=streaming[b]: _stream(s, x)) for b in BACKENDS}, device, repeats, warmup=1
+        )
         points += _group("streaming", 1, ms, x.shape[1], density)
     return points
 
@@ -97,14 +101,28 @@ def _input_like(model, batch: int, generator: torch.Generator, device: torch.dev
 
 def _group(mode: str, batch: int, ms: dict, steps: int, density: float) -> list[Point]:
     best = min(ms.values())
-    return [Point("m1", "audio", mode, batch, b, ms[b], ms[b] / steps, batch / ms[b] * 1e3, density,
-                  ms["auto"] / best) for b in BACKENDS]
+    return [
+        Point("m1", "audio", mode, batch, b, ms[b], ms[b] / steps, batch / ms[b] * 1e3, density, ms["auto"] / best)
+        for b in BACKENDS
+    ]
 
 
 def table(points: list[Point]) -> str:
     headers = ["model", "mode", "batch", "backend", "ms", "ms / step", "samples/s", "hidden density", "auto / best"]
-    rows = [[f"{p.model} {p.modality}", p.mode, p.batch, p.backend, p.ms, p.ms_per_step, p.samples_per_s,
-             p.hidden_density, p.auto_vs_best] for p in points]
+    rows = [
+        [
+            f"{p.model} {p.modality}",
+            p.mode,
+            p.batch,
+            p.backend,
+            p.ms,
+            p.ms_per_step,
+            p.samples_per_s,
+            p.hidden_density,
+            p.auto_vs_best,
+        ]
+        for p in points
+    ]
     return markdown_table(headers, rows)
 
 

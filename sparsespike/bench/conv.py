@@ -62,11 +62,14 @@ def runners(spikes, weight, bias, grad_out, mode, device):
         "sparsespike-auto": lambda x: spike_conv2d(x, weight, bias, 1, PADDING, backend="auto"),
     }
     if mode == "forward":
+
         def forward_only(fn):
             def run():
                 with torch.no_grad():
                     return fn(spikes)
+
             return run
+
         return {name: forward_only(fn) for name, fn in table.items()}
     leaf = spikes.detach().requires_grad_(mode == "forward+backward+input")
     params = (leaf, weight, bias) if leaf.requires_grad else (weight, bias)
@@ -84,8 +87,9 @@ def run(device: torch.device, quick: bool, repeats: int | None = None, progress:
         for density in densities:
             spikes, weight, bias, grad_out = _inputs(c_in, c_out, density, device)
             for mode in modes:
-                timed = median_ms_interleaved(runners(spikes, weight, bias, grad_out, mode, device), device, repeats,
-                                              warmup=1)
+                timed = median_ms_interleaved(
+                    runners(spikes, weight, bias, grad_out, mode, device), device, repeats, warmup=1
+                )
                 ref = timed["torch"]
                 points += [Point(c_in, c_out, density, mode, name, ms, ref / ms) for name, ms in timed.items()]
                 bar.step(f"conv {c_in}->{c_out} density={density} {mode}")

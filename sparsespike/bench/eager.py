@@ -66,11 +66,17 @@ _M1_NETWORK = ("m1", "m2")
 
 def _encoder_layers(encoder: nn.Module) -> list[tuple[nn.Module, nn.Module, bool]]:
     if isinstance(encoder, VisualEncoder):
-        return [(encoder.conv1, encoder.lif1, False), (encoder.conv2, encoder.lif2, False),
-                (encoder.fc1, encoder.lif3, True)]
+        return [
+            (encoder.conv1, encoder.lif1, False),
+            (encoder.conv2, encoder.lif2, False),
+            (encoder.fc1, encoder.lif3, True),
+        ]
     if isinstance(encoder, AudioEncoder):
-        return [(encoder.fc_input, encoder.lif_input, False), (encoder.fc1, encoder.lif1, False),
-                (encoder.fc_hidden, encoder.lif_hidden, False)]
+        return [
+            (encoder.fc_input, encoder.lif_input, False),
+            (encoder.fc1, encoder.lif1, False),
+            (encoder.fc_hidden, encoder.lif_hidden, False),
+        ]
     raise ValueError(f"unknown encoder {type(encoder).__name__}")
 
 
@@ -164,8 +170,10 @@ def _memory_unsupported(model: nn.Module) -> Optional[str]:
         return f"model must be a sparsespike M3, M4 or M5 (build_model('m3', ...)), got {type(model).__name__}"
     if getattr(model, "_study_readout", False):
         mode = "hopfield" if name == "m3" else "hgrn"
-        return (f"{name} with {mode}='study' reads its memory once on the time-mean, not per step: "
-                "the eager baseline mirrors engine mode (the default) only")
+        return (
+            f"{name} with {mode}='study' reads its memory once on the time-mean, not per step: "
+            "the eager baseline mirrors engine mode (the default) only"
+        )
     return None
 
 
@@ -216,6 +224,7 @@ def eager_model(model: nn.Module) -> nn.Module:
     if name in ("m3", "m4", "m5"):
         return EagerMemoryModel(model)
     if name == "joint":
-        raise ValueError("the joint model (two encoders, one fused feature) has no eager baseline; "
-                         f"eager_model takes {EAGER_MODELS}")
+        raise ValueError(
+            f"the joint model (two encoders, one fused feature) has no eager baseline; eager_model takes {EAGER_MODELS}"
+        )
     raise ValueError(f"eager_model takes a sparsespike model {EAGER_MODELS}, got {type(model).__name__}")

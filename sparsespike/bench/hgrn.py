@@ -69,9 +69,11 @@ def runners(x: torch.Tensor, g: torch.Tensor, mode: str, device: torch.device) -
 
     def timed(fn):
         if mode == "forward":
+
             def run():
                 with torch.no_grad():
                     fn(x, g)
+
             return run
         leaf_x, leaf_g = x.detach().requires_grad_(), g.detach().requires_grad_()
         grad_h = torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(device)

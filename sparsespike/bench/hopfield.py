@@ -63,9 +63,11 @@ def runners(kind: str, mode: str, n_queries: int, device: torch.device) -> dict:
 
     def timed(fn):
         if mode == "forward":
+
             def run():
                 with torch.no_grad():
                     fn(query, patterns)
+
             return run
         q = query.detach().requires_grad_(kind == "float")
         p = patterns.detach().requires_grad_()

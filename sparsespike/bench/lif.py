@@ -68,9 +68,11 @@ def runners(current: torch.Tensor, mode: str, device: torch.device) -> dict:
 
     def timed(fn):
         if mode == "forward":
+
             def run():
                 with torch.no_grad():
                     fn(current)
+
             return run
         leaf = current.detach().requires_grad_()
 
@@ -113,8 +115,19 @@ def _copy_gb_per_s(current: torch.Tensor, device: torch.device, repeats: int) ->
 
 def table(points: list[Point]) -> str:
     headers = ["shape", "mode", "backend", "median ms", "x reference", "x snntorch", "GB/s", "share of copy"]
-    rows = [[p.shape, p.mode, p.backend, p.median_ms, p.ratio_to_reference, p.ratio_to_snntorch, p.gb_per_s,
-             p.share_of_copy] for p in points]
+    rows = [
+        [
+            p.shape,
+            p.mode,
+            p.backend,
+            p.median_ms,
+            p.ratio_to_reference,
+            p.ratio_to_snntorch,
+            p.gb_per_s,
+            p.share_of_copy,
+        ]
+        for p in points
+    ]
     return markdown_table(headers, rows)
 
 

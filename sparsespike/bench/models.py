@@ -42,12 +42,17 @@ QUICK_DENSITIES = (0.05, 0.015)
 # (model, modality, model options, batch, densities or None for all): the study's sizes; visual
 # at batch 8, since its step-by-step baseline computes 75.8M-weight dense layers at every step;
 # M2-M5 at the study's densities (3% and 1.5%) on audio
-CASES = (("m1", "audio", {}, 32, None), ("m1", "visual", {}, 8, None),
-         *((m, "audio", {}, 32, (0.03, 0.015)) for m in ("m2", "m3", "m4", "m5")))
+CASES = (
+    ("m1", "audio", {}, 32, None),
+    ("m1", "visual", {}, 8, None),
+    *((m, "audio", {}, 32, (0.03, 0.015)) for m in ("m2", "m3", "m4", "m5")),
+)
 _QUICK_AUDIO = {"hidden_sizes": (128, 128), "feature_size": 64}
-QUICK_CASES = (("m1", "audio", _QUICK_AUDIO, 8, None),
-               ("m1", "visual", {"hidden_sizes": (4, 8), "feature_size": 32}, 4, None),
-               ("m4", "audio", _QUICK_AUDIO, 8, (0.05,)))
+QUICK_CASES = (
+    ("m1", "audio", _QUICK_AUDIO, 8, None),
+    ("m1", "visual", {"hidden_sizes": (4, 8), "feature_size": 32}, 4, None),
+    ("m4", "audio", _QUICK_AUDIO, 8, (0.05,)),
+)
 BREAKDOWN_DENSITY = 0.03  # the per-layer table is printed at the swept density nearest to this
 
 
@@ -80,8 +85,13 @@ def _spiking_densities(model: nn.Module, run: Callable[[], object]) -> dict[str,
     from ..models.calibration import spiking_layers
 
     rates: dict[str, float] = {}
-    _run_hooked([lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
-                 for name, _, lif in spiking_layers(model)], run)
+    _run_hooked(
+        [
+            lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
+            for name, _, lif in spiking_layers(model)
+        ],
+        run,
+    )
     return rates
 
 
@@ -104,6 +114,7 @@ def _layer_times(model: nn.Module, run: Callable[[], object], device: torch.devi
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, (nn.Linear, nn.Conv2d, LIF)):
+
             def pre(m, args, n=name):
                 sync(device)
                 starts[n] = time.perf_counter()
@@ -187,11 +198,14 @@ def _contenders(name: str, modality: str, options: dict, batch: int, density: fl
 def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> dict[str, Callable[[], object]]:
     """Per backend, one inference call or one train step (CE, plus the model's SCL term)."""
     if mode == "inference":
+
         def infer(f):
             def call():
                 with torch.no_grad():
                     return f()
+
             return call
+
         return {b: infer(f) for b, f in outputs.items()}
     fns = {}
     for backend, f in outputs.items():
@@ -207,12 +221,14 @@ def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> 
                 loss = loss + scl * supcon_loss(features, labels, temperature)
             loss.backward()
             optimizer.step()
+
         fns[backend] = step
     return fns
 
 
-def run(device: torch.device, quick: bool = False, repeats=None, progress: bool = True,
-        models=None, modalities=None) -> list[Point]:
+def run(
+    device: torch.device, quick: bool = False, repeats=None, progress: bool = True, models=None, modalities=None
+) -> list[Point]:
     """models / modalities: run only these cases (None: all)."""
     repeats = repeats or (2 if quick else 3)
     cases, swept = (QUICK_CASES, QUICK_DENSITIES) if quick else (CASES, DENSITIES)
@@ -234,10 +250,23 @@ def run(device: torch.device, quick: bool = False, repeats=None, progress: bool 
                 ms = median_ms_interleaved(fns, device, repeats, warmup=1)
                 group = []
                 for backend in fns:
-                    group.append(Point(name, modality, mode, density, backend, batch, ms[backend],
-                                       batch / ms[backend] * 1e3, sum(hidden) / len(hidden), per_sample,
-                                       peak_memory_mb(fns[backend], device), layer_density=layer_density,
-                                       layer_ms=layer_ms if backend == "auto" and mode == "inference" else {}))
+                    group.append(
+                        Point(
+                            name,
+                            modality,
+                            mode,
+                            density,
+                            backend,
+                            batch,
+                            ms[backend],
+                            batch / ms[backend] * 1e3,
+                            sum(hidden) / len(hidden),
+                            per_sample,
+                            peak_memory_mb(fns[backend], device),
+                            layer_density=layer_density,
+                            layer_ms=layer_ms if backend == "auto" and mode == "inference" else {},
+                        )
+                    )
                 for p in group:
                     p.speedup_vs_eager = ms.get("eager", float("nan")) / p.ms
                     p.speedup_vs_reference = ms["reference"] / p.ms
@@ -246,11 +275,39 @@ def run(device: torch.device, quick: bool = False, repeats=None, progress: bool 
 
 
 def table(points: list[Point]) -> str:
-    headers = ["model", "modality", "mode", "target density", "hidden density", "backend", "batch", "ms",
-               "samples/s", "x eager", "x reference", "peak MB", "SynOps/sample"]
-    rows = [[p.model, p.modality, p.mode, p.target_density, p.hidden_density, p.backend, p.batch, p.ms,
-             p.samples_per_s, p.speedup_vs_eager, p.speedup_vs_reference, p.peak_mb, f"{p.synops_per_sample:,.0f}"]
-            for p in points]
+    headers = [
+        "model",
+        "modality",
+        "mode",
+        "target density",
+        "hidden density",
+        "backend",
+        "batch",
+        "ms",
+        "samples/s",
+        "x eager",
+        "x reference",
+        "peak MB",
+        "SynOps/sample",
+    ]
+    rows = [
+        [
+            p.model,
+            p.modality,
+            p.mode,
+            p.target_density,
+            p.hidden_density,
+            p.backend,
+            p.batch,
+            p.ms,
+            p.samples_per_s,
+            p.speedup_vs_eager,
+            p.speedup_vs_reference,
+            p.peak_mb,
+            f"{p.synops_per_sample:,.0f}",
+        ]
+        for p in points
+    ]
     text = markdown_table(headers, rows)
     for case in dict.fromkeys((p.model, p.modality) for p in points):
         case_points = [p for p in points if (p.model, p.modality) == case and p.layer_ms]
@@ -258,11 +315,17 @@ def table(points: list[Point]) -> str:
             continue
         chosen = min(case_points, key=lambda p: abs(p.target_density - BREAKDOWN_DENSITY))
         total = sum(chosen.layer_ms.values())
-        text += (f"\n\nper-layer forward time, {case[0]} {case[1]}, auto, inference, density {chosen.target_density} "
-                 f"(ms of {chosen.ms:.1f} ms a batch):\n\n")
-        text += markdown_table(["layer", "ms", "share", "output density"],
-                               [[n, v, v / total if total else float("nan"),
-                                 chosen.layer_density.get(n, float("nan"))] for n, v in chosen.layer_ms.items()])
+        text += (
+            f"\n\nper-layer forward time, {case[0]} {case[1]}, auto, inference, density {chosen.target_density} "
+            f"(ms of {chosen.ms:.1f} ms a batch):\n\n"
+        )
+        text += markdown_table(
+            ["layer", "ms", "share", "output density"],
+            [
+                [n, v, v / total if total else float("nan"), chosen.layer_density.get(n, float("nan"))]
+                for n, v in chosen.layer_ms.items()
+            ],
+        )
     return text
 
 

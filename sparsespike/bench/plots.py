@@ -20,8 +20,11 @@ def plot_models(points: list[dict], folder) -> list[Path]:
         for i, mode in enumerate(("inference", "train")):
             ax = fig.add_subplot(1, 2, i + 1)
             for backend in dict.fromkeys(p["backend"] for p in rows):
-                series = sorted((p["hidden_density"], p["samples_per_s"]) for p in rows
-                                if p["mode"] == mode and p["backend"] == backend)
+                series = sorted(
+                    (p["hidden_density"], p["samples_per_s"])
+                    for p in rows
+                    if p["mode"] == mode and p["backend"] == backend
+                )
                 if series:
                     ax.plot([100 * d for d, _ in series], [s for _, s in series], marker="o", label=backend)
             ax.set_xscale("log")

@@ -148,12 +148,16 @@ def calibrate(device: torch.device, repeats: int = 5, progress: bool = True) -> 
         nnz = torch.count_nonzero(spikes)
         grad_op = torch.ops.sparsespike.spike_linear_grad_weight
         with torch.no_grad():
-            t = median_ms_interleaved({
-                "dense": lambda: F.linear(spikes, weight, bias),
-                "event": lambda: spike_linear(spikes, weight, bias, backend=kernel),
-                "dense_bwd": lambda: grad_op(grad_out, spikes, nnz, "reference"),
-                "event_bwd": lambda: grad_op(grad_out, spikes, nnz, kernel),
-            }, device, repeats)
+            t = median_ms_interleaved(
+                {
+                    "dense": lambda: F.linear(spikes, weight, bias),
+                    "event": lambda: spike_linear(spikes, weight, bias, backend=kernel),
+                    "dense_bwd": lambda: grad_op(grad_out, spikes, nnz, "reference"),
+                    "event_bwd": lambda: grad_op(grad_out, spikes, nnz, kernel),
+                },
+                device,
+                repeats,
+            )
         dense, event, dense_bwd, event_bwd = t["dense"], t["event"], t["dense_bwd"], t["event_bwd"]
         fwd_ratio.append(dense / event)
         bwd_ratio.append(dense_bwd / event_bwd)

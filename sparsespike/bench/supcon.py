@@ -122,16 +122,21 @@ def run(device: torch.device, quick: bool, repeats: int | None = None, progress:
         chunk = auto_chunk_size(batch)
         for name, ms in timed.items():
             largest, saved, peak = measure_memory(loss_fns[name], leaf)
-            points.append(Point(batch, DIM, name, batch if name == "naive" else chunk, ms,
-                                timed["naive"] / ms, largest, saved, peak))
+            points.append(
+                Point(
+                    batch, DIM, name, batch if name == "naive" else chunk, ms, timed["naive"] / ms, largest, saved, peak
+                )
+            )
         bar.step(f"supcon B={batch} D={DIM}")
     return points
 
 
 def table(points: list[Point]) -> str:
     headers = ["B", "D", "impl", "chunk", "fwd+bwd ms", "x naive", "largest tensor MiB", "saved MiB", "peak MiB"]
-    rows = [[p.batch, p.dim, p.impl, p.chunk, p.median_ms, p.ratio_to_naive, p.largest_tensor_mib,
-             p.saved_mib, p.peak_mib] for p in points]
+    rows = [
+        [p.batch, p.dim, p.impl, p.chunk, p.median_ms, p.ratio_to_naive, p.largest_tensor_mib, p.saved_mib, p.peak_mib]
+        for p in points
+    ]
     return markdown_table(headers, rows)
 
 

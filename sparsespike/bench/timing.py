@@ -18,8 +18,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
-                          warmup: int = 2) -> dict[str, float]:
+def median_ms_interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 2
+) -> dict[str, float]:
     """Median wall time in ms of each fn, timed in rounds (one call of each per round), so that
     a machine whose speed drifts during the measurement slows every contender alike."""
     for fn in fns.values():

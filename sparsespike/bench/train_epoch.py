@@ -46,8 +46,16 @@ def _epoch(model_name: str, backend: str, device: torch.device, limit, repeats: 
     from ..training.loop import Split, _batches, _calibrate, _loader, build, load_splits, run_epoch
     from ..training.optim import adamw
 
-    config = TrainConfig(model=model_name, dataset="randman", backend=backend, batch_size=BATCH,
-                         limit_train=limit, progress=False, device=str(device), model_options=dict(MODEL_OPTIONS))
+    config = TrainConfig(
+        model=model_name,
+        dataset="randman",
+        backend=backend,
+        batch_size=BATCH,
+        limit_train=limit,
+        progress=False,
+        device=str(device),
+        model_options=dict(MODEL_OPTIONS),
+    )
     split: Split = load_splits(config)[0]
     torch.manual_seed(0)
     model = build(config, [split]).to(device)
@@ -69,8 +77,9 @@ def _epoch(model_name: str, backend: str, device: torch.device, limit, repeats: 
         if best is None or seconds < best[0]:
             best = (seconds, metrics)
     seconds, metrics = best
-    return Point(model_name, backend, metrics["samples"], seconds, metrics["samples"] / seconds,
-                 metrics["hidden_density"])
+    return Point(
+        model_name, backend, metrics["samples"], seconds, metrics["samples"] / seconds, metrics["hidden_density"]
+    )
 
 
 def run(device: torch.device, quick: bool = False, repeats=None, progress: bool = True) -> list[Point]:
@@ -93,8 +102,10 @@ def run(device: torch.device, quick: bool = False, repeats=None, progress: bool 
 
 def table(points: list[Point]) -> str:
     headers = ["model", "backend", "samples", "epoch s", "samples/s", "hidden density", "x reference"]
-    rows = [[p.model, p.backend, p.samples, p.epoch_s, p.samples_per_s, p.hidden_density, p.speedup_vs_reference]
-            for p in points]
+    rows = [
+        [p.model, p.backend, p.samples, p.epoch_s, p.samples_per_s, p.hidden_density, p.speedup_vs_reference]
+        for p in points
+    ]
     return markdown_table(headers, rows)
 
 

@@ -26,11 +26,18 @@ PROG = "python -m sparsespike.energy"
 
 def _parser() -> argparse.ArgumentParser:
     p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=("m1", "m2", "m3", "m4", "m5", "joint"), default=None,
-                   help="the model (default: the checkpoint's)")
+    p.add_argument(
+        "--model",
+        choices=("m1", "m2", "m3", "m4", "m5", "joint"),
+        default=None,
+        help="the model (default: the checkpoint's)",
+    )
     p.add_argument("--checkpoint", default=None, help="a best.pt / last.pt written by python -m sparsespike.train")
-    p.add_argument("--dataset", default=None,
-                   help="default: the checkpoint's; without a checkpoint saccade-digits (joint: saccade-digits+randman)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="default: the checkpoint's; without a checkpoint saccade-digits (joint: saccade-digits+randman)",
+    )
     p.add_argument("--split", default="test")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", default=None)
@@ -39,8 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"table's profile: {', '.join(PROFILES)}, or custom")
     p.add_argument("--accumulate-pj", type=_cli.positive_float, default=None, help="with --mac-pj: a custom profile")
     p.add_argument("--mac-pj", type=_cli.positive_float, default=None)
-    p.add_argument("--real-input", choices=("mac", "synop"), default="mac",
-                   help="how layers with real-valued input count in the headline (both are always reported)")
+    p.add_argument(
+        "--real-input",
+        choices=("mac", "synop"),
+        default="mac",
+        help="how layers with real-valued input count in the headline (both are always reported)",
+    )
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0, help="untrained models: initial weights")
@@ -53,10 +64,13 @@ def _profile(args) -> object:
     if (args.accumulate_pj is None) != (args.mac_pj is None):
         raise ValueError("a custom profile needs both --accumulate-pj and --mac-pj")
     if args.accumulate_pj is not None:
-        return EnergyProfile(args.profile if args.profile not in PROFILES else "custom", args.accumulate_pj, args.mac_pj)
+        return EnergyProfile(
+            args.profile if args.profile not in PROFILES else "custom", args.accumulate_pj, args.mac_pj
+        )
     if args.profile not in PROFILES:
-        raise ValueError(f"unknown --profile {args.profile!r}; presets: {', '.join(PROFILES)} "
-                         f"(or give --accumulate-pj and --mac-pj)")
+        raise ValueError(
+            f"unknown --profile {args.profile!r}; presets: {', '.join(PROFILES)} (or give --accumulate-pj and --mac-pj)"
+        )
     return args.profile
 
 
@@ -76,15 +90,20 @@ def _model_and_datasets(args):
         model = None
     names = dataset.split("+")
     if (name == "joint") != (len(names) == 2) or len(names) > 2:
-        raise ValueError(f"--dataset {dataset!r} does not fit model {name} (joint takes '<visual>+<audio>', "
-                         f"the others one dataset)")
+        raise ValueError(
+            f"--dataset {dataset!r} does not fit model {name} (joint takes '<visual>+<audio>', the others one dataset)"
+        )
     infos = [dataset_info(n) for n in names]
     if model is None:
         from ..models import build_model
 
         torch.manual_seed(args.seed)
-        model = build_model(name, infos[0].modality if name != "joint" else "both",
-                            num_classes=infos[0].num_classes, backend=args.backend).to(args.device)
+        model = build_model(
+            name,
+            infos[0].modality if name != "joint" else "both",
+            num_classes=infos[0].num_classes,
+            backend=args.backend,
+        ).to(args.device)
     modalities = [info.modality if name == "joint" else None for info in infos]
     return model, name, list(zip(names, modalities)), args.checkpoint is not None
 
@@ -105,9 +124,18 @@ def _run(args, ready) -> int:
     profile = _profile(args)
     model, name, datasets, trained = _model_and_datasets(args)
     # every dataset opened before the first is measured: a missing one is a set-up error
-    loaders = [(dataset, modality, torch.utils.data.DataLoader(
-        load_dataset(dataset, args.split, data_dir=args.data_dir, cache_dir=args.cache_dir),
-        batch_size=args.batch_size, shuffle=False)) for dataset, modality in datasets]
+    loaders = [
+        (
+            dataset,
+            modality,
+            torch.utils.data.DataLoader(
+                load_dataset(dataset, args.split, data_dir=args.data_dir, cache_dir=args.cache_dir),
+                batch_size=args.batch_size,
+                shuffle=False,
+            ),
+        )
+        for dataset, modality in datasets
+    ]
     ready()
     results = []
     for dataset, modality, loader in loaders:
@@ -116,8 +144,17 @@ def _run(args, ready) -> int:
 
             x = next(iter(loader))[0].to(args.device)
             calibrate_firing(model, lambda x=x, modality=modality: model(x, modality) if modality else model(x))
-        report = measure_energy(model, loader, modality, args.real_input, args.samples, args.device, name,
-                                dataset, progress=not args.no_progress)
+        report = measure_energy(
+            model,
+            loader,
+            modality,
+            args.real_input,
+            args.samples,
+            args.device,
+            name,
+            dataset,
+            progress=not args.no_progress,
+        )
         print(report.markdown(profile) + "\n")
         custom = [profile] if isinstance(profile, EnergyProfile) else []
         results.append(report.as_dict([*PROFILES.values(), *custom]))

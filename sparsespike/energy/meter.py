@@ -53,9 +53,16 @@ class LayerRecord:
         return self.spikes_out / self.neurons_out if self.neurons_out else None
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "calls": self.calls, "synops": self.synops,
-                "macs": self.macs, "input_density": self.input_density, "output_density": self.output_density,
-                "binary_input": self.binary_input}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "calls": self.calls,
+            "synops": self.synops,
+            "macs": self.macs,
+            "input_density": self.input_density,
+            "output_density": self.output_density,
+            "binary_input": self.binary_input,
+        }
 
 
 def _dense_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
@@ -122,6 +129,7 @@ class EnergyMeter:
         def hook(module, args):
             synops_module._scopes.append(name)
             self._depth += 1
+
         return hook
 
     def _measure(self, record: LayerRecord):
@@ -141,6 +149,7 @@ class EnergyMeter:
                 record.synops += _fan_out_synops(module, inp, nonzero)
             else:
                 record._kernel_counted = True
+
         return hook
 
     def _spikes(self, record: LayerRecord):
@@ -149,6 +158,7 @@ class EnergyMeter:
             with torch.no_grad():
                 record.spikes_out += int(torch.count_nonzero(spikes))
             record.neurons_out += spikes.numel()
+
         return hook
 
     def layers(self) -> list[dict]:

@@ -42,8 +42,10 @@ def get_profile(profile) -> EnergyProfile:
     if isinstance(profile, EnergyProfile):
         return profile
     if profile not in PROFILES:
-        raise ValueError(f"unknown energy profile {profile!r}; presets: {', '.join(PROFILES)} "
-                         f"(or pass an EnergyProfile(name, accumulate_pj, mac_pj))")
+        raise ValueError(
+            f"unknown energy profile {profile!r}; presets: {', '.join(PROFILES)} "
+            f"(or pass an EnergyProfile(name, accumulate_pj, mac_pj))"
+        )
     return PROFILES[profile]
 
 

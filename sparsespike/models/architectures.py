@@ -49,8 +49,18 @@ from ..nn import HGRN, HopfieldMemory
 from .backbones import AudioEncoder, SpikingHead, VisualEncoder
 from .study_gate import StudyGate
 
-__all__ = ["M1Baseline", "M2SupCon", "M3Hopfield", "M4HGRN", "M5Hybrid", "ModelOutput", "StudyModel",
-           "build_encoder", "check_input", "residual_memory"]
+__all__ = [
+    "M1Baseline",
+    "M2SupCon",
+    "M3Hopfield",
+    "M4HGRN",
+    "M5Hybrid",
+    "ModelOutput",
+    "StudyModel",
+    "build_encoder",
+    "check_input",
+    "residual_memory",
+]
 
 MODALITIES = ("visual", "audio")
 HGRN_MODES = ("qin", "study")
@@ -74,16 +84,21 @@ def _choice(value: str, options: Sequence[str], name: str) -> str:
     return value
 
 
-def build_encoder(modality: str, input_shape=None, hidden_sizes=None, feature_size: int = 512,
-                  backend: Optional[str] = None) -> nn.Module:
+def build_encoder(
+    modality: str, input_shape=None, hidden_sizes=None, feature_size: int = 512, backend: Optional[str] = None
+) -> nn.Module:
     """The study's encoder for ``modality`` up to the spike layer; None sizes mean the study's.
 
     visual: input_shape (C, H, W) = (2, 34, 34), hidden_sizes = conv channels (64, 128);
     audio: input_shape (700,) or 700, hidden_sizes = (1024, 1024)."""
     _choice(modality, MODALITIES, "modality")
     if modality == "visual":
-        return VisualEncoder(input_shape if input_shape is not None else (2, 34, 34),
-                             hidden_sizes if hidden_sizes is not None else (64, 128), feature_size, backend)
+        return VisualEncoder(
+            input_shape if input_shape is not None else (2, 34, 34),
+            hidden_sizes if hidden_sizes is not None else (64, 128),
+            feature_size,
+            backend,
+        )
     if input_shape is None:
         size = 700
     elif isinstance(input_shape, int):
@@ -102,8 +117,9 @@ def check_input(x, input_shape: Sequence[int], modality: str, dtype: torch.dtype
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor {expected} ({modality} input), got {type(x).__name__}")
     if x.dim() != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
-        raise ValueError(f"{name} must be {expected} ({modality} input, batch-first, T time steps), "
-                         f"got shape {list(x.shape)}")
+        raise ValueError(
+            f"{name} must be {expected} ({modality} input, batch-first, T time steps), got shape {list(x.shape)}"
+        )
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must have B >= 1 and T >= 1, got shape {list(x.shape)}")
     if x.dtype.is_floating_point:
@@ -126,8 +142,7 @@ def run_encoder(encoder: nn.Module, x: Tensor, name: str = "x") -> Tensor:
         raise
 
 
-def _study_hopfield(feature_size: int, num_patterns: int, temperature: float,
-                    backend: Optional[str]) -> HopfieldMemory:
+def _study_hopfield(feature_size: int, num_patterns: int, temperature: float, backend: Optional[str]) -> HopfieldMemory:
     memory = HopfieldMemory(feature_size, num_patterns, temperature, backend=backend)
     nn.init.xavier_uniform_(memory.patterns)  # the reference's initialisation of the stored patterns
     return memory
@@ -165,9 +180,17 @@ class StudyModel(nn.Module):
     name = "study"
     _study_readout = False  # True: memory on the time-mean, one LIF step (set per instance)
 
-    def __init__(self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None,
-                 input_shape=None, hidden_sizes=None, feature_size: int = 512,
-                 supcon_weight: Optional[float] = None, supcon_temperature: float = SUPCON_TEMPERATURE) -> None:
+    def __init__(
+        self,
+        modality: str = "visual",
+        num_classes: int = 10,
+        backend: Optional[str] = None,
+        input_shape=None,
+        hidden_sizes=None,
+        feature_size: int = 512,
+        supcon_weight: Optional[float] = None,
+        supcon_temperature: float = SUPCON_TEMPERATURE,
+    ) -> None:
         super().__init__()
         self.modality = _choice(modality, MODALITIES, "modality")
         self.backend = None if backend is None else check_backend(backend)
@@ -218,8 +241,10 @@ class StudyModel(nn.Module):
         return ModelOutput(self.head(sequence).sum(0), sequence.mean(0), rates)
 
     def extra_repr(self) -> str:
-        return (f"name={self.name!r}, modality={self.modality!r}, num_classes={self.num_classes}, "
-                f"supcon_weight={self.supcon_weight}, backend={self.backend!r}")
+        return (
+            f"name={self.name!r}, modality={self.modality!r}, num_classes={self.num_classes}, "
+            f"supcon_weight={self.supcon_weight}, backend={self.backend!r}"
+        )
 
 
 class M1Baseline(StudyModel):
@@ -227,8 +252,9 @@ class M1Baseline(StudyModel):
 
     name = "m1"
 
-    def __init__(self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None,
-                 **options) -> None:
+    def __init__(
+        self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None, **options
+    ) -> None:
         super().__init__(modality, num_classes, backend, **options)
         self.head = SpikingHead(self.feature_size, num_classes, spiking_input=True, backend=self.backend)
 
@@ -248,9 +274,16 @@ class M3Hopfield(StudyModel):
 
     name = "m3"
 
-    def __init__(self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None,
-                 hopfield: str = "sequence", num_patterns: int = 256, hopfield_temperature: float = 0.1,
-                 **options) -> None:
+    def __init__(
+        self,
+        modality: str = "visual",
+        num_classes: int = 10,
+        backend: Optional[str] = None,
+        hopfield: str = "sequence",
+        num_patterns: int = 256,
+        hopfield_temperature: float = 0.1,
+        **options,
+    ) -> None:
         super().__init__(modality, num_classes, backend, **options)
         self.hopfield_mode = _choice(hopfield, HOPFIELD_MODES, "hopfield")
         self._set_readout(hopfield == "study")
@@ -278,8 +311,14 @@ class M4HGRN(StudyModel):
 
     name = "m4"
 
-    def __init__(self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None,
-                 hgrn: str = "qin", **options) -> None:
+    def __init__(
+        self,
+        modality: str = "visual",
+        num_classes: int = 10,
+        backend: Optional[str] = None,
+        hgrn: str = "qin",
+        **options,
+    ) -> None:
         super().__init__(modality, num_classes, backend, **options)
         self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
         self._set_readout(hgrn == "study")
@@ -302,9 +341,16 @@ class M5Hybrid(StudyModel):
     name = "m5"
     default_supcon_weight = 0.1
 
-    def __init__(self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None,
-                 hgrn: str = "qin", num_patterns: int = 256, hopfield_temperature: float = 0.1,
-                 **options) -> None:
+    def __init__(
+        self,
+        modality: str = "visual",
+        num_classes: int = 10,
+        backend: Optional[str] = None,
+        hgrn: str = "qin",
+        num_patterns: int = 256,
+        hopfield_temperature: float = 0.1,
+        **options,
+    ) -> None:
         super().__init__(modality, num_classes, backend, **options)
         self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
         self._set_readout(hgrn == "study")
@@ -317,4 +363,3 @@ class M5Hybrid(StudyModel):
 
     def memory_mean(self, rates: Tensor) -> Tensor:
         return self.hgrn(self.hopfield(rates))
-

@@ -29,14 +29,23 @@ STUDY_SLOPE = 25.0
 
 def study_lif(backend: Optional[str] = None) -> LIF:
     """The study's LIF (snnTorch Leaky, beta 0.9, threshold 1, subtract reset, fast sigmoid 25)."""
-    return LIF(beta=STUDY_BETA, threshold=STUDY_THRESHOLD, reset="subtract", surrogate="fast_sigmoid",
-               surrogate_param=STUDY_SLOPE, detach_reset=True, convention="snntorch", backend=backend)
+    return LIF(
+        beta=STUDY_BETA,
+        threshold=STUDY_THRESHOLD,
+        reset="subtract",
+        surrogate="fast_sigmoid",
+        surrogate_param=STUDY_SLOPE,
+        detach_reset=True,
+        convention="snntorch",
+        backend=backend,
+    )
 
 
 def _positive_ints(values, name: str, length: Optional[int] = None) -> tuple[int, ...]:
     values = tuple(values)
     if (length is not None and len(values) != length) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    ):
         size = f"{length} " if length is not None else ""
         raise ValueError(f"{name} must be {size}positive ints, got {values!r}")
     return values
@@ -54,8 +63,13 @@ class VisualEncoder(nn.Module):
         backend: for every sparsespike op ("auto", "reference", "cpp", "triton" or None).
     """
 
-    def __init__(self, input_shape: Sequence[int] = (2, 34, 34), channels: Sequence[int] = (64, 128),
-                 feature_size: int = 512, backend: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (2, 34, 34),
+        channels: Sequence[int] = (64, 128),
+        feature_size: int = 512,
+        backend: Optional[str] = None,
+    ) -> None:
         super().__init__()
         self.input_shape = _positive_ints(input_shape, "input_shape", 3)
         self.channels = _positive_ints(channels, "channels", 2)
@@ -87,8 +101,13 @@ class AudioEncoder(nn.Module):
         backend: for every sparsespike op.
     """
 
-    def __init__(self, input_size: int = 700, hidden_sizes: Sequence[int] = (1024, 1024),
-                 feature_size: int = 512, backend: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        input_size: int = 700,
+        hidden_sizes: Sequence[int] = (1024, 1024),
+        feature_size: int = 512,
+        backend: Optional[str] = None,
+    ) -> None:
         super().__init__()
         (self.input_size,) = _positive_ints((input_size,), "input_size")
         self.input_shape = (self.input_size,)
@@ -116,12 +135,16 @@ class SpikingHead(nn.Module):
     otherwise (memory outputs, dense floats) an nn.Linear. Same state_dict keys either way.
     """
 
-    def __init__(self, feature_size: int, num_classes: int, spiking_input: bool = True,
-                 backend: Optional[str] = None) -> None:
+    def __init__(
+        self, feature_size: int, num_classes: int, spiking_input: bool = True, backend: Optional[str] = None
+    ) -> None:
         super().__init__()
         (num_classes,) = _positive_ints((num_classes,), "num_classes")
-        self.fc_out = (SpikeLinear(feature_size, num_classes, backend=backend) if spiking_input
-                       else nn.Linear(feature_size, num_classes))
+        self.fc_out = (
+            SpikeLinear(feature_size, num_classes, backend=backend)
+            if spiking_input
+            else nn.Linear(feature_size, num_classes)
+        )
         self.lif_out = study_lif(backend)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -35,9 +35,15 @@ def spiking_layers(model: nn.Module) -> list[tuple[str, nn.Module, LIF]]:
 
 
 @torch.no_grad()
-def calibrate_firing(model: nn.Module, forward: Callable[[], object], hidden_rate: float = HIDDEN_RATE,
-                     output_rate: float = OUTPUT_RATE, tolerance: float = 1.5, max_steps: int = 12,
-                     skip: Iterable[str] = ()) -> dict[str, dict[str, float]]:
+def calibrate_firing(
+    model: nn.Module,
+    forward: Callable[[], object],
+    hidden_rate: float = HIDDEN_RATE,
+    output_rate: float = OUTPUT_RATE,
+    tolerance: float = 1.5,
+    max_steps: int = 12,
+    skip: Iterable[str] = (),
+) -> dict[str, dict[str, float]]:
     """Scale weight and bias of every spiking layer that ``forward()`` runs (the last one at
     ``output_rate``, the others at ``hidden_rate``) until its rate on that forward is within a
     factor ``tolerance`` of the target (or ``max_steps`` forwards). Layers named in ``skip`` are
@@ -45,8 +51,10 @@ def calibrate_firing(model: nn.Module, forward: Callable[[], object], hidden_rat
     if not 0 < hidden_rate < 1 or not 0 < output_rate < 1:
         raise ValueError(f"rates must be in (0, 1), got hidden_rate={hidden_rate}, output_rate={output_rate}")
     rates: dict[str, float] = {}
-    handles = [lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
-               for name, _, lif in spiking_layers(model)]
+    handles = [
+        lif.register_forward_hook(lambda m, i, o, n=name: rates.__setitem__(n, float(o.float().mean())))
+        for name, _, lif in spiking_layers(model)
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -65,8 +73,15 @@ def calibrate_firing(model: nn.Module, forward: Callable[[], object], hidden_rat
         model.train(was_training)
 
 
-def _search(layer: nn.Module, name: str, target: float, tolerance: float, max_steps: int,
-            forward: Callable[[], object], rates: dict[str, float]) -> dict[str, float]:
+def _search(
+    layer: nn.Module,
+    name: str,
+    target: float,
+    tolerance: float,
+    max_steps: int,
+    forward: Callable[[], object],
+    rates: dict[str, float],
+) -> dict[str, float]:
     """Bisect log(scale) between a silent (too low) and a too-high bracket."""
     original = [(p, p.detach().clone()) for p in (layer.weight, layer.bias) if p is not None]
     low: Optional[float] = None  # log-scales known to give too low / too high a rate

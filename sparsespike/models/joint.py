@@ -51,17 +51,28 @@ class JointModel(nn.Module):
 
     name = "joint"
 
-    def __init__(self, num_classes: int = 10, backend: Optional[str] = None, hgrn: str = "qin",
-                 visual_input_shape=None, visual_hidden_sizes=None, audio_input_shape=None,
-                 audio_hidden_sizes=None, feature_size: int = 512, supcon_weight: float = 0.0,
-                 supcon_temperature: float = SUPCON_TEMPERATURE) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        backend: Optional[str] = None,
+        hgrn: str = "qin",
+        visual_input_shape=None,
+        visual_hidden_sizes=None,
+        audio_input_shape=None,
+        audio_hidden_sizes=None,
+        feature_size: int = 512,
+        supcon_weight: float = 0.0,
+        supcon_temperature: float = SUPCON_TEMPERATURE,
+    ) -> None:
         super().__init__()
         self.backend = None if backend is None else check_backend(backend)
         self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
-        self.encoders = nn.ModuleDict({
-            "visual": build_encoder("visual", visual_input_shape, visual_hidden_sizes, feature_size, self.backend),
-            "audio": build_encoder("audio", audio_input_shape, audio_hidden_sizes, feature_size, self.backend),
-        })
+        self.encoders = nn.ModuleDict(
+            {
+                "visual": build_encoder("visual", visual_input_shape, visual_hidden_sizes, feature_size, self.backend),
+                "audio": build_encoder("audio", audio_input_shape, audio_hidden_sizes, feature_size, self.backend),
+            }
+        )
         self.feature_size, self.num_classes = feature_size, num_classes
         self.hgrn = _hgrn_memory(hgrn, feature_size, True, self.backend)
         self.memory_gate = memory_gate(hgrn == "qin")
@@ -83,5 +94,7 @@ class JointModel(nn.Module):
         return ModelOutput(self.head(sequence).sum(0), sequence.mean(0), rates)
 
     def extra_repr(self) -> str:
-        return (f"hgrn={self.hgrn_mode!r}, num_classes={self.num_classes}, "
-                f"supcon_weight={self.supcon_weight}, backend={self.backend!r}")
+        return (
+            f"hgrn={self.hgrn_mode!r}, num_classes={self.num_classes}, "
+            f"supcon_weight={self.supcon_weight}, backend={self.backend!r}"
+        )

@@ -6,18 +6,18 @@ from typing import Optional
 
 from torch import nn
 
-from .architectures import MODALITIES, M1Baseline, M2SupCon, M3Hopfield, M4HGRN, M5Hybrid
+from .architectures import M4HGRN, MODALITIES, M1Baseline, M2SupCon, M3Hopfield, M5Hybrid
 from .joint import JointModel
 
 __all__ = ["MODEL_CLASSES", "MODEL_NAMES", "build_model"]
 
-MODEL_CLASSES = {"m1": M1Baseline, "m2": M2SupCon, "m3": M3Hopfield, "m4": M4HGRN, "m5": M5Hybrid,
-                 "joint": JointModel}
+MODEL_CLASSES = {"m1": M1Baseline, "m2": M2SupCon, "m3": M3Hopfield, "m4": M4HGRN, "m5": M5Hybrid, "joint": JointModel}
 MODEL_NAMES = tuple(MODEL_CLASSES)
 
 
-def build_model(name: str, modality: Optional[str] = "visual", num_classes: int = 10,
-                backend: Optional[str] = None, **options) -> nn.Module:
+def build_model(
+    name: str, modality: Optional[str] = "visual", num_classes: int = 10, backend: Optional[str] = None, **options
+) -> nn.Module:
     """The study's model ``name`` ("m1".."m5" or "joint") for ``modality`` ("visual" or "audio";
     ignored for "joint", which takes both). ``options`` go to the model class: e.g. hgrn="study",
     hopfield="study", input_shape, hidden_sizes, feature_size, supcon_weight."""

@@ -4,7 +4,7 @@ from .conv import SpikeConv2d
 from .hgrn import HGRN, HGRNBlock, HGRNStack
 from .hopfield import Hopfield, HopfieldMemory
 from .linear import SpikeLinear
-from .neurons import LIF, LIFNode, Leaky
+from .neurons import LIF, Leaky, LIFNode
 from .spiking_hopfield import SpikingHopfield
 from .supcon import SupConLoss, supcon_loss, supcon_loss_reference
 

@@ -14,8 +14,17 @@ from ..ops.spike_conv2d import spike_conv2d
 
 # attributes nn.Conv2d sets in __init__ besides its parameters
 _CONV_ATTRS = (
-    "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "transposed",
-    "output_padding", "groups", "padding_mode", "_reversed_padding_repeated_twice",
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "transposed",
+    "output_padding",
+    "groups",
+    "padding_mode",
+    "_reversed_padding_repeated_twice",
 )
 
 
@@ -56,8 +65,17 @@ class SpikeConv2d(nn.Conv2d):
         for size in kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,):
             require_positive_int(size, "kernel_size")
         super().__init__(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
-            groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype,
         )
         self.backend = None if backend is None else check_backend(backend)
 
@@ -86,8 +104,9 @@ class SpikeConv2d(nn.Conv2d):
             spikes, padding = padded.reshape(*x.shape[:-2], *padded.shape[-2:]), 0
         else:
             padding = self.padding
-        out = spike_conv2d(spikes, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                           backend=self.backend)
+        out = spike_conv2d(
+            spikes, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, backend=self.backend
+        )
         return out.squeeze(0) if unbatched else out
 
     def extra_repr(self) -> str:

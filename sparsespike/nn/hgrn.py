@@ -143,8 +143,13 @@ class HGRN(nn.Module):
         h, h_final = hgrn_scan(F.silu(i) * one_minus, g, state, backend=self.backend)
         return self.out_proj(self.out_norm(h) * F.silu(o)), h_final
 
-    def forward(self, x: Tensor, state: Optional[Tensor] = None, lower_bound: Optional[Tensor] = None,
-                return_state: bool = False):
+    def forward(
+        self,
+        x: Tensor,
+        state: Optional[Tensor] = None,
+        lower_bound: Optional[Tensor] = None,
+        return_state: bool = False,
+    ):
         seq = x.transpose(0, 1) if self.batch_first else x
         y, h_final = self._sequence(seq, state, lower_bound)
         y = y.transpose(0, 1) if self.batch_first else y
@@ -210,8 +215,9 @@ class HGRNBlock(nn.Module):
         self.mlp_norm = nn.RMSNorm(d_model, eps=norm_eps, **factory) if mlp_ratio else None
         self.mlp = GatedMLP(d_model, mlp_ratio, **factory) if mlp_ratio else None
 
-    def forward(self, x: Tensor, state: Optional[Tensor] = None,
-                lower_bound: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, state: Optional[Tensor] = None, lower_bound: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
         """Time-major x [T, ..., d_model] -> (y, final state)."""
         mixed, h_final = self.attn._sequence(self.attn_norm(x), state, lower_bound)
         x = x + mixed
@@ -258,8 +264,15 @@ class HGRNStack(nn.Module):
         require_positive_int(n_layers, "n_layers")
         factory = dict(device=device, dtype=dtype)
         self.layers = nn.ModuleList(
-            HGRNBlock(d_model, expand_ratio, mlp_ratio, spiking_input=spiking_input and k == 0,
-                      norm_eps=norm_eps, backend=backend, **factory)
+            HGRNBlock(
+                d_model,
+                expand_ratio,
+                mlp_ratio,
+                spiking_input=spiking_input and k == 0,
+                norm_eps=norm_eps,
+                backend=backend,
+                **factory,
+            )
             for k in range(n_layers)
         )
         inner = self.layers[0].attn.inner_size

@@ -38,8 +38,15 @@ class HopfieldMemory(nn.Module):
         backend: "auto", "reference", "cpp", "triton", or None for the process default.
     """
 
-    def __init__(self, dim: int = 512, num_patterns: int = 256, temperature: float = 0.1,
-                 backend: Optional[str] = None, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        dim: int = 512,
+        num_patterns: int = 256,
+        temperature: float = 0.1,
+        backend: Optional[str] = None,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         require_positive_int(dim, "dim")
         require_positive_int(num_patterns, "num_patterns")
@@ -85,15 +92,31 @@ class Hopfield(nn.Module):
         normalize: L2-normalise queries and keys before retrieval.
     """
 
-    def __init__(self, query_size: int, pattern_size: Optional[int] = None, hidden_size: Optional[int] = None,
-                 value_size: Optional[int] = None, output_size: Optional[int] = None,
-                 num_patterns: Optional[int] = None, beta: Optional[float] = None, update_steps: int = 1,
-                 normalize: bool = False, bias: bool = True, backend: Optional[str] = None,
-                 device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        query_size: int,
+        pattern_size: Optional[int] = None,
+        hidden_size: Optional[int] = None,
+        value_size: Optional[int] = None,
+        output_size: Optional[int] = None,
+        num_patterns: Optional[int] = None,
+        beta: Optional[float] = None,
+        update_steps: int = 1,
+        normalize: bool = False,
+        bias: bool = True,
+        backend: Optional[str] = None,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         require_positive_int(query_size, "query_size")
-        for name, size in (("pattern_size", pattern_size), ("hidden_size", hidden_size), ("value_size", value_size),
-                           ("output_size", output_size), ("num_patterns", num_patterns)):
+        for name, size in (
+            ("pattern_size", pattern_size),
+            ("hidden_size", hidden_size),
+            ("value_size", value_size),
+            ("output_size", output_size),
+            ("num_patterns", num_patterns),
+        ):
             if size is not None:
                 require_positive_int(size, name)
         if beta is not None:

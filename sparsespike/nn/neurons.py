@@ -68,8 +68,11 @@ class LIF(nn.Module):
         self._register("beta", _parameter(beta, learn_beta, "beta"), persistent)
         self._register("threshold", _parameter(threshold, learn_threshold, "threshold", positive=True), persistent)
         self.reset, self.surrogate, self.detach_reset = reset, surrogate, detach_reset
-        self.surrogate_param = (DEFAULT_SURROGATE_PARAM[surrogate] if surrogate_param is None
-                                else require_finite_number(surrogate_param, "surrogate_param", positive=True))
+        self.surrogate_param = (
+            DEFAULT_SURROGATE_PARAM[surrogate]
+            if surrogate_param is None
+            else require_finite_number(surrogate_param, "surrogate_param", positive=True)
+        )
         self.batch_first, self.convention, self.decay_input = batch_first, convention, decay_input
         self.backend = None if backend is None else check_backend(backend)
 
@@ -82,16 +85,26 @@ class LIF(nn.Module):
     def forward(self, x: Tensor, v0: Optional[Tensor] = None, return_membrane: bool = False):
         current = x.transpose(0, 1) if self.batch_first else x
         out = lif(
-            current, self.beta, self.threshold, v0, reset=self.reset, detach_reset=self.detach_reset,
-            surrogate=self.surrogate, surrogate_param=self.surrogate_param, convention=self.convention,
-            decay_input=self.decay_input, backend=self.backend,
+            current,
+            self.beta,
+            self.threshold,
+            v0,
+            reset=self.reset,
+            detach_reset=self.detach_reset,
+            surrogate=self.surrogate,
+            surrogate_param=self.surrogate_param,
+            convention=self.convention,
+            decay_input=self.decay_input,
+            backend=self.backend,
         )
         spikes = out.spikes.transpose(0, 1) if self.batch_first else out.spikes
         return (spikes, out.membrane) if return_membrane else spikes
 
     def extra_repr(self) -> str:
-        return (f"reset={self.reset!r}, surrogate={self.surrogate!r}({self.surrogate_param}), "
-                f"convention={self.convention!r}, batch_first={self.batch_first}")
+        return (
+            f"reset={self.reset!r}, surrogate={self.surrogate!r}({self.surrogate_param}), "
+            f"convention={self.convention!r}, batch_first={self.batch_first}"
+        )
 
 
 def _surrogate_from_snntorch(spike_grad) -> Optional[tuple[str, float]]:
@@ -149,8 +162,16 @@ class Leaky(LIF):
             surrogate = ("fast_sigmoid", 25.0)  # unused: the custom function decides
         if reset_mechanism not in RESETS:
             raise ValueError(f"reset_mechanism must be one of {RESETS}, got {reset_mechanism!r}")
-        super().__init__(beta, threshold, reset=reset_mechanism, surrogate=surrogate[0], surrogate_param=surrogate[1],
-                         learn_beta=learn_beta, learn_threshold=learn_threshold, backend=backend)
+        super().__init__(
+            beta,
+            threshold,
+            reset=reset_mechanism,
+            surrogate=surrogate[0],
+            surrogate_param=surrogate[1],
+            learn_beta=learn_beta,
+            learn_threshold=learn_threshold,
+            backend=backend,
+        )
         self.custom_spike_grad = custom
         self.init_hidden, self.output = init_hidden, output
         self.reset_mechanism = reset_mechanism
@@ -187,8 +208,9 @@ class Leaky(LIF):
             return super().forward(x, mem, return_membrane=True)
         beta = self.beta.clamp(0.0, 1.0)
         v0 = torch.zeros_like(x[0]) if mem is None else mem
-        spikes, membrane, _ = lif_reference(x, beta, self.threshold, v0, reset=self.reset_mechanism,
-                                            spike=self.custom_spike_grad)
+        spikes, membrane, _ = lif_reference(
+            x, beta, self.threshold, v0, reset=self.reset_mechanism, spike=self.custom_spike_grad
+        )
         return spikes, membrane
 
 
@@ -221,10 +243,18 @@ class LIFNode(nn.Module):
         if step_mode not in ("s", "m"):
             raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
         self.tau, self.v_reset, self.step_mode = float(tau), v_reset, step_mode
-        self.cell = LIF(1.0 - 1.0 / tau, v_threshold, reset="subtract" if v_reset is None else "zero",
-                        surrogate=surrogate, surrogate_param=surrogate_param, detach_reset=detach_reset,
-                        convention="spikingjelly", decay_input=decay_input, backend=backend,
-                        persistent=False)  # SpikingJelly's LIFNode has an empty state_dict
+        self.cell = LIF(
+            1.0 - 1.0 / tau,
+            v_threshold,
+            reset="subtract" if v_reset is None else "zero",
+            surrogate=surrogate,
+            surrogate_param=surrogate_param,
+            detach_reset=detach_reset,
+            convention="spikingjelly",
+            decay_input=decay_input,
+            backend=backend,
+            persistent=False,
+        )  # SpikingJelly's LIFNode has an empty state_dict
         self.v: Union[float, Tensor] = 0.0
 
     def reset(self) -> None:

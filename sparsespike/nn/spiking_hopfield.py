@@ -87,7 +87,13 @@ class SpikingHopfield(nn.Module):
         HopfieldRecall(spikes [steps, B, N], settled [B, N] (majority of the last ``window``
         steps), membrane [B, N], settle_step [B], converged [B])."""
         return hopfield_recall(
-            self.weight, cue, steps, self.beta, self.threshold, reset=self.reset, window=window,
+            self.weight,
+            cue,
+            steps,
+            self.beta,
+            self.threshold,
+            reset=self.reset,
+            window=window,
             backend=self.backend,
         )
 
@@ -102,8 +108,7 @@ class SpikingHopfield(nn.Module):
     def extra_repr(self) -> str:
         backend = "" if self.backend is None else f", backend={self.backend!r}"
         return (
-            f"n_neurons={self.n_neurons}, beta={self.beta}, threshold={self.threshold}, "
-            f"reset={self.reset!r}{backend}"
+            f"n_neurons={self.n_neurons}, beta={self.beta}, threshold={self.threshold}, reset={self.reset!r}{backend}"
         )
 
 

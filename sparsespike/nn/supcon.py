@@ -44,6 +44,7 @@ def auto_chunk_size(n_anchors: int) -> int:
 
 # ----------------------------------------------------------------------------- validation
 
+
 def _check_temperature(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -73,17 +74,17 @@ def _prepare(features, labels, normalize: bool):
     """Validate; flatten views into anchors; L2-normalise. Returns (z [N, D], y [N], shape of "none")."""
     require_tensor(features, "features")
     if features.dim() not in (2, 3):
-        raise ValueError(
-            f"features must be [batch, dim] or [batch, views, dim], got shape {tuple(features.shape)}"
-        )
+        raise ValueError(f"features must be [batch, dim] or [batch, views, dim], got shape {tuple(features.shape)}")
     if not features.dtype.is_floating_point:
         raise TypeError(f"features must be a floating-point tensor, got dtype {features.dtype}")
     require_nonempty(features, "features")
     batch = features.shape[0]
     if labels is None:
         if features.dim() == 2:
-            raise ValueError("labels is required for [batch, dim] features (None means SimCLR: needs "
-                             "[batch, views, dim] features, positives = the other views of a sample)")
+            raise ValueError(
+                "labels is required for [batch, dim] features (None means SimCLR: needs "
+                "[batch, views, dim] features, positives = the other views of a sample)"
+            )
         labels = torch.arange(batch, device=features.device)
     require_tensor(labels, "labels")
     if labels.dim() != 1:
@@ -120,6 +121,7 @@ def _reduce(per_anchor, valid, scale: float, reduction: str, out_shape):
 
 
 # ----------------------------------------------------------------------------- chunked kernel
+
 
 def _block_logits(z, rows, start: int, temperature: float):
     """s[i, j] = z_{start+i} . z_j / temperature for one row block, the self-pair set to -inf."""
@@ -206,6 +208,7 @@ def _per_anchor_full(z, labels, temperature: float):
 
 # ----------------------------------------------------------------------------- public API
 
+
 def supcon_loss(
     features: torch.Tensor,
     labels: Optional[torch.Tensor] = None,
@@ -280,16 +283,23 @@ class SupConLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.temperature = _check_temperature(temperature, "temperature")
-        self.base_temperature = (None if base_temperature is None
-                                 else _check_temperature(base_temperature, "base_temperature"))
+        self.base_temperature = (
+            None if base_temperature is None else _check_temperature(base_temperature, "base_temperature")
+        )
         self.chunk_size = _check_chunk_size(chunk_size)
         self.normalize = bool(normalize)
         self.reduction = _check_reduction(reduction)
 
     def forward(self, features: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return supcon_loss(features, labels, self.temperature, chunk_size=self.chunk_size,
-                           normalize=self.normalize, reduction=self.reduction,
-                           base_temperature=self.base_temperature)
+        return supcon_loss(
+            features,
+            labels,
+            self.temperature,
+            chunk_size=self.chunk_size,
+            normalize=self.normalize,
+            reduction=self.reduction,
+            base_temperature=self.base_temperature,
+        )
 
     def extra_repr(self) -> str:
         parts = [f"temperature={self.temperature}"]

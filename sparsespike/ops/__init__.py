@@ -6,7 +6,13 @@ from .lif import LIFOutput, lif
 from .lif_reference import lif_reference
 from .spike_conv2d import spike_conv2d, spike_conv2d_reference
 from .spike_linear import spike_linear, spike_linear_reference
-from .spiking_hopfield import HopfieldRecall, hebbian_weight, hopfield_recall, hopfield_recall_reference, pattern_overlap
+from .spiking_hopfield import (
+    HopfieldRecall,
+    hebbian_weight,
+    hopfield_recall,
+    hopfield_recall_reference,
+    pattern_overlap,
+)
 
 __all__ = [
     "HGRNOutput",

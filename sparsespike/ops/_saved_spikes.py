@@ -19,10 +19,16 @@ _PACKED_DTYPES = (torch.float32, torch.float64)
 
 def as_bytes_if_binary(spikes: Tensor, backend: str) -> Tensor:
     """A uint8 copy of 0/1 float CPU spikes for the auto/cpp backends, else ``spikes`` itself."""
-    if (backend not in ("auto", "cpp") or spikes.device.type != "cpu" or spikes.dtype not in _PACKED_DTYPES
-            or not spikes.is_contiguous() or cpp() is None):
+    if (
+        backend not in ("auto", "cpp")
+        or spikes.device.type != "cpu"
+        or spikes.dtype not in _PACKED_DTYPES
+        or not spikes.is_contiguous()
+        or cpp() is None
+    ):
         return spikes
     packed = torch.empty(spikes.shape, dtype=torch.uint8)
-    binary = cpp().spikes_to_bytes(numpy_view(spikes.reshape(1, -1)), packed.numpy().reshape(1, -1),
-                                   torch.get_num_threads())
+    binary = cpp().spikes_to_bytes(
+        numpy_view(spikes.reshape(1, -1)), packed.numpy().reshape(1, -1), torch.get_num_threads()
+    )
     return packed if binary else spikes

@@ -65,9 +65,7 @@ def require_spike_dtype(spikes: torch.Tensor, weight: torch.Tensor, name: str = 
     if spikes.dtype in SPIKE_INT_DTYPES:
         return
     if spikes.dtype != weight.dtype:
-        raise TypeError(
-            f"{name} must be bool, uint8 or the weight's dtype ({weight.dtype}), got {spikes.dtype}"
-        )
+        raise TypeError(f"{name} must be bool, uint8 or the weight's dtype ({weight.dtype}), got {spikes.dtype}")
 
 
 def require_same_device(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> None:

@@ -29,11 +29,13 @@ from .._backend import (
     cpp,
     empty_output,
     kernel_path,
-    numpy_view as _np,
     require_triton_kernels,
     resolve_backend,
     select_path,
     step_gradient_view,
+)
+from .._backend import (
+    numpy_view as _np,
 )
 from ._validate import (
     check_finite,
@@ -47,13 +49,13 @@ from ._validate import (
 __all__ = ["HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
 
 
-
 class HGRNOutput(NamedTuple):
     h: Tensor  # [T, ...] every state
     h_final: Tensor  # [...] the state after the last step
 
 
 # --------------------------------------------------------------------------- reference
+
 
 def hgrn_scan_reference(x: Tensor, g: Tensor, h0: Optional[Tensor] = None) -> HGRNOutput:
     """The oracle: a plain loop over time, h_t = exp(g_t) * h_{t-1} + x_t. Differentiable.
@@ -69,6 +71,7 @@ def hgrn_scan_reference(x: Tensor, g: Tensor, h0: Optional[Tensor] = None) -> HG
 
 # --------------------------------------------------------------------------- C++ (CPU)
 
+
 def _cpp_forward(x: Tensor, g: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
     h, h_final = empty_output(x), torch.empty_like(h0)
     cpp().hgrn_forward(_np(x), _np(g), _np(h0), h.numpy(), h_final.numpy(), torch.get_num_threads())
@@ -78,13 +81,19 @@ def _cpp_forward(x: Tensor, g: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
 def _cpp_backward(grad_h, grad_h_final, g, h, h0) -> tuple[Tensor, Tensor, Tensor]:
     grads = (empty_output(g), empty_output(g), torch.empty_like(h0))
     cpp().hgrn_backward(
-        step_gradient_view(grad_h), None if grad_h_final is None else _np(grad_h_final), _np(g), _np(h), _np(h0),
-        *(t.numpy() for t in grads), torch.get_num_threads(),
+        step_gradient_view(grad_h),
+        None if grad_h_final is None else _np(grad_h_final),
+        _np(g),
+        _np(h),
+        _np(h0),
+        *(t.numpy() for t in grads),
+        torch.get_num_threads(),
     )
     return grads
 
 
 # --------------------------------------------------------------------------- dispatch per device
+
 
 def _check_data(x: Tensor, g: Tensor, h0: Tensor) -> None:
     """What the C++ kernel checks while it reads, for the other paths: finite inputs, g <= 0."""
@@ -112,6 +121,7 @@ def _backward_impl(grad_h, grad_h_final, g, h, h0, path: str) -> tuple[Tensor, T
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
+
 
 @torch.library.custom_op("sparsespike::hgrn_scan", mutates_args=())
 def _hgrn_op(x: Tensor, g: Tensor, h0: Tensor, backend: str) -> tuple[Tensor, Tensor]:
@@ -172,6 +182,7 @@ class _HGRNFunction(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------- public entry point
+
 
 def _check_args(x: Tensor, g: Tensor, h0: Optional[Tensor]) -> None:
     require_tensor(x, "x")

@@ -42,8 +42,9 @@ __all__ = ["hopfield_retrieve", "hopfield_retrieve_reference"]
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def hopfield_retrieve_reference(query: Tensor, patterns: Tensor, beta: float, values: Optional[Tensor] = None,
-                                steps: int = 1) -> Tensor:
+def hopfield_retrieve_reference(
+    query: Tensor, patterns: Tensor, beta: float, values: Optional[Tensor] = None, steps: int = 1
+) -> Tensor:
     """The oracle: ``steps`` times xi <- softmax(beta * xi @ patterns^T) @ values."""
     values = patterns if values is None else values
     xi = query.to(patterns.dtype)
@@ -54,10 +55,13 @@ def hopfield_retrieve_reference(query: Tensor, patterns: Tensor, beta: float, va
 
 # --------------------------------------------------------------------------- triton (fused)
 
+
 @torch.library.custom_op("sparsespike::hopfield_step", mutates_args=())
 def _hopfield_step(query: Tensor, patterns: Tensor, values: Tensor, scale: float) -> tuple[Tensor, Tensor]:
     """(softmax(scale q P^T) V [Q, dv], row log-sum-exp [Q] fp32), the fused Triton kernel."""
-    return require_triton_kernels("hopfield").forward(query.contiguous(), patterns.contiguous(), values.contiguous(), scale)
+    return require_triton_kernels("hopfield").forward(
+        query.contiguous(), patterns.contiguous(), values.contiguous(), scale
+    )
 
 
 @_hopfield_step.register_fake
@@ -66,8 +70,9 @@ def _hopfield_step_fake(query, patterns, values, scale):
 
 
 @torch.library.custom_op("sparsespike::hopfield_step_backward", mutates_args=())
-def _hopfield_step_backward(grad_out: Tensor, query: Tensor, patterns: Tensor, values: Tensor, lse: Tensor,
-                            scale: float) -> tuple[Tensor, Tensor, Tensor]:
+def _hopfield_step_backward(
+    grad_out: Tensor, query: Tensor, patterns: Tensor, values: Tensor, lse: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """(d query, d patterns through the scores, d values)."""
     return require_triton_kernels("hopfield").backward(
         grad_out.contiguous(), query.contiguous(), patterns.contiguous(), values.contiguous(), lse, scale
@@ -102,6 +107,7 @@ def _triton_step(xi: Tensor, patterns: Tensor, values: Tensor, beta: float) -> T
 
 # --------------------------------------------------------------------------- CPU: event-driven scores
 
+
 def _scores_event_driven(xi: Tensor, patterns: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     """(xi P^T [Q, K], nonzeros of xi) through spike_linear's kernels (no SynOps recorded there)."""
     if torch.compiler.is_compiling():
@@ -115,6 +121,7 @@ def _scores_event_driven(xi: Tensor, patterns: Tensor, backend: str) -> tuple[Te
 
 
 # --------------------------------------------------------------------------- public entry point
+
 
 def _select_path(backend: str, patterns: Tensor, values: Tensor) -> str:
     if backend == "reference":
@@ -174,7 +181,9 @@ def _validate(query, patterns, values, beta, steps) -> None:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     dim_v = patterns.shape[1] if values is None else values.shape[1]
     if steps > 1 and dim_v != patterns.shape[1]:
-        raise ValueError(f"steps > 1 feeds the output back as the query: values must have width d = {patterns.shape[1]}, got {dim_v}")
+        raise ValueError(
+            f"steps > 1 feeds the output back as the query: values must have width d = {patterns.shape[1]}, got {dim_v}"
+        )
     if beta is not None and (
         isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0
     ):

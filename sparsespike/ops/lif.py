@@ -35,11 +35,13 @@ from .._backend import (
     cpp,
     empty_output,
     kernel_path,
-    numpy_view as _np,
     require_triton_kernels,
     resolve_backend,
     select_path,
     step_gradient_view,
+)
+from .._backend import (
+    numpy_view as _np,
 )
 from ._validate import (
     check_finite,
@@ -53,7 +55,6 @@ from ._validate import (
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
 __all__ = ["LIFOutput", "lif"]
-
 
 
 class LIFOutput(NamedTuple):
@@ -72,31 +73,47 @@ class _Config(NamedTuple):
 
     def names(self) -> dict:
         return dict(
-            convention=CONVENTIONS[self.convention], reset=RESETS[self.reset], detach_reset=self.detach_reset,
-            surrogate=SURROGATES[self.surrogate], surrogate_param=self.surrogate_param, decay_input=self.decay_input,
+            convention=CONVENTIONS[self.convention],
+            reset=RESETS[self.reset],
+            detach_reset=self.detach_reset,
+            surrogate=SURROGATES[self.surrogate],
+            surrogate_param=self.surrogate_param,
+            decay_input=self.decay_input,
         )
 
 
 def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
-    return _Config(int(convention), int(reset), bool(detach_reset), int(surrogate), float(surrogate_param), bool(decay_input))
+    return _Config(
+        int(convention), int(reset), bool(detach_reset), int(surrogate), float(surrogate_param), bool(decay_input)
+    )
 
 
 @functools.lru_cache(maxsize=64, typed=True)  # typed: True must not hit the entry of 1
 def _checked_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
     """The kernels' config for the keyword options, validated once per distinct combination."""
-    for name, value, options in (("reset", reset, RESETS), ("surrogate", surrogate, SURROGATES),
-                                 ("convention", convention, CONVENTIONS)):
+    for name, value, options in (
+        ("reset", reset, RESETS),
+        ("surrogate", surrogate, SURROGATES),
+        ("convention", convention, CONVENTIONS),
+    ):
         if value not in options:
             raise ValueError(f"{name} must be one of {options}, got {value!r}")
     if surrogate_param is None:
         param = DEFAULT_SURROGATE_PARAM[surrogate]
     else:
         param = require_finite_number(surrogate_param, "surrogate_param", positive=True)
-    return _Config(CONVENTIONS.index(convention), RESETS.index(reset), detach_reset,
-                   SURROGATES.index(surrogate), param, decay_input)
+    return _Config(
+        CONVENTIONS.index(convention),
+        RESETS.index(reset),
+        detach_reset,
+        SURROGATES.index(surrogate),
+        param,
+        decay_input,
+    )
 
 
 # --------------------------------------------------------------------------- C++ (CPU)
+
 
 def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = True):
     """(spikes, trace, v_final); without keep_trace the trace is never written and an empty
@@ -105,8 +122,15 @@ def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = 
     trace = empty_output(current) if keep_trace else current.new_empty(0)
     v_final = torch.empty_like(v0)
     cpp().lif_forward(
-        _np(current), _np(beta), _np(threshold), _np(v0), *cfg,
-        spikes.numpy(), trace.numpy() if keep_trace else None, v_final.numpy(), torch.get_num_threads(),
+        _np(current),
+        _np(beta),
+        _np(threshold),
+        _np(v0),
+        *cfg,
+        spikes.numpy(),
+        trace.numpy() if keep_trace else None,
+        v_final.numpy(),
+        torch.get_num_threads(),
     )
     return spikes, trace, v_final
 
@@ -116,15 +140,23 @@ def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, t
     like = current if trace is None else trace
     grads = (empty_output(like), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0))
     cpp().lif_backward(
-        step_gradient_view(grad_spikes), step_gradient_view(grad_trace), None if grad_v_final is None else _np(grad_v_final),
-        None if current is None else _np(current), None if trace is None else _np(trace),
-        _np(beta), _np(threshold), _np(v0), *cfg,
-        *(g.numpy() for g in grads), torch.get_num_threads(),
+        step_gradient_view(grad_spikes),
+        step_gradient_view(grad_trace),
+        None if grad_v_final is None else _np(grad_v_final),
+        None if current is None else _np(current),
+        None if trace is None else _np(trace),
+        _np(beta),
+        _np(threshold),
+        _np(v0),
+        *cfg,
+        *(g.numpy() for g in grads),
+        torch.get_num_threads(),
     )
     return grads
 
 
 # --------------------------------------------------------------------------- dispatch per device
+
 
 def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str, keep_trace: bool = True):
     if path == "triton":
@@ -140,7 +172,9 @@ def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, 
     if path == "triton":
         if trace is None:  # not kept (a forward that needed no gradient): recompute it
             _, trace, _ = require_triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
-        return require_triton_kernels("lif").backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
+        return require_triton_kernels("lif").backward(
+            grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg
+        )
     return _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg)
 
 
@@ -161,38 +195,82 @@ def _saved(current: Tensor, trace: Tensor, cfg: _Config) -> tuple[Optional[Tenso
 
 # --------------------------------------------------------------------------- torch.library custom ops
 
+
 @torch.library.custom_op("sparsespike::lif", mutates_args=())
 def _lif_op(
-    current: Tensor, beta: Tensor, threshold: Tensor, v0: Tensor, convention: int, reset: int,
-    detach_reset: bool, surrogate: int, surrogate_param: float, decay_input: bool, backend: str,
+    current: Tensor,
+    beta: Tensor,
+    threshold: Tensor,
+    v0: Tensor,
+    convention: int,
+    reset: int,
+    detach_reset: bool,
+    surrogate: int,
+    surrogate_param: float,
+    decay_input: bool,
+    backend: str,
     keep_trace: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(spikes [T, M], trace [T, M] (or empty [0] without keep_trace), final membrane [M]) of
     current [T, M]; per-neuron [M] params."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
-    return _forward_impl(current, beta, threshold, v0, cfg, kernel_path(backend, current, "currents", "lif"), keep_trace)
+    return _forward_impl(
+        current, beta, threshold, v0, cfg, kernel_path(backend, current, "currents", "lif"), keep_trace
+    )
 
 
 @_lif_op.register_fake
-def _lif_fake(current, beta, threshold, v0, convention, reset, detach_reset, surrogate, surrogate_param, decay_input,
-              backend, keep_trace):
+def _lif_fake(
+    current,
+    beta,
+    threshold,
+    v0,
+    convention,
+    reset,
+    detach_reset,
+    surrogate,
+    surrogate_param,
+    decay_input,
+    backend,
+    keep_trace,
+):
     trace = torch.empty_like(current) if keep_trace else current.new_empty(0)
     return torch.empty_like(current), trace, torch.empty_like(v0)
 
 
 @torch.library.custom_op("sparsespike::lif_backward", mutates_args=())
 def _lif_backward_op(
-    grad_spikes: Optional[Tensor], grad_trace: Optional[Tensor], grad_v_final: Optional[Tensor],
-    current: Optional[Tensor], trace: Optional[Tensor], beta: Tensor, threshold: Tensor, v0: Tensor,
-    convention: int, reset: int, detach_reset: bool, surrogate: int, surrogate_param: float,
-    decay_input: bool, backend: str,
+    grad_spikes: Optional[Tensor],
+    grad_trace: Optional[Tensor],
+    grad_v_final: Optional[Tensor],
+    current: Optional[Tensor],
+    trace: Optional[Tensor],
+    beta: Tensor,
+    threshold: Tensor,
+    v0: Tensor,
+    convention: int,
+    reset: int,
+    detach_reset: bool,
+    surrogate: int,
+    surrogate_param: float,
+    decay_input: bool,
+    backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients (current, beta, threshold, v0), per element; without a trace the cpp kernel
     recomputes it from current."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
     like = trace if trace is not None else current
     return _backward_impl(
-        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, kernel_path(backend, like, "currents", "lif")
+        grad_spikes,
+        grad_trace,
+        grad_v_final,
+        current,
+        trace,
+        beta,
+        threshold,
+        v0,
+        cfg,
+        kernel_path(backend, like, "currents", "lif"),
     )
 
 
@@ -237,11 +315,14 @@ class _LIFFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_trace, grad_v_final):
         refuse_double_backward("lif", ctx.path)
         current, trace, beta, threshold, v0 = ctx.saved_tensors
-        grads = _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, ctx.cfg, ctx.path)
+        grads = _backward_impl(
+            grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, ctx.cfg, ctx.path
+        )
         return (*grads, None, None, None)
 
 
 # --------------------------------------------------------------------------- public entry point
+
 
 @functools.lru_cache(maxsize=256)
 def _constant_vector(value: float, size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -254,9 +335,15 @@ def _as_param(value, name: str, current: Tensor, unit_interval: bool = False, po
     (clamped to [0, 1] with unit_interval)."""
     neuron_shape = current.shape[1:]
     eager = not torch.compiler.is_compiling()  # a traced graph builds its own tensors, no .item()
-    if (eager and isinstance(value, Tensor) and value.numel() == 1 and value.dim() <= len(neuron_shape)
-            and value.dtype.is_floating_point and value.device.type == "cpu" == current.device.type
-            and not (value.requires_grad and torch.is_grad_enabled())):
+    if (
+        eager
+        and isinstance(value, Tensor)
+        and value.numel() == 1
+        and value.dim() <= len(neuron_shape)
+        and value.dtype.is_floating_point
+        and value.device.type == "cpu" == current.device.type
+        and not (value.requires_grad and torch.is_grad_enabled())
+    ):
         value = value.item()  # a scalar without gradient (a module's buffer): the cached vector below
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = require_finite_number(value, name, positive=positive)  # NaN would slip through the clamp below
@@ -373,7 +460,8 @@ def lif(
         spikes, v_final, trace = lif_reference(flat, beta_vec, threshold_vec, v0_vec, **cfg.names())
     else:
         needs_grad = torch.is_grad_enabled() and (
-            flat.requires_grad or beta_vec.requires_grad or threshold_vec.requires_grad or v0_vec.requires_grad)
+            flat.requires_grad or beta_vec.requires_grad or threshold_vec.requires_grad or v0_vec.requires_grad
+        )
         keep_trace = _keeps_trace(path, needs_grad, return_trace)
         if torch.compiler.is_compiling():
             spikes, trace, v_final = torch.ops.sparsespike.lif(

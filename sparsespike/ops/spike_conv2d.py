@@ -41,6 +41,7 @@ from .. import synops
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _numpy
 from ..dispatch import conv_width_factor, density_history, get_crossover
+from ._saved_spikes import as_bytes_if_binary
 from ._validate import (
     check_finite,
     refuse_double_backward,
@@ -50,7 +51,6 @@ from ._validate import (
     require_spike_dtype,
     require_tensor,
 )
-from ._saved_spikes import as_bytes_if_binary
 from ._weight_cache import weight_cache
 
 __all__ = ["spike_conv2d", "spike_conv2d_reference"]
@@ -64,8 +64,16 @@ IntPair = Union[int, Sequence[int]]
 
 # --------------------------------------------------------------------------- reference
 
-def spike_conv2d_reference(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride: IntPair = 1,
-                           padding: Union[IntPair, str] = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+
+def spike_conv2d_reference(
+    spikes: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntPair = 1,
+    padding: Union[IntPair, str] = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Tensor:
     """The oracle: F.conv2d of the spikes (cast to the weight's dtype). Differentiable."""
     x = spikes if spikes.dtype == weight.dtype else spikes.to(weight.dtype)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -157,8 +165,13 @@ def _counts(spikes, kernel_size, stride, padding, dilation):
     out_size = _out_size(spikes, kernel_size, stride, padding, dilation)
     if spikes.device.type == "cpu" and spikes.dtype in _CPP_SPIKE_DTYPES and cpp() is not None:
         nnz, reach = cpp().spike_conv2d_scan(
-            _numpy(spikes), list(kernel_size), list(stride), [padding[0], padding[2]], list(dilation),
-            list(out_size), torch.get_num_threads(),
+            _numpy(spikes),
+            list(kernel_size),
+            list(stride),
+            [padding[0], padding[2]],
+            list(dilation),
+            list(out_size),
+            torch.get_num_threads(),
         )
         return torch.tensor([nnz, reach], dtype=torch.int64)
     check_finite(spikes)
@@ -166,6 +179,7 @@ def _counts(spikes, kernel_size, stride, padding, dilation):
 
 
 # --------------------------------------------------------------------------- C++ (CPU)
+
 
 def _require_cpp_dtype(weight: Tensor) -> None:
     if weight.dtype not in _CPP_DTYPES:
@@ -190,8 +204,15 @@ def _cpp_forward(spikes, weight, bias, stride, padding, dilation):
     out_size = _out_size(spikes, weight.shape[2:], stride, padding, dilation)
     out = empty_output(weight, (spikes.shape[0], weight.shape[0], *out_size))
     nnz, reach = cpp().spike_conv2d_forward(
-        _numpy(spikes), _packed_weight(weight).numpy(), None if bias is None else _numpy(bias), out.numpy(),
-        list(weight.shape[2:]), list(stride), [padding[0], padding[2]], list(dilation), torch.get_num_threads(),
+        _numpy(spikes),
+        _packed_weight(weight).numpy(),
+        None if bias is None else _numpy(bias),
+        out.numpy(),
+        list(weight.shape[2:]),
+        list(stride),
+        [padding[0], padding[2]],
+        list(dilation),
+        torch.get_num_threads(),
     )
     return out, torch.tensor([nnz, reach], dtype=torch.int64)
 
@@ -200,8 +221,14 @@ def _cpp_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
     c_in = spikes.shape[1]
     gwt = torch.empty((c_in * kernel_size[0] * kernel_size[1], grad_out.shape[1]), dtype=grad_out.dtype)
     cpp().spike_conv2d_grad_weight(
-        _numpy(spikes), _numpy(grad_out), gwt.numpy(), list(kernel_size), list(stride),
-        [padding[0], padding[2]], list(dilation), torch.get_num_threads(),
+        _numpy(spikes),
+        _numpy(grad_out),
+        gwt.numpy(),
+        list(kernel_size),
+        list(stride),
+        [padding[0], padding[2]],
+        list(dilation),
+        torch.get_num_threads(),
     )
     return gwt
 
@@ -218,6 +245,7 @@ def _sampled_density(spikes: Tensor) -> float:
 
 # --------------------------------------------------------------------------- Triton
 
+
 def _weight_t(weight: Tensor) -> Tensor:
     # [C_in * KH * KW, C_out], rebuilt per call: on a GPU the permute costs microseconds
     return weight.permute(1, 2, 3, 0).reshape(-1, weight.shape[0]).contiguous()
@@ -228,7 +256,14 @@ def _triton_forward(spikes, weight, bias, stride, padding, dilation):
     kernel_size = tuple(weight.shape[2:])
     out_size = _out_size(spikes, kernel_size, stride, padding, dilation)
     out, per_pixel = require_triton_kernels("spike_conv2d").forward(
-        spikes, _weight_t(weight), bias, kernel_size, tuple(stride), (padding[0], padding[2]), tuple(dilation), out_size,
+        spikes,
+        _weight_t(weight),
+        bias,
+        kernel_size,
+        tuple(stride),
+        (padding[0], padding[2]),
+        tuple(dilation),
+        out_size,
     )
     per_pixel = per_pixel.sum(0, dtype=torch.int64)
     return out, _counts_from_pixels(per_pixel, kernel_size, stride, padding, dilation, out_size)
@@ -236,7 +271,12 @@ def _triton_forward(spikes, weight, bias, stride, padding, dilation):
 
 def _triton_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
     return require_triton_kernels("spike_conv2d").grad_weight_t(
-        grad_out, spikes, tuple(kernel_size), tuple(stride), (padding[0], padding[2]), tuple(dilation),
+        grad_out,
+        spikes,
+        tuple(kernel_size),
+        tuple(stride),
+        (padding[0], padding[2]),
+        tuple(dilation),
     )
 
 
@@ -245,6 +285,7 @@ def _site(weight: Tensor) -> tuple:
 
 
 # --------------------------------------------------------------------------- per-device kernels
+
 
 def _forward_default(spikes, weight, bias, stride, padding, dilation, backend):
     counts = _counts(spikes, weight.shape[2:], stride, padding, dilation)  # validates before the conv runs
@@ -332,7 +373,9 @@ def _backward_common(ctx, grad_out, grad_weight_t):
     if ctx.needs_input_grad[0]:
         grad_spikes = _dense_grad_input(grad_out, weight, ctx.input_shape, ctx.stride, ctx.padding, ctx.dilation)
     if ctx.needs_input_grad[1]:
-        gwt = grad_weight_t(grad_out, spikes, counts, ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation, ctx.backend)
+        gwt = grad_weight_t(
+            grad_out, spikes, counts, ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation, ctx.backend
+        )
         grad_weight = gwt.t().reshape(grad_out.shape[1], ctx.input_shape[1], *ctx.kernel_size)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad_out.sum((0, 2, 3))
@@ -357,16 +400,32 @@ def _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, bac
 # What torch.compile traces and opcheck checks: torch.ops.sparsespike.spike_conv2d(_grad_weight).
 # padding is [top, bottom, left, right].
 
+
 @torch.library.custom_op("sparsespike::spike_conv2d", mutates_args=())
-def _spike_conv2d_op(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
-                     dilation: list[int], backend: str) -> tuple[Tensor, Tensor]:
+def _spike_conv2d_op(
+    spikes: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    backend: str,
+) -> tuple[Tensor, Tensor]:
     """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach]). Default: the reference."""
     return _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
 
 
 @torch.library.custom_op("sparsespike::spike_conv2d_grad_weight", mutates_args=())
-def _grad_weight_op(grad_out: Tensor, spikes: Tensor, counts: Tensor, kernel_size: list[int], stride: list[int],
-                    padding: list[int], dilation: list[int], backend: str) -> Tensor:
+def _grad_weight_op(
+    grad_out: Tensor,
+    spikes: Tensor,
+    counts: Tensor,
+    kernel_size: list[int],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    backend: str,
+) -> Tensor:
     """The weight gradient as [C_in * KH * KW, C_out] (weight.permute(1, 2, 3, 0)). Default: dense."""
     return _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend)
 
@@ -402,6 +461,7 @@ _spike_conv2d_op.register_autograd(_op_backward, setup_context=_op_setup_context
 
 # --------------------------------------------------------------------------- eager fast path
 
+
 class _SpikeConv2dFunction(torch.autograd.Function):
     """The same kernels as the custom op, called directly in eager mode (no custom-op dispatch)."""
 
@@ -419,6 +479,7 @@ class _SpikeConv2dFunction(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------- public entry point
+
 
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
@@ -479,8 +540,9 @@ def _validate(spikes, weight, bias, groups) -> None:
     require_nonempty(weight, "weight")
     if spikes.dim() < 4:
         hint = " (one image: add a batch dimension, spikes[None])" if spikes.dim() == 3 else ""
-        raise ValueError(f"spikes must be 4-D [N, C_in, H, W] (or [..., C_in, H, W]), got shape "
-                         f"{tuple(spikes.shape)}{hint}")
+        raise ValueError(
+            f"spikes must be 4-D [N, C_in, H, W] (or [..., C_in, H, W]), got shape {tuple(spikes.shape)}{hint}"
+        )
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     if weight.shape[0] % groups:

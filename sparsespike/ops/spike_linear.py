@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import synops
-from .._backend import cpp, empty_output, numpy_view as _numpy, require_triton_kernels, resolve_backend
+from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
+from .._backend import numpy_view as _numpy
 from ..dispatch import density_history, get_crossover, padding_factor
+from ._saved_spikes import as_bytes_if_binary
 from ._validate import (
     check_finite,
     refuse_double_backward,
@@ -37,7 +39,6 @@ from ._validate import (
     require_spike_dtype,
     require_tensor,
 )
-from ._saved_spikes import as_bytes_if_binary
 from ._weight_cache import content_checks, weight_cache
 
 __all__ = ["spike_linear", "spike_linear_reference"]
@@ -50,6 +51,7 @@ _DENSITY_SAMPLE_MIN_ROWS = 4
 
 
 # --------------------------------------------------------------------------- reference
+
 
 def spike_linear_reference(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """The oracle: F.linear of the spikes (cast to the weight's dtype). Differentiable."""
@@ -70,6 +72,7 @@ def _count_nonzero(spikes: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- C++ (CPU)
+
 
 def _require_cpp_dtype(weight: Tensor) -> None:
     if weight.dtype not in _CPP_DTYPES:
@@ -92,8 +95,11 @@ def _packed_weight(weight: Tensor) -> Tensor:
 def _cpp_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     out = torch.empty((spikes.shape[0], weight.shape[0]), dtype=weight.dtype)
     nnz = cpp().spike_linear_forward(
-        _numpy(spikes), _packed_weight(weight).numpy(), None if bias is None else _numpy(bias),
-        out.numpy(), torch.get_num_threads(),
+        _numpy(spikes),
+        _packed_weight(weight).numpy(),
+        None if bias is None else _numpy(bias),
+        out.numpy(),
+        torch.get_num_threads(),
     )
     return out, torch.tensor(nnz, dtype=torch.int64)
 
@@ -116,7 +122,10 @@ def _cpp_grad_weight_t(grad_out: Tensor, spikes: Tensor) -> Tensor:
     """spikes^T @ grad_out, [in, out]: a transposed view of an nn.Linear-layout [out, in] gradient
     when computed input by input, else the scatter kernel's [in, out] array."""
     rows, out_features = grad_out.shape
-    if rows * out_features * grad_out.element_size() <= BY_INPUT_MAX_GRAD_BYTES and out_features >= BY_INPUT_MIN_OUTPUTS:
+    if (
+        rows * out_features * grad_out.element_size() <= BY_INPUT_MAX_GRAD_BYTES
+        and out_features >= BY_INPUT_MIN_OUTPUTS
+    ):
         gw = empty_output(grad_out, (out_features, spikes.shape[1]))
         cpp().spike_linear_grad_weight_by_input(_numpy(spikes), _numpy(grad_out), gw.numpy(), torch.get_num_threads())
         return gw.t()
@@ -152,6 +161,7 @@ def _cpu_event_driven(weight: Tensor, density: float) -> bool:
 
 # --------------------------------------------------------------------------- Triton
 
+
 def _triton_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     check_finite(spikes)
     # W^T is rebuilt per call: on a GPU the transpose costs microseconds, so no cache to go stale
@@ -171,6 +181,7 @@ def _site(weight: Tensor) -> tuple:
 
 
 # --------------------------------------------------------------------------- per-device kernels
+
 
 def _forward_default(spikes, weight, bias, backend):
     nnz = _count_nonzero(spikes)  # validates before the GEMM runs
@@ -245,6 +256,8 @@ _FORWARD = {"cpu": _forward_cpu, "cuda": _forward_cuda}
 
 def _forward_on_device(spikes, weight, bias, backend):
     return _FORWARD.get(weight.device.type, _forward_default)(spikes, weight, bias, backend)
+
+
 _GRAD_WEIGHT_T = {"cpu": _grad_weight_t_cpu, "cuda": _grad_weight_t_cuda}
 
 
@@ -275,6 +288,7 @@ def _save_for_backward(ctx, spikes, weight, bias, backend, nnz, pack_spikes=Fals
 
 # --------------------------------------------------------------------------- torch.library custom ops
 # What torch.compile traces and opcheck checks: torch.ops.sparsespike.spike_linear(_grad_weight).
+
 
 @torch.library.custom_op("sparsespike::spike_linear", mutates_args=())
 def _spike_linear_op(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor]:
@@ -320,6 +334,7 @@ _spike_linear_op.register_autograd(_op_backward, setup_context=_op_setup_context
 
 # --------------------------------------------------------------------------- eager fast path
 
+
 class _SpikeLinearFunction(torch.autograd.Function):
     """The same kernels as the custom op, called directly in eager mode: the custom op's Python
     dispatch costs about 60 us a call, as much as a whole event-driven forward at small batch."""
@@ -339,6 +354,7 @@ class _SpikeLinearFunction(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------- public entry point
+
 
 def _validate(spikes, weight, bias) -> None:
     require_tensor(spikes, "spikes")
@@ -366,7 +382,9 @@ def _validate(spikes, weight, bias) -> None:
         require_same_device(bias, "bias", weight, "weight")
 
 
-def spike_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend: Optional[str] = None) -> Tensor:
+def spike_linear(
+    spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend: Optional[str] = None
+) -> Tensor:
     """``F.linear(spikes, weight, bias)``, propagating only the nonzero spikes.
 
     Args:
@@ -389,8 +407,9 @@ def spike_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, 
         out, nnz = torch.ops.sparsespike.spike_linear(flat, weight, bias, backend)
     elif backend == "reference":  # plain torch ops, which autograd differentiates to any order
         out, nnz = _forward_default(flat, weight, bias, backend)
-    elif torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad
-                                      or (bias is not None and bias.requires_grad)):
+    elif torch.is_grad_enabled() and (
+        flat.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    ):
         out, nnz = _SpikeLinearFunction.apply(flat, weight, bias, backend)
     else:  # no graph to record: skip autograd.Function's per-call cost (streaming)
         out, nnz = _forward_on_device(flat, weight, bias, backend)

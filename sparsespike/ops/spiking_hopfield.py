@@ -87,6 +87,7 @@ class HopfieldRecall(NamedTuple):
 
 # --------------------------------------------------------------------------- validation
 
+
 def _check_binary(x: Tensor, name: str) -> None:
     """Values in {0, 1} (a bool tensor always is); reads the data, so skipped on CUDA unless
     SPARSESPIKE_CHECK_FINITE=1, like the non-finite checks."""
@@ -133,6 +134,7 @@ def _check_weight(weight: Tensor) -> None:
 
 # --------------------------------------------------------------------------- storage and overlap
 
+
 def hebbian_weight(patterns: Tensor, dtype: Optional[torch.dtype] = None) -> Tensor:
     """The Hebbian weight of binary patterns [P, N] (or one [N]): ``(1/N) sum_p xi xi^T`` with
     xi = 2p - 1, diagonal zeroed; [N, N], symmetric, float32 unless ``dtype`` says otherwise.
@@ -166,9 +168,7 @@ def pattern_overlap(a: Tensor, b: Tensor, bipolar: bool = False) -> Tensor:
     require_tensor(a, "a")
     require_tensor(b, "b")
     if a.dim() < 1 or b.dim() < 1 or a.shape[-1] != b.shape[-1]:
-        raise ValueError(
-            f"a and b must have the same last dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ValueError(f"a and b must have the same last dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     require_same_device(a, "a", b, "b")
     _check_binary(a, "a")  # a bipolar -1/+1 vector would otherwise count every -1 as a 1
     _check_binary(b, "b")
@@ -178,6 +178,7 @@ def pattern_overlap(a: Tensor, b: Tensor, bipolar: bool = False) -> Tensor:
 
 
 # --------------------------------------------------------------------------- reference
+
 
 def _column_sums(weight: Tensor) -> Tensor:
     """total[i] = sum_j weight[j, i], one row at a time from 0, j increasing."""
@@ -223,6 +224,7 @@ def hopfield_recall_reference(
 
 
 # --------------------------------------------------------------------------- kernels
+
 
 def _cpp_recall(weight, cue, steps, beta, threshold, reset):
     spikes = empty_output(cue, (steps, *cue.shape))
@@ -348,7 +350,7 @@ def hopfield_recall(
                 events = batch_cue.count_nonzero() + spikes[:-1].count_nonzero()
             synops.record("hopfield_recall", torch.as_tensor(events, device=weight.device), n)
         settle, converged = _settling(spikes)
-        recent = spikes[-min(window, steps):]
+        recent = spikes[-min(window, steps) :]
         settled = (2 * recent.sum(0) > recent.shape[0]).to(spikes.dtype)
     if cue.dim() == 1:
         spikes, settled, v, settle, converged = spikes[:, 0], settled[0], v[0], settle[0], converged[0]

@@ -26,28 +26,48 @@ PROG = "python -m sparsespike.study"
 
 def _parser() -> argparse.ArgumentParser:
     p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="saccade-digits,randman",
-                   help="visual,audio datasets (default: the embedded saccade-digits,randman; the study: nmnist,shd)")
-    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SPARSESPIKE_DATA or ~/.cache/sparsespike)")
+    p.add_argument(
+        "--datasets",
+        default="saccade-digits,randman",
+        help="visual,audio datasets (default: the embedded saccade-digits,randman; the study: nmnist,shd)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the datasets (default: $SPARSESPIKE_DATA or ~/.cache/sparsespike)",
+    )
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
     p.add_argument("--models", default=",".join(ALL_RUNS), help="subset of " + ",".join(ALL_RUNS))
-    p.add_argument("--size", choices=SIZES, default=None,
-                   help="model sizes: study (real data default), small (embedded default: visual convolutions "
-                        "8/16 channels), tiny")
+    p.add_argument(
+        "--size",
+        choices=SIZES,
+        default=None,
+        help="model sizes: study (real data default), small (embedded default: visual convolutions "
+        "8/16 channels), tiny",
+    )
     p.add_argument("--epochs", type=_cli.positive_int, default=None, help="default: 30 (real data), 5 (embedded)")
     p.add_argument("--batch-size", type=_cli.positive_int, default=32)
     p.add_argument("--lr", type=_cli.positive_float, default=StudyConfig.lr)
-    p.add_argument("--calibrate", default="audio",
-                   help="modalities whose layers are scaled to fire at ~3%% before training (comma list, '' for "
-                        "none); the others keep PyTorch's init (default: audio; see sparsespike/study/plan.py)")
-    p.add_argument("--limit-train", type=_cli.positive_int, default=None,
-                   help="train subset per dataset (default: all; embedded 1000)")
+    p.add_argument(
+        "--calibrate",
+        default="audio",
+        help="modalities whose layers are scaled to fire at ~3%% before training (comma list, '' for "
+        "none); the others keep PyTorch's init (default: audio; see sparsespike/study/plan.py)",
+    )
+    p.add_argument(
+        "--limit-train",
+        type=_cli.positive_int,
+        default=None,
+        help="train subset per dataset (default: all; embedded 1000)",
+    )
     p.add_argument("--limit-eval", type=_cli.positive_int, default=None, help="default: all; embedded 400")
-    p.add_argument("--energy-samples", type=_cli.positive_int, default=256,
-                   help="test samples metered per model and modality")
-    p.add_argument("--per-class", type=_cli.positive_int, default=50,
-                   help="engram analysis: test samples per class and modality")
+    p.add_argument(
+        "--energy-samples", type=_cli.positive_int, default=256, help="test samples metered per model and modality"
+    )
+    p.add_argument(
+        "--per-class", type=_cli.positive_int, default=50, help="engram analysis: test samples per class and modality"
+    )
     p.add_argument("--embedding", choices=("tsne", "pca"), default="tsne", help="the figures' 2-D embedding")
     p.add_argument("--out", default="runs/study")
     p.add_argument("--seed", type=int, default=0)
@@ -69,12 +89,29 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
     if len(names) != 2:
         raise ValueError(f"--datasets takes two names, visual,audio (e.g. nmnist,shd), got {args.datasets!r}")
     return StudyConfig(
-        visual=names[0], audio=names[1], data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()), size=args.size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, calibrate=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()),
-        limit_train=args.limit_train, limit_eval=args.limit_eval,
-        energy_samples=args.energy_samples, per_class=args.per_class, embedding=args.embedding, out=args.out,
-        seed=args.seed, device=args.device, backend=args.backend, progress=not args.no_progress, quick=args.quick)
+        visual=names[0],
+        audio=names[1],
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        download=args.download,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        calibrate=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()),
+        limit_train=args.limit_train,
+        limit_eval=args.limit_eval,
+        energy_samples=args.energy_samples,
+        per_class=args.per_class,
+        embedding=args.embedding,
+        out=args.out,
+        seed=args.seed,
+        device=args.device,
+        backend=args.backend,
+        progress=not args.no_progress,
+        quick=args.quick,
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -26,8 +26,10 @@ SIZES = ("study", "small", "tiny")
 SIZE_OPTIONS = {
     "study": {"visual": {}, "audio": {}},
     "small": {"visual": {"hidden_sizes": (8, 16)}, "audio": {}},
-    "tiny": {"visual": {"hidden_sizes": (2, 4), "feature_size": 32},
-             "audio": {"hidden_sizes": (48, 48), "feature_size": 32}},
+    "tiny": {
+        "visual": {"hidden_sizes": (2, 4), "feature_size": 32},
+        "audio": {"hidden_sizes": (48, 48), "feature_size": 32},
+    },
 }
 
 
@@ -68,8 +70,9 @@ class StudyConfig:
         for role, name in (("visual", self.visual), ("audio", self.audio)):
             info = dataset_info(name)  # raises, naming the known datasets
             if info.modality != role:
-                raise ValueError(f"--datasets: {name!r} is a {info.modality} dataset, expected a {role} one "
-                                 f"(order: visual,audio)")
+                raise ValueError(
+                    f"--datasets: {name!r} is a {info.modality} dataset, expected a {role} one (order: visual,audio)"
+                )
         unknown = [m for m in self.models if m not in ALL_RUNS]
         if unknown or not self.models:
             raise ValueError(f"models must be a non-empty subset of {ALL_RUNS}, got {self.models!r}")
@@ -89,8 +92,12 @@ class StudyConfig:
         if any(m not in ("visual", "audio") for m in self.calibrate):
             raise ValueError(f"calibrate must hold 'visual' and/or 'audio', got {self.calibrate!r}")
         # NaN fails every comparison, so "lr > 0" alone is not enough
-        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) or not math.isfinite(self.lr) \
-                or self.lr <= 0:
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, numbers.Real)
+            or not math.isfinite(self.lr)
+            or self.lr <= 0
+        ):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         self._apply_preset()
 
@@ -102,8 +109,16 @@ class StudyConfig:
 
     def _apply_preset(self) -> None:
         if self.quick:
-            preset = dict(size="tiny", epochs=1, limit_train=48, limit_eval=40, energy_samples=16, per_class=4,
-                          embedding="pca", batch_size=16)
+            preset = dict(
+                size="tiny",
+                epochs=1,
+                limit_train=48,
+                limit_eval=40,
+                energy_samples=16,
+                per_class=4,
+                embedding="pca",
+                batch_size=16,
+            )
             for name, value in preset.items():
                 setattr(self, name, value)
         elif self.embedded:

@@ -40,13 +40,18 @@ def _accuracies(results: dict, model: str) -> tuple[Optional[float], Optional[fl
 
 def accuracy_table(results: dict, config: StudyConfig) -> str:
     """Table I: per model, the study's N-MNIST / SHD accuracy beside the measured one."""
-    lines = [f"| model | study visual (N-MNIST) | measured visual ({config.visual}) | study audio (SHD) | "
-             f"measured audio ({config.audio}) | study average | measured average |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| model | study visual (N-MNIST) | measured visual ({config.visual}) | study audio (SHD) | "
+        f"measured audio ({config.audio}) | study average | measured average |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for model in [m for m in STUDY_MODELS if m in config.models]:
         pv, pa = published.ACCURACY[model]
         mv, ma = _accuracies(results, model)
-        lines.append(f"| {published.MODEL_TITLES[model]} | {pv:.2f} | {_fmt(mv)} | {pa:.2f} | {_fmt(ma)} | "
-                     f"{published.AVERAGE[model]:.2f} | {_fmt(_average(mv, ma))} |")
+        lines.append(
+            f"| {published.MODEL_TITLES[model]} | {pv:.2f} | {_fmt(mv)} | {pa:.2f} | {_fmt(ma)} | "
+            f"{published.AVERAGE[model]:.2f} | {_fmt(_average(mv, ma))} |"
+        )
     return "\n".join(lines)
 
 
@@ -54,34 +59,44 @@ def joint_table(results: dict, config: StudyConfig) -> Optional[str]:
     """Table II: the joint model against separately trained ("parallel") M4 models."""
     if "joint" not in config.models:
         return None
-    lines = ["| deployment | study visual | measured visual | study audio | measured audio | study average | "
-             "measured average |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| deployment | study visual | measured visual | study audio | measured audio | study average | "
+        "measured average |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, model in (("parallel: two M4 models", "m4"), ("joint: two encoders, shared HGRN and head", "joint")):
         if model == "m4" and "m4" not in config.models:
             continue
         pv, pa = published.ACCURACY[model]
         mv, ma = _accuracies(results, model)
-        lines.append(f"| {label} | {pv:.2f} | {_fmt(mv)} | {pa:.2f} | {_fmt(ma)} | {published.AVERAGE[model]:.2f} | "
-                     f"{_fmt(_average(mv, ma))} |")
+        lines.append(
+            f"| {label} | {pv:.2f} | {_fmt(mv)} | {pa:.2f} | {_fmt(ma)} | {published.AVERAGE[model]:.2f} | "
+            f"{_fmt(_average(mv, ma))} |"
+        )
     return "\n".join(lines)
 
 
 def energy_table(results: dict, config: StudyConfig, profile: str = "45nm-fp32") -> str:
     """Per model and modality: activation sparsity, SynOps and MACs per inference, energy, ratio."""
-    lines = ["| model | modality | metered samples | accuracy % | activation sparsity % | SynOps / inference | "
-             "ANN MACs / inference | SNN uJ | ANN uJ | ANN / SNN (real input as MACs) | "
-             "ANN / SNN (real input as SynOps) | study ANN / SNN |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | modality | metered samples | accuracy % | activation sparsity % | SynOps / inference | "
+        "ANN MACs / inference | SNN uJ | ANN uJ | ANN / SNN (real input as MACs) | "
+        "ANN / SNN (real input as SynOps) | study ANN / SNN |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, run in results["runs"].items():
         model = key.split("-")[0]
         for modality, energy in run.get("energy", {}).items():
             as_mac = energy["profiles"][profile]["mac"]
             as_synop = energy["profiles"][profile]["synop"]
             study = published.ENERGY.get(model) if modality == "visual" and model != "joint" else None
-            lines.append(f"| {model} | {modality} | {energy['samples']} | {_fmt(energy['accuracy'])} | "
-                         f"{_fmt(100 * energy['activation_sparsity'])} | {as_mac['synops']:,.0f} | "
-                         f"{as_mac['macs']:,.0f} | {as_mac['snn_uj']:.2f} | {as_mac['ann_uj']:.1f} | "
-                         f"{as_mac['ratio']:.1f}x | {as_synop['ratio']:.1f}x | "
-                         f"{f'{study[2]:.0f}x' if study else '-'} |")
+            lines.append(
+                f"| {model} | {modality} | {energy['samples']} | {_fmt(energy['accuracy'])} | "
+                f"{_fmt(100 * energy['activation_sparsity'])} | {as_mac['synops']:,.0f} | "
+                f"{as_mac['macs']:,.0f} | {as_mac['snn_uj']:.2f} | {as_mac['ann_uj']:.1f} | "
+                f"{as_mac['ratio']:.1f}x | {as_synop['ratio']:.1f}x | "
+                f"{f'{study[2]:.0f}x' if study else '-'} |"
+            )
     return "\n".join(lines)
 
 
@@ -101,21 +116,34 @@ def _engram(out: Path, results: dict, config: StudyConfig, log) -> dict[str, dic
             continue
         tables[model] = engram_table(features)
         for modality, feats in features.items():
-            plot_embedding(feats, figures / f"{model}-{modality}-{config.embedding}.png", method=config.embedding,
-                           title=f"{model} {modality} features ({config.embedding})")
+            plot_embedding(
+                feats,
+                figures / f"{model}-{modality}-{config.embedding}.png",
+                method=config.embedding,
+                title=f"{model} {modality} features ({config.embedding})",
+            )
         if len(features) == 2:
             for centered, suffix in ((False, ""), (True, "-centered")):
-                alignment = centroid_alignment(features["visual"].rates, features["visual"].labels,
-                                               features["audio"].rates, features["audio"].labels, centered=centered)
-                plot_alignment(alignment, figures / f"{model}-alignment{suffix}.png",
-                               title=f"{model}: {'centred ' if centered else ''}class-centroid cosine, "
-                                     f"visual (rows) vs audio (columns)")
+                alignment = centroid_alignment(
+                    features["visual"].rates,
+                    features["visual"].labels,
+                    features["audio"].rates,
+                    features["audio"].labels,
+                    centered=centered,
+                )
+                plot_alignment(
+                    alignment,
+                    figures / f"{model}-alignment{suffix}.png",
+                    title=f"{model}: {'centred ' if centered else ''}class-centroid cosine, "
+                    f"visual (rows) vs audio (columns)",
+                )
         log(f"  engram analysis and figures: {model}")
     return tables
 
 
 def engram_comparison(tables: dict[str, dict]) -> str:
     """The engram figures the study quotes, beside the measured ones."""
+
     def cell(model: str, *path) -> Optional[float]:
         value: Any = tables.get(model)
         for key in path:
@@ -129,18 +157,42 @@ def engram_comparison(tables: dict[str, dict]) -> str:
     sparsity = _mean([cell(m, mod, "sparsity") for m in tables for mod in MODALITIES])
     rows = [
         ("silhouette, M4 visual", published.ENGRAM["m4"]["silhouette_visual"], cell("m4", "visual", "silhouette"), 3),
-        ("cross-modal centroid cosine (same class), M2", published.ENGRAM["m2"]["cosine_same"],
-         cell("m2", cross, "cosine_same"), 3),
-        ("cross-modal centroid cosine (same class), M4", published.ENGRAM["m4"]["cosine_same"],
-         cell("m4", cross, "cosine_same"), 3),
-        (f"zero-shot transfer %, mean over models and directions (chance {_fmt(chance, 1)})",
-         published.ZERO_SHOT_ACCURACY, _mean(zero_shot), 1),
-        ("effective dimensionality % of the feature width, visual (mean over models)",
-         published.EFFECTIVE_DIMENSIONALITY_PERCENT["visual"], dims["visual"], 1),
-        ("effective dimensionality % of the feature width, audio (mean over models)",
-         published.EFFECTIVE_DIMENSIONALITY_PERCENT["audio"], dims["audio"], 1),
-        ("feature-layer sparsity % (1 - mean rate, mean over models and modalities)",
-         published.ACTIVATION_SPARSITY_PERCENT, None if sparsity is None else 100 * sparsity, 1),
+        (
+            "cross-modal centroid cosine (same class), M2",
+            published.ENGRAM["m2"]["cosine_same"],
+            cell("m2", cross, "cosine_same"),
+            3,
+        ),
+        (
+            "cross-modal centroid cosine (same class), M4",
+            published.ENGRAM["m4"]["cosine_same"],
+            cell("m4", cross, "cosine_same"),
+            3,
+        ),
+        (
+            f"zero-shot transfer %, mean over models and directions (chance {_fmt(chance, 1)})",
+            published.ZERO_SHOT_ACCURACY,
+            _mean(zero_shot),
+            1,
+        ),
+        (
+            "effective dimensionality % of the feature width, visual (mean over models)",
+            published.EFFECTIVE_DIMENSIONALITY_PERCENT["visual"],
+            dims["visual"],
+            1,
+        ),
+        (
+            "effective dimensionality % of the feature width, audio (mean over models)",
+            published.EFFECTIVE_DIMENSIONALITY_PERCENT["audio"],
+            dims["audio"],
+            1,
+        ),
+        (
+            "feature-layer sparsity % (1 - mean rate, mean over models and modalities)",
+            published.ACTIVATION_SPARSITY_PERCENT,
+            None if sparsity is None else 100 * sparsity,
+            1,
+        ),
     ]
     lines = ["| quantity | study | measured |", "|---|---|---|"]
     lines += [f"| {label} | {study:.{digits}f} | {_fmt(measured, digits)} |" for label, study, measured, digits in rows]
@@ -183,12 +235,16 @@ def _setup(results: dict, config: StudyConfig) -> str:
         f"measuring took {train_minutes:.1f} min in all.",
     ]
     if config.quick:
-        lines.append("- `--quick`: tiny models, one epoch, a few dozen samples. It checks the pipeline; "
-                     "its numbers mean nothing.")
+        lines.append(
+            "- `--quick`: tiny models, one epoch, a few dozen samples. It checks the pipeline; "
+            "its numbers mean nothing."
+        )
     if config.embedded:
-        lines.append("- The embedded sets stand in for N-MNIST and SHD (same shapes and formats, other content): "
-                     "compare the patterns, not the numbers. Pass `--datasets nmnist,shd --data-dir DIR` for the "
-                     "real study.")
+        lines.append(
+            "- The embedded sets stand in for N-MNIST and SHD (same shapes and formats, other content): "
+            "compare the patterns, not the numbers. Pass `--datasets nmnist,shd --data-dir DIR` for the "
+            "real study."
+        )
     return "\n".join(lines)
 
 
@@ -198,10 +254,13 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
     engram = _engram(out, results, config, log)
     from ..analysis import engram_markdown
 
-    tables = {"table1-accuracy": accuracy_table(results, config), "table2-joint": joint_table(results, config),
-              "table3-engram": engram_markdown(engram).rstrip("\n") if engram else None,
-              "table3-engram-study": engram_comparison(engram) if engram else None,
-              "energy": energy_table(results, config)}
+    tables = {
+        "table1-accuracy": accuracy_table(results, config),
+        "table2-joint": joint_table(results, config),
+        "table3-engram": engram_markdown(engram).rstrip("\n") if engram else None,
+        "table3-engram-study": engram_comparison(engram) if engram else None,
+        "energy": energy_table(results, config),
+    }
     for name, text in tables.items():
         if text:
             atomic_write(tables_dir / f"{name}.md", (text + "\n").encode())
@@ -211,28 +270,39 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
         "# The study, measured by sparsespike",
         "Modality-Dependent Memory Mechanisms in Cross-Modal Neuromorphic Computing (arXiv 2512.18575): "
         "the study's published numbers beside the ones this run measured.",
-        "## Setup", _setup(results, config),
-        "## Table I: accuracy (%)", tables["table1-accuracy"],
+        "## Setup",
+        _setup(results, config),
+        "## Table I: accuracy (%)",
+        tables["table1-accuracy"],
     ]
     if tables["table2-joint"]:
-        sections += ["## Table II: joint vs parallel (%)", tables["table2-joint"],
-                     "The study's averages are as published; its joint average (88.78) is M4's, not the mean of "
-                     "its joint row (86.89)."]
+        sections += [
+            "## Table II: joint vs parallel (%)",
+            tables["table2-joint"],
+            "The study's averages are as published; its joint average (88.78) is M4's, not the mean of "
+            "its joint row (86.89).",
+        ]
     if engram:
-        sections += ["## Table III: engram analysis",
-                     "Rate-coded features (time-mean of the 512-d spike layer) on balanced test samples. The "
-                     "separately trained models are compared across modalities (visual model vs audio model); the "
-                     "joint model with itself. DB = Davies-Bouldin, CH = Calinski-Harabasz; silhouette is euclidean. "
-                     "Raw centroid cosine is the study's measure; rates are never negative, so it is biased "
-                     "positive for every pair of classes. The centred one subtracts each modality's mean centroid "
-                     "first: 0 there means no shared class geometry.",
-                     tables["table3-engram"], "The study's quoted figures:", tables["table3-engram-study"]]
-    sections += ["## Energy per inference (45 nm fp32: 0.9 pJ per accumulate, 4.6 pJ per MAC)",
-                 "SynOps are the operations the kernels performed on the metered test samples. Layers whose input is "
-                 "real-valued (event-count frames, a memory's dense output) count as MACs in the SNN too, or as "
-                 "SynOps; both ratios are shown. The study quotes 603x overall; its table gives M1 326x and M4 601x "
-                 "on N-MNIST (6,495,671 and 3,520,541 SynOps vs 413,840,000 MACs). All profiles are in results.json.",
-                 tables["energy"]]
+        sections += [
+            "## Table III: engram analysis",
+            "Rate-coded features (time-mean of the 512-d spike layer) on balanced test samples. The "
+            "separately trained models are compared across modalities (visual model vs audio model); the "
+            "joint model with itself. DB = Davies-Bouldin, CH = Calinski-Harabasz; silhouette is euclidean. "
+            "Raw centroid cosine is the study's measure; rates are never negative, so it is biased "
+            "positive for every pair of classes. The centred one subtracts each modality's mean centroid "
+            "first: 0 there means no shared class geometry.",
+            tables["table3-engram"],
+            "The study's quoted figures:",
+            tables["table3-engram-study"],
+        ]
+    sections += [
+        "## Energy per inference (45 nm fp32: 0.9 pJ per accumulate, 4.6 pJ per MAC)",
+        "SynOps are the operations the kernels performed on the metered test samples. Layers whose input is "
+        "real-valued (event-count frames, a memory's dense output) count as MACs in the SNN too, or as "
+        "SynOps; both ratios are shown. The study quotes 603x overall; its table gives M1 326x and M4 601x "
+        "on N-MNIST (6,495,671 and 3,520,541 SynOps vs 413,840,000 MACs). All profiles are in results.json.",
+        tables["energy"],
+    ]
     if figures:
         sections += ["## Figures", "\n".join(f"- [{name}](figures/{name})" for name in figures)]
     path = out / "report.md"

@@ -37,33 +37,54 @@ def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
     for modality in modalities:
         name = config.dataset_for(modality)
         for split in dataset_info(name).splits:
-            data = load_dataset(name, split, data_dir=config.data_dir, cache_dir=config.cache_dir,
-                                download=config.download)
+            data = load_dataset(
+                name, split, data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download
+            )
             train = min(len(data), config.limit_train or len(data))
             if split == "train" and train < config.batch_size:
-                raise ValueError(f"batch_size (--batch-size) {config.batch_size} is larger than the training set "
-                                 f"of {name} ({train} samples): a run would train nothing")
+                raise ValueError(
+                    f"batch_size (--batch-size) {config.batch_size} is larger than the training set "
+                    f"of {name} ({train} samples): a run would train nothing"
+                )
 
 
 def _train(config: StudyConfig, model: str, modality: str, out: Path, device: str, log) -> dict[str, Any]:
     from ..training import TrainConfig, fit
 
     train_config = TrainConfig(
-        model=model, dataset=config.dataset_for(modality), data_dir=config.data_dir, cache_dir=config.cache_dir,
-        download=config.download, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        limit_train=config.limit_train, limit_eval=config.limit_eval, seed=config.seed, device=device,
-        backend=config.backend, out=str(out), resume=True, progress=config.progress,
-        model_options=config.model_options(modality), **config.calibration(modality))
+        model=model,
+        dataset=config.dataset_for(modality),
+        data_dir=config.data_dir,
+        cache_dir=config.cache_dir,
+        download=config.download,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        limit_train=config.limit_train,
+        limit_eval=config.limit_eval,
+        seed=config.seed,
+        device=device,
+        backend=config.backend,
+        out=str(out),
+        resume=True,
+        progress=config.progress,
+        model_options=config.model_options(modality),
+        **config.calibration(modality),
+    )
     started = time.perf_counter()
     summary = fit(train_config)
     history = summary["history"]
     last = history[-1] if history else {}
-    result = {"best_eval_acc": summary["best_eval_acc"], "best_epoch": summary["best_epoch"],
-              "epochs": summary["epochs"], "stopped_early": summary["stopped_early"],
-              "train_seconds": sum(row.get("train_seconds", 0.0) for row in history),
-              "wall_seconds": time.perf_counter() - started,
-              "parameters": sum(p.numel() for p in summary["model"].parameters()),
-              "train_samples_per_second": last.get("train_samples_per_second")}
+    result = {
+        "best_eval_acc": summary["best_eval_acc"],
+        "best_epoch": summary["best_epoch"],
+        "epochs": summary["epochs"],
+        "stopped_early": summary["stopped_early"],
+        "train_seconds": sum(row.get("train_seconds", 0.0) for row in history),
+        "wall_seconds": time.perf_counter() - started,
+        "parameters": sum(p.numel() for p in summary["model"].parameters()),
+        "train_samples_per_second": last.get("train_samples_per_second"),
+    }
     if model == "joint":  # per-modality accuracy of the best epoch
         best = history[summary["best_epoch"] - 1] if summary["best_epoch"] > 0 else last
         result["best_eval_acc_by_modality"] = {m: best.get(f"eval_{m}_acc") for m in ("visual", "audio")}
@@ -78,8 +99,9 @@ def _test_set(config: StudyConfig, modality: str):
     return load_dataset(name, "test", data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download)
 
 
-def _measure(config: StudyConfig, model_name: str, checkpoint: Path, modalities: list[str], device: str,
-             features_dir: Path, log) -> dict[str, Any]:
+def _measure(
+    config: StudyConfig, model_name: str, checkpoint: Path, modalities: list[str], device: str, features_dir: Path, log
+) -> dict[str, Any]:
     """Energy and engram features of a trained model on each modality's test split."""
     import numpy as np
 
@@ -93,24 +115,40 @@ def _measure(config: StudyConfig, model_name: str, checkpoint: Path, modalities:
     for modality in modalities:
         data = _test_set(config, modality)
         loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=False)
-        report = measure_energy(model, loader, modality if joint else None, max_samples=config.energy_samples,
-                                device=device, model_name=model_name, dataset_name=config.dataset_for(modality),
-                                progress=config.progress)
+        report = measure_energy(
+            model,
+            loader,
+            modality if joint else None,
+            max_samples=config.energy_samples,
+            device=device,
+            model_name=model_name,
+            dataset_name=config.dataset_for(modality),
+            progress=config.progress,
+        )
         measured["energy"][modality] = report.as_dict(list(PROFILES))
         # a small test split may hold fewer samples of some class than asked for
         per_class = min(config.per_class, int(np.unique(dataset_labels(data), return_counts=True)[1].min()))
         if per_class < config.per_class:
             log(f"  engram analysis: {per_class} samples per class (the smallest class of the test split)")
         measured.setdefault("per_class", {})[modality] = per_class
-        features = collect_features(model, data, per_class=per_class, modality=modality if joint else None,
-                                    batch_size=config.batch_size, device=device, seed=config.seed,
-                                    progress=config.progress)
+        features = collect_features(
+            model,
+            data,
+            per_class=per_class,
+            modality=modality if joint else None,
+            batch_size=config.batch_size,
+            device=device,
+            seed=config.seed,
+            progress=config.progress,
+        )
         path = features_dir / f"{model_name}-{modality}.npz"
         _save_features(path, features)
         measured["features"][modality] = str(path.relative_to(features_dir.parent))
         ratio = report.per_inference(real_input="mac")["ratio"]
-        log(f"  {modality}: {report.samples} test samples metered, activation sparsity "
-            f"{100 * report.activation_sparsity:.2f}%, ANN/SNN energy {ratio:.1f}x")
+        log(
+            f"  {modality}: {report.samples} test samples metered, activation sparsity "
+            f"{100 * report.activation_sparsity:.2f}%, ANN/SNN energy {ratio:.1f}x"
+        )
     return measured
 
 
@@ -134,8 +172,14 @@ def load_features(path: Path):
 
 
 def _environment(device: str) -> dict[str, Any]:
-    env = {"python": platform.python_version(), "torch": torch.__version__, "device": device,
-           "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "platform": platform.platform()}
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+    }
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env
@@ -145,8 +189,9 @@ def _write_results(out: Path, results: dict[str, Any]) -> None:
     atomic_write(out / RESULTS, (json.dumps(results, indent=2) + "\n").encode())
 
 
-def run_study(config: StudyConfig, log: Optional[Callable[[str], None]] = print,
-              on_ready: Optional[Callable[[], None]] = None) -> dict[str, Any]:
+def run_study(
+    config: StudyConfig, log: Optional[Callable[[str], None]] = print, on_ready: Optional[Callable[[], None]] = None
+) -> dict[str, Any]:
     """Train and measure every run of ``config`` (skipping what <out>/results.json already holds for
     the same settings), then write the report. Returns the results dict.
 

@@ -79,12 +79,26 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("calibration_samples", 1),
-                              ("workers", 0), ("seed", None), ("limit_train", 1), ("limit_eval", 1)):
+        for name, minimum in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("patience", 1),
+            ("calibration_samples", 1),
+            ("workers", 0),
+            ("seed", None),
+            ("limit_train", 1),
+            ("limit_eval", 1),
+        ):
             _check_int(name, getattr(self, name), minimum, optional=name.startswith("limit_"))
         # float fields: finite and in range (NaN compares false, so "< 0" alone would let it through)
-        for name, strict in (("lr", True), ("scl_temperature", True), ("weight_decay", False), ("min_lr", False),
-                             ("grad_clip", False), ("scl_weight", False)):
+        for name, strict in (
+            ("lr", True),
+            ("scl_temperature", True),
+            ("weight_decay", False),
+            ("min_lr", False),
+            ("grad_clip", False),
+            ("scl_weight", False),
+        ):
             _check_float(name, getattr(self, name), strict, optional=name == "scl_weight")
         if self.init not in ("calibrated", "default"):
             raise ValueError(f"init must be 'calibrated' or 'default', got {self.init!r}")
@@ -98,8 +112,10 @@ class TrainConfig:
         if self.hopfield not in ("sequence", "study"):
             raise ValueError(f"hopfield must be 'sequence' or 'study', got {self.hopfield!r}")
         if self.model == "joint" and "+" not in self.dataset:
-            raise ValueError(f"the joint model trains on two datasets: dataset must be '<visual>+<audio>' "
-                             f"(e.g. {JOINT_DEFAULT_DATASETS!r} or 'nmnist+shd'), got {self.dataset!r}")
+            raise ValueError(
+                f"the joint model trains on two datasets: dataset must be '<visual>+<audio>' "
+                f"(e.g. {JOINT_DEFAULT_DATASETS!r} or 'nmnist+shd'), got {self.dataset!r}"
+            )
         if self.model != "joint" and "+" in self.dataset:
             raise ValueError(f"model {self.model!r} trains on one dataset, got {self.dataset!r}")
 

@@ -71,8 +71,7 @@ def device_for(requested: str, ctx: Context) -> torch.device:
     return device
 
 
-def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool, ctx: Context,
-                equal_shares: bool) -> list[int]:
+def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool, ctx: Context, equal_shares: bool) -> list[int]:
     """This process's sample indices for one epoch.
 
     The permutation depends only on (seed, epoch), so a resumed run repeats the uninterrupted
@@ -89,7 +88,7 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool, ctx: Con
         return order
     if equal_shares:
         order = order[: num_samples - num_samples % ctx.world_size]
-    return order[ctx.rank::ctx.world_size]
+    return order[ctx.rank :: ctx.world_size]
 
 
 def all_reduce_sums(values: Sequence[float], ctx: Context, device: torch.device) -> list[float]:

@@ -57,6 +57,7 @@ class RunState:
 
 # ----------------------------------------------------------------------------- data and model
 
+
 def _subset(dataset: Dataset, limit: Optional[int], seed: int) -> Dataset:
     if limit is None or limit >= len(dataset):
         return dataset
@@ -77,13 +78,20 @@ def load_splits(config: TrainConfig) -> list[Split]:
         kwargs = dict(data_dir=config.data_dir, download=config.download, cache_dir=config.cache_dir)
         train = load_dataset(name, "train", **kwargs)
         evaluation = load_dataset(name, eval_split, **kwargs)
-        splits.append(Split(train.info.modality, _subset(train, config.limit_train, config.seed),
-                            _subset(evaluation, config.limit_eval, config.seed + 1), train.info.num_classes))
+        splits.append(
+            Split(
+                train.info.modality,
+                _subset(train, config.limit_train, config.seed),
+                _subset(evaluation, config.limit_eval, config.seed + 1),
+                train.info.num_classes,
+            )
+        )
     if config.model == "joint":
         modalities = [s.modality for s in splits]
         if modalities != ["visual", "audio"]:
-            raise ValueError(f"the joint model needs a visual then an audio dataset, got {config.dataset!r} "
-                             f"({'+'.join(modalities)})")
+            raise ValueError(
+                f"the joint model needs a visual then an audio dataset, got {config.dataset!r} ({'+'.join(modalities)})"
+            )
     return splits
 
 
@@ -103,12 +111,17 @@ def build(config: TrainConfig, splits: list[Split]) -> nn.Module:
 
 def _batches(order: list[int], batch_size: int, drop_last: bool) -> list[list[int]]:
     stop = len(order) - len(order) % batch_size if drop_last else len(order)
-    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
 
 
 def _loader(dataset: Dataset, batches: list[list[int]], config: TrainConfig, device: torch.device) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=batches, num_workers=config.workers,
-                      pin_memory=device.type == "cuda", persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
 
 
 def _interleave(loaders: list[tuple[str, DataLoader]]) -> Iterator[tuple[str, Any]]:
@@ -124,6 +137,7 @@ def _interleave(loaders: list[tuple[str, DataLoader]]) -> Iterator[tuple[str, An
 
 
 # ----------------------------------------------------------------------------- one epoch
+
 
 def _forward(model: nn.Module, x: torch.Tensor, modality: str, joint: bool):
     return model(x, modality) if joint else model(x)
@@ -161,11 +175,16 @@ class _Meter:
         flat = distributed.all_reduce_sums(flat, ctx, device)
         result = {}
         for i, m in enumerate(self.modalities):
-            values = dict(zip(self.KEYS, flat[i * len(self.KEYS):(i + 1) * len(self.KEYS)]))
+            values = dict(zip(self.KEYS, flat[i * len(self.KEYS) : (i + 1) * len(self.KEYS)]))
             n = max(values["samples"], 1.0)
-            result[m] = {"loss": values["loss"] / n, "ce": values["ce"] / n, "scl": values["scl"] / n,
-                         "acc": 100.0 * values["correct"] / n, "hidden_density": values["density"] / n,
-                         "samples": int(values["samples"])}
+            result[m] = {
+                "loss": values["loss"] / n,
+                "ce": values["ce"] / n,
+                "scl": values["scl"] / n,
+                "acc": 100.0 * values["correct"] / n,
+                "hidden_density": values["density"] / n,
+                "samples": int(values["samples"]),
+            }
         return result
 
 
@@ -177,9 +196,17 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def run_epoch(model: nn.Module, loaders: list[tuple[str, DataLoader]], config: TrainConfig, device: torch.device,
-              ctx: distributed.Context, scl_weight: float, optimizer: Optional[torch.optim.Optimizer] = None,
-              desc: str = "", epoch: Optional[int] = None) -> dict[str, Any]:
+def run_epoch(
+    model: nn.Module,
+    loaders: list[tuple[str, DataLoader]],
+    config: TrainConfig,
+    device: torch.device,
+    ctx: distributed.Context,
+    scl_weight: float,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    desc: str = "",
+    epoch: Optional[int] = None,
+) -> dict[str, Any]:
     """Train (with an optimizer) or evaluate (without) over the loaders; returns the metrics.
 
     Training checks every step that the loss is finite, and after every optimizer step that the
@@ -205,9 +232,11 @@ def run_epoch(model: nn.Module, loaders: list[tuple[str, DataLoader]], config: T
             if training:
                 # under DDP every rank must stop at the same step, or the others hang in backward
                 if distributed.any_rank(not bool(torch.isfinite(loss)), ctx, device):
-                    raise TrainingDiverged(f"training diverged: the loss became non-finite ({float(loss.detach())} "
-                                           f"on rank {ctx.rank}) at {where} step {step + 1}; try a lower learning "
-                                           f"rate (--lr, now {config.lr})")
+                    raise TrainingDiverged(
+                        f"training diverged: the loss became non-finite ({float(loss.detach())} "
+                        f"on rank {ctx.rank}) at {where} step {step + 1}; try a lower learning "
+                        f"rate (--lr, now {config.lr})"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
@@ -216,9 +245,11 @@ def run_epoch(model: nn.Module, loaders: list[tuple[str, DataLoader]], config: T
                 bad = _first_non_finite(params)
                 if bad is not None:
                     name = next(n for n, p in model.named_parameters() if p is params[bad])
-                    raise TrainingDiverged(f"training diverged: the weights of {name} became non-finite after the "
-                                           f"optimizer step at {where} step {step + 1}; try a lower learning rate "
-                                           f"(--lr, now {config.lr})")
+                    raise TrainingDiverged(
+                        f"training diverged: the weights of {name} became non-finite after the "
+                        f"optimizer step at {where} step {step + 1}; try a lower learning rate "
+                        f"(--lr, now {config.lr})"
+                    )
             meter.add(modality, output, labels, loss.detach(), ce.detach(), scl.detach())
             if hasattr(batches, "set_postfix") and step % 10 == 0:
                 batches.set_postfix(loss=f"{float(loss):.3f}")
@@ -226,12 +257,18 @@ def run_epoch(model: nn.Module, loaders: list[tuple[str, DataLoader]], config: T
     per_modality = meter.reduce(ctx, device)
     if training and not any(v["samples"] for v in per_modality.values()):
         # never report an epoch without a step as trained (_fit refuses such batch sizes up front)
-        raise ValueError(f"{where}: no training step ran (batch_size {config.batch_size} is larger than every "
-                         f"process's share of the training set)")
+        raise ValueError(
+            f"{where}: no training step ran (batch_size {config.batch_size} is larger than every "
+            f"process's share of the training set)"
+        )
     seconds = time.perf_counter() - started
     samples = sum(v["samples"] for v in per_modality.values())
-    metrics: dict[str, Any] = {"seconds": seconds, "data_wait_seconds": waiting, "samples": samples,
-                               "samples_per_second": samples / seconds if seconds > 0 else 0.0}
+    metrics: dict[str, Any] = {
+        "seconds": seconds,
+        "data_wait_seconds": waiting,
+        "samples": samples,
+        "samples_per_second": samples / seconds if seconds > 0 else 0.0,
+    }
     if len(per_modality) == 1:
         metrics.update(next(iter(per_modality.values())))
     else:
@@ -255,6 +292,7 @@ def _first_non_finite(params: list[torch.Tensor]) -> Optional[int]:
 
 # ----------------------------------------------------------------------------- the run
 
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -269,8 +307,9 @@ def _restore(out: Path, config: TrainConfig, model: nn.Module, optimizer, schedu
     path = out / LAST
     if not config.resume:
         if path.exists():
-            raise FileExistsError(f"{out} already holds a run ({path}); pass --resume to continue it "
-                                  f"or choose another --out")
+            raise FileExistsError(
+                f"{out} already holds a run ({path}); pass --resume to continue it or choose another --out"
+            )
         return RunState()
     if not path.exists():
         log(f"--resume: no checkpoint in {out}, starting a new run")
@@ -300,12 +339,14 @@ def _calibrate(model: nn.Module, splits: list[Split], config: TrainConfig, devic
         if config.calibrate_modalities is not None and split.modality not in config.calibrate_modalities:
             continue
         order = torch.randperm(len(split.train), generator=torch.Generator().manual_seed(config.seed + 7)).tolist()
-        x = torch.stack([split.train[i][0] for i in order[:config.calibration_samples]]).to(device)
+        x = torch.stack([split.train[i][0] for i in order[: config.calibration_samples]]).to(device)
         run = (lambda: model(x, split.modality)) if config.model == "joint" else (lambda: model(x))
         result = calibrate_firing(model, run, skip=done)
         done.update(result)
-        log("calibrated firing: " + ", ".join(f"{n} x{r['scale']:.2f} -> {100 * r['rate']:.1f}%"
-                                              for n, r in result.items()))
+        log(
+            "calibrated firing: "
+            + ", ".join(f"{n} x{r['scale']:.2f} -> {100 * r['rate']:.1f}%" for n, r in result.items())
+        )
 
 
 def fit(config: TrainConfig, on_ready: Optional[Callable[[], None]] = None) -> dict[str, Any]:
@@ -317,8 +358,9 @@ def fit(config: TrainConfig, on_ready: Optional[Callable[[], None]] = None) -> d
     from a failure during training by it. Raises TrainingDiverged when the loss or the weights
     become non-finite. Under torchrun every process calls this; rank 0 writes the files.
     """
-    requested = torch.device("cuda" if config.device.startswith("cuda") or
-                             (config.device == "auto" and torch.cuda.is_available()) else "cpu")
+    requested = torch.device(
+        "cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     ctx = distributed.setup(requested)
     try:
         return _fit(config, ctx, on_ready or (lambda: None))
@@ -333,9 +375,11 @@ def _check_batch_size(config: TrainConfig, splits: list[Split], ctx: distributed
         share = len(split.train) // ctx.world_size
         if share < config.batch_size:
             per_process = f", {share} per process of {ctx.world_size}" if ctx.distributed else ""
-            raise ValueError(f"batch_size (--batch-size) {config.batch_size} is larger than the training set of "
-                             f"{name} ({len(split.train)} samples{per_process}): an epoch would run no step; "
-                             f"lower the batch size or use more training samples (--limit-train)")
+            raise ValueError(
+                f"batch_size (--batch-size) {config.batch_size} is larger than the training set of "
+                f"{name} ({len(split.train)} samples{per_process}): an epoch would run no step; "
+                f"lower the batch size or use more training samples (--limit-train)"
+            )
 
 
 def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], None]) -> dict[str, Any]:
@@ -360,28 +404,72 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
         # the joint model leaves one encoder unused per batch
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=config.model == "joint")
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=config.model == "joint"
+        )
     params = sum(p.numel() for p in model.parameters())
-    log(f"{config.model} on {config.dataset}: {params:,} parameters, {sum(len(s.train) for s in splits)} train / "
+    log(
+        f"{config.model} on {config.dataset}: {params:,} parameters, {sum(len(s.train) for s in splits)} train / "
         f"{sum(len(s.eval) for s in splits)} eval samples, device {device}, world size {ctx.world_size}, "
-        f"SCL weight {scl_weight}")
-    eval_loaders = [(s.modality, _loader(s.eval, _batches(
-        distributed.epoch_order(len(s.eval), config.seed, 0, False, ctx, equal_shares=False),
-        config.batch_size, False), config, device)) for s in splits]
+        f"SCL weight {scl_weight}"
+    )
+    eval_loaders = [
+        (
+            s.modality,
+            _loader(
+                s.eval,
+                _batches(
+                    distributed.epoch_order(len(s.eval), config.seed, 0, False, ctx, equal_shares=False),
+                    config.batch_size,
+                    False,
+                ),
+                config,
+                device,
+            ),
+        )
+        for s in splits
+    ]
 
     while run.epoch < config.epochs and run.bad_epochs < config.patience:
         epoch = run.epoch
-        train_loaders = [(s.modality, _loader(s.train, _batches(
-            distributed.epoch_order(len(s.train), config.seed, epoch, True, ctx, equal_shares=True),
-            config.batch_size, True), config, device)) for s in splits]
+        train_loaders = [
+            (
+                s.modality,
+                _loader(
+                    s.train,
+                    _batches(
+                        distributed.epoch_order(len(s.train), config.seed, epoch, True, ctx, equal_shares=True),
+                        config.batch_size,
+                        True,
+                    ),
+                    config,
+                    device,
+                ),
+            )
+            for s in splits
+        ]
         lr = optimizer.param_groups[0]["lr"]
-        train = run_epoch(model, train_loaders, config, device, ctx, scl_weight, optimizer,
-                          desc=f"epoch {epoch + 1}/{config.epochs} train", epoch=epoch + 1)
-        evaluation = run_epoch(model, eval_loaders, config, device, ctx, scl_weight,
-                               desc=f"epoch {epoch + 1}/{config.epochs} eval")
+        train = run_epoch(
+            model,
+            train_loaders,
+            config,
+            device,
+            ctx,
+            scl_weight,
+            optimizer,
+            desc=f"epoch {epoch + 1}/{config.epochs} train",
+            epoch=epoch + 1,
+        )
+        evaluation = run_epoch(
+            model, eval_loaders, config, device, ctx, scl_weight, desc=f"epoch {epoch + 1}/{config.epochs} eval"
+        )
         scheduler.step()
-        row = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in train.items()},
-               **{f"eval_{k}": v for k, v in evaluation.items()}}
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            **{f"train_{k}": v for k, v in train.items()},
+            **{f"eval_{k}": v for k, v in evaluation.items()},
+        }
         if ctx.distributed:
             checksums = distributed.replica_checksums(model, ctx, device)
             if any(c != checksums[0] for c in checksums):
@@ -395,24 +483,45 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
         else:
             run.bad_epochs += 1
         if ctx.is_main:
-            state = {"config": config.to_dict(), "model": _unwrap(model).state_dict(),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "torch_rng": torch.get_rng_state(), "run": vars(run)}
+            state = {
+                "config": config.to_dict(),
+                "model": _unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "run": vars(run),
+            }
             if improved:
-                save_checkpoint({"config": config.to_dict(), "model": state["model"], "epoch": epoch + 1,
-                                 "eval_acc": evaluation["acc"]}, out / BEST)
+                save_checkpoint(
+                    {
+                        "config": config.to_dict(),
+                        "model": state["model"],
+                        "epoch": epoch + 1,
+                        "eval_acc": evaluation["acc"],
+                    },
+                    out / BEST,
+                )
             save_checkpoint(state, out / LAST)
             _write_metrics(out / METRICS, run.history)
-        log(f"epoch {epoch + 1}: train loss {train['loss']:.4f} acc {train['acc']:.2f}% | eval acc "
+        log(
+            f"epoch {epoch + 1}: train loss {train['loss']:.4f} acc {train['acc']:.2f}% | eval acc "
             f"{evaluation['acc']:.2f}% | {train['samples_per_second']:.0f} samples/s, data wait "
-            f"{train['data_wait_seconds']:.2f} of {train['seconds']:.2f} s")
+            f"{train['data_wait_seconds']:.2f} of {train['seconds']:.2f} s"
+        )
         distributed.barrier(ctx)
     stopped_early = run.bad_epochs >= config.patience and run.epoch < config.epochs
     if stopped_early:
         log(f"early stop: no improvement for {config.patience} epochs")
-    return {"best_eval_acc": run.best_score, "best_epoch": run.best_epoch, "epochs": run.epoch,
-            "stopped_early": stopped_early, "out": str(out), "history": run.history,
-            "world_size": ctx.world_size, "model": _unwrap(model)}
+    return {
+        "best_eval_acc": run.best_score,
+        "best_epoch": run.best_epoch,
+        "epochs": run.epoch,
+        "stopped_early": stopped_early,
+        "out": str(out),
+        "history": run.history,
+        "world_size": ctx.world_size,
+        "model": _unwrap(model),
+    }
 
 
 def load_trained(path, device: str = "cpu", backend: Optional[str] = None) -> tuple[nn.Module, TrainConfig]:

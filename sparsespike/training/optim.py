@@ -16,8 +16,9 @@ from .._backend import triton_kernels
 _FUSED_DEVICES = ("cpu", "cuda")
 
 
-def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
-          backend: Optional[str] = None) -> torch.optim.AdamW:
+def adamw(
+    params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0, backend: Optional[str] = None
+) -> torch.optim.AdamW:
     """AdamW over ``params``, fused when every parameter is a floating tensor on CPU or CUDA.
     ``backend``: the model's; "triton" loads its kernels first (see below)."""
     # Constructing any torch optimizer imports torch._dynamo, which imports triton; triton.language's

@@ -117,12 +117,12 @@ def gesture_with(relpath, events=None, raw=None):
 
 
 def call(fn, *args, **kwargs):
-    return lambda tmp, mp: (lambda: fn(*args, **kwargs))
+    return lambda tmp, mp: lambda: fn(*args, **kwargs)
 
 
 def with_tmp(fn):
     """fn(tmp) -> the call (for arguments that are paths in tmp)."""
-    return lambda tmp, mp: (lambda: fn(tmp))
+    return lambda tmp, mp: lambda: fn(tmp)
 
 
 def file_at(tmp, name="a-file"):
@@ -175,8 +175,11 @@ def cached_index(index):
 
 
 def build_yielding(samples, info=None):
-    return lambda tmp, mp: (lambda: open_or_build(tmp / "c", {"dataset": "x", "split": "train"}, (2,),
-                                                   lambda: (iter(samples), len(samples)), info=info))
+    return lambda tmp, mp: (
+        lambda: open_or_build(
+            tmp / "c", {"dataset": "x", "split": "train"}, (2,), lambda: (iter(samples), len(samples)), info=info
+        )
+    )
 
 
 NAN = float("nan")
@@ -202,16 +205,33 @@ ROWS = [
     ("seed-float", call(load_dataset, "randman", seed=1.5), TypeError, "seed must be an int"),
     ("download-str", call(load_dataset, "nmnist", download="no"), TypeError, "download must be True or False"),
     ("cache-str", call(load_dataset, "nmnist", cache="yes"), TypeError, "cache must be True or False"),
-    ("embedded-no-cache", with_tmp(lambda t: load_dataset("randman", data_dir=t, cache=False)), ValueError, "cache=True"),
+    (
+        "embedded-no-cache",
+        with_tmp(lambda t: load_dataset("randman", data_dir=t, cache=False)),
+        ValueError,
+        "cache=True",
+    ),
     ("data-dir-int", call(load_dataset, "nmnist", data_dir=5), TypeError, "data_dir must be a path"),
     ("data-dir-file", with_tmp(lambda t: load_dataset("nmnist", data_dir=file_at(t))), ValueError, "data_dir"),
     # --- cache folder
-    ("cache-dir-file", with_tmp(lambda t: load_dataset("randman", data_dir=t, cache_dir=file_at(t))),
-     ValueError, "cache_dir"),
-    ("cache-dir-under-file", with_tmp(lambda t: load_dataset("randman", data_dir=t, cache_dir=file_at(t) / "c")),
-     ValueError, "a-file is a file"),
-    ("cache-dir-dataset-file", with_tmp(lambda t: load_dataset("randman", data_dir=t, cache_dir=file_at(t, "c/randman").parent)),
-     ValueError, "randman is a file"),
+    (
+        "cache-dir-file",
+        with_tmp(lambda t: load_dataset("randman", data_dir=t, cache_dir=file_at(t))),
+        ValueError,
+        "cache_dir",
+    ),
+    (
+        "cache-dir-under-file",
+        with_tmp(lambda t: load_dataset("randman", data_dir=t, cache_dir=file_at(t) / "c")),
+        ValueError,
+        "a-file is a file",
+    ),
+    (
+        "cache-dir-dataset-file",
+        with_tmp(lambda t: load_dataset("randman", data_dir=t, cache_dir=file_at(t, "c/randman").parent)),
+        ValueError,
+        "randman is a file",
+    ),
     ("cache-dir-int", call(load_dataset, "randman", cache_dir=3.5), TypeError, "cache_dir must be a path"),
     ("default-cache-read-only", default_cache_read_only, PermissionError, "--cache-dir"),
     ("cache-dir-read-only", cache_dir_read_only, PermissionError, "cache_dir"),
@@ -222,10 +242,19 @@ ROWS = [
     ("cached-index-float", cached_index(1.5), TypeError, "index must be an integer"),
     ("cached-index-range", cached_index(3), IndexError, "index 3 out of range"),
     ("build-empty", build_yielding([]), ValueError, "no samples"),
-    ("build-label-range", build_yielding([(np.ones(2), 0), (np.ones(2), 12)], dataset_info("nmnist")),
-     ValueError, "label 12, outside 0..9"),
+    (
+        "build-label-range",
+        build_yielding([(np.ones(2), 0), (np.ones(2), 12)], dataset_info("nmnist")),
+        ValueError,
+        "label 12, outside 0..9",
+    ),
     # --- N-MNIST files
-    ("nmnist-missing", with_tmp(lambda t: load_dataset("nmnist", data_dir=t)), FileNotFoundError, "NMNIST/Train/<digit"),
+    (
+        "nmnist-missing",
+        with_tmp(lambda t: load_dataset("nmnist", data_dir=t)),
+        FileNotFoundError,
+        "NMNIST/Train/<digit",
+    ),
     ("nmnist-stray-folder", nmnist_with("foo", folder=True), ValueError, "Train/foo"),
     ("nmnist-folder-10", nmnist_with("10/00000.bin", bytes([1, 1, 0, 0, 5])), ValueError, "Train/10"),
     ("nmnist-stray-file", nmnist_with("3/notes.txt", b"x"), ValueError, "notes.txt"),
@@ -235,19 +264,35 @@ ROWS = [
     ("nmnist-truncated", nmnist_with("3/00009.bin", b"\x01" * 12), CorruptDataError, "00009.bin"),
     ("nmnist-empty-file", nmnist_with("3/00009.bin", b""), CorruptDataError, "00009.bin"),
     ("nmnist-only-overflow", nmnist_events([OVERFLOW, OVERFLOW]), CorruptDataError, "00009.bin: no events"),
-    ("nmnist-outside-sensor", nmnist_events([(40, 1, 1, 100), (1, 1, 1, 200)]), CorruptDataError,
-     "00009.bin: event field 'x' outside the sensor range [0, 34) in 1 of 2"),
-    ("nmnist-isolated-outside", nmnist_events([(1, 1, 1, 100), (2, 1, 1, 200), (1, 50, 0, 90000)]),
-     CorruptDataError, "'y' outside the sensor range [0, 34) in 1 of 3"),
+    (
+        "nmnist-outside-sensor",
+        nmnist_events([(40, 1, 1, 100), (1, 1, 1, 200)]),
+        CorruptDataError,
+        "00009.bin: event field 'x' outside the sensor range [0, 34) in 1 of 2",
+    ),
+    (
+        "nmnist-isolated-outside",
+        nmnist_events([(1, 1, 1, 100), (2, 1, 1, 200), (1, 50, 0, 90000)]),
+        CorruptDataError,
+        "'y' outside the sensor range [0, 34) in 1 of 3",
+    ),
     ("nmnist-garbage", nmnist_with("3/00009.bin", bytes(range(250))), CorruptDataError, "00009.bin"),
     ("nmnist-backwards", nmnist_events([(1, 1, 1, 5000), (2, 1, 1, 100)]), CorruptDataError, "go backwards"),
     ("nmnist-no-cache-outside", nmnist_events([(40, 1, 1, 100)], cache=False), CorruptDataError, "00009.bin"),
     # --- SHD / SSC files
     ("shd-missing", with_tmp(lambda t: load_dataset("shd", data_dir=t)), FileNotFoundError, "SHD/shd_train.h5"),
-    ("shd-folder", with_tmp(lambda t: load_dataset("shd", data_dir=(t / "SHD" / "shd_train.h5").mkdir(parents=True) or t)),
-     ValueError, "shd_train.h5 is a folder"),
-    ("shd-label-25", shd_with([([0.1], [1], 3), ([0.2], [2], 25)]), CorruptDataError,
-     "shd_train.h5: 1 of 2 labels outside 0..19"),
+    (
+        "shd-folder",
+        with_tmp(lambda t: load_dataset("shd", data_dir=(t / "SHD" / "shd_train.h5").mkdir(parents=True) or t)),
+        ValueError,
+        "shd_train.h5 is a folder",
+    ),
+    (
+        "shd-label-25",
+        shd_with([([0.1], [1], 3), ([0.2], [2], 25)]),
+        CorruptDataError,
+        "shd_train.h5: 1 of 2 labels outside 0..19",
+    ),
     ("shd-label-25-unfolded", shd_with([([0.1], [1], 25)], fold_labels=False), CorruptDataError, "outside 0..19"),
     ("shd-label-negative", shd_with([([0.1], [1], -1)], labels_dtype=np.int16), CorruptDataError, "outside 0..19"),
     ("shd-label-float", shd_with([([0.1], [1], 2.5)], labels_dtype=np.float32), CorruptDataError, "integer"),
@@ -262,15 +307,27 @@ ROWS = [
     ("gesture-stray-folder", gesture_with("misc/1.npy", [[1, 1, 1, 1.0]]), ValueError, "misc"),
     ("gesture-label-11", gesture_with("user02_led/11.npy", [[1, 1, 1, 1.0]]), ValueError, "11.npy"),
     ("gesture-name", gesture_with("user02_led/x.npy", [[1, 1, 1, 1.0]]), ValueError, "x.npy"),
-    ("gesture-outside", gesture_with("user02_led/1.npy", [[200, 1, 1, 1.0], [1, 1, 0, 2.0]]), CorruptDataError,
-     "1.npy: event field 'x' outside the sensor range [0, 128) in 1 of 2"),
-    ("gesture-nan-time", gesture_with("user02_led/1.npy", [[1, 1, 1, NAN], [1, 2, 0, 2.0]]), CorruptDataError,
-     "1.npy: 1 of 2 event times are negative, NaN or Inf"),
+    (
+        "gesture-outside",
+        gesture_with("user02_led/1.npy", [[200, 1, 1, 1.0], [1, 1, 0, 2.0]]),
+        CorruptDataError,
+        "1.npy: event field 'x' outside the sensor range [0, 128) in 1 of 2",
+    ),
+    (
+        "gesture-nan-time",
+        gesture_with("user02_led/1.npy", [[1, 1, 1, NAN], [1, 2, 0, 2.0]]),
+        CorruptDataError,
+        "1.npy: 1 of 2 event times are negative, NaN or Inf",
+    ),
     ("gesture-empty", gesture_with("user02_led/1.npy", []), CorruptDataError, "1.npy: no events"),
     ("gesture-garbage", gesture_with("user02_led/1.npy", raw=b"garbage"), CorruptDataError, "1.npy"),
     # --- event -> frame functions and embedded generators
-    ("check-events-nan-float-time", call(check_events, FLOAT_TIMES, (34, 34, 2)), ValueError,
-     "1 of 3 event times are negative, NaN or Inf"),
+    (
+        "check-events-nan-float-time",
+        call(check_events, FLOAT_TIMES, (34, 34, 2)),
+        ValueError,
+        "1 of 3 event times are negative, NaN or Inf",
+    ),
     ("denoise-list", call(denoise, [1, 2], 10), TypeError, "events must be a 1-D numpy structured array"),
     ("denoise-filter-nan", call(denoise, EVENTS, NAN), ValueError, "filter_time"),
     ("frames-plain-array", call(time_window_frames, np.zeros(3), (34, 34, 2), 1000, 25), TypeError, "events"),
@@ -278,11 +335,19 @@ ROWS = [
     ("frames-window", call(time_window_frames, EVENTS, (34, 34, 2), 0, 25), ValueError, "time_window"),
     ("frames-steps", call(time_window_frames, EVENTS, (34, 34, 2), 1000, 2.5), TypeError, "time_steps"),
     ("bins-zero", call(time_bin_frames, EVENTS, (34, 34, 2), 0), ValueError, "n_time_bins"),
-    ("norm-bins-nan", call(normalized_time_bins, np.array([NAN, 1.0]), np.array([1, 2]), 100, 700), ValueError,
-     "1 of 2 spike times are negative, NaN or Inf"),
+    (
+        "norm-bins-nan",
+        call(normalized_time_bins, np.array([NAN, 1.0]), np.array([1, 2]), 100, 700),
+        ValueError,
+        "1 of 2 spike times are negative, NaN or Inf",
+    ),
     ("norm-bins-unit", call(normalized_time_bins, np.array([1.0]), np.array([700]), 100, 700), ValueError, "units"),
-    ("norm-bins-lengths", call(normalized_time_bins, np.array([1.0]), np.array([1, 2]), 100, 700), ValueError,
-     "1 spike times but 2 units"),
+    (
+        "norm-bins-lengths",
+        call(normalized_time_bins, np.array([1.0]), np.array([1, 2]), 100, 700),
+        ValueError,
+        "1 spike times but 2 units",
+    ),
     ("norm-bins-zero", call(normalized_time_bins, np.array([1.0]), np.array([1]), 0, 700), ValueError, "n_bins"),
     ("randman-no-samples", call(randman_events, 0, 0, 0), ValueError, "samples_per_class must be >= 1"),
     ("randman-seed", call(randman_frames, -1, 2, 0), ValueError, "seed must be >= 0"),
@@ -305,11 +370,20 @@ def test_bad_data(tmp_path, monkeypatch, build, exc, fragment):
 
 
 # Wrong-shaped manifests (valid JSON) are rebuilt, not a crash.
-MANIFESTS = ["[]", "null", "3", "{}", '{"num_samples": 3}', '{"files": [], "num_samples": 3, "frame_shape": [25]}',
-             None]
+MANIFESTS = [
+    "[]",
+    "null",
+    "3",
+    "{}",
+    '{"num_samples": 3}',
+    '{"files": [], "num_samples": 3, "frame_shape": [25]}',
+    None,
+]
 
 
-@pytest.mark.parametrize("manifest", MANIFESTS, ids=["list", "null", "number", "empty", "partial", "types", "wrong-files"])
+@pytest.mark.parametrize(
+    "manifest", MANIFESTS, ids=["list", "null", "number", "empty", "partial", "types", "wrong-files"]
+)
 def test_wrong_shaped_manifest_is_rebuilt(tmp_path, manifest):
     make_nmnist(tmp_path)
     entry = load_dataset("nmnist", data_dir=tmp_path).entry
