@@ -15,7 +15,7 @@ OUT ?= gpu-check-results
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install test bench gpu-check clean
+.PHONY: all install test test-fast bench gpu-check clean
 
 all: test
 
@@ -38,6 +38,12 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the unit tests without the end-to-end ones marked slow (whole runs, subprocesses)
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m sparsespike.bench $(BENCH_ARGS)

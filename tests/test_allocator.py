@@ -38,6 +38,7 @@ def _faults(malloc: str) -> tuple[str, list[int]]:
     return mode, [int(f) for f in faults]
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_freed_memory_is_reused_without_page_faults():
     reuse_mode, reuse = _faults("reuse")

@@ -52,6 +52,7 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(suite, "CALIBRATION_DENSITIES", (0.5, 0.1))
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))  # the train suite's embedded set
     out = tmp_path / "sub" / "bench.json"

@@ -36,6 +36,7 @@ def test_failure_during_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 def test_sigkill_mid_write_never_leaves_a_broken_checkpoint(tmp_path):
     # A child rewrites a 16 MB checkpoint in a loop; it is killed with SIGKILL at several moments.
     # Every time, the file must load and hold one complete state (its payload matches its counter).

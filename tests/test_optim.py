@@ -49,6 +49,7 @@ print("trained", metrics["samples"])
 """
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 def test_triton_backend_trains_in_a_fresh_process():
     # The optimizer imported triton before sparsespike switched the interpreter on, which left
     # tl.sum/tl.cumsum compiled-mode: "Cannot call @triton.jit'd outside of the scope of a kernel".

@@ -29,6 +29,7 @@ def _row(table: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row {first_cell!r} in\n{table}")
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 def test_every_run_is_trained_metered_and_analysed(quick_study):
     out, _ = quick_study
     results = json.loads((out / "results.json").read_text())
@@ -89,6 +90,7 @@ def test_the_report_prints_what_was_measured(quick_study):
     assert "engram analysis: 4 visual, 4 audio test samples per class" in report
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 def test_a_rerun_keeps_finished_runs_and_refuses_other_settings(quick_study, capsys):
     out, args = quick_study
     before = json.loads((out / "results.json").read_text())["runs"]

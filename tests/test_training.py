@@ -181,6 +181,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 def test_two_processes_stay_in_sync(tmp_path):
     # torchrun launches two CPU processes (gloo); each trains through DDP and saves its replica.
     script = tmp_path / "ddp_run.py"
@@ -229,6 +230,7 @@ def test_two_processes_stay_in_sync(tmp_path):
     assert rows[0]["train_samples"] == 64 and rows[0]["eval_samples"] == 32
 
 
+@pytest.mark.slow  # end to end: whole runs or subprocesses
 def test_joint_model_alternates_modalities(tmp_path, capsys):
     # small encoders: the visual one at the study's 34 x 34 input with 4 / 8 channels
     options = {"visual_hidden_sizes": (4, 8), "audio_hidden_sizes": (32, 32), "feature_size": 32}
