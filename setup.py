@@ -28,7 +28,7 @@ ext = Pybind11Extension(
     cxx_std=17,
     # no FMA contraction: the LIF kernel must round like the torch reference, op by op (a fused
     # multiply-add can flip a threshold decision); kernels that want FMAs ask for them (simd.h)
-    extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off", *_arch_flags()],
+    extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off", "-Wall", "-Wextra", *_arch_flags()],
     extra_link_args=["-fopenmp"],
 )
 

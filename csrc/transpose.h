@@ -60,13 +60,13 @@ inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t
 
 template <typename T>
 void transpose(const T* src, int64_t lds, int64_t rows, int64_t cols, T* dst, int64_t ldd) {
-  int64_t i0 = 0, j0 = 0;
+  int64_t i0 = 0;
 #if defined(__AVX__)
   constexpr int64_t B = 32 / sizeof(T);
   for (; i0 + B <= rows; i0 += B)
     for (int64_t j = 0; j + B <= cols; j += B)
       detail::transpose_block(src + i0 * lds + j, lds, dst + j * ldd + i0, ldd);
-  j0 = cols - cols % B;
+  const int64_t j0 = cols - cols % B;
   // the right edge of the blocked rows
   for (int64_t i = 0; i < i0; ++i)
     for (int64_t j = j0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];

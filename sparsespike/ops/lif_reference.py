@@ -1,6 +1,6 @@
 """The leaky integrate-and-fire neuron, step by step in plain torch: the oracle of the fused op.
 
-Two conventions (see ../shared/docs/kernels.md):
+Two conventions:
 
 - "snntorch" (snnTorch's Leaky): the reset uses the previous step's spike, computed from the
   previous membrane, and subtracts the undecayed threshold; spikes fire on v > threshold.
