@@ -58,3 +58,28 @@ def test_lifnode_state_is_carried_and_reset_like_spikingjelly():
     theirs.reset()
     ours.reset()
     assert torch.equal(theirs(x[0]), ours(x[0]))
+
+
+@pytest.mark.parametrize("kind, alpha", [("Sigmoid", 4.0), ("Sigmoid", 2.5), ("ATan", 2.0), ("ATan", 3.0)])
+def test_lifnode_takes_spikingjelly_surrogate_objects(kind, alpha):
+    # ported code passes surrogate_function=surrogate.ATan(...): the same gradients as SpikingJelly
+    sj_surrogate = pytest.importorskip("spikingjelly.activation_based.surrogate")
+    x = torch.randn(9, 3, 11, generator=torch.Generator().manual_seed(3)) * 1.5 + 0.6
+    theirs = sj_neuron.LIFNode(step_mode="m", surrogate_function=getattr(sj_surrogate, kind)(alpha=alpha))
+    ours = LIFNode(step_mode="m", surrogate_function=getattr(sj_surrogate, kind)(alpha=alpha))
+    positional = LIFNode(2.0, True, 1.0, 0.0, getattr(sj_surrogate, kind)(alpha=alpha), step_mode="m")
+    grads = []
+    for node in (theirs, ours, positional):
+        xi = x.clone().requires_grad_()
+        spikes = node(xi)
+        grads.append(torch.autograd.grad((spikes * torch.linspace(-1, 1, 9).view(9, 1, 1)).sum(), xi)[0])
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def test_lifnode_refuses_surrogates_without_a_fused_equivalent():
+    sj_surrogate = pytest.importorskip("spikingjelly.activation_based.surrogate")
+    with pytest.raises(ValueError, match="surrogate_function PiecewiseQuadratic has no fused equivalent"):
+        LIFNode(surrogate_function=sj_surrogate.PiecewiseQuadratic())
+    with pytest.raises(ValueError, match="spiking=False"):
+        LIFNode(surrogate_function=sj_surrogate.ATan(spiking=False))

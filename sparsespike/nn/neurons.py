@@ -214,13 +214,36 @@ class Leaky(LIF):
         return spikes, membrane
 
 
+# SpikingJelly's surrogate classes whose gradient a fused surrogate computes exactly
+_SPIKINGJELLY_SURROGATES = {"Sigmoid": "sigmoid", "ATan": "atan"}
+
+
+def _surrogate_from_spikingjelly(fn, param: float) -> tuple[str, float]:
+    """(name, parameter) for a surrogate name (with ``param``) or one of SpikingJelly's surrogate
+    objects (activation_based.surrogate.Sigmoid(alpha), ATan(alpha): their gradients are the
+    kernels' sigmoid and atan with that alpha)."""
+    if isinstance(fn, str):
+        return fn, param
+    kind = type(fn).__name__
+    if not type(fn).__module__.startswith("spikingjelly") or kind not in _SPIKINGJELLY_SURROGATES:
+        raise ValueError(
+            f"surrogate_function {kind} has no fused equivalent: pass SpikingJelly's surrogate.Sigmoid or "
+            f"surrogate.ATan, or a surrogate name ({', '.join(SURROGATES)}) with surrogate_param"
+        )
+    if not getattr(fn, "spiking", True):
+        raise ValueError(f"surrogate_function {kind}(spiking=False) fires through the smooth function; LIFNode spikes")
+    return _SPIKINGJELLY_SURROGATES[kind], float(fn.alpha)
+
+
 class LIFNode(nn.Module):
     """SpikingJelly's ``LIFNode`` (activation_based.neuron), on the fused kernel.
 
     tau (beta = 1 - 1/tau), v_threshold, v_reset (0.0: hard reset to zero; None: soft reset by
     subtraction), decay_input, detach_reset, step_mode "s" (one step [B, ...] a call, state in
     ``self.v``) or "m" (a sequence [T, B, ...]). Surrogate: sigmoid with alpha 4 by default
-    (SpikingJelly's), or a sparsespike surrogate name and parameter.
+    (SpikingJelly's), a sparsespike surrogate name and parameter, or SpikingJelly's own
+    ``surrogate_function=surrogate.Sigmoid(alpha)`` / ``surrogate.ATan(alpha)`` objects (also
+    accepted in ``surrogate``'s place, where SpikingJelly's signature has them), so ported code runs.
     """
 
     def __init__(
@@ -234,8 +257,13 @@ class LIFNode(nn.Module):
         detach_reset: bool = False,
         step_mode: str = "s",
         backend: Optional[str] = None,
+        *,
+        surrogate_function=None,
     ) -> None:
         super().__init__()
+        surrogate, surrogate_param = _surrogate_from_spikingjelly(
+            surrogate if surrogate_function is None else surrogate_function, surrogate_param
+        )
         if not (isinstance(tau, (int, float)) and tau > 1.0):
             raise ValueError(f"tau must be a number > 1, got {tau!r}")
         if v_reset not in (None, 0.0):
