@@ -3,11 +3,12 @@
 from . import (
     _allocator,
     dispatch,
-    nn,  # noqa: E402  (modules build on the ops above)
+    nn,
     synops,
 )
 from ._backend import backends, get_default_backend, set_default_backend
 from .dispatch import get_crossover, set_crossover
+from .nn.supcon import supcon_loss, supcon_loss_reference
 from .ops import (
     HGRNOutput,
     HopfieldRecall,
@@ -16,6 +17,7 @@ from .ops import (
     hgrn_scan,
     hgrn_scan_reference,
     hopfield_recall,
+    hopfield_recall_reference,
     hopfield_retrieve,
     hopfield_retrieve_reference,
     lif,
@@ -49,6 +51,7 @@ __all__ = [
     "hgrn_scan",
     "hgrn_scan_reference",
     "hopfield_recall",
+    "hopfield_recall_reference",
     "hopfield_retrieve",
     "hopfield_retrieve_reference",
     "lif",
@@ -61,6 +64,8 @@ __all__ = [
     "spike_conv2d_reference",
     "spike_linear",
     "spike_linear_reference",
+    "supcon_loss",
+    "supcon_loss_reference",
     "synop_scope",
     "synops",
 ]

@@ -77,3 +77,17 @@ def test_triton_imported_before_the_interpreter_was_chosen(interpret_env):
         assert run.returncode != 0
         assert "triton was imported before TRITON_INTERPRET=1 was set" in run.stderr
         assert "Cannot call @triton.jit" not in run.stderr
+
+
+def test_every_op_and_its_reference_are_exported_at_the_top_level():
+    for op in (
+        "spike_linear",
+        "spike_conv2d",
+        "lif",
+        "hgrn_scan",
+        "hopfield_retrieve",
+        "hopfield_recall",
+        "supcon_loss",
+    ):
+        for name in (op, f"{op}_reference"):
+            assert name in sparsespike.__all__ and callable(getattr(sparsespike, name)), name
