@@ -199,8 +199,13 @@ def backends() -> dict:
 
 
 def check_backend(backend: str) -> str:
+    """``backend`` if it is one of BACKENDS. Asking for "triton" (a module built for it, a call)
+    loads the Triton kernels now: on a machine without CUDA that chooses the interpreter before
+    anything else imports triton (torch does when it builds an optimizer), which it must."""
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "triton":
+        triton_kernels()
     return backend
 
 

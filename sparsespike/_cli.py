@@ -112,6 +112,13 @@ def output_file(flag: str, path: Optional[str]) -> None:
     _writable(flag, path, _existing_folder(flag, path, p.parent))
 
 
+def data_folders(args) -> None:
+    """The dataset folders a tool writes: --cache-dir, and --data-dir when it may --download."""
+    output_dir("--cache-dir", args.cache_dir)
+    if getattr(args, "download", False):
+        output_dir("--data-dir", args.data_dir)
+
+
 def input_file(flag: str, path: Optional[str]) -> None:
     if path is not None and not Path(path).is_file():
         raise _problem(flag, path, "is a folder, not a file" if Path(path).is_dir() else "no such file")

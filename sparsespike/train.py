@@ -112,9 +112,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     out = args.out or f"runs/{args.model}-{dataset}"
     _cli.device("--device", args.device)
     _cli.output_dir("--out", out)
-    _cli.output_dir("--cache-dir", args.cache_dir)
-    if args.download:
-        _cli.output_dir("--data-dir", args.data_dir)
+    _cli.data_folders(args)
     return TrainConfig(
         model=args.model,
         dataset=dataset,

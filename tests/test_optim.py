@@ -39,8 +39,8 @@ from sparsespike.training.loop import run_epoch
 from sparsespike.training.optim import adamw
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-model = build_model("m1", "audio", num_classes=4, hidden_sizes=(8, 8), feature_size=8, backend="triton").to(device)
-optimizer = adamw(model.parameters(), lr=1e-3, backend="triton")  # torch imports triton here (torch._dynamo)
+model = build_model("m1", "audio", num_classes=4, hidden_sizes=(8, 8), feature_size=8).to(device)
+optimizer = adamw(model.parameters(), lr=1e-3)  # torch imports triton here (torch._dynamo)
 x, y = (torch.rand(4, 3, 700) < 0.05).float(), torch.arange(4)
 loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=2)
 config = TrainConfig(model="m1", dataset="randman", batch_size=2, progress=False)

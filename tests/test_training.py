@@ -35,6 +35,12 @@ def small_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def tiny_cli_args(tmp_path, out) -> list[str]:
+    """The training CLI's flags for one epoch of 16 randman samples into ``out``."""
+    limits = ["--epochs", "1", "--batch-size", "8", "--limit-train", "16", "--limit-eval", "8"]
+    return ["--dataset", "randman", *limits, "--out", str(out), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+
+
 def _metrics(path):
     return [json.loads(line) for line in open(path)]
 
@@ -126,25 +132,7 @@ def test_early_stopping(tmp_path):
 
 def test_cli_runs_and_reports_errors(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = [
-        "--model",
-        "m4",
-        "--dataset",
-        "randman",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--limit-train",
-        "16",
-        "--limit-eval",
-        "8",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    ]
+    args = ["--model", "m4", *tiny_cli_args(tmp_path, out)]
     assert train_cli.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs"] == 1 and os.path.exists(out / "last.pt")
@@ -350,23 +338,7 @@ def test_the_cli_reports_divergence_in_one_line_with_status_1(tmp_path, monkeypa
         return loss, loss, torch.zeros(())
 
     monkeypatch.setattr(loop_module, "_loss", always_nan)
-    args = [
-        "--dataset",
-        "randman",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--limit-train",
-        "16",
-        "--limit-eval",
-        "8",
-        "--out",
-        str(tmp_path / "run"),
-        "--no-progress",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    ]
+    args = tiny_cli_args(tmp_path, tmp_path / "run")
     assert train_cli.main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "epoch 1 step 1" in err and "Traceback" not in err
@@ -378,22 +350,6 @@ def test_a_bug_during_training_keeps_its_traceback(tmp_path, monkeypatch):
         raise ValueError("a bug in the loop")
 
     monkeypatch.setattr(loop_module, "run_epoch", broken)
-    args = [
-        "--dataset",
-        "randman",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--limit-train",
-        "16",
-        "--limit-eval",
-        "8",
-        "--out",
-        str(tmp_path / "run"),
-        "--no-progress",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    ]
+    args = tiny_cli_args(tmp_path, tmp_path / "run")
     with pytest.raises(ValueError, match="a bug in the loop"):
         train_cli.main(args)

@@ -60,7 +60,7 @@ def _epoch(model_name: str, backend: str, device: torch.device, limit, repeats: 
     torch.manual_seed(0)
     model = build(config, [split]).to(device)
     _calibrate(model, [split], config, device, log=lambda *_: None)  # as training does: ~3% hidden firing
-    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, backend=config.backend)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scl_weight = float(model.supcon_weight)
     ctx = Context()
     order = list(range(len(split.train)))

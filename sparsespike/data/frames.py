@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import check_int, check_number
+from .._checks import require_finite_number, require_int
 
 __all__ = ["check_events", "denoise", "normalized_time_bins", "time_bin_frames", "time_window_frames"]
 
@@ -35,7 +35,7 @@ def _events(events, fields: str = "xytp") -> np.ndarray:
 def _sensor(sensor_size) -> tuple[int, int, int]:
     if not (isinstance(sensor_size, (tuple, list)) and len(sensor_size) == 3):
         raise ValueError(f"sensor_size must be (width, height, polarities), got {sensor_size!r}")
-    return tuple(check_int(f"sensor_size[{i}]", v) for i, v in enumerate(sensor_size))
+    return tuple(require_int(v, f"sensor_size[{i}]") for i, v in enumerate(sensor_size))
 
 
 def denoise(events: np.ndarray, filter_time: float) -> np.ndarray:
@@ -46,7 +46,7 @@ def denoise(events: np.ndarray, filter_time: float) -> np.ndarray:
     the grid is (max x + 1) x (max y + 1) of this sample.
     """
     _events(events, "xyt")
-    check_number("filter_time", filter_time)
+    require_finite_number(filter_time, "filter_time", non_negative=True)
     n = len(events)
     if n == 0:
         return events[:0]
@@ -117,8 +117,8 @@ def time_window_frames(
     """Counts per (frame, polarity, y, x) in windows of `time_window`: [time_steps, P, H, W] int32."""
     _events(events)
     w, h, pol = _sensor(sensor_size)
-    check_number("time_window", time_window, strict=True)
-    time_steps = check_int("time_steps", time_steps)
+    require_finite_number(time_window, "time_window", positive=True)
+    time_steps = require_int(time_steps, "time_steps")
     frames = np.zeros((time_steps, pol, h, w), dtype=np.int32)
     if len(events) == 0:
         return frames
@@ -139,7 +139,7 @@ def time_bin_frames(
     """Counts in `n_time_bins` equal windows spanning the recording: [n, P, H, W] int32."""
     _events(events)
     w, h, pol = _sensor(sensor_size)
-    n_time_bins = check_int("n_time_bins", n_time_bins)
+    n_time_bins = require_int(n_time_bins, "n_time_bins")
     frames = np.zeros((n_time_bins, pol, h, w), dtype=np.int32)
     if len(events) == 0:
         return frames
@@ -164,7 +164,7 @@ def normalized_time_bins(
     empty frame, as in the study (its division yields NaN bins that its bounds check drops).
     Negative, NaN or Inf times and units outside [0, n_channels) raise ValueError with a count.
     """
-    n_bins, n_channels = check_int("n_bins", n_bins), check_int("n_channels", n_channels)
+    n_bins, n_channels = require_int(n_bins, "n_bins"), require_int(n_channels, "n_channels")
     times, units = np.asarray(times), np.asarray(units)
     if times.ndim != 1 or units.ndim != 1:
         raise ValueError(f"times and units must be 1-D, got shapes {times.shape} and {units.shape}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import check_int
+from .._checks import require_int
 
 __all__ = ["randman", "randman_events", "randman_frames"]
 
@@ -58,12 +58,12 @@ def randman_events(
 
     Samples are interleaved by class (0, 1, ..., 9, 0, 1, ...) so any prefix is balanced.
     """
-    check_int("seed", seed, 0)
-    check_int("samples_per_class", samples_per_class)
-    check_int("stream", stream, 0)
-    check_int("num_classes", num_classes)
-    check_int("time_steps", time_steps)
-    check_int("spikes_per_channel", spikes_per_channel)
+    require_int(seed, "seed", 0)
+    require_int(samples_per_class, "samples_per_class")
+    require_int(stream, "stream", 0)
+    require_int(num_classes, "num_classes")
+    require_int(time_steps, "time_steps")
+    require_int(spikes_per_channel, "spikes_per_channel")
     man_rng = np.random.default_rng([seed, 0])
     n_out = CHANNELS * spikes_per_channel
     shared = _manifold(man_rng, n_out, dim, n_basis, alpha)

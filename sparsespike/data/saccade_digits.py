@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import check_int
+from .._checks import require_int
 from .frames import denoise, time_window_frames
 
 __all__ = ["saccade_digit_events", "saccade_digits", "split_indices"]
@@ -69,9 +69,9 @@ def saccade_digit_events(
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (8, 8) or len(images) == 0:
         raise ValueError(f"images must be a non-empty [B, 8, 8] array (sklearn digits), got shape {images.shape}")
-    check_int("saccade_ms", saccade_ms)
+    require_int(saccade_ms, "saccade_ms")
     if duration_ms is not None:
-        check_int("duration_ms", duration_ms)
+        require_int(duration_ms, "duration_ms")
     rng = np.random.default_rng(seed)
     canvas = _canvas(images)
     b = len(images)

@@ -120,7 +120,7 @@ def _run(args, ready) -> int:
     _cli.device("--device", args.device, allow_auto=False)
     _cli.input_file("--checkpoint", args.checkpoint)
     _cli.output_file("--json", args.json)
-    _cli.output_dir("--cache-dir", args.cache_dir)
+    _cli.data_folders(args)
     profile = _profile(args)
     model, name, datasets, trained = _model_and_datasets(args)
     # every dataset opened before the first is measured: a missing one is a set-up error

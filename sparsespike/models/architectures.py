@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from .._backend import check_backend
 from ..nn import HGRN, HopfieldMemory
+from ..ops._validate import spikes_named
 from .backbones import AudioEncoder, SpikingHead, VisualEncoder
 from .study_gate import StudyGate
 
@@ -130,16 +131,11 @@ def check_input(x, input_shape: Sequence[int], modality: str, dtype: torch.dtype
 
 
 def run_encoder(encoder: nn.Module, x: Tensor, name: str = "x") -> Tensor:
-    """encoder(x) for batch-first x [B, T, ...]: the spike layer, time-major [T, B, F]. The first
-    layer's kernel checks x for NaN/Inf for free while it reads it; its error says "spikes" (its
-    own argument), so it is renamed to the model's. (The first layer's reshape copies the
-    transposed x, which is freed after it.)"""
-    try:
+    """encoder(x) for batch-first x [B, T, ...]: the spike layer, time-major [T, B, F]; NaN/Inf
+    in x, found by the first layer's kernel, is reported under the model's name (later layers read
+    LIF spikes, always 0/1). (The first layer's reshape copies the transposed x, freed after it.)"""
+    with spikes_named(name):
         return encoder(x.transpose(0, 1))
-    except ValueError as exc:
-        if str(exc) == "spikes contains NaN or Inf":  # later layers read LIF spikes, always 0/1
-            raise ValueError(f"{name} contains NaN or Inf") from None
-        raise
 
 
 def _study_hopfield(feature_size: int, num_patterns: int, temperature: float, backend: Optional[str]) -> HopfieldMemory:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._backend import check_backend
-from ..ops._validate import require_positive_int
+from .._checks import require_int
 from ..ops.spike_conv2d import spike_conv2d
 
 # attributes nn.Conv2d sets in __init__ besides its parameters
@@ -60,10 +60,10 @@ class SpikeConv2d(nn.Conv2d):
         dtype=None,
         backend: Optional[str] = None,
     ) -> None:
-        require_positive_int(in_channels, "in_channels")
-        require_positive_int(out_channels, "out_channels")
+        require_int(in_channels, "in_channels")
+        require_int(out_channels, "out_channels")
         for size in kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,):
-            require_positive_int(size, "kernel_size")
+            require_int(size, "kernel_size")
         super().__init__(
             in_channels,
             out_channels,

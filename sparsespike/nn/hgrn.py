@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._backend import check_backend
-from ..ops._validate import check_finite_on_cuda, require_finite_number, require_positive_int
+from .._checks import require_finite_number, require_int
+from ..ops._validate import data_checked
 from ..ops.hgrn import hgrn_scan
 from .linear import SpikeLinear
 
@@ -38,7 +39,7 @@ def _check_lower_bound(bound) -> None:
         if not 0.0 <= require_finite_number(bound, "lower_bound") <= 1.0:
             raise ValueError(f"lower_bound passed to forward must be in [0, 1], got {bound}")
         return
-    if torch.compiler.is_compiling() or (bound.device.type == "cuda" and not check_finite_on_cuda()):
+    if torch.compiler.is_compiling() or not data_checked(bound):
         return
     if not bool(((bound >= 0) & (bound <= 1)).all()):
         raise ValueError("lower_bound passed to forward must be in [0, 1] everywhere")
@@ -83,7 +84,7 @@ class HGRN(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        require_positive_int(d_model, "d_model")
+        require_int(d_model, "d_model")
         inner = int(d_model * expand_ratio)
         if inner < 1:
             raise ValueError(f"expand_ratio {expand_ratio} leaves no inner channels for d_model {d_model}")
@@ -261,7 +262,7 @@ class HGRNStack(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        require_positive_int(n_layers, "n_layers")
+        require_int(n_layers, "n_layers")
         factory = dict(device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             HGRNBlock(

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._backend import check_backend
-from ..ops._validate import require_finite_number, require_positive_int
+from .._checks import require_finite_number, require_int
 from ..ops.hopfield import hopfield_retrieve
 from .linear import SpikeLinear
 
@@ -48,8 +48,8 @@ class HopfieldMemory(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        require_positive_int(dim, "dim")
-        require_positive_int(num_patterns, "num_patterns")
+        require_int(dim, "dim")
+        require_int(num_patterns, "num_patterns")
         self.dim, self.temperature = dim, require_finite_number(temperature, "temperature", positive=True)
         self.patterns = nn.Parameter(torch.randn(num_patterns, dim, device=device, dtype=dtype))
         self.norm = nn.LayerNorm(dim, device=device, dtype=dtype)
@@ -109,7 +109,7 @@ class Hopfield(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        require_positive_int(query_size, "query_size")
+        require_int(query_size, "query_size")
         for name, size in (
             ("pattern_size", pattern_size),
             ("hidden_size", hidden_size),
@@ -118,7 +118,7 @@ class Hopfield(nn.Module):
             ("num_patterns", num_patterns),
         ):
             if size is not None:
-                require_positive_int(size, name)
+                require_int(size, name)
         if beta is not None:
             require_finite_number(beta, "beta", positive=True)
         pattern_size = query_size if pattern_size is None else pattern_size

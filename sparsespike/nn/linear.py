@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._backend import check_backend
-from ..ops._validate import require_positive_int
+from .._checks import require_int
 from ..ops.spike_linear import spike_linear
 
 
@@ -31,8 +31,8 @@ class SpikeLinear(nn.Linear):
         dtype=None,
         backend: Optional[str] = None,
     ) -> None:
-        require_positive_int(in_features, "in_features")
-        require_positive_int(out_features, "out_features")
+        require_int(in_features, "in_features")
+        require_int(out_features, "out_features")
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.backend = None if backend is None else check_backend(backend)
 

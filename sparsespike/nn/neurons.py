@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from .._backend import check_backend
-from ..ops._validate import require_finite_number, require_tensor
+from .._checks import require_finite_number
+from ..ops._validate import require_tensor
 from ..ops.lif import lif
 from ..ops.lif_reference import DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .._backend import check_backend
-from ..ops._validate import require_positive_int
+from .._checks import require_int
 from ..ops.spiking_hopfield import (
     HopfieldRecall,
     check_recall_params,
@@ -49,7 +49,7 @@ class SpikingHopfield(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        require_positive_int(n_neurons, "n_neurons")
+        require_int(n_neurons, "n_neurons")
         _, beta, threshold, _ = check_recall_params(1, beta, threshold, reset)
         dtype = torch.float32 if dtype is None else dtype
         if not dtype.is_floating_point:

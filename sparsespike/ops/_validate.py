@@ -9,10 +9,8 @@ unless SPARSESPIKE_CHECK_FINITE=1.
 
 from __future__ import annotations
 
-import math
-import numbers
-import operator
 import os
+from contextlib import contextmanager
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
@@ -22,6 +20,12 @@ SPIKE_INT_DTYPES = (torch.bool, torch.uint8)
 
 def check_finite_on_cuda() -> bool:
     return os.environ.get("SPARSESPIKE_CHECK_FINITE", "0") not in ("", "0")
+
+
+def data_checked(t: torch.Tensor) -> bool:
+    """Whether a check may read ``t``'s values: always off CUDA; on CUDA, where reading stalls
+    the host, only with SPARSESPIKE_CHECK_FINITE=1."""
+    return t.device.type != "cuda" or check_finite_on_cuda()
 
 
 def require_tensor(x, name: str) -> torch.Tensor:
@@ -37,17 +41,6 @@ def require_tensor(x, name: str) -> torch.Tensor:
     if type(x) is not torch.Tensor and isinstance(x, FakeTensor) and not torch.compiler.is_compiling():
         raise ValueError(f"{name} is a FakeTensor; sparsespike ops take fake tensors only inside torch.compile")
     return x
-
-
-def require_finite_number(value, name: str, *, positive: bool = False) -> float:
-    """A real number (Python's or numpy's) that is finite (and > 0 with ``positive``), as a float:
-    NaN passes every comparison check by comparing false, so it is refused explicitly."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}, got {value}")
-    return value
 
 
 def require_nonempty(x: torch.Tensor, name: str) -> None:
@@ -68,6 +61,19 @@ def require_spike_dtype(spikes: torch.Tensor, weight: torch.Tensor, name: str = 
         raise TypeError(f"{name} must be bool, uint8 or the weight's dtype ({weight.dtype}), got {spikes.dtype}")
 
 
+@contextmanager
+def spikes_named(name: str):
+    """Inside: spike_linear / spike_conv2d's kernels check their input for NaN/Inf for free while
+    they read it, and say "spikes"; a caller whose own argument went in (a Hopfield query, a
+    model's input) gets its name instead of a second pass over the data."""
+    try:
+        yield
+    except ValueError as exc:
+        if str(exc) == "spikes contains NaN or Inf":
+            raise ValueError(f"{name} contains NaN or Inf") from None
+        raise
+
+
 def require_same_device(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> None:
     if a.device != b.device:
         raise ValueError(f"{a_name} is on {a.device} but {b_name} is on {b.device}; move them to one device")
@@ -77,7 +83,7 @@ def check_finite(spikes: torch.Tensor, name: str = "spikes") -> None:
     """Raise ValueError if a floating spike tensor holds NaN or Inf (skipped on CUDA by default)."""
     if not spikes.dtype.is_floating_point:
         return
-    if spikes.device.type == "cuda" and not check_finite_on_cuda():
+    if not data_checked(spikes):
         return
     if not bool(torch.isfinite(spikes).all()):
         raise ValueError(f"{name} contains NaN or Inf")
@@ -94,14 +100,3 @@ def refuse_double_backward(op: str, backend: str) -> None:
             f"{op}: the {backend!r} backend computes gradients in its own kernels and has no double backward "
             "(create_graph=True); call it with backend='reference' for higher-order gradients"
         )
-
-
-def require_positive_int(value, name: str) -> int:
-    """A module size (features, channels, patterns): an integer >= 1 (Python's or numpy's), never a
-    bool or a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    value = operator.index(value)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value

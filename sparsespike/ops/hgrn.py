@@ -39,7 +39,7 @@ from .._backend import (
 )
 from ._validate import (
     check_finite,
-    check_finite_on_cuda,
+    data_checked,
     refuse_double_backward,
     require_nonempty,
     require_same_device,
@@ -99,7 +99,7 @@ def _check_data(x: Tensor, g: Tensor, h0: Tensor) -> None:
     """What the C++ kernel checks while it reads, for the other paths: finite inputs, g <= 0."""
     for t, name in ((x, "x"), (g, "g"), (h0, "h0")):
         check_finite(t, name)
-    if torch.compiler.is_compiling() or (g.device.type == "cuda" and not check_finite_on_cuda()):
+    if torch.compiler.is_compiling() or not data_checked(g):
         return
     if bool((g > 0).any()):
         raise ValueError(

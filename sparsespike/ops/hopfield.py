@@ -34,6 +34,7 @@ from ._validate import (
     require_nonempty,
     require_same_device,
     require_tensor,
+    spikes_named,
 )
 from .spike_linear import _SpikeLinearFunction
 
@@ -112,12 +113,8 @@ def _scores_event_driven(xi: Tensor, patterns: Tensor, backend: str) -> tuple[Te
     """(xi P^T [Q, K], nonzeros of xi) through spike_linear's kernels (no SynOps recorded there)."""
     if torch.compiler.is_compiling():
         return torch.ops.sparsespike.spike_linear(xi, patterns, None, backend)
-    try:
+    with spikes_named("query"):
         return _SpikeLinearFunction.apply(xi, patterns, None, backend, "hopfield_retrieve")
-    except ValueError as exc:  # spike_linear checks xi for free while it reads it; name it as ours
-        if str(exc) == "spikes contains NaN or Inf":
-            raise ValueError("query contains NaN or Inf") from None
-        raise
 
 
 # --------------------------------------------------------------------------- public entry point

@@ -43,11 +43,11 @@ from .._backend import (
 from .._backend import (
     numpy_view as _np,
 )
+from .._checks import require_finite_number
 from ._validate import (
     check_finite,
-    check_finite_on_cuda,
+    data_checked,
     refuse_double_backward,
-    require_finite_number,
     require_nonempty,
     require_same_device,
     require_tensor,
@@ -376,7 +376,7 @@ def _check_neuron_params(beta, threshold, v0, beta_vec: Tensor, threshold_vec: T
         check_finite(beta_vec, "beta")  # the clamp to [0, 1] keeps NaN and maps +-Inf into range
     if isinstance(threshold, Tensor):
         check_finite(threshold_vec, "threshold")
-        if (threshold_vec.device.type != "cuda" or check_finite_on_cuda()) and not bool((threshold_vec > 0).all()):
+        if data_checked(threshold_vec) and not bool((threshold_vec > 0).all()):
             raise ValueError("threshold must be > 0 everywhere")
     if v0 is not None:
         check_finite(v0_vec, "v0")

@@ -65,7 +65,7 @@ from .._backend import cpp, empty_output, require_triton_kernels, resolve_backen
 from .._backend import numpy_view as _np
 from ._validate import (
     check_finite,
-    check_finite_on_cuda,
+    data_checked,
     require_nonempty,
     require_same_device,
     require_tensor,
@@ -95,7 +95,7 @@ def _check_binary(x: Tensor, name: str) -> None:
         return
     if x.dtype.is_complex:
         raise TypeError(f"{name} must be bool, an integer or a floating-point tensor, got dtype {x.dtype}")
-    if x.device.type == "cuda" and not check_finite_on_cuda():
+    if not data_checked(x):
         return
     if not bool(((x == 0) | (x == 1)).all()):
         raise ValueError(f"{name} must be binary: every value 0 or 1 (bool, integer or float)")

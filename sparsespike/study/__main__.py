@@ -82,9 +82,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
     args = _parser().parse_args(argv)
     _cli.device("--device", args.device)
     _cli.output_dir("--out", args.out, subfolders=("runs", "features", "figures", "tables"))
-    _cli.output_dir("--cache-dir", args.cache_dir)
-    if args.download:
-        _cli.output_dir("--data-dir", args.data_dir)
+    _cli.data_folders(args)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     if len(names) != 2:
         raise ValueError(f"--datasets takes two names, visual,audio (e.g. nmnist,shd), got {args.datasets!r}")

@@ -13,10 +13,10 @@ Three presets:
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
+
+from .._checks import require_finite_number, require_int
 
 STUDY_MODELS = ("m1", "m2", "m3", "m4", "m5")
 ALL_RUNS = STUDY_MODELS + ("joint",)
@@ -84,21 +84,11 @@ class StudyConfig:
             value = getattr(self, name)
             if value is None and name in ("epochs", "limit_train", "limit_eval"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+            require_int(value, name)
         self.calibrate = tuple(self.calibrate)
         if any(m not in ("visual", "audio") for m in self.calibrate):
             raise ValueError(f"calibrate must hold 'visual' and/or 'audio', got {self.calibrate!r}")
-        # NaN fails every comparison, so "lr > 0" alone is not enough
-        if (
-            isinstance(self.lr, bool)
-            or not isinstance(self.lr, numbers.Real)
-            or not math.isfinite(self.lr)
-            or self.lr <= 0
-        ):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        require_finite_number(self.lr, "lr", positive=True)
         self._apply_preset()
 
     @property

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
+
+from .._checks import require_finite_number, require_int
 
 MODELS = ("m1", "m2", "m3", "m4", "m5", "joint")
 JOINT_DEFAULT_DATASETS = "saccade-digits+randman"
@@ -13,24 +13,6 @@ JOINT_DEFAULT_DATASETS = "saccade-digits+randman"
 # Fields that only say where or how fast to run; a resumed run may change them. Every other
 # field shapes the result, so resuming with a different value is refused.
 RUNTIME_FIELDS = frozenset({"device", "workers", "out", "resume", "progress", "data_dir", "cache_dir", "download"})
-
-
-def _check_int(name: str, value: Any, minimum: Optional[int], optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_float(name: str, value: Any, strict: bool, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (strict and value == 0):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value}")
 
 
 @dataclass
@@ -89,7 +71,8 @@ class TrainConfig:
             ("limit_train", 1),
             ("limit_eval", 1),
         ):
-            _check_int(name, getattr(self, name), minimum, optional=name.startswith("limit_"))
+            if not (name.startswith("limit_") and getattr(self, name) is None):
+                require_int(getattr(self, name), name, minimum)
         # float fields: finite and in range (NaN compares false, so "< 0" alone would let it through)
         for name, strict in (
             ("lr", True),
@@ -99,7 +82,8 @@ class TrainConfig:
             ("grad_clip", False),
             ("scl_weight", False),
         ):
-            _check_float(name, getattr(self, name), strict, optional=name == "scl_weight")
+            if not (name == "scl_weight" and self.scl_weight is None):
+                require_finite_number(getattr(self, name), name, positive=strict, non_negative=not strict)
         if self.init not in ("calibrated", "default"):
             raise ValueError(f"init must be 'calibrated' or 'default', got {self.init!r}")
         if self.calibrate_modalities is not None:

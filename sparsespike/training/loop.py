@@ -391,7 +391,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
     _check_batch_size(config, splits, ctx)
     model = build(config, splits).to(device)
     scl_weight = float(getattr(model, "supcon_weight", 0.0) if config.scl_weight is None else config.scl_weight)
-    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, backend=config.backend)
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
