@@ -7,26 +7,28 @@ from . import (
     synops,
 )
 from ._backend import backends, get_default_backend, set_default_backend
+from ._deprecated import OPS_RENAMES, module_getattr
 from .dispatch import get_crossover, set_crossover
-from .nn.supcon import supcon_loss, supcon_loss_reference
 from .ops import (
     HGRNOutput,
-    HopfieldRecall,
     LIFOutput,
+    SpikingHopfieldOutput,
     hebbian_weight,
     hgrn_scan,
     hgrn_scan_reference,
-    hopfield_recall,
-    hopfield_recall_reference,
-    hopfield_retrieve,
-    hopfield_retrieve_reference,
     lif,
     lif_reference,
+    modern_hopfield,
+    modern_hopfield_reference,
     pattern_overlap,
     spike_conv2d,
     spike_conv2d_reference,
     spike_linear,
     spike_linear_reference,
+    spiking_hopfield_recall,
+    spiking_hopfield_recall_reference,
+    supcon_loss,
+    supcon_loss_reference,
 )
 from .synops import SynOpCounter, count_synops, synop_scope
 
@@ -38,8 +40,8 @@ configure_allocator = _allocator.configure
 
 __all__ = [
     "HGRNOutput",
-    "HopfieldRecall",
     "LIFOutput",
+    "SpikingHopfieldOutput",
     "SynOpCounter",
     "backends",
     "configure_allocator",
@@ -50,12 +52,10 @@ __all__ = [
     "hebbian_weight",
     "hgrn_scan",
     "hgrn_scan_reference",
-    "hopfield_recall",
-    "hopfield_recall_reference",
-    "hopfield_retrieve",
-    "hopfield_retrieve_reference",
     "lif",
     "lif_reference",
+    "modern_hopfield",
+    "modern_hopfield_reference",
     "nn",
     "pattern_overlap",
     "set_crossover",
@@ -64,8 +64,12 @@ __all__ = [
     "spike_conv2d_reference",
     "spike_linear",
     "spike_linear_reference",
+    "spiking_hopfield_recall",
+    "spiking_hopfield_recall_reference",
     "supcon_loss",
     "supcon_loss_reference",
     "synop_scope",
     "synops",
 ]
+
+__getattr__ = module_getattr(__name__, OPS_RENAMES)

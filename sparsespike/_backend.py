@@ -69,33 +69,6 @@ def empty_output(like: torch.Tensor, shape: tuple[int, ...] | None = None) -> to
     return out
 
 
-_KERNEL_DTYPES = (torch.float32, torch.float64)
-
-
-def select_path(backend: str, t: torch.Tensor, what: str) -> str:
-    """The implementation a call of a time-looping op (lif, hgrn_scan) runs, forward and backward
-    alike: "reference", "cpp" or "triton". Their kernels take float32/float64 (``what`` names the
-    tensor in the error); auto runs the device's kernel, or the reference for anything else."""
-    kernel = "triton" if t.device.type == "cuda" else "cpp"
-    if backend == "reference":
-        return "reference"
-    if backend in ("cpp", "triton"):
-        if t.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"backend={backend!r} supports float32 and float64 {what}, got {t.dtype}")
-        return backend
-    if t.dtype not in _KERNEL_DTYPES or (kernel == "cpp" and cpp() is None):
-        return "reference"
-    return kernel if t.device.type in ("cpu", "cuda") else "reference"
-
-
-def kernel_path(backend: str, t: torch.Tensor, what: str, op: str) -> str:
-    """select_path for a custom op, which only runs kernels (the reference is called directly)."""
-    path = select_path(backend, t, what)
-    if path == "reference":
-        raise ValueError(f"sparsespike::{op} runs the cpp or triton kernels; call {op}() for the reference")
-    return path
-
-
 def step_gradient_view(grad: torch.Tensor | None):
     """A [T, M] gradient as the time-looping C++ kernels take it: None, or one [M] row when it is
     broadcast over time (a loss like out.sum() hands backward a stride-0 expansion that would

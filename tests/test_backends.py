@@ -85,8 +85,8 @@ def test_every_op_and_its_reference_are_exported_at_the_top_level():
         "spike_conv2d",
         "lif",
         "hgrn_scan",
-        "hopfield_retrieve",
-        "hopfield_recall",
+        "modern_hopfield",
+        "spiking_hopfield_recall",
         "supcon_loss",
     ):
         for name in (op, f"{op}_reference"):

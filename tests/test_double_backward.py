@@ -44,15 +44,15 @@ def _inputs(op: str, dtype=torch.float64):
             g,
             rand(5),
         )
-    if op == "hopfield_retrieve":
-        return lambda backend: lambda q, p: sparsespike.hopfield_retrieve(q, p, 0.5, backend=backend), (
+    if op == "modern_hopfield":
+        return lambda backend: lambda q, p: sparsespike.modern_hopfield(q, p, 0.5, backend=backend), (
             rand(3, 4),
             rand(5, 4),
         )
     raise AssertionError(op)
 
 
-OPS = ["spike_linear", "spike_conv2d", "lif", "hgrn_scan", "hopfield_retrieve"]
+OPS = ["spike_linear", "spike_conv2d", "lif", "hgrn_scan", "modern_hopfield"]
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -64,7 +64,7 @@ def test_reference_gradgradcheck(op):
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("op", OPS)
 def test_kernels_refuse_double_backward(op, backend):
-    if backend == "triton" and op in ("spike_conv2d", "hopfield_retrieve"):
+    if backend == "triton" and op in ("spike_conv2d", "modern_hopfield"):
         dtype = torch.float32  # those Triton kernels take float32/16 (interpreted on CPU)
     else:
         dtype = torch.float64

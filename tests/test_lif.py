@@ -226,8 +226,8 @@ def test_opcheck_and_compile():
                     0,
                     25.0,
                     True,
-                    backend,
                     keep_trace,
+                    backend,
                 ),
             )
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sparsespike
-from sparsespike import hebbian_weight, hopfield_recall, pattern_overlap
+from sparsespike import hebbian_weight, pattern_overlap, spiking_hopfield_recall
 from sparsespike.nn import SpikingHopfield
-from sparsespike.ops.spiking_hopfield import RESETS, hopfield_recall_reference
+from sparsespike.ops.spiking_hopfield import RESETS, spiking_hopfield_recall_reference
 
 
 def random_patterns(p, n, seed, density=0.5):
@@ -79,8 +79,8 @@ def test_acceptance_recall_from_noisy_cues(backend):
 def test_cpp_matches_reference(n, batch, steps, reset, beta, threshold, dtype, seed):
     weight, cue = generic_case(n, batch, seed, dtype)
     args = (weight, cue, steps, beta, threshold)
-    ref = hopfield_recall(*args, reset=reset, backend="reference")
-    assert_same_recall(hopfield_recall(*args, reset=reset, backend="cpp"), ref)
+    ref = spiking_hopfield_recall(*args, reset=reset, backend="reference")
+    assert_same_recall(spiking_hopfield_recall(*args, reset=reset, backend="cpp"), ref)
 
 
 @pytest.mark.parametrize(
@@ -89,9 +89,9 @@ def test_cpp_matches_reference(n, batch, steps, reset, beta, threshold, dtype, s
 )
 def test_triton_matches_reference(n, batch, steps, reset, dtype):
     weight, cue = generic_case(n, batch, seed=n, dtype=dtype)
-    ref = hopfield_recall(weight, cue, steps, reset=reset, backend="reference")
+    ref = spiking_hopfield_recall(weight, cue, steps, reset=reset, backend="reference")
     assert ref.spikes.sum() > 0 and (1 - ref.spikes).sum() > 0  # something to compare
-    assert_same_recall(hopfield_recall(weight, cue, steps, reset=reset, backend="triton"), ref)
+    assert_same_recall(spiking_hopfield_recall(weight, cue, steps, reset=reset, backend="triton"), ref)
 
 
 @pytest.mark.parametrize("n, batch, steps", [(200, 1, 8), (130, 3, 6), (64, 10, 4)])
@@ -101,11 +101,11 @@ def test_cpp_deterministic_across_thread_counts(n, batch, steps):
     from sparsespike import _C
 
     weight, cue = generic_case(n, batch, seed=3)
-    ref_spikes, ref_v = hopfield_recall_reference(weight, cue.float(), steps, 0.9, 0.05)
+    ref_spikes, ref_v = spiking_hopfield_recall_reference(weight, cue.float(), steps, 0.9, 0.05)
     expected_events = int(cue.sum() + ref_spikes[:-1].sum())
     for threads in (1, 2, 3, 4):
         spikes, v = torch.empty(steps, batch, n), torch.empty(batch, n)
-        events = _C.hopfield_recall(
+        events = _C.spiking_hopfield_recall(
             weight.numpy(), cue.float().numpy(), steps, 0.9, 0.05, 0, spikes.numpy(), v.numpy(), threads
         )
         assert torch.equal(spikes, ref_spikes) and torch.equal(v, ref_v)
@@ -114,20 +114,20 @@ def test_cpp_deterministic_across_thread_counts(n, batch, steps):
 
 def test_auto_falls_back_to_reference_for_other_dtypes():
     weight, cue = generic_case(24, 2, seed=1, dtype=torch.bfloat16)
-    out = hopfield_recall(weight, cue, 3)
-    spikes, v = hopfield_recall_reference(weight, cue.to(torch.bfloat16), 3, 0.9, 0.05)
+    out = spiking_hopfield_recall(weight, cue, 3)
+    spikes, v = spiking_hopfield_recall_reference(weight, cue.to(torch.bfloat16), 3, 0.9, 0.05)
     assert torch.equal(out.spikes, spikes) and torch.equal(out.membrane, v)
     with pytest.raises(TypeError, match="float32 and float64 weights"):
-        hopfield_recall(weight, cue, 3, backend="cpp")
+        spiking_hopfield_recall(weight, cue, 3, backend="cpp")
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_cue_dtypes_and_single_cue(backend):
     weight, cue = generic_case(40, 3, seed=2)
-    expected = hopfield_recall(weight, cue, 4, backend=backend)
+    expected = spiking_hopfield_recall(weight, cue, 4, backend=backend)
     for as_dtype in (torch.uint8, torch.int64, torch.float32, torch.float64):
-        assert_same_recall(hopfield_recall(weight, cue.to(as_dtype), 4, backend=backend), expected)
-    one = hopfield_recall(weight, cue[1], 4, backend=backend)
+        assert_same_recall(spiking_hopfield_recall(weight, cue.to(as_dtype), 4, backend=backend), expected)
+    one = spiking_hopfield_recall(weight, cue[1], 4, backend=backend)
     assert one.spikes.shape == (4, 40) and one.settled.shape == (40,) and one.settle_step.shape == ()
     assert torch.equal(one.spikes, expected.spikes[:, 1]) and torch.equal(one.membrane, expected.membrane[1])
 
@@ -139,45 +139,45 @@ def test_cue_dtypes_and_single_cue(backend):
 def test_stored_pattern_is_a_fixed_point(backend):
     pattern = random_patterns(1, 96, seed=8)
     weight = hebbian_weight(pattern)
-    out = hopfield_recall(weight, pattern, 6, backend=backend)
+    out = spiking_hopfield_recall(weight, pattern, 6, backend=backend)
     assert torch.equal(out.spikes, pattern.float().expand(6, 1, 96))
     assert out.settle_step.tolist() == [0] and out.converged.tolist() == [True]
-    single = hopfield_recall(weight, pattern, 1, backend=backend)  # one step: nothing to compare with
+    single = spiking_hopfield_recall(weight, pattern, 1, backend=backend)  # one step: nothing to compare with
     assert single.settle_step.tolist() == [0] and single.converged.tolist() == [False]
 
 
 def test_settle_step_and_majority_window():
     weight, cue = generic_case(50, 6, seed=11)
-    out = hopfield_recall(weight, cue, 9, window=3, backend="cpp")
+    out = spiking_hopfield_recall(weight, cue, 9, window=3, backend="cpp")
     for b in range(6):
         s = out.spikes[:, b]
         last_change = max([t for t in range(1, 9) if not torch.equal(s[t], s[t - 1])], default=0)
         assert out.settle_step[b].item() == last_change
         assert out.converged[b].item() == (last_change < 8)
     assert torch.equal(out.settled, (out.spikes[-3:].sum(0) >= 2).float())
-    assert torch.equal(hopfield_recall(weight, cue, 9, window=1).settled, out.spikes[-1])
-    assert torch.equal(hopfield_recall(weight, cue, 2, window=5).settled, (out.spikes[:2].sum(0) == 2).float())
+    assert torch.equal(spiking_hopfield_recall(weight, cue, 9, window=1).settled, out.spikes[-1])
+    assert torch.equal(spiking_hopfield_recall(weight, cue, 2, window=5).settled, (out.spikes[:2].sum(0) == 2).float())
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_synops_are_events_times_fan_out(backend):
     weight, cue = generic_case(30, 3, seed=12)
     with sparsespike.count_synops() as counter:
-        out = hopfield_recall(weight, cue, 5, backend=backend)
-    assert counter.by_op() == {"hopfield_recall": 30 * int(cue.sum() + out.spikes[:-1].sum())}
+        out = spiking_hopfield_recall(weight, cue, 5, backend=backend)
+    assert counter.by_op() == {"spiking_hopfield_recall": 30 * int(cue.sum() + out.spikes[:-1].sum())}
 
 
 def test_inference_only_no_gradients():
     weight, cue = generic_case(16, 2, seed=13)
     weight.requires_grad_()
-    out = hopfield_recall(weight, cue, 3, backend="cpp")
+    out = spiking_hopfield_recall(weight, cue, 3, backend="cpp")
     assert not any(t.requires_grad for t in out)
 
 
 def test_opcheck():
     weight, cue = generic_case(16, 2, seed=14)
     torch.library.opcheck(
-        torch.ops.sparsespike.hopfield_recall,
+        torch.ops.sparsespike.spiking_hopfield_recall,
         (weight, cue.float(), 3, 0.9, 0.05, 0, "cpp"),
         test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"),
     )
@@ -188,7 +188,7 @@ def test_torch_compile_fullgraph():
     net = SpikingHopfield(24, backend="cpp")
     net.weight.copy_(weight)
     compiled = torch.compile(net, fullgraph=True)
-    assert_same_recall(compiled(cue, 4), hopfield_recall(weight, cue, 4, backend="reference"))
+    assert_same_recall(compiled(cue, 4), spiking_hopfield_recall(weight, cue, 4, backend="reference"))
 
 
 @pytest.mark.cuda
@@ -202,8 +202,8 @@ def test_cuda_triton_matches_cpu(dtype):
     noise = torch.randn(n, n, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
     weight = (weight + 1e-3 * noise).to(dtype)
     cue = flip(patterns[:batch], 0.2, seed=24)
-    expected = hopfield_recall(weight, cue, 12, backend="cpp")
-    out = hopfield_recall(weight.cuda(), cue.cuda(), 12, backend="triton")
+    expected = spiking_hopfield_recall(weight, cue, 12, backend="cpp")
+    out = spiking_hopfield_recall(weight.cuda(), cue.cuda(), 12, backend="triton")
     assert_same_recall(type(out)(*(t.cpu() for t in out)), expected)
 
 
@@ -266,7 +266,7 @@ def test_non_finite_weight(backend):
     weight, cue = generic_case(8, 2, seed=18)
     weight[3, 5] = math.nan
     with pytest.raises(ValueError, match="weight contains NaN or Inf"):
-        hopfield_recall(weight, cue, 2, backend=backend)
+        spiking_hopfield_recall(weight, cue, 2, backend=backend)
 
 
 def test_bad_arguments_name_the_argument():
@@ -293,9 +293,9 @@ def test_bad_arguments_name_the_argument():
     base = dict(weight=weight, cue=cue, steps=3)
     for change, error, message in cases:
         with pytest.raises(error, match=message):
-            hopfield_recall(**{**base, **change})
+            spiking_hopfield_recall(**{**base, **change})
     with pytest.raises(ValueError, match="cue is a meta tensor"):
-        hopfield_recall(weight, cue.to("meta"), 3)
+        spiking_hopfield_recall(weight, cue.to("meta"), 3)
 
 
 def test_bad_patterns_and_module_arguments():
@@ -323,7 +323,7 @@ def test_bad_patterns_and_module_arguments():
 
 
 class TestExtensionBoundary:
-    """sparsespike._C.hopfield_recall validates on its own, before touching memory."""
+    """sparsespike._C.spiking_hopfield_recall validates on its own, before touching memory."""
 
     def arrays(self, n=6, batch=2, steps=3, dtype=torch.float32):
         weight = hebbian_weight(random_patterns(2, n, seed=20), dtype=dtype)
@@ -356,12 +356,12 @@ class TestExtensionBoundary:
         ]
         for change, error, message in cases:
             with pytest.raises(error, match=message):
-                _C.hopfield_recall(**{**ok, **change})
+                _C.spiking_hopfield_recall(**{**ok, **change})
         readonly = torch.zeros(3, 2, 6).numpy()
         readonly.setflags(write=False)
         with pytest.raises(ValueError, match="spikes must be writable"):
-            _C.hopfield_recall(**{**ok, "spikes": readonly})
-        events = _C.hopfield_recall(**ok)  # a silent cue: the events are the network's own spikes
+            _C.spiking_hopfield_recall(**{**ok, "spikes": readonly})
+        events = _C.spiking_hopfield_recall(**ok)  # a silent cue: the events are the network's own spikes
         assert events == int(cue.sum() + spikes[:-1].sum())
 
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -372,9 +372,9 @@ class TestExtensionBoundary:
         spikes[...] = 7.0
         w[2, 4] = math.inf
         with pytest.raises(ValueError, match="weight contains NaN or Inf"):
-            _C.hopfield_recall(w, cue, 3, 0.9, 0.05, 0, spikes, v, 2)
+            _C.spiking_hopfield_recall(w, cue, 3, 0.9, 0.05, 0, spikes, v, 2)
         w[2, 4] = 0.0
         cue[1, 3] = 0.5
         with pytest.raises(ValueError, match="cue must hold only 0 and 1"):
-            _C.hopfield_recall(w, cue, 3, 0.9, 0.05, 0, spikes, v, 2)
+            _C.spiking_hopfield_recall(w, cue, 3, 0.9, 0.05, 0, spikes, v, 2)
         assert (spikes == 7.0).all()

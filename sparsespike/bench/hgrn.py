@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..ops.hgrn import hgrn_scan
+from ..ops.hgrn_scan import hgrn_scan
 from .timing import Progress, markdown_table, median_ms_interleaved
 
 QUICK_SHAPES = ((50, 8, 512),)

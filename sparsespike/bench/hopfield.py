@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..ops.hopfield import hopfield_retrieve
+from ..ops.modern_hopfield import modern_hopfield
 from .timing import Progress, markdown_table, median_ms_interleaved
 
 QUERIES, PATTERNS, DIM = 3200, 256, 512
@@ -56,9 +56,9 @@ def runners(kind: str, mode: str, n_queries: int, device: torch.device) -> dict:
 
     table = {
         "sdpa": sdpa,
-        "reference": lambda q, p: hopfield_retrieve(q, p, beta, backend="reference"),
-        f"sparsespike-{kernel}": lambda q, p: hopfield_retrieve(q, p, beta, backend=kernel),
-        "sparsespike-auto": lambda q, p: hopfield_retrieve(q, p, beta, backend="auto"),
+        "reference": lambda q, p: modern_hopfield(q, p, beta, backend="reference"),
+        f"sparsespike-{kernel}": lambda q, p: modern_hopfield(q, p, beta, backend=kernel),
+        "sparsespike-auto": lambda q, p: modern_hopfield(q, p, beta, backend="auto"),
     }
 
     def timed(fn):

@@ -12,7 +12,7 @@ counted (nonzero inputs x fan-out, exact at convolution borders); a plain nn.Lin
 whose input is not binary (the first layer on event-count frames, a memory's dense output):
 ``real_input="mac"`` (default) counts them as MACs in the SNN too, since a nonzero real value needs a
 multiplication; ``"synop"`` counts each nonzero input as accumulates. Both totals are reported.
-SynOps that other ops count (hopfield_retrieve's event-driven scores) are in ``other_synops`` and
+SynOps that other ops count (modern_hopfield's event-driven scores) are in ``other_synops`` and
 in the totals.
 """
 
@@ -122,7 +122,7 @@ class EnergyMeter:
         for name, record in self.records.items():
             if record._kernel_counted:
                 record.synops = counted.get(name, 0)
-        # ops outside Linear / Conv2d layers that count SynOps (hopfield_retrieve's event-driven scores)
+        # ops outside Linear / Conv2d layers that count SynOps (modern_hopfield's event-driven scores)
         self.other_synops = sum(v for scope, v in counted.items() if scope not in self.records)
 
     def _enter_scope(self, name: str):

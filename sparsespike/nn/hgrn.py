@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .._backend import check_backend
 from .._checks import require_finite_number, require_int
 from ..ops._validate import data_checked
-from ..ops.hgrn import hgrn_scan
+from ..ops.hgrn_scan import hgrn_scan
 from .linear import SpikeLinear
 
 __all__ = ["HGRN", "HGRNBlock", "HGRNStack"]

@@ -1,4 +1,4 @@
-"""Modern Hopfield layers on the hopfield_retrieve op: the study's M3 memory and a general layer."""
+"""Modern Hopfield layers on the modern_hopfield op: the study's M3 memory and a general layer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .._backend import check_backend
 from .._checks import require_finite_number, require_int
-from ..ops.hopfield import hopfield_retrieve
+from ..ops.modern_hopfield import modern_hopfield
 from .linear import SpikeLinear
 
 
@@ -61,14 +61,14 @@ class HopfieldMemory(nn.Module):
         query = unit_rows(x)
         memory = F.normalize(self.patterns, dim=-1)
         beta = 1.0 / math.sqrt(self.dim) / self.temperature
-        retrieved = hopfield_retrieve(query, memory, beta, backend=self.backend)
+        retrieved = modern_hopfield(query, memory, beta, backend=self.backend)
         return self.norm(retrieved + x)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_patterns={self.patterns.shape[0]}, temperature={self.temperature}"
 
 
-class Hopfield(nn.Module):
+class ModernHopfield(nn.Module):
     """A general modern Hopfield layer in the spirit of the hopfield-layers package.
 
     ``out = W_o retrieve(W_q query, W_k stored, W_v stored)``: the state (query) pattern is
@@ -162,8 +162,8 @@ class Hopfield(nn.Module):
             keys = unit_rows(keys)
             values = keys if self.value_proj is None else values
         if self.update_steps > 1:
-            xi = hopfield_retrieve(xi, keys, self.beta, keys, steps=self.update_steps - 1, backend=self.backend)
-        out = hopfield_retrieve(xi, keys, self.beta, values, backend=self.backend)
+            xi = modern_hopfield(xi, keys, self.beta, keys, steps=self.update_steps - 1, backend=self.backend)
+        out = modern_hopfield(xi, keys, self.beta, values, backend=self.backend)
         return out if self.out_proj is None else self.out_proj(out)
 
     def extra_repr(self) -> str:

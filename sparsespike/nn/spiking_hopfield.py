@@ -10,11 +10,11 @@ from torch import Tensor, nn
 from .._backend import check_backend
 from .._checks import require_int
 from ..ops.spiking_hopfield import (
-    HopfieldRecall,
+    SpikingHopfieldOutput,
     check_recall_params,
     hebbian_weight,
-    hopfield_recall,
     pattern_overlap,
+    spiking_hopfield_recall,
 )
 
 
@@ -24,7 +24,7 @@ class SpikingHopfield(nn.Module):
     ``store(patterns)`` adds binary patterns [P, N] with the Hebbian rule
     ``W += (1/N) sum_p xi xi^T`` (xi = 2p - 1, zero diagonal); ``recall(cue, steps)`` runs the
     neurons from a binary cue with event-driven recurrent propagation through W (see
-    :func:`sparsespike.ops.hopfield_recall` for the dynamics) and returns the spike trains and
+    :func:`sparsespike.ops.spiking_hopfield_recall` for the dynamics) and returns the spike trains and
     the settled pattern. The weight is a buffer (in the state_dict, not a parameter: recall is
     inference only), with the count of stored patterns.
 
@@ -82,11 +82,11 @@ class SpikingHopfield(nn.Module):
         self.n_patterns.zero_()
         return self
 
-    def recall(self, cue: Tensor, steps: int = 20, window: int = 5) -> HopfieldRecall:
+    def recall(self, cue: Tensor, steps: int = 20, window: int = 5) -> SpikingHopfieldOutput:
         """Runs the network from ``cue`` ([B, N] or [N], binary) for ``steps`` steps:
-        HopfieldRecall(spikes [steps, B, N], settled [B, N] (majority of the last ``window``
+        SpikingHopfieldOutput(spikes [steps, B, N], settled [B, N] (majority of the last ``window``
         steps), membrane [B, N], settle_step [B], converged [B])."""
-        return hopfield_recall(
+        return spiking_hopfield_recall(
             self.weight,
             cue,
             steps,
@@ -97,7 +97,7 @@ class SpikingHopfield(nn.Module):
             backend=self.backend,
         )
 
-    def forward(self, cue: Tensor, steps: int = 20, window: int = 5) -> HopfieldRecall:
+    def forward(self, cue: Tensor, steps: int = 20, window: int = 5) -> SpikingHopfieldOutput:
         return self.recall(cue, steps, window)
 
     @staticmethod

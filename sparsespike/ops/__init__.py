@@ -1,35 +1,42 @@
-"""Ops: one module per op, each with its reference, C++ path, Triton path and custom-op wiring."""
+"""Ops: one module per op, each with its reference, C++ path, Triton path and custom-op wiring
+declared to the op framework (``_framework.py``)."""
 
-from .hgrn import HGRNOutput, hgrn_scan, hgrn_scan_reference
-from .hopfield import hopfield_retrieve, hopfield_retrieve_reference
+from .._deprecated import OPS_RENAMES, module_getattr
+from .hgrn_scan import HGRNOutput, hgrn_scan, hgrn_scan_reference
 from .lif import LIFOutput, lif
 from .lif_reference import lif_reference
+from .modern_hopfield import modern_hopfield, modern_hopfield_reference
 from .spike_conv2d import spike_conv2d, spike_conv2d_reference
 from .spike_linear import spike_linear, spike_linear_reference
 from .spiking_hopfield import (
-    HopfieldRecall,
+    SpikingHopfieldOutput,
     hebbian_weight,
-    hopfield_recall,
-    hopfield_recall_reference,
     pattern_overlap,
+    spiking_hopfield_recall,
+    spiking_hopfield_recall_reference,
 )
+from .supcon_loss import supcon_loss, supcon_loss_reference
 
 __all__ = [
     "HGRNOutput",
-    "HopfieldRecall",
     "LIFOutput",
+    "SpikingHopfieldOutput",
     "hebbian_weight",
     "hgrn_scan",
     "hgrn_scan_reference",
-    "hopfield_recall",
-    "hopfield_recall_reference",
-    "hopfield_retrieve",
-    "hopfield_retrieve_reference",
     "lif",
     "lif_reference",
+    "modern_hopfield",
+    "modern_hopfield_reference",
     "pattern_overlap",
     "spike_conv2d",
     "spike_conv2d_reference",
     "spike_linear",
     "spike_linear_reference",
+    "spiking_hopfield_recall",
+    "spiking_hopfield_recall_reference",
+    "supcon_loss",
+    "supcon_loss_reference",
 ]
+
+__getattr__ = module_getattr(__name__, OPS_RENAMES)

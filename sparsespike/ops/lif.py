@@ -34,27 +34,25 @@ from torch import Tensor
 from .._backend import (
     cpp,
     empty_output,
-    kernel_path,
     require_triton_kernels,
     resolve_backend,
-    select_path,
     step_gradient_view,
 )
 from .._backend import (
     numpy_view as _np,
 )
 from .._checks import require_finite_number
+from ._framework import KernelOp, needs_graph
 from ._validate import (
     check_finite,
     data_checked,
-    refuse_double_backward,
     require_nonempty,
     require_same_device,
     require_tensor,
 )
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
-__all__ = ["LIFOutput", "lif"]
+__all__ = ["LIF", "LIFOutput", "lif"]
 
 
 class LIFOutput(NamedTuple):
@@ -193,6 +191,35 @@ def _saved(current: Tensor, trace: Tensor, cfg: _Config) -> tuple[Optional[Tenso
     return (current if reads_current else None), (trace if has_trace else None)
 
 
+def _forward(path, adaptive, current, beta, threshold, v0, *flags):
+    """(spikes [T, M], trace [T, M] (empty [0] when not kept), final membrane [M]) on one path;
+    flags are the _Config fields and keep_trace."""
+    cfg, keep_trace = _Config(*flags[:6]), flags[6]
+    if path == "reference":
+        check_finite(current, "current")
+        spikes, v_final, trace = lif_reference(current, beta, threshold, v0, **cfg.names())
+        return spikes, trace, v_final
+    return _forward_impl(current, beta, threshold, v0, cfg, path, keep_trace)
+
+
+def _save(ctx, route, inputs, outputs, eager):
+    current, beta, threshold, v0, *flags = inputs
+    ctx.cfg = _Config(*flags[:6])
+    ctx.save_for_backward(*_saved(current, outputs[1], ctx.cfg), beta, threshold, v0)
+
+
+def _backward(ctx, grads, compiled):
+    """Gradients of (current, beta, threshold, v0, *flags), per element."""
+    current, trace, beta, threshold, v0 = ctx.saved_tensors
+    if compiled:
+        grads = torch.ops.sparsespike.lif_backward(
+            *grads, current, trace, beta, threshold, v0, *ctx.cfg, ctx.route.backend
+        )
+    else:
+        grads = _backward_impl(*grads, current, trace, beta, threshold, v0, ctx.cfg, ctx.route.path)
+    return (*grads, *[None] * 7)  # nothing for the 6 config fields and keep_trace
+
+
 # --------------------------------------------------------------------------- torch.library custom ops
 
 
@@ -208,15 +235,13 @@ def _lif_op(
     surrogate: int,
     surrogate_param: float,
     decay_input: bool,
-    backend: str,
     keep_trace: bool,
+    backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(spikes [T, M], trace [T, M] (or empty [0] without keep_trace), final membrane [M]) of
     current [T, M]; per-neuron [M] params."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
-    return _forward_impl(
-        current, beta, threshold, v0, cfg, kernel_path(backend, current, "currents", "lif"), keep_trace
-    )
+    return _forward_impl(current, beta, threshold, v0, cfg, LIF.kernel_route(backend, current).path, keep_trace)
 
 
 @_lif_op.register_fake
@@ -231,8 +256,8 @@ def _lif_fake(
     surrogate,
     surrogate_param,
     decay_input,
-    backend,
     keep_trace,
+    backend,
 ):
     trace = torch.empty_like(current) if keep_trace else current.new_empty(0)
     return torch.empty_like(current), trace, torch.empty_like(v0)
@@ -260,18 +285,8 @@ def _lif_backward_op(
     recomputes it from current."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
     like = trace if trace is not None else current
-    return _backward_impl(
-        grad_spikes,
-        grad_trace,
-        grad_v_final,
-        current,
-        trace,
-        beta,
-        threshold,
-        v0,
-        cfg,
-        kernel_path(backend, like, "currents", "lif"),
-    )
+    path = LIF.kernel_route(backend, like).path
+    return _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path)
 
 
 @_lif_backward_op.register_fake
@@ -280,45 +295,15 @@ def _lif_backward_fake(grad_spikes, grad_trace, grad_v_final, current, trace, be
     return torch.empty_like(like), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0)
 
 
-def _setup_context(ctx, inputs, output):
-    current, beta, threshold, v0, *flags = inputs
-    cfg, backend = _config_from_args(*flags[:6]), flags[6]
-    _, trace, _ = output
-    ctx.cfg, ctx.backend = cfg, backend
-    ctx.save_for_backward(*_saved(current, trace, cfg), beta, threshold, v0)
-
-
-def _backward(ctx, grad_spikes, grad_trace, grad_v_final):
-    refuse_double_backward("lif", ctx.backend)
-    current, trace, beta, threshold, v0 = ctx.saved_tensors
-    grads = torch.ops.sparsespike.lif_backward(
-        grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, *ctx.cfg, ctx.backend
-    )
-    return (*grads, *[None] * 8)  # nothing for the 8 flags
-
-
-_lif_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-class _LIFFunction(torch.autograd.Function):
-    """Eager fast path: the same kernels without the custom op's dispatch overhead."""
-
-    @staticmethod
-    def forward(ctx, current, beta, threshold, v0, cfg, path, keep_trace):
-        ctx.set_materialize_grads(False)  # outputs the loss does not use get no zero gradients
-        spikes, trace, v_final = _forward_impl(current, beta, threshold, v0, cfg, path, keep_trace)
-        ctx.cfg, ctx.path = cfg, path
-        ctx.save_for_backward(*_saved(current, trace, cfg), beta, threshold, v0)
-        return spikes, trace, v_final
-
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_trace, grad_v_final):
-        refuse_double_backward("lif", ctx.path)
-        current, trace, beta, threshold, v0 = ctx.saved_tensors
-        grads = _backward_impl(
-            grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, ctx.cfg, ctx.path
-        )
-        return (*grads, None, None, None)
+LIF = KernelOp(
+    "lif",
+    forward=_forward,
+    what="currents",
+    save=_save,
+    backward=_backward,
+    custom_op=torch.ops.sparsespike.lif,
+)
+LIF.register_autograd(_lif_op)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -438,8 +423,7 @@ def lif(
             cfg = _checked_config.__wrapped__(*options)
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         require_finite_number(threshold, "threshold", positive=True)
-    backend = resolve_backend(backend, current.device)
-    path = select_path(backend, current, "currents")
+    route = LIF.route(resolve_backend(backend, current.device), current)
 
     steps, neuron_shape = current.shape[0], current.shape[1:]
     flat = current.reshape(steps, -1)
@@ -453,24 +437,11 @@ def lif(
             raise ValueError(f"v0 must have the neuron shape {tuple(neuron_shape)}, got {tuple(v0.shape)}")
         require_same_device(v0, "v0", current, "current")
         v0_vec = v0.to(current.dtype).reshape(-1)
-    if path != "cpp" and not torch.compiler.is_compiling():  # the C++ kernels check these before any work
+    if route.path != "cpp" and not torch.compiler.is_compiling():  # the C++ kernels check these before any work
         _check_neuron_params(beta, threshold, v0, beta_vec, threshold_vec, v0_vec)
-    if path == "reference":
-        check_finite(flat, "current")
-        spikes, v_final, trace = lif_reference(flat, beta_vec, threshold_vec, v0_vec, **cfg.names())
-    else:
-        needs_grad = torch.is_grad_enabled() and (
-            flat.requires_grad or beta_vec.requires_grad or threshold_vec.requires_grad or v0_vec.requires_grad
-        )
-        keep_trace = _keeps_trace(path, needs_grad, return_trace)
-        if torch.compiler.is_compiling():
-            spikes, trace, v_final = torch.ops.sparsespike.lif(
-                flat, beta_vec, threshold_vec, v0_vec, *cfg, backend, keep_trace
-            )
-        elif not needs_grad:  # no graph to record: skip autograd.Function's per-call cost (streaming)
-            spikes, trace, v_final = _forward_impl(flat, beta_vec, threshold_vec, v0_vec, cfg, path, keep_trace)
-        else:
-            spikes, trace, v_final = _LIFFunction.apply(flat, beta_vec, threshold_vec, v0_vec, cfg, path, keep_trace)
+    inputs = (flat, beta_vec, threshold_vec, v0_vec)
+    keep_trace = _keeps_trace(route.path, needs_graph(inputs), return_trace)
+    spikes, trace, v_final = LIF(route, *inputs, *cfg, keep_trace)
     return LIFOutput(
         spikes.reshape(current.shape),
         v_final.reshape(neuron_shape),

@@ -37,14 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import synops
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _numpy
 from ..dispatch import conv_width_factor, density_history, get_crossover
+from ..synops import record as record_synops
+from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
 from ._validate import (
     check_finite,
-    refuse_double_backward,
     require_float_weight,
     require_nonempty,
     require_same_device,
@@ -53,9 +53,8 @@ from ._validate import (
 )
 from ._weight_cache import weight_cache
 
-__all__ = ["spike_conv2d", "spike_conv2d_reference"]
+__all__ = ["SPIKE_CONV2D", "spike_conv2d", "spike_conv2d_reference"]
 
-_CPP_DTYPES = (torch.float32, torch.float64)
 _CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
 _DENSITY_SAMPLE_IMAGES = 16
 
@@ -181,11 +180,6 @@ def _counts(spikes, kernel_size, stride, padding, dilation):
 # --------------------------------------------------------------------------- C++ (CPU)
 
 
-def _require_cpp_dtype(weight: Tensor) -> None:
-    if weight.dtype not in _CPP_DTYPES:
-        raise TypeError(f"backend='cpp' supports float32 and float64 weights, got {weight.dtype}")
-
-
 def _packed_weight(weight: Tensor) -> Tensor:
     def build(w: Tensor) -> Tensor:
         c_out, c_in, kh, kw = w.shape
@@ -284,116 +278,104 @@ def _site(weight: Tensor) -> tuple:
     return ("spike_conv2d", weight.data_ptr(), tuple(weight.shape))
 
 
-# --------------------------------------------------------------------------- per-device kernels
+# --------------------------------------------------------------------------- forward and backward per path
 
 
-def _forward_default(spikes, weight, bias, stride, padding, dilation, backend):
+def _forward_default(spikes, weight, bias, stride, padding, dilation):
     counts = _counts(spikes, weight.shape[2:], stride, padding, dilation)  # validates before the conv runs
     return _dense_forward(spikes, weight, bias, stride, padding, dilation), counts
 
 
-def _forward_cpu(spikes, weight, bias, stride, padding, dilation, backend):
-    if backend == "triton":
-        return _triton_forward(spikes, weight, bias, stride, padding, dilation)
-    if backend == "cpp":
-        _require_cpp_dtype(weight)
-        return _cpp_forward(spikes, weight, bias, stride, padding, dilation)
-    if (
-        backend == "auto"
-        and weight.dtype in _CPP_DTYPES
-        and cpp() is not None
-        and _sampled_density(spikes) * conv_width_factor(weight.shape[0]) <= get_crossover("cpu").conv_forward_density
-    ):
-        return _cpp_forward(spikes, weight, bias, stride, padding, dilation)
-    return _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
+def _cpu_event_driven(spikes, weight) -> bool:
+    density = _sampled_density(spikes) * conv_width_factor(weight.shape[0])
+    return density <= get_crossover("cpu").conv_forward_density
 
 
-def _forward_cuda(spikes, weight, bias, stride, padding, dilation, backend):
-    event_driven = backend == "triton"
-    if backend == "auto":
-        density = density_history.estimate(_site(weight))
-        event_driven = (
-            density is not None
-            and density * conv_width_factor(weight.shape[0]) <= get_crossover("cuda").conv_forward_density
-        )
-    if event_driven:
+def _triton_adaptive_forward(spikes, weight, bias, stride, padding, dilation):
+    """backend="auto" on CUDA: by the density of the previous call through this weight."""
+    density = density_history.estimate(_site(weight))
+    crossover = get_crossover("cuda").conv_forward_density
+    if density is not None and density * conv_width_factor(weight.shape[0]) <= crossover:
         out, counts = _triton_forward(spikes, weight, bias, stride, padding, dilation)
     else:
-        out, counts = _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
-    if backend == "auto":
-        density_history.record(_site(weight), counts[0], spikes.numel())
+        out, counts = _forward_default(spikes, weight, bias, stride, padding, dilation)
+    density_history.record(_site(weight), counts[0], spikes.numel())
     return out, counts
 
 
-def _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
+def _forward(path, adaptive, spikes, weight, bias, stride, padding, dilation):
+    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach]) on one path."""
+    if path == "cpp" and (not adaptive or _cpu_event_driven(spikes, weight)):
+        return _cpp_forward(spikes, weight, bias, stride, padding, dilation)
+    if path == "triton":
+        if adaptive:
+            return _triton_adaptive_forward(spikes, weight, bias, stride, padding, dilation)
+        return _triton_forward(spikes, weight, bias, stride, padding, dilation)
+    return _forward_default(spikes, weight, bias, stride, padding, dilation)
+
+
+def _grad_weight_t_default(grad_out, spikes, kernel_size, stride, padding, dilation):
     grad = _dense_grad_weight(grad_out, spikes, kernel_size, stride, padding, dilation)
     return grad.permute(1, 2, 3, 0).reshape(-1, grad.shape[0]).contiguous()
 
 
-def _grad_weight_t_cpu(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
-    if backend == "triton":
-        return _triton_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
-    event_driven = backend == "cpp" or (
-        backend == "auto"
-        and grad_out.dtype in _CPP_DTYPES
-        and cpp() is not None
-        and int(counts[0]) / spikes.numel() * conv_width_factor(grad_out.shape[1])
-        <= get_crossover("cpu").conv_backward_density
-    )
-    if event_driven:
-        return _cpp_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
-    return _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend)
+def _grad_weight_t(path, adaptive, grad_out, spikes, counts, kernel_size, stride, padding, dilation):
+    """The weight gradient as [C_in * KH * KW, C_out] on one path; adaptive goes event-driven
+    only below the backward crossover density."""
+    geometry = (kernel_size, stride, padding, dilation)
+    if path == "cpp":
+        density = int(counts[0]) / spikes.numel() * conv_width_factor(grad_out.shape[1])
+        if not adaptive or density <= get_crossover("cpu").conv_backward_density:
+            return _cpp_grad_weight_t(grad_out, spikes, *geometry)
+    elif path == "triton":
+        event_driven = True
+        if adaptive:  # CUDA: the density the previous backward of this shape saw
+            site = ("spike_conv2d_grad", tuple(spikes.shape), tuple(kernel_size))
+            density = density_history.estimate(site)
+            event_driven = (
+                density is not None
+                and density * conv_width_factor(grad_out.shape[1]) <= get_crossover("cuda").conv_backward_density
+            )
+            density_history.record(site, counts[0], spikes.numel())
+        if event_driven:
+            return _triton_grad_weight_t(grad_out, spikes, *geometry)
+    return _grad_weight_t_default(grad_out, spikes, *geometry)
 
 
-def _grad_weight_t_cuda(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend):
-    site = ("spike_conv2d_grad", tuple(spikes.shape), tuple(kernel_size))
-    density = density_history.estimate(site)
-    event_driven = backend == "triton" or (
-        backend == "auto"
-        and density is not None
-        and density * conv_width_factor(grad_out.shape[1]) <= get_crossover("cuda").conv_backward_density
-    )
-    if backend == "auto":
-        density_history.record(site, counts[0], spikes.numel())
-    if event_driven:
-        return _triton_grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation)
-    return _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend)
-
-
-_FORWARD = {"cpu": _forward_cpu, "cuda": _forward_cuda}
-_GRAD_WEIGHT_T = {"cpu": _grad_weight_t_cpu, "cuda": _grad_weight_t_cuda}
-
-
-def _backward_common(ctx, grad_out, grad_weight_t):
-    """Gradients of (spikes, weight, bias, stride, padding, dilation, backend)."""
-    refuse_double_backward("spike_conv2d", ctx.backend)
-    spikes, weight, counts = ctx.saved_tensors
-    grad_spikes = grad_weight = grad_bias = None
-    grad_out = grad_out.contiguous()
-    if ctx.needs_input_grad[0]:
-        grad_spikes = _dense_grad_input(grad_out, weight, ctx.input_shape, ctx.stride, ctx.padding, ctx.dilation)
-    if ctx.needs_input_grad[1]:
-        gwt = grad_weight_t(
-            grad_out, spikes, counts, ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation, ctx.backend
-        )
-        grad_weight = gwt.t().reshape(grad_out.shape[1], ctx.input_shape[1], *ctx.kernel_size)
-    if ctx.has_bias and ctx.needs_input_grad[2]:
-        grad_bias = grad_out.sum((0, 2, 3))
-    return grad_spikes, grad_weight, grad_bias, None, None, None, None
-
-
-def _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts, pack_spikes=False):
-    ctx.backend = backend
-    ctx.device_type = weight.device.type
+def _save(ctx, route, inputs, outputs, eager):
+    spikes, weight, bias, stride, padding, dilation = inputs
     ctx.has_bias = bias is not None
     ctx.input_shape = tuple(spikes.shape)
     ctx.kernel_size = tuple(weight.shape[2:])
     ctx.stride, ctx.padding, ctx.dilation = tuple(stride), tuple(padding), tuple(dilation)
-    needs_spikes, needs_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    if needs_weight and pack_spikes:
-        spikes = as_bytes_if_binary(spikes, backend)
+    needs_spikes, needs_weight = ctx.input_needs[0], ctx.input_needs[1]
+    if needs_weight and eager:
+        spikes = as_bytes_if_binary(spikes, route.backend)
     # keep only what the requested gradients read
-    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, counts)
+    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, outputs[1])
+
+
+def _backward(ctx, grads, compiled):
+    """Gradients of (spikes, weight, bias, stride, padding, dilation)."""
+    spikes, weight, counts = ctx.saved_tensors
+    grad_spikes = grad_weight = grad_bias = None
+    grad_out = grads[0].contiguous()
+    geometry = (ctx.stride, ctx.padding, ctx.dilation)
+    if ctx.input_needs[0]:
+        grad_spikes = _dense_grad_input(grad_out, weight, ctx.input_shape, *geometry)
+    if ctx.input_needs[1]:
+        if compiled:
+            gwt = torch.ops.sparsespike.spike_conv2d_grad_weight(
+                grad_out, spikes, counts, ctx.kernel_size, *geometry, ctx.route.backend
+            )
+        else:
+            gwt = _grad_weight_t(
+                ctx.route.path, ctx.route.adaptive, grad_out, spikes, counts, ctx.kernel_size, *geometry
+            )
+        grad_weight = gwt.t().reshape(grad_out.shape[1], ctx.input_shape[1], *ctx.kernel_size)
+    if ctx.has_bias and ctx.input_needs[2]:
+        grad_bias = grad_out.sum((0, 2, 3))
+    return grad_spikes, grad_weight, grad_bias, None, None, None
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -411,8 +393,9 @@ def _spike_conv2d_op(
     dilation: list[int],
     backend: str,
 ) -> tuple[Tensor, Tensor]:
-    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach]). Default: the reference."""
-    return _forward_default(spikes, weight, bias, stride, padding, dilation, backend)
+    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach])."""
+    route = SPIKE_CONV2D.route(backend, weight)
+    return _forward(route.path, route.adaptive, spikes, weight, bias, stride, padding, dilation)
 
 
 @torch.library.custom_op("sparsespike::spike_conv2d_grad_weight", mutates_args=())
@@ -426,14 +409,9 @@ def _grad_weight_op(
     dilation: list[int],
     backend: str,
 ) -> Tensor:
-    """The weight gradient as [C_in * KH * KW, C_out] (weight.permute(1, 2, 3, 0)). Default: dense."""
-    return _grad_weight_t_default(grad_out, spikes, counts, kernel_size, stride, padding, dilation, backend)
-
-
-for _device, _fn in _FORWARD.items():
-    _spike_conv2d_op.register_kernel(_device)(_fn)
-for _device, _fn in _GRAD_WEIGHT_T.items():
-    _grad_weight_op.register_kernel(_device)(_fn)
+    """The weight gradient as [C_in * KH * KW, C_out] (weight.permute(1, 2, 3, 0))."""
+    route = SPIKE_CONV2D.route(backend, grad_out)
+    return _grad_weight_t(route.path, route.adaptive, grad_out, spikes, counts, kernel_size, stride, padding, dilation)
 
 
 @_spike_conv2d_op.register_fake
@@ -448,34 +426,19 @@ def _grad_weight_fake(grad_out, spikes, counts, kernel_size, stride, padding, di
     return grad_out.new_empty((spikes.shape[1] * kernel_size[0] * kernel_size[1], grad_out.shape[1]))
 
 
-def _op_setup_context(ctx, inputs, output):
-    _save_for_backward(ctx, *inputs, output[1])
-
-
-def _op_backward(ctx, grad_out, _grad_counts):
-    return _backward_common(ctx, grad_out, torch.ops.sparsespike.spike_conv2d_grad_weight)
-
-
-_spike_conv2d_op.register_autograd(_op_backward, setup_context=_op_setup_context)
-
-
-# --------------------------------------------------------------------------- eager fast path
-
-
-class _SpikeConv2dFunction(torch.autograd.Function):
-    """The same kernels as the custom op, called directly in eager mode (no custom-op dispatch)."""
-
-    @staticmethod
-    def forward(ctx, spikes, weight, bias, stride, padding, dilation, backend):
-        fn = _FORWARD.get(weight.device.type, _forward_default)
-        out, counts = fn(spikes, weight, bias, stride, padding, dilation, backend)
-        ctx.mark_non_differentiable(counts)
-        _save_for_backward(ctx, spikes, weight, bias, stride, padding, dilation, backend, counts, pack_spikes=True)
-        return out, counts
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_counts):
-        return _backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default))
+SPIKE_CONV2D = KernelOp(
+    "spike_conv2d",
+    forward=_forward,
+    what="weights",
+    triton_dtypes=None,
+    save=_save,
+    backward=_backward,
+    non_differentiable=(1,),
+    materialize_grads=True,
+    custom_op=torch.ops.sparsespike.spike_conv2d,
+    reference_in_custom_op=True,  # its reference counts the events per output in torch ops of its own
+)
+SPIKE_CONV2D.register_autograd(_spike_conv2d_op)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -621,11 +584,7 @@ def spike_conv2d(
     flat = spikes.reshape(-1, *spikes.shape[-3:])
     if groups > 1:
         out, counts = _grouped(flat, weight, bias, stride, padding, dilation, groups)
-    elif torch.compiler.is_compiling():
-        out, counts = torch.ops.sparsespike.spike_conv2d(flat, weight, bias, stride, padding, dilation, backend)
-    elif backend == "reference":  # plain torch ops, which autograd differentiates to any order
-        out, counts = _forward_default(flat, weight, bias, stride, padding, dilation, backend)
     else:
-        out, counts = _SpikeConv2dFunction.apply(flat, weight, bias, stride, padding, dilation, backend)
-    synops.record("spike_conv2d", counts[1], weight.shape[0] // groups)
+        out, counts = SPIKE_CONV2D(SPIKE_CONV2D.route(backend, weight), flat, weight, bias, stride, padding, dilation)
+    record_synops("spike_conv2d", counts[1], weight.shape[0] // groups)
     return out.reshape(*lead, *out.shape[1:])

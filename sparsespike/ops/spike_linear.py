@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import synops
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _numpy
 from ..dispatch import density_history, get_crossover, padding_factor
+from ..synops import record as record_synops
+from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
 from ._validate import (
     check_finite,
-    refuse_double_backward,
     require_float_weight,
     require_nonempty,
     require_same_device,
@@ -41,9 +41,8 @@ from ._validate import (
 )
 from ._weight_cache import content_checks, weight_cache
 
-__all__ = ["spike_linear", "spike_linear_reference"]
+__all__ = ["SPIKE_LINEAR", "spike_linear", "spike_linear_reference"]
 
-_CPP_DTYPES = (torch.float32, torch.float64)
 _CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
 _DENSITY_SAMPLE_ROWS = 64
 _DENSITY_SAMPLE_ELEMENTS = 1 << 16
@@ -72,11 +71,6 @@ def _count_nonzero(spikes: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- C++ (CPU)
-
-
-def _require_cpp_dtype(weight: Tensor) -> None:
-    if weight.dtype not in _CPP_DTYPES:
-        raise TypeError(f"backend='cpp' supports float32 and float64 weights, got {weight.dtype}")
 
 
 def _packed_weight(weight: Tensor) -> Tensor:
@@ -180,25 +174,16 @@ def _site(weight: Tensor) -> tuple:
     return ("spike_linear", weight.data_ptr(), tuple(weight.shape))
 
 
-# --------------------------------------------------------------------------- per-device kernels
+# --------------------------------------------------------------------------- forward and backward per path
 
 
-def _forward_default(spikes, weight, bias, backend):
+def _forward_default(spikes, weight, bias):
     nnz = _count_nonzero(spikes)  # validates before the GEMM runs
     return spike_linear_reference(spikes, weight, bias), nnz
 
 
-def _forward_cpu(spikes, weight, bias, backend):
-    if backend == "reference":
-        return _forward_default(spikes, weight, bias, backend)
-    if backend == "triton":
-        return _triton_forward(spikes, weight, bias)
-    if backend == "cpp":
-        _require_cpp_dtype(weight)
-        return _cpp_forward(spikes, weight, bias)
-    # auto
-    if weight.dtype not in _CPP_DTYPES or cpp() is None:
-        return _forward_default(spikes, weight, bias, backend)
+def _cpp_adaptive_forward(spikes, weight, bias):
+    """backend="auto" on CPU: the event-driven kernel below the crossover density, else dense."""
     if spikes.shape[0] < CONTENT_CHECK_ROWS and content_checks():  # dense, whatever the density
         nnz = _cpp_count(spikes)
     else:
@@ -210,80 +195,73 @@ def _forward_cpu(spikes, weight, bias, backend):
     return F.linear(_as_dense(spikes, weight.dtype), weight, bias), nnz
 
 
-def _forward_cuda(spikes, weight, bias, backend):
-    if backend == "triton" or (backend == "auto" and _cuda_event_driven(spikes, weight)):
+def _triton_adaptive_forward(spikes, weight, bias):
+    """backend="auto" on CUDA: by the density of the previous call through this weight."""
+    if _cuda_event_driven(spikes, weight):
         out, nnz = _triton_forward(spikes, weight, bias)
     else:
-        out, nnz = _forward_default(spikes, weight, bias, backend)
-    if backend == "auto":
-        density_history.record(_site(weight), nnz, spikes.numel())
+        out, nnz = _forward_default(spikes, weight, bias)
+    density_history.record(_site(weight), nnz, spikes.numel())
     return out, nnz
 
 
-def _grad_weight_t_default(grad_out, spikes, nnz, backend):
+def _forward(path, adaptive, spikes, weight, bias):
+    """(spikes @ weight^T + bias, nonzeros of spikes) on one path."""
+    if path == "cpp":
+        return (_cpp_adaptive_forward if adaptive else _cpp_forward)(spikes, weight, bias)
+    if path == "triton":
+        return (_triton_adaptive_forward if adaptive else _triton_forward)(spikes, weight, bias)
+    return _forward_default(spikes, weight, bias)
+
+
+def _grad_weight_t_default(grad_out, spikes):
     return _as_dense(spikes, grad_out.dtype).t() @ grad_out
 
 
-def _grad_weight_t_cpu(grad_out, spikes, nnz, backend):
-    if backend == "triton":
-        return require_triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
-    event_driven = backend == "cpp" or (
-        backend == "auto"
-        and grad_out.dtype in _CPP_DTYPES
-        and cpp() is not None
-        and int(nnz) / spikes.numel() <= get_crossover("cpu").backward_density
-    )
-    if event_driven:
-        return _cpp_grad_weight_t(grad_out, spikes)
-    return _grad_weight_t_default(grad_out, spikes, nnz, backend)
+def _grad_weight_t(path, adaptive, grad_out, spikes, nnz):
+    """spikes^T @ grad_out, [in, out] (the weight gradient, transposed), on one path; adaptive
+    goes event-driven only below the backward crossover density."""
+    if path == "cpp":
+        if not adaptive or int(nnz) / spikes.numel() <= get_crossover("cpu").backward_density:
+            return _cpp_grad_weight_t(grad_out, spikes)
+    elif path == "triton":
+        event_driven = True
+        if adaptive:  # CUDA: the density the previous backward of this shape saw
+            site = ("spike_linear_grad", tuple(spikes.shape))
+            density = density_history.estimate(site)
+            event_driven = density is not None and density <= get_crossover("cuda").backward_density
+            density_history.record(site, nnz, spikes.numel())
+        if event_driven:
+            return require_triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
+    return _grad_weight_t_default(grad_out, spikes)
 
 
-def _grad_weight_t_cuda(grad_out, spikes, nnz, backend):
-    site = ("spike_linear_grad", tuple(spikes.shape))
-    density = density_history.estimate(site)
-    event_driven = backend == "triton" or (
-        backend == "auto" and density is not None and density <= get_crossover("cuda").backward_density
-    )
-    if backend == "auto":
-        density_history.record(site, nnz, spikes.numel())
-    if event_driven:
-        return require_triton_kernels("spike_linear").grad_weight_t(grad_out, spikes)
-    return _grad_weight_t_default(grad_out, spikes, nnz, backend)
+def _save(ctx, route, inputs, outputs, eager):
+    spikes, weight, bias = inputs
+    ctx.has_bias = bias is not None
+    needs_spikes, needs_weight = ctx.input_needs[0], ctx.input_needs[1]
+    if needs_weight and eager:
+        spikes = as_bytes_if_binary(spikes, route.backend)
+    # keep only what the requested gradients read
+    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, outputs[1])
 
 
-_FORWARD = {"cpu": _forward_cpu, "cuda": _forward_cuda}
-
-
-def _forward_on_device(spikes, weight, bias, backend):
-    return _FORWARD.get(weight.device.type, _forward_default)(spikes, weight, bias, backend)
-
-
-_GRAD_WEIGHT_T = {"cpu": _grad_weight_t_cpu, "cuda": _grad_weight_t_cuda}
-
-
-def _backward_common(ctx, grad_out, grad_weight_t):
-    """Gradients of (spikes, weight, bias, backend); grad_weight_t computes spikes^T @ grad_out."""
-    refuse_double_backward(getattr(ctx, "op", "spike_linear"), ctx.backend)
+def _backward(ctx, grads, compiled):
+    """Gradients of (spikes, weight, bias)."""
+    grad_out = grads[0]
     spikes, weight, nnz = ctx.saved_tensors
     grad_spikes = grad_weight = grad_bias = None
-    if ctx.needs_input_grad[0]:
+    if ctx.input_needs[0]:
         grad_spikes = grad_out @ weight  # dense: every input receives gradient
-    if ctx.needs_input_grad[1]:
-        grad_weight = grad_weight_t(grad_out, spikes, nnz, ctx.backend).t()
-    if ctx.has_bias and ctx.needs_input_grad[2]:
+    if ctx.input_needs[1]:
+        if compiled:
+            gwt = torch.ops.sparsespike.spike_linear_grad_weight(grad_out, spikes, nnz, ctx.route.backend)
+        else:
+            gwt = _grad_weight_t(ctx.route.path, ctx.route.adaptive, grad_out, spikes, nnz)
+        grad_weight = gwt.t()
+    if ctx.has_bias and ctx.input_needs[2]:
         grad_bias = grad_out.sum(0)
-    return grad_spikes, grad_weight, grad_bias, None
-
-
-def _save_for_backward(ctx, spikes, weight, bias, backend, nnz, pack_spikes=False):
-    ctx.backend = backend
-    ctx.device_type = weight.device.type
-    ctx.has_bias = bias is not None
-    needs_spikes, needs_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    if needs_weight and pack_spikes:
-        spikes = as_bytes_if_binary(spikes, backend)
-    # keep only what the requested gradients read
-    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, nnz)
+    return grad_spikes, grad_weight, grad_bias
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -292,22 +270,17 @@ def _save_for_backward(ctx, spikes, weight, bias, backend, nnz, pack_spikes=Fals
 
 @torch.library.custom_op("sparsespike::spike_linear", mutates_args=())
 def _spike_linear_op(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor]:
-    """(spikes [R, in] @ weight^T + bias, number of nonzero spikes). Default: the reference."""
-    return _forward_default(spikes, weight, bias, backend)
+    """(spikes [R, in] @ weight^T + bias, number of nonzero spikes)."""
+    route = SPIKE_LINEAR.route(backend, weight)
+    return _forward(route.path, route.adaptive, spikes, weight, bias)
 
 
 @torch.library.custom_op("sparsespike::spike_linear_grad_weight", mutates_args=())
 def _grad_weight_op(grad_out: Tensor, spikes: Tensor, nnz: Tensor, backend: str) -> Tensor:
-    """spikes^T @ grad_out, [in, out] (the weight gradient, transposed). Default: dense."""
-    return _grad_weight_t_default(grad_out, spikes, nnz, backend)
-
-
-for _device, _fn in _FORWARD.items():
-    _spike_linear_op.register_kernel(_device)(_fn)
-for _device, _fn in _GRAD_WEIGHT_T.items():
-    # the custom op's result is a plain [in, out] array, as its fake says (the eager path may
-    # return a transposed view of an [out, in] one)
-    _grad_weight_op.register_kernel(_device)(lambda *args, _fn=_fn: _fn(*args).contiguous())
+    """spikes^T @ grad_out, [in, out] (the weight gradient, transposed)."""
+    route = SPIKE_LINEAR.route(backend, grad_out)
+    # a plain [in, out] array, as the fake says (the eager path may return a transposed view)
+    return _grad_weight_t(route.path, route.adaptive, grad_out, spikes, nnz).contiguous()
 
 
 @_spike_linear_op.register_fake
@@ -321,36 +294,21 @@ def _grad_weight_fake(grad_out, spikes, nnz, backend):
     return grad_out.new_empty((spikes.shape[1], grad_out.shape[1]))
 
 
-def _op_setup_context(ctx, inputs, output):
-    _save_for_backward(ctx, *inputs, output[1])
-
-
-def _op_backward(ctx, grad_out, _grad_nnz):
-    return _backward_common(ctx, grad_out, torch.ops.sparsespike.spike_linear_grad_weight)
-
-
-_spike_linear_op.register_autograd(_op_backward, setup_context=_op_setup_context)
-
-
-# --------------------------------------------------------------------------- eager fast path
-
-
-class _SpikeLinearFunction(torch.autograd.Function):
-    """The same kernels as the custom op, called directly in eager mode: the custom op's Python
-    dispatch costs about 60 us a call, as much as a whole event-driven forward at small batch."""
-
-    @staticmethod
-    def forward(ctx, spikes, weight, bias, backend, op="spike_linear"):
-        out, nnz = _forward_on_device(spikes, weight, bias, backend)
-        ctx.op = op  # the public op that called, for its errors (hopfield_retrieve's scores run here)
-        ctx.mark_non_differentiable(nnz)
-        _save_for_backward(ctx, spikes, weight, bias, backend, nnz, pack_spikes=True)
-        return out, nnz
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_nnz):
-        # a trailing None for op (autograd drops extra Nones when apply was given fewer inputs)
-        return (*_backward_common(ctx, grad_out, _GRAD_WEIGHT_T.get(ctx.device_type, _grad_weight_t_default)), None)
+SPIKE_LINEAR = KernelOp(
+    "spike_linear",
+    forward=_forward,
+    what="weights",
+    triton_dtypes=None,
+    save=_save,
+    backward=_backward,
+    non_differentiable=(1,),
+    materialize_grads=True,
+    custom_op=torch.ops.sparsespike.spike_linear,
+    reference_in_custom_op=True,  # its reference counts the nonzeros in one C++ pass
+)
+"""spike_linear's kernels in the op framework; public so that ops built on it (modern_hopfield's
+event-driven scores) call it: ``SPIKE_LINEAR(route, spikes, weight, bias) -> (out, nnz)``."""
+SPIKE_LINEAR.register_autograd(_spike_linear_op)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -400,18 +358,8 @@ def spike_linear(
         [..., out_features] in the weight's dtype.
     """
     _validate(spikes, weight, bias)
-    backend = resolve_backend(backend, weight.device)
+    route = SPIKE_LINEAR.route(resolve_backend(backend, weight.device), weight)
     out_features, in_features = weight.shape
-    flat = spikes.reshape(-1, in_features)
-    if torch.compiler.is_compiling():
-        out, nnz = torch.ops.sparsespike.spike_linear(flat, weight, bias, backend)
-    elif backend == "reference":  # plain torch ops, which autograd differentiates to any order
-        out, nnz = _forward_default(flat, weight, bias, backend)
-    elif torch.is_grad_enabled() and (
-        flat.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
-    ):
-        out, nnz = _SpikeLinearFunction.apply(flat, weight, bias, backend)
-    else:  # no graph to record: skip autograd.Function's per-call cost (streaming)
-        out, nnz = _forward_on_device(flat, weight, bias, backend)
-    synops.record("spike_linear", nnz, out_features)
+    out, nnz = SPIKE_LINEAR(route, spikes.reshape(-1, in_features), weight, bias)
+    record_synops("spike_linear", nnz, out_features)
     return out.reshape(*spikes.shape[:-1], out_features)

@@ -4,7 +4,7 @@ recurrent propagation, fused over time.
 Storage (:func:`hebbian_weight`): binary patterns p in {0, 1}^N, bipolar xi = 2p - 1,
 ``W = (1/N) sum_p xi xi^T`` with a zero diagonal (symmetric).
 
-Recall (:func:`hopfield_recall`), per cue (a batch of cues runs as independent networks sharing
+Recall (:func:`spiking_hopfield_recall`), per cue (a batch of cues runs as independent networks sharing
 the weight)::
 
     s_0 = cue,  v_0 = 0
@@ -60,9 +60,10 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .. import synops
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _np
+from ..synops import record as record_synops
+from ._framework import KernelOp
 from ._validate import (
     check_finite,
     data_checked,
@@ -71,13 +72,19 @@ from ._validate import (
     require_tensor,
 )
 
-__all__ = ["HopfieldRecall", "hebbian_weight", "hopfield_recall", "hopfield_recall_reference", "pattern_overlap"]
+__all__ = [
+    "SPIKING_HOPFIELD",
+    "SpikingHopfieldOutput",
+    "hebbian_weight",
+    "pattern_overlap",
+    "spiking_hopfield_recall",
+    "spiking_hopfield_recall_reference",
+]
 
 RESETS = ("subtract", "zero", "none")
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
-class HopfieldRecall(NamedTuple):
+class SpikingHopfieldOutput(NamedTuple):
     spikes: Tensor  # [steps, B, N] (or [steps, N] for one cue), 0/1 in the weight's dtype
     settled: Tensor  # [B, N]: majority over the last `window` steps, 0/1 in the weight's dtype
     membrane: Tensor  # [B, N]: the membrane after the last step
@@ -188,7 +195,7 @@ def _column_sums(weight: Tensor) -> Tensor:
     return total
 
 
-def hopfield_recall_reference(
+def spiking_hopfield_recall_reference(
     weight: Tensor, cue: Tensor, steps: int, beta: float, threshold: float, reset: str = "subtract"
 ) -> tuple[Tensor, Tensor]:
     """(spikes [steps, B, N], final membrane [B, N]) of the recall, step by step in torch.
@@ -229,30 +236,15 @@ def hopfield_recall_reference(
 def _cpp_recall(weight, cue, steps, beta, threshold, reset):
     spikes = empty_output(cue, (steps, *cue.shape))
     v = torch.empty_like(cue)
-    events = cpp().hopfield_recall(
+    events = cpp().spiking_hopfield_recall(
         _np(weight), _np(cue), steps, beta, threshold, reset, spikes.numpy(), v.numpy(), torch.get_num_threads()
     )
-    return spikes, v, events
+    return spikes, v, torch.tensor(events, dtype=torch.int64)
 
 
-def _select_path(backend: str, weight: Tensor) -> str:
-    if backend == "reference":
-        return "reference"
-    if backend in ("cpp", "triton"):
-        if weight.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"backend={backend!r} supports float32 and float64 weights, got {weight.dtype}")
-        return backend
-    if weight.dtype not in _KERNEL_DTYPES:
-        return "reference"
-    if weight.device.type == "cuda":
-        return "triton"
-    if weight.device.type == "cpu" and cpp() is not None:
-        return "cpp"
-    return "reference"
-
-
-def _recall_impl(weight, cue, steps, beta, threshold, reset, path):
-    """(spikes, membrane, events or None) on one path; cue [B, N] 0/1 in the weight's dtype."""
+def _recall_forward(path, adaptive, weight, cue, steps, beta, threshold, reset):
+    """(spikes, membrane, events: the spikes propagated, int64) on one path; cue [B, N] 0/1 in
+    the weight's dtype."""
     if path == "cpp":  # the kernel checks the weight and the cue before writing anything
         return _cpp_recall(weight, cue, steps, beta, threshold, reset)
     check_finite(weight, "weight")
@@ -260,23 +252,33 @@ def _recall_impl(weight, cue, steps, beta, threshold, reset, path):
     if path == "triton":
         spikes, v = require_triton_kernels("spiking_hopfield").recall(weight, cue, steps, beta, threshold, reset)
     else:
-        spikes, v = hopfield_recall_reference(weight, cue, steps, beta, threshold, RESETS[reset])
-    return spikes, v, None
+        spikes, v = spiking_hopfield_recall_reference(weight, cue, steps, beta, threshold, RESETS[reset])
+    return spikes, v, cue.count_nonzero() + spikes[:-1].count_nonzero()
 
 
-@torch.library.custom_op("sparsespike::hopfield_recall", mutates_args=())
-def _hopfield_recall_op(
+@torch.library.custom_op("sparsespike::spiking_hopfield_recall", mutates_args=())
+def _recall_op(
     weight: Tensor, cue: Tensor, steps: int, beta: float, threshold: float, reset: int, backend: str
-) -> tuple[Tensor, Tensor]:
-    """(spikes [steps, B, N], membrane [B, N]); cue [B, N] 0/1 in the weight's dtype. For
-    torch.compile (inference only: no autograd is registered)."""
-    spikes, v, _ = _recall_impl(weight, cue, steps, beta, threshold, reset, _select_path(backend, weight))
-    return spikes, v
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(spikes [steps, B, N], membrane [B, N], events); cue [B, N] 0/1 in the weight's dtype.
+    For torch.compile (inference only: no autograd is registered)."""
+    route = SPIKING_HOPFIELD.route(backend, weight)
+    return _recall_forward(route.path, route.adaptive, weight, cue, steps, beta, threshold, reset)
 
 
-@_hopfield_recall_op.register_fake
-def _hopfield_recall_fake(weight, cue, steps, beta, threshold, reset, backend):
-    return cue.new_empty((steps, *cue.shape)), torch.empty_like(cue)
+@_recall_op.register_fake
+def _recall_fake(weight, cue, steps, beta, threshold, reset, backend):
+    return cue.new_empty((steps, *cue.shape)), torch.empty_like(cue), cue.new_empty((), dtype=torch.int64)
+
+
+SPIKING_HOPFIELD = KernelOp(
+    "spiking_hopfield_recall",
+    forward=_recall_forward,
+    what="weights",
+    triton_module="spiking_hopfield",
+    custom_op=torch.ops.sparsespike.spiking_hopfield_recall,
+    reference_in_custom_op=True,  # compiled graphs run it in the op (its loop is data-dependent)
+)
 
 
 def _settling(spikes: Tensor) -> tuple[Tensor, Tensor]:
@@ -288,7 +290,7 @@ def _settling(spikes: Tensor) -> tuple[Tensor, Tensor]:
     return settle, settle < steps - 1
 
 
-def hopfield_recall(
+def spiking_hopfield_recall(
     weight: Tensor,
     cue: Tensor,
     steps: int = 20,
@@ -298,7 +300,7 @@ def hopfield_recall(
     reset: str = "subtract",
     window: int = 5,
     backend: Optional[str] = None,
-) -> HopfieldRecall:
+) -> SpikingHopfieldOutput:
     """Recall from ``cue`` by LIF neurons coupled through ``weight`` (dynamics in the module
     docstring), the recurrent propagation and the LIF update fused over all steps.
 
@@ -316,7 +318,7 @@ def hopfield_recall(
             TRITON_INTERPRET=1), or None for the process default. All give identical results.
 
     Returns:
-        HopfieldRecall(spikes [steps, B, N], settled [B, N], membrane [B, N], settle_step [B],
+        SpikingHopfieldOutput(spikes [steps, B, N], settled [B, N], membrane [B, N], settle_step [B],
         converged [B]), the batch dim dropped for a 1-D cue; spikes, settled and membrane in the
         weight's dtype. No gradients (inference only).
     """
@@ -332,26 +334,16 @@ def hopfield_recall(
     steps, beta, threshold, reset_index = check_recall_params(steps, beta, threshold, reset)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be an int >= 1, got {window!r}")
-    backend = resolve_backend(backend, weight.device)
-    path = _select_path(backend, weight)
+    route = SPIKING_HOPFIELD.route(resolve_backend(backend, weight.device), weight)
 
     with torch.no_grad():
         weight = weight.detach()
         batch_cue = cue.detach().reshape(-1, n).to(weight.dtype).contiguous()
-        if torch.compiler.is_compiling():
-            spikes, v = torch.ops.sparsespike.hopfield_recall(
-                weight, batch_cue, steps, beta, threshold, reset_index, backend
-            )
-            events = None
-        else:
-            spikes, v, events = _recall_impl(weight, batch_cue, steps, beta, threshold, reset_index, path)
-        if synops.counting():
-            if events is None:
-                events = batch_cue.count_nonzero() + spikes[:-1].count_nonzero()
-            synops.record("hopfield_recall", torch.as_tensor(events, device=weight.device), n)
+        spikes, v, events = SPIKING_HOPFIELD(route, weight, batch_cue, steps, beta, threshold, reset_index)
+        record_synops("spiking_hopfield_recall", events, n)
         settle, converged = _settling(spikes)
         recent = spikes[-min(window, steps) :]
         settled = (2 * recent.sum(0) > recent.shape[0]).to(spikes.dtype)
     if cue.dim() == 1:
         spikes, settled, v, settle, converged = spikes[:, 0], settled[0], v[0], settle[0], converged[0]
-    return HopfieldRecall(spikes, settled, v, settle, converged)
+    return SpikingHopfieldOutput(spikes, settled, v, settle, converged)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sparsespike.nn import SupConLoss, supcon_loss, supcon_loss_reference
-from sparsespike.nn.supcon import _SupConChunked, auto_chunk_size
+from sparsespike.ops.supcon_loss import _SupConChunked, auto_chunk_size
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}
 GRAD_TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-9, atol=1e-10)}

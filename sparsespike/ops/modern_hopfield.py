@@ -1,6 +1,6 @@
-"""hopfield_retrieve: modern Hopfield retrieval (Ramsauer et al. 2020), xi <- softmax(beta xi P^T) V.
+"""modern_hopfield: modern Hopfield retrieval (Ramsauer et al. 2020), xi <- softmax(beta xi P^T) V.
 
-Three implementations behind :func:`hopfield_retrieve`:
+Three implementations behind :func:`modern_hopfield`:
 
 - reference: plain torch (matmul, softmax, matmul), the oracle.
 - cpp (CPU): the scores q P^T of the first step go through spike_linear's event-driven C++
@@ -11,7 +11,7 @@ Three implementations behind :func:`hopfield_retrieve`:
   BLAS, which a hand-written kernel would not beat on CPU; later steps have real-valued queries
   and run dense.
 - triton (CUDA; CPU under TRITON_INTERPRET=1): one fused kernel per step (scores, softmax and
-  A V without writing S), backward in two kernels (``kernels/hopfield.py``), up to 1024 patterns.
+  A V without writing S), backward in two kernels (``kernels/modern_hopfield.py``), up to 1024 patterns.
 
 SynOps: the first step's query nonzeros x K (a spike delivered to each stored pattern); later
 steps' queries are real-valued (multiply-accumulates, not synaptic events) and are not counted.
@@ -25,25 +25,25 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .. import synops
 from .._backend import require_triton_kernels, resolve_backend, triton_kernels
+from ..synops import record as record_synops
+from ._framework import KernelOp, Route
 from ._validate import (
     SPIKE_INT_DTYPES,
     check_finite,
-    refuse_double_backward,
     require_nonempty,
     require_same_device,
     require_tensor,
     spikes_named,
 )
-from .spike_linear import _SpikeLinearFunction
+from .spike_linear import SPIKE_LINEAR
 
-__all__ = ["hopfield_retrieve", "hopfield_retrieve_reference"]
+__all__ = ["MODERN_HOPFIELD_STEP", "modern_hopfield", "modern_hopfield_reference", "triton_max_patterns"]
 
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def hopfield_retrieve_reference(
+def modern_hopfield_reference(
     query: Tensor, patterns: Tensor, beta: float, values: Optional[Tensor] = None, steps: int = 1
 ) -> Tensor:
     """The oracle: ``steps`` times xi <- softmax(beta * xi @ patterns^T) @ values."""
@@ -54,98 +54,89 @@ def hopfield_retrieve_reference(
     return xi
 
 
-# --------------------------------------------------------------------------- triton (fused)
+# --------------------------------------------------------------------------- one update step per path
 
 
-@torch.library.custom_op("sparsespike::hopfield_step", mutates_args=())
-def _hopfield_step(query: Tensor, patterns: Tensor, values: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-    """(softmax(scale q P^T) V [Q, dv], row log-sum-exp [Q] fp32), the fused Triton kernel."""
-    return require_triton_kernels("hopfield").forward(
-        query.contiguous(), patterns.contiguous(), values.contiguous(), scale
-    )
+def _step_forward(path, adaptive, query, patterns, values, scale):
+    """(softmax(scale q P^T) V [Q, dv], row log-sum-exp [Q] fp32 from the Triton kernel, which
+    its backward reads; the torch step returns an empty stand-in)."""
+    if path == "triton":  # one fused kernel: scores, softmax and A V without writing the scores
+        return require_triton_kernels("modern_hopfield").forward(
+            query.contiguous(), patterns.contiguous(), values.contiguous(), scale
+        )
+    out = torch.softmax(scale * (query @ patterns.t()), dim=-1) @ values
+    return out, out.new_empty(0)
 
 
-@_hopfield_step.register_fake
-def _hopfield_step_fake(query, patterns, values, scale):
-    return query.new_empty((query.shape[0], values.shape[1])), query.new_empty(query.shape[0], dtype=torch.float32)
-
-
-@torch.library.custom_op("sparsespike::hopfield_step_backward", mutates_args=())
-def _hopfield_step_backward(
-    grad_out: Tensor, query: Tensor, patterns: Tensor, values: Tensor, lse: Tensor, scale: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(d query, d patterns through the scores, d values)."""
-    return require_triton_kernels("hopfield").backward(
-        grad_out.contiguous(), query.contiguous(), patterns.contiguous(), values.contiguous(), lse, scale
-    )
-
-
-@_hopfield_step_backward.register_fake
-def _hopfield_step_backward_fake(grad_out, query, patterns, values, lse, scale):
-    return torch.empty_like(query), torch.empty_like(patterns), torch.empty_like(values)
-
-
-def _setup_context(ctx, inputs, output):
+def _save(ctx, route, inputs, outputs, eager):
     query, patterns, values, scale = inputs
     ctx.scale = scale
-    ctx.save_for_backward(query, patterns, values, output[1])
+    ctx.save_for_backward(query, patterns, values, outputs[1])
 
 
-def _backward(ctx, grad_out, _grad_lse):
-    refuse_double_backward("hopfield_retrieve", "triton")
+def _backward(ctx, grads, compiled):
+    """Gradients of (query, patterns, values, scale): d query, d patterns through the scores,
+    d values, in two Triton kernels."""
     query, patterns, values, lse = ctx.saved_tensors
-    dq, dp, dv = torch.ops.sparsespike.hopfield_step_backward(grad_out, query, patterns, values, lse, ctx.scale)
+    if compiled:
+        step_backward = torch.ops.sparsespike.modern_hopfield_step_backward
+    else:
+        step_backward = require_triton_kernels("modern_hopfield").backward
+    dq, dp, dv = step_backward(
+        grads[0].contiguous(), query.contiguous(), patterns.contiguous(), values.contiguous(), lse, ctx.scale
+    )
     return dq, dp, dv, None
 
 
-_hopfield_step.register_autograd(_backward, setup_context=_setup_context)
+@torch.library.custom_op("sparsespike::modern_hopfield_step", mutates_args=())
+def _step_op(query: Tensor, patterns: Tensor, values: Tensor, scale: float, backend: str) -> tuple[Tensor, Tensor]:
+    """One update step and its row log-sum-exp (the fused Triton kernel on its path)."""
+    route = MODERN_HOPFIELD_STEP.route(backend, patterns)
+    return _step_forward(route.path, route.adaptive, query, patterns, values, scale)
 
 
-def _triton_step(xi: Tensor, patterns: Tensor, values: Tensor, beta: float) -> Tensor:
-    out, _ = torch.ops.sparsespike.hopfield_step(xi, patterns, values, beta)
-    return out
+@_step_op.register_fake
+def _step_fake(query, patterns, values, scale, backend):
+    lse_rows = query.shape[0] if MODERN_HOPFIELD_STEP.route(backend, patterns).path == "triton" else 0
+    return query.new_empty((query.shape[0], values.shape[1])), query.new_empty(lse_rows, dtype=torch.float32)
 
 
-# --------------------------------------------------------------------------- CPU: event-driven scores
+@torch.library.custom_op("sparsespike::modern_hopfield_step_backward", mutates_args=())
+def _step_backward_op(
+    grad_out: Tensor, query: Tensor, patterns: Tensor, values: Tensor, lse: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(d query, d patterns through the scores, d values) of the Triton step."""
+    return require_triton_kernels("modern_hopfield").backward(grad_out, query, patterns, values, lse, scale)
 
 
-def _scores_event_driven(xi: Tensor, patterns: Tensor, backend: str) -> tuple[Tensor, Tensor]:
-    """(xi P^T [Q, K], nonzeros of xi) through spike_linear's kernels (no SynOps recorded there)."""
-    if torch.compiler.is_compiling():
-        return torch.ops.sparsespike.spike_linear(xi, patterns, None, backend)
-    with spikes_named("query"):
-        return _SpikeLinearFunction.apply(xi, patterns, None, backend, "hopfield_retrieve")
+@_step_backward_op.register_fake
+def _step_backward_fake(grad_out, query, patterns, values, lse, scale):
+    return torch.empty_like(query), torch.empty_like(patterns), torch.empty_like(values)
 
 
-# --------------------------------------------------------------------------- public entry point
-
-
-def _select_path(backend: str, patterns: Tensor, values: Tensor) -> str:
-    if backend == "reference":
-        return backend
-    if backend == "triton":
-        if patterns.dtype not in _TRITON_DTYPES:
-            raise TypeError(f"backend='triton' supports float32, float16 and bfloat16 patterns, got {patterns.dtype}")
-        if values.shape[0] > triton_max_patterns():
-            raise ValueError(
-                f"backend='triton' keeps all patterns in one block: at most {triton_max_patterns()}, got {values.shape[0]}"
-            )
-        return backend
-    if backend == "cpp":
-        if patterns.device.type != "cpu":
-            raise ValueError(f"backend='cpp' runs on CPU tensors only, got {patterns.device}")
-        return "cpp"
-    # auto
-    if patterns.device.type == "cuda":
-        fits = values.shape[0] <= triton_max_patterns() and patterns.dtype in _TRITON_DTYPES
-        return "triton" if fits and triton_kernels("hopfield") is not None else "reference"
-    return "auto" if patterns.device.type == "cpu" else "reference"
+MODERN_HOPFIELD_STEP = KernelOp(
+    "modern_hopfield",
+    forward=_step_forward,
+    what="patterns",
+    cpp_dtypes=(torch.float32, torch.float64),  # the scores run on spike_linear's C++ kernels
+    triton_dtypes=_TRITON_DTYPES,
+    triton_module="modern_hopfield",
+    save=_save,
+    backward=_backward,
+    non_differentiable=(1,),
+    materialize_grads=True,
+    custom_op=torch.ops.sparsespike.modern_hopfield_step,
+)
+MODERN_HOPFIELD_STEP.register_autograd(_step_op)
 
 
 def triton_max_patterns() -> int:
     """The most stored patterns the Triton kernels take (0 without Triton)."""
-    kernels = triton_kernels("hopfield")
+    kernels = triton_kernels("modern_hopfield")
     return kernels.MAX_PATTERNS if kernels is not None else 0
+
+
+# --------------------------------------------------------------------------- public entry point
 
 
 def _validate(query, patterns, values, beta, steps) -> None:
@@ -187,7 +178,7 @@ def _validate(query, patterns, values, beta, steps) -> None:
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
 
 
-def hopfield_retrieve(
+def modern_hopfield(
     query: Tensor,
     patterns: Tensor,
     beta: Optional[float] = None,
@@ -218,23 +209,23 @@ def hopfield_retrieve(
         if values is not None:
             check_finite(values, "values")
     vals = patterns if values is None else values
-    path = _select_path(backend, patterns, vals)
-    n_patterns = patterns.shape[0]
+    if backend == "triton" and vals.shape[0] > triton_max_patterns():
+        raise ValueError(
+            f"backend='triton' keeps all patterns in one block: at most {triton_max_patterns()}, got {vals.shape[0]}"
+        )
+    route = MODERN_HOPFIELD_STEP.route(backend, patterns, triton_fits=vals.shape[0] <= triton_max_patterns())
     xi = query.reshape(-1, patterns.shape[1])
-    nnz = None
-    for step in range(steps):
-        if path in ("cpp", "auto") and step == 0:
-            scores, nnz = _scores_event_driven(xi, patterns, path)
-            xi = torch.softmax(beta * scores, dim=-1) @ vals
-            continue
-        if step == 0:
-            if not torch.compiler.is_compiling():
-                check_finite(xi, "query")
-            nnz = torch.count_nonzero(xi)
-        xi = xi.to(patterns.dtype)
-        if path == "triton":
-            xi = _triton_step(xi, patterns, vals, beta)
-        else:
-            xi = torch.softmax(beta * (xi @ patterns.t()), dim=-1) @ vals
-    synops.record("hopfield_retrieve", nnz, n_patterns)
+    first = 0
+    if route.path == "cpp":  # the first step's scores event-driven, on spike_linear's kernels
+        with spikes_named("query"):
+            scores, nnz = SPIKE_LINEAR(SPIKE_LINEAR.route(backend, patterns, caller=route.caller), xi, patterns, None)
+        xi = torch.softmax(beta * scores, dim=-1) @ vals
+        route, first = Route("reference", False, backend, route.caller), 1  # later queries are real-valued
+    else:
+        if not torch.compiler.is_compiling():
+            check_finite(xi, "query")
+        nnz = torch.count_nonzero(xi)
+    for _ in range(first, steps):
+        xi, _ = MODERN_HOPFIELD_STEP(route, xi.to(patterns.dtype), patterns, vals, beta)
+    record_synops("modern_hopfield", nnz, patterns.shape[0])
     return xi.reshape(*query.shape[:-1], vals.shape[1])

@@ -7,11 +7,11 @@ the forget gate, so g <= 0 (g > 0 raises: exp(g) > 1 grows the state without bou
 - reference: a differentiable torch loop over time (the oracle; backward by autograd on it; it
   is called directly, never through the custom ops, which run the kernels).
 - cpp (CPU): one pass over T forward and one reverse pass backward, parallel over neuron
-  blocks, vectorised over contiguous neurons (``csrc/hgrn.cpp``); exp is a vectorised polynomial
+  blocks, vectorised over contiguous neurons (``csrc/hgrn_scan.cpp``); exp is a vectorised polynomial
   in float32 (within 2 ulp of torch.exp) and std::exp in float64, so results agree with the
   reference to rounding, not bit for bit.
 - triton (CUDA, or CPU under TRITON_INTERPRET=1): the same recurrences, one program per block
-  of neurons with the time loop inside (``kernels/hgrn.py``).
+  of neurons with the time loop inside (``kernels/hgrn_scan.py``).
 
 Backward, in reverse time: a_t = dL/dh_t + exp(g_{t+1}) a_{t+1} (dL/dh_final joins at the last
 step); dx_t = a_t, dg_t = a_t exp(g_t) h_{t-1}, dh0 = exp(g_0) a_0. Saved for backward: g (an
@@ -28,25 +28,23 @@ from torch import Tensor
 from .._backend import (
     cpp,
     empty_output,
-    kernel_path,
     require_triton_kernels,
     resolve_backend,
-    select_path,
     step_gradient_view,
 )
 from .._backend import (
     numpy_view as _np,
 )
+from ._framework import KernelOp
 from ._validate import (
     check_finite,
     data_checked,
-    refuse_double_backward,
     require_nonempty,
     require_same_device,
     require_tensor,
 )
 
-__all__ = ["HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
+__all__ = ["HGRN_SCAN", "HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
 
 
 class HGRNOutput(NamedTuple):
@@ -110,14 +108,35 @@ def _check_data(x: Tensor, g: Tensor, h0: Tensor) -> None:
 def _forward_impl(x: Tensor, g: Tensor, h0: Tensor, path: str) -> tuple[Tensor, Tensor]:
     if path == "triton":
         _check_data(x, g, h0)
-        return require_triton_kernels("hgrn").forward(x, g, h0)
+        return require_triton_kernels("hgrn_scan").forward(x, g, h0)
     return _cpp_forward(x, g, h0)
 
 
 def _backward_impl(grad_h, grad_h_final, g, h, h0, path: str) -> tuple[Tensor, Tensor, Tensor]:
     if path == "triton":
-        return require_triton_kernels("hgrn").backward(grad_h, grad_h_final, g, h, h0)
+        return require_triton_kernels("hgrn_scan").backward(grad_h, grad_h_final, g, h, h0)
     return _cpp_backward(grad_h, grad_h_final, g, h, h0)
+
+
+def _forward(path, adaptive, x, g, h0):
+    """(h [T, M], h_final [M]) of x, g [T, M] from h0 [M] on one path."""
+    if path == "reference":
+        _check_data(x, g, h0)
+        return hgrn_scan_reference(x, g, h0)
+    return _forward_impl(x, g, h0, path)
+
+
+def _save(ctx, route, inputs, outputs, eager):
+    _, g, h0 = inputs
+    ctx.save_for_backward(g, outputs[0], h0)  # g and h0 as given, h the output itself: no copies
+
+
+def _backward(ctx, grads, compiled):
+    """Gradients of (x, g, h0)."""
+    g, h, h0 = ctx.saved_tensors
+    if compiled:
+        return torch.ops.sparsespike.hgrn_scan_backward(*grads, g, h, h0, ctx.route.backend)
+    return _backward_impl(*grads, g, h, h0, ctx.route.path)
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -126,7 +145,7 @@ def _backward_impl(grad_h, grad_h_final, g, h, h0, path: str) -> tuple[Tensor, T
 @torch.library.custom_op("sparsespike::hgrn_scan", mutates_args=())
 def _hgrn_op(x: Tensor, g: Tensor, h0: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     """(h [T, M], h_final [M]) of x, g [T, M] from h0 [M]."""
-    return _forward_impl(x, g, h0, kernel_path(backend, x, "inputs", "hgrn_scan"))
+    return _forward_impl(x, g, h0, HGRN_SCAN.kernel_route(backend, x).path)
 
 
 @_hgrn_op.register_fake
@@ -139,7 +158,7 @@ def _hgrn_backward_op(
     grad_h: Optional[Tensor], grad_h_final: Optional[Tensor], g: Tensor, h: Tensor, h0: Tensor, backend: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients (x, g, h0) from the output gradients, g, the states h and h0."""
-    return _backward_impl(grad_h, grad_h_final, g, h, h0, kernel_path(backend, g, "inputs", "hgrn_scan"))
+    return _backward_impl(grad_h, grad_h_final, g, h, h0, HGRN_SCAN.kernel_route(backend, g).path)
 
 
 @_hgrn_backward_op.register_fake
@@ -147,38 +166,16 @@ def _hgrn_backward_fake(grad_h, grad_h_final, g, h, h0, backend):
     return torch.empty_like(g), torch.empty_like(g), torch.empty_like(h0)
 
 
-def _setup_context(ctx, inputs, output):
-    _, g, h0, backend = inputs
-    ctx.backend = backend
-    ctx.save_for_backward(g, output[0], h0)
-
-
-def _backward(ctx, grad_h, grad_h_final):
-    refuse_double_backward("hgrn_scan", ctx.backend)
-    g, h, h0 = ctx.saved_tensors
-    grads = torch.ops.sparsespike.hgrn_scan_backward(grad_h, grad_h_final, g, h, h0, ctx.backend)
-    return (*grads, None)
-
-
-_hgrn_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-class _HGRNFunction(torch.autograd.Function):
-    """Eager fast path: the same kernels without the custom op's dispatch overhead."""
-
-    @staticmethod
-    def forward(ctx, x, g, h0, path):
-        ctx.set_materialize_grads(False)  # an output the loss does not use gets no zero gradient
-        h, h_final = _forward_impl(x, g, h0, path)
-        ctx.path = path
-        ctx.save_for_backward(g, h, h0)
-        return h, h_final
-
-    @staticmethod
-    def backward(ctx, grad_h, grad_h_final):
-        refuse_double_backward("hgrn_scan", ctx.path)
-        g, h, h0 = ctx.saved_tensors
-        return (*_backward_impl(grad_h, grad_h_final, g, h, h0, ctx.path), None)
+HGRN_SCAN = KernelOp(
+    "hgrn_scan",
+    forward=_forward,
+    what="inputs",
+    triton_module="hgrn_scan",
+    save=_save,
+    backward=_backward,
+    custom_op=torch.ops.sparsespike.hgrn_scan,
+)
+HGRN_SCAN.register_autograd(_hgrn_op)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -225,16 +222,9 @@ def hgrn_scan(x: Tensor, g: Tensor, h0: Optional[Tensor] = None, *, backend: Opt
     SPARSESPIKE_CHECK_FINITE=1; the C++ kernel checks while it reads).
     """
     _check_args(x, g, h0)
-    backend = resolve_backend(backend, x.device)
+    route = HGRN_SCAN.route(resolve_backend(backend, x.device), x)
     steps, state_shape = x.shape[0], x.shape[1:]
     flat_x, flat_g = x.reshape(steps, -1), g.reshape(steps, -1)
     flat_h0 = x.new_zeros(flat_x.shape[1]) if h0 is None else h0.reshape(-1)
-    path = select_path(backend, x, "inputs")
-    if path == "reference":
-        _check_data(flat_x, flat_g, flat_h0)
-        h, h_final = hgrn_scan_reference(flat_x, flat_g, flat_h0)
-    elif torch.compiler.is_compiling():
-        h, h_final = torch.ops.sparsespike.hgrn_scan(flat_x, flat_g, flat_h0, backend)
-    else:
-        h, h_final = _HGRNFunction.apply(flat_x, flat_g, flat_h0, path)
+    h, h_final = HGRN_SCAN(route, flat_x, flat_g, flat_h0)
     return HGRNOutput(h.reshape(x.shape), h_final.reshape(state_shape))

@@ -1,4 +1,4 @@
-"""hopfield_retrieve and the Hopfield modules: every backend against the reference.
+"""modern_hopfield and the Hopfield modules: every backend against the reference.
 
 float32 comparisons: rtol 1e-5, atol 1e-5 (softmax outputs and their products are O(1));
 gradients in float64 with gradcheck on the reference and the cpp path.
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparsespike
-from sparsespike import hopfield_retrieve, hopfield_retrieve_reference
+from sparsespike import modern_hopfield, modern_hopfield_reference
 from sparsespike.nn import Hopfield, HopfieldMemory
 
 BACKENDS = ["cpp", "auto", "triton"]
@@ -38,8 +38,8 @@ def test_matches_reference_float_queries(n_q, n_k, dim, dim_v, beta, seed, backe
     g = torch.Generator().manual_seed(seed)
     q, p, v = (torch.randn(shape, generator=g) for shape in ((n_q, dim), (n_k, dim), (n_k, dim_v)))
     weight = torch.randn(n_q, dim_v, generator=g)
-    out, grads = grads_of(lambda a, b, c: hopfield_retrieve(a, b, beta, c, backend=backend), (q, p, v), weight)
-    ref, ref_grads = grads_of(lambda a, b, c: hopfield_retrieve_reference(a, b, beta, c), (q, p, v), weight)
+    out, grads = grads_of(lambda a, b, c: modern_hopfield(a, b, beta, c, backend=backend), (q, p, v), weight)
+    ref, ref_grads = grads_of(lambda a, b, c: modern_hopfield_reference(a, b, beta, c), (q, p, v), weight)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for name, got, want in zip(("query", "patterns", "values"), grads, ref_grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
@@ -53,8 +53,8 @@ def test_spike_queries_event_driven(backend, dtype, density):
     spikes = torch.rand(2, 25, 48, generator=g) < density
     query = spikes.to(dtype)
     patterns = torch.randn(20, 48, generator=g, requires_grad=True)
-    out = hopfield_retrieve(query, patterns, 0.4, backend=backend)
-    ref = hopfield_retrieve_reference(spikes.float(), patterns, 0.4)
+    out = modern_hopfield(query, patterns, 0.4, backend=backend)
+    ref = modern_hopfield_reference(spikes.float(), patterns, 0.4)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     (grad,) = torch.autograd.grad(out.square().sum(), patterns)
     (ref_grad,) = torch.autograd.grad(ref.square().sum(), patterns)
@@ -66,7 +66,7 @@ def test_multiple_steps_and_leading_dims(backend):
     g = torch.Generator().manual_seed(4)
     q = torch.randn(3, 5, 16, generator=g)
     p = torch.randn(12, 16, generator=g)
-    out = hopfield_retrieve(q, p, 0.8, steps=3, backend=backend)
+    out = modern_hopfield(q, p, 0.8, steps=3, backend=backend)
     xi = q.reshape(-1, 16)
     for _ in range(3):  # the update written out
         xi = torch.softmax(0.8 * xi @ p.t(), -1) @ p
@@ -76,7 +76,7 @@ def test_multiple_steps_and_leading_dims(backend):
 
 def test_default_beta_is_inverse_sqrt_dim():
     q, p = torch.randn(4, 25), torch.randn(6, 25)
-    torch.testing.assert_close(hopfield_retrieve(q, p), hopfield_retrieve_reference(q, p, 1 / 5))
+    torch.testing.assert_close(modern_hopfield(q, p), modern_hopfield_reference(q, p, 1 / 5))
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
@@ -85,21 +85,21 @@ def test_gradcheck_float64(backend):
     tensors = [
         torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True) for shape in ((6, 5), (4, 5), (4, 3))
     ]
-    assert torch.autograd.gradcheck(lambda q, p, v: hopfield_retrieve(q, p, 0.7, v, backend=backend), tensors)
-    assert torch.autograd.gradcheck(lambda q, p: hopfield_retrieve(q, p, 0.7, steps=2, backend=backend), tensors[:2])
+    assert torch.autograd.gradcheck(lambda q, p, v: modern_hopfield(q, p, 0.7, v, backend=backend), tensors)
+    assert torch.autograd.gradcheck(lambda q, p: modern_hopfield(q, p, 0.7, steps=2, backend=backend), tensors[:2])
 
 
 def test_triton_custom_op_opcheck_and_cpp_compile():
     g = torch.Generator().manual_seed(6)
     q, p, v = (torch.randn(shape, generator=g, requires_grad=True) for shape in ((20, 16), (17, 16), (17, 18)))
-    torch.library.opcheck(torch.ops.sparsespike.hopfield_step.default, (q, p, v, 0.5))
+    torch.library.opcheck(torch.ops.sparsespike.modern_hopfield_step.default, (q, p, v, 0.5, "triton"))
 
     @torch.compile(fullgraph=True)
     def loss_fn(query, patterns):
-        return hopfield_retrieve(query, patterns, 0.5, backend="cpp").square().sum()
+        return modern_hopfield(query, patterns, 0.5, backend="cpp").square().sum()
 
     loss = loss_fn(q, p)
-    ref = hopfield_retrieve_reference(q, p, 0.5).square().sum()
+    ref = modern_hopfield_reference(q, p, 0.5).square().sum()
     torch.testing.assert_close(loss, ref)
     got = torch.autograd.grad(loss, (q, p))
     want = torch.autograd.grad(ref, (q, p))
@@ -113,14 +113,14 @@ def test_synops_count_first_step_events(backend):
     spikes[0, :3] = 1
     spikes[2, 7] = 1
     with sparsespike.count_synops() as counter:
-        hopfield_retrieve(spikes, torch.randn(11, 30), steps=2, backend=backend)
+        modern_hopfield(spikes, torch.randn(11, 30), steps=2, backend=backend)
     assert int(counter.total()) == 4 * 11  # four spikes, each reaching 11 stored patterns
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
 def test_bad_input(backend):
     q, p = torch.randn(4, 8), torch.randn(5, 8)
-    call = lambda *a, **k: hopfield_retrieve(*a, backend=backend, **k)  # noqa: E731
+    call = lambda *a, **k: modern_hopfield(*a, backend=backend, **k)  # noqa: E731
     with pytest.raises(ValueError, match="query must be"):
         call(torch.randn(4, 7), p)
     with pytest.raises(ValueError, match="patterns must be 2-D"):
@@ -156,11 +156,11 @@ def test_bad_input(backend):
 def test_triton_limits_are_errors_not_silent():
     q = torch.randn(3, 8, dtype=torch.float64)
     with pytest.raises(TypeError, match="backend='triton' supports float32"):
-        hopfield_retrieve(q, torch.randn(5, 8, dtype=torch.float64), backend="triton")
+        modern_hopfield(q, torch.randn(5, 8, dtype=torch.float64), backend="triton")
     with pytest.raises(ValueError, match="at most 1024"):
-        hopfield_retrieve(q.float(), torch.randn(1025, 8), backend="triton")
+        modern_hopfield(q.float(), torch.randn(1025, 8), backend="triton")
     with pytest.raises(ValueError, match="patterns has zero elements"):
-        hopfield_retrieve(torch.randn(3, 0), torch.randn(5, 0))  # not a ZeroDivisionError from the default beta
+        modern_hopfield(torch.randn(3, 0), torch.randn(5, 0))  # not a ZeroDivisionError from the default beta
 
 
 # --------------------------------------------------------------------------- modules
