@@ -3,7 +3,7 @@
 An event-driven kernel's work scales with the number of spikes; a dense GEMM's does not. The
 crossover density, below which the event-driven kernel wins, is a property of the device and is
 measured by ``python -m sparsespike.bench --calibrate`` (which prints it and can write it as JSON).
-The defaults below were measured that way (see README, "Dispatch"); override them per process
+The defaults below were measured that way (docs/dispatch.md); override them per process
 with :func:`set_crossover` or with ``SPARSESPIKE_CROSSOVER``: inline JSON or a path to a JSON file,
 e.g. ``{"cpu": {"forward_density": 0.2}}``.
 
@@ -48,7 +48,7 @@ _DEFAULTS = {
     # slow); the weight gradient up to ~0.4, ~0.18 and ~0.1. Rounded down through
     # conv_width_factor: 0.6 / 0.45 give 0.4 / 0.3 at C_out=128, 0.12 / 0.09 at C_out=16.
     "cpu": Crossover(forward_density=0.3, backward_density=0.2, conv_forward_density=0.6, conv_backward_density=0.45),
-    # Estimates from the H200 roofline (kernels.md) until a CUDA calibration replaces them.
+    # Estimates, not measurements, until a CUDA calibration replaces them (docs/dispatch.md).
     "cuda": Crossover(
         forward_density=0.01, backward_density=0.005, conv_forward_density=0.03, conv_backward_density=0.015
     ),

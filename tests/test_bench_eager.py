@@ -9,7 +9,7 @@ from spike_data import firing_model
 from sparsespike.bench.eager import EagerM1, EagerMemoryModel, eager_model
 from sparsespike.bench.models import peak_memory_mb
 from sparsespike.models import build_model
-from sparsespike.nn.supcon import supcon_loss
+from sparsespike.ops.supcon_loss import supcon_loss
 
 CASES = [
     ("audio", (3, 12, 700), {"hidden_sizes": (48, 48), "feature_size": 24}),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import sparsespike
 from sparsespike import modern_hopfield, modern_hopfield_reference
-from sparsespike.nn import Hopfield, HopfieldMemory
+from sparsespike.nn import HopfieldMemory, ModernHopfield
 
 BACKENDS = ["cpp", "auto", "triton"]
 
@@ -184,7 +184,7 @@ def test_modules_equal_reference_backend(backend):
     x = (torch.rand(3, 6, 40) < 0.05).float()
     for make in (
         lambda b: HopfieldMemory(40, 24, backend=b),
-        lambda b: Hopfield(
+        lambda b: ModernHopfield(
             40,
             pattern_size=24,
             hidden_size=32,
@@ -216,20 +216,20 @@ def test_hopfield_retrieves_a_stored_pattern_from_a_corrupted_cue():
     cue = stored[:10].clone()
     flips = torch.rand(10, 64, generator=g) < 0.15
     cue[flips] *= -1
-    layer = Hopfield(64, beta=1.0)
+    layer = ModernHopfield(64, beta=1.0)
     out = layer(cue, stored)
     assert torch.equal(torch.sign(out), stored[:10])
 
 
 def test_hopfield_layer_arguments():
     with pytest.raises(ValueError, match="pattern_size .* must equal query_size"):
-        Hopfield(8, pattern_size=6)
+        ModernHopfield(8, pattern_size=6)
     with pytest.raises(ValueError, match="update_steps"):
-        Hopfield(8, update_steps=0)
+        ModernHopfield(8, update_steps=0)
     with pytest.raises(ValueError, match="stored patterns are required"):
-        Hopfield(8)(torch.randn(2, 8))
+        ModernHopfield(8)(torch.randn(2, 8))
     with pytest.raises(ValueError, match="do not pass stored"):
-        Hopfield(8, num_patterns=4)(torch.randn(2, 8), torch.randn(4, 8))
+        ModernHopfield(8, num_patterns=4)(torch.randn(2, 8), torch.randn(4, 8))
     with pytest.raises(ValueError, match="temperature"):
         HopfieldMemory(8, 4, temperature=0.0)
     layer = HopfieldMemory(16, 8)

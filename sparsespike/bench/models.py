@@ -32,7 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .. import synops
-from ..nn.supcon import supcon_loss
+from ..ops.supcon_loss import supcon_loss
 from ..training.optim import adamw
 from .timing import Progress, markdown_table, median_ms_interleaved, sync
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..nn.supcon import DEFAULT_TEMPERATURE, auto_chunk_size, supcon_loss, supcon_loss_reference
+from ..ops.supcon_loss import DEFAULT_TEMPERATURE, auto_chunk_size, supcon_loss, supcon_loss_reference
 from .timing import Progress, markdown_table, median_ms_interleaved, sync
 
 DIM = 512

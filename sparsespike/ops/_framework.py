@@ -71,7 +71,9 @@ class KernelOp:
         backward: ``backward(ctx, grads, compiled) -> gradients of inputs``; None for an
             inference-only op.
         non_differentiable: indices of outputs without gradient (counts).
-        custom_op: the forward custom op, called as ``custom_op(*inputs, backend)``.
+        custom_op: the forward custom op (a ``torch.library.custom_op``), called as
+            ``custom_op(*inputs, backend)``; the framework registers its autograd (the same
+            save and backward as the eager path).
         reference_in_custom_op: under torch.compile the reference path also goes through the
             custom op (its reference is not traceable, e.g. it counts with a C++ pass).
         materialize_grads: backward gets zeros for outputs the loss did not use (else None,
@@ -105,6 +107,27 @@ class KernelOp:
         self.custom_op = custom_op
         self.reference_in_custom_op = reference_in_custom_op
         self.materialize_grads = materialize_grads
+        if custom_op is not None and backward is not None:
+            self._register_autograd(custom_op)
+
+    @classmethod
+    def spike_layer(cls, name: str, *, forward, save, backward, custom_op, **options) -> "KernelOp":
+        """An event-driven spike layer (spike_linear, spike_conv2d): forward gives (out, event
+        counts), the counts carry no gradient, its reference goes through the custom op under
+        torch.compile (it counts events with kernels of its own), any float weight for Triton."""
+        return cls(
+            name,
+            forward=forward,
+            what="weights",
+            triton_dtypes=None,
+            save=save,
+            backward=backward,
+            non_differentiable=(1,),
+            materialize_grads=True,
+            custom_op=custom_op,
+            reference_in_custom_op=True,
+            **options,
+        )
 
     # ----------------------------------------------------------------------- path selection
 
@@ -161,7 +184,7 @@ class KernelOp:
 
     # ----------------------------------------------------------------------- custom-op autograd
 
-    def register_autograd(self, custom_op) -> None:
+    def _register_autograd(self, custom_op) -> None:
         """The custom op's autograd: the same save and backward as the eager Function; its last
         argument is the backend name, from which the route is taken again."""
 

@@ -16,6 +16,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
 SPIKE_INT_DTYPES = (torch.bool, torch.uint8)
+# spike dtypes the C++ kernels read directly (others are cast first)
+CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
 
 
 def check_finite_on_cuda() -> bool:
@@ -100,3 +102,40 @@ def refuse_double_backward(op: str, backend: str) -> None:
             f"{op}: the {backend!r} backend computes gradients in its own kernels and has no double backward "
             "(create_graph=True); call it with backend='reference' for higher-order gradients"
         )
+
+
+def require_weight(weight, dims: int, layout: str) -> None:
+    """A spike layer's weight: a non-empty floating-point tensor of ``dims`` dimensions."""
+    require_tensor(weight, "weight")
+    if weight.dim() != dims:
+        raise ValueError(f"weight must be {dims}-D {layout}, got shape {tuple(weight.shape)}")
+    require_float_weight(weight)
+    require_nonempty(weight, "weight")
+
+
+def require_layer_operands(spikes: torch.Tensor, weight: torch.Tensor, bias) -> None:
+    """The checks spike_linear and spike_conv2d share once their shapes agree: non-empty spikes of
+    a dtype the weight takes, on the weight's device, and a bias of shape [C_out] and the
+    weight's dtype and device (or None)."""
+    require_nonempty(spikes, "spikes")
+    require_spike_dtype(spikes, weight)
+    require_same_device(spikes, "spikes", weight, "weight")
+    if bias is not None:
+        require_tensor(bias, "bias")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+        if bias.dtype != weight.dtype:
+            raise TypeError(f"bias must have the weight's dtype ({weight.dtype}), got {bias.dtype}")
+        require_same_device(bias, "bias", weight, "weight")
+
+
+def require_time_major(x, name: str) -> None:
+    """A time-looping op's input: a non-empty floating-point tensor [T, ...] with T >= 1."""
+    require_tensor(x, name)
+    if x.dim() < 1:
+        raise ValueError(f"{name} must have a leading time dimension [T, ...]")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has T = 0 time steps")
+    require_nonempty(x, name)
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")

@@ -27,12 +27,19 @@ from typing import Callable
 
 import torch
 
+from .._backend import cpp, numpy_view
+
 
 def content_checks() -> bool:
     mode = os.environ.get("SPARSESPIKE_WEIGHT_CHECK", "content")
     if mode not in ("content", "version"):
         raise ValueError(f"$SPARSESPIKE_WEIGHT_CHECK must be 'content' or 'version', got {mode!r}")
     return mode == "content"
+
+
+def content_fingerprint(weight: torch.Tensor) -> int:
+    """The C++ content hash of a CPU weight (the fingerprint the packed copies are checked by)."""
+    return cpp().fingerprint(numpy_view(weight), torch.get_num_threads())
 
 
 class DerivedWeightCache:

@@ -25,23 +25,15 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .._backend import (
-    cpp,
-    empty_output,
-    require_triton_kernels,
-    resolve_backend,
-    step_gradient_view,
-)
-from .._backend import (
-    numpy_view as _np,
-)
+from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend, step_gradient_view
+from .._backend import numpy_view as _np
 from ._framework import KernelOp
 from ._validate import (
     check_finite,
     data_checked,
-    require_nonempty,
     require_same_device,
     require_tensor,
+    require_time_major,
 )
 
 __all__ = ["HGRN_SCAN", "HGRNOutput", "hgrn_scan", "hgrn_scan_reference"]
@@ -78,15 +70,9 @@ def _cpp_forward(x: Tensor, g: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
 
 def _cpp_backward(grad_h, grad_h_final, g, h, h0) -> tuple[Tensor, Tensor, Tensor]:
     grads = (empty_output(g), empty_output(g), torch.empty_like(h0))
-    cpp().hgrn_backward(
-        step_gradient_view(grad_h),
-        None if grad_h_final is None else _np(grad_h_final),
-        _np(g),
-        _np(h),
-        _np(h0),
-        *(t.numpy() for t in grads),
-        torch.get_num_threads(),
-    )
+    final = None if grad_h_final is None else _np(grad_h_final)
+    inputs = (step_gradient_view(grad_h), final, _np(g), _np(h), _np(h0))
+    cpp().hgrn_backward(*inputs, *(t.numpy() for t in grads), torch.get_num_threads())
     return grads
 
 
@@ -166,31 +152,15 @@ def _hgrn_backward_fake(grad_h, grad_h_final, g, h, h0, backend):
     return torch.empty_like(g), torch.empty_like(g), torch.empty_like(h0)
 
 
-HGRN_SCAN = KernelOp(
-    "hgrn_scan",
-    forward=_forward,
-    what="inputs",
-    triton_module="hgrn_scan",
-    save=_save,
-    backward=_backward,
-    custom_op=torch.ops.sparsespike.hgrn_scan,
-)
-HGRN_SCAN.register_autograd(_hgrn_op)
+HGRN_SCAN = KernelOp("hgrn_scan", forward=_forward, what="inputs", save=_save, backward=_backward, custom_op=_hgrn_op)
 
 
 # --------------------------------------------------------------------------- public entry point
 
 
 def _check_args(x: Tensor, g: Tensor, h0: Optional[Tensor]) -> None:
-    require_tensor(x, "x")
+    require_time_major(x, "x")
     require_tensor(g, "g")
-    if x.dim() < 1:
-        raise ValueError("x must have a leading time dimension [T, ...]")
-    if x.shape[0] == 0:
-        raise ValueError("x has T = 0 time steps")
-    require_nonempty(x, "x")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if g.shape != x.shape:
         raise ValueError(f"g must have x's shape {tuple(x.shape)}, got {tuple(g.shape)}")
     if g.dtype != x.dtype:

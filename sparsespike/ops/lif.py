@@ -31,24 +31,16 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from .._backend import (
-    cpp,
-    empty_output,
-    require_triton_kernels,
-    resolve_backend,
-    step_gradient_view,
-)
-from .._backend import (
-    numpy_view as _np,
-)
+from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend, step_gradient_view
+from .._backend import numpy_view as _np
 from .._checks import require_finite_number
 from ._framework import KernelOp, needs_graph
 from ._validate import (
     check_finite,
     data_checked,
-    require_nonempty,
     require_same_device,
     require_tensor,
+    require_time_major,
 )
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
@@ -295,15 +287,7 @@ def _lif_backward_fake(grad_spikes, grad_trace, grad_v_final, current, trace, be
     return torch.empty_like(like), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0)
 
 
-LIF = KernelOp(
-    "lif",
-    forward=_forward,
-    what="currents",
-    save=_save,
-    backward=_backward,
-    custom_op=torch.ops.sparsespike.lif,
-)
-LIF.register_autograd(_lif_op)
+LIF = KernelOp("lif", forward=_forward, what="currents", save=_save, backward=_backward, custom_op=_lif_op)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -405,14 +389,7 @@ def lif(
     Data checks (NaN/Inf current, beta, threshold or v0) read tensors, so on CUDA they run only
     with SPARSESPIKE_CHECK_FINITE=1.
     """
-    require_tensor(current, "current")
-    if current.dim() < 1:
-        raise ValueError("current must have a leading time dimension [T, ...]")
-    if current.shape[0] == 0:
-        raise ValueError("current has T = 0 time steps")
-    require_nonempty(current, "current")
-    if not current.dtype.is_floating_point:
-        raise TypeError(f"current must be a floating-point tensor, got dtype {current.dtype}")
+    require_time_major(current, "current")
     options = (convention, reset, bool(detach_reset), surrogate, surrogate_param, bool(decay_input))
     if torch.compiler.is_compiling():  # dynamo traces through caches: validate plainly
         cfg = _checked_config.__wrapped__(*options)

@@ -125,9 +125,8 @@ MODERN_HOPFIELD_STEP = KernelOp(
     backward=_backward,
     non_differentiable=(1,),
     materialize_grads=True,
-    custom_op=torch.ops.sparsespike.modern_hopfield_step,
+    custom_op=_step_op,
 )
-MODERN_HOPFIELD_STEP.register_autograd(_step_op)
 
 
 def triton_max_patterns() -> int:

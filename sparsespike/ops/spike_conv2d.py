@@ -43,19 +43,11 @@ from ..dispatch import conv_width_factor, density_history, get_crossover
 from ..synops import record as record_synops
 from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
-from ._validate import (
-    check_finite,
-    require_float_weight,
-    require_nonempty,
-    require_same_device,
-    require_spike_dtype,
-    require_tensor,
-)
-from ._weight_cache import weight_cache
+from ._validate import CPP_SPIKE_DTYPES, check_finite, require_layer_operands, require_tensor, require_weight
+from ._weight_cache import content_fingerprint, weight_cache
 
 __all__ = ["SPIKE_CONV2D", "spike_conv2d", "spike_conv2d_reference"]
 
-_CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
 _DENSITY_SAMPLE_IMAGES = 16
 
 IntPair = Union[int, Sequence[int]]
@@ -162,7 +154,7 @@ def _out_size(spikes, kernel_size, stride, padding, dilation):
 def _counts(spikes, kernel_size, stride, padding, dilation):
     """[nnz, reach] of the spikes after the non-finite check (one C++ pass on CPU when available)."""
     out_size = _out_size(spikes, kernel_size, stride, padding, dilation)
-    if spikes.device.type == "cpu" and spikes.dtype in _CPP_SPIKE_DTYPES and cpp() is not None:
+    if spikes.device.type == "cpu" and spikes.dtype in CPP_SPIKE_DTYPES and cpp() is not None:
         nnz, reach = cpp().spike_conv2d_scan(
             _numpy(spikes),
             list(kernel_size),
@@ -188,10 +180,7 @@ def _packed_weight(weight: Tensor) -> Tensor:
         cpp().spike_conv2d_pack_weight(_numpy(w), packed.numpy(), torch.get_num_threads())
         return packed
 
-    def fingerprint(w: Tensor) -> int:
-        return cpp().fingerprint(_numpy(w), torch.get_num_threads())
-
-    return weight_cache.get(weight, "cpp-conv-packed", build, fingerprint)
+    return weight_cache.get(weight, "cpp-conv-packed", build, content_fingerprint)
 
 
 def _cpp_forward(spikes, weight, bias, stride, padding, dilation):
@@ -426,19 +415,9 @@ def _grad_weight_fake(grad_out, spikes, counts, kernel_size, stride, padding, di
     return grad_out.new_empty((spikes.shape[1] * kernel_size[0] * kernel_size[1], grad_out.shape[1]))
 
 
-SPIKE_CONV2D = KernelOp(
-    "spike_conv2d",
-    forward=_forward,
-    what="weights",
-    triton_dtypes=None,
-    save=_save,
-    backward=_backward,
-    non_differentiable=(1,),
-    materialize_grads=True,
-    custom_op=torch.ops.sparsespike.spike_conv2d,
-    reference_in_custom_op=True,  # its reference counts the events per output in torch ops of its own
+SPIKE_CONV2D = KernelOp.spike_layer(
+    "spike_conv2d", forward=_forward, save=_save, backward=_backward, custom_op=_spike_conv2d_op
 )
-SPIKE_CONV2D.register_autograd(_spike_conv2d_op)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -496,11 +475,7 @@ def _geometry(spikes_shape, weight_shape, stride, padding, dilation):
 
 def _validate(spikes, weight, bias, groups) -> None:
     require_tensor(spikes, "spikes")
-    require_tensor(weight, "weight")
-    if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D [C_out, C_in / groups, KH, KW], got shape {tuple(weight.shape)}")
-    require_float_weight(weight)
-    require_nonempty(weight, "weight")
+    require_weight(weight, 4, "[C_out, C_in / groups, KH, KW]")
     if spikes.dim() < 4:
         hint = " (one image: add a batch dimension, spikes[None])" if spikes.dim() == 3 else ""
         raise ValueError(
@@ -515,16 +490,7 @@ def _validate(spikes, weight, bias, groups) -> None:
             f"spikes has {spikes.shape[-3]} channels (dimension -3) but weight expects "
             f"C_in={weight.shape[1] * groups} (weight shape {tuple(weight.shape)}, groups={groups})"
         )
-    require_nonempty(spikes, "spikes")
-    require_spike_dtype(spikes, weight)
-    require_same_device(spikes, "spikes", weight, "weight")
-    if bias is not None:
-        require_tensor(bias, "bias")
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
-        if bias.dtype != weight.dtype:
-            raise TypeError(f"bias must have the weight's dtype ({weight.dtype}), got {bias.dtype}")
-        require_same_device(bias, "bias", weight, "weight")
+    require_layer_operands(spikes, weight, bias)
 
 
 _warned_groups = False

@@ -31,19 +31,11 @@ from ..dispatch import density_history, get_crossover, padding_factor
 from ..synops import record as record_synops
 from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
-from ._validate import (
-    check_finite,
-    require_float_weight,
-    require_nonempty,
-    require_same_device,
-    require_spike_dtype,
-    require_tensor,
-)
-from ._weight_cache import content_checks, weight_cache
+from ._validate import CPP_SPIKE_DTYPES, check_finite, require_layer_operands, require_tensor, require_weight
+from ._weight_cache import content_checks, content_fingerprint, weight_cache
 
 __all__ = ["SPIKE_LINEAR", "spike_linear", "spike_linear_reference"]
 
-_CPP_SPIKE_DTYPES = (torch.float32, torch.float64, torch.bool, torch.uint8)
 _DENSITY_SAMPLE_ROWS = 64
 _DENSITY_SAMPLE_ELEMENTS = 1 << 16
 _DENSITY_SAMPLE_MIN_ROWS = 4
@@ -64,7 +56,7 @@ def _as_dense(spikes: Tensor, dtype: torch.dtype) -> Tensor:
 
 def _count_nonzero(spikes: Tensor) -> Tensor:
     """Nonzeros of the spikes after the non-finite check (one C++ pass on CPU when available)."""
-    if spikes.device.type == "cpu" and spikes.dtype in _CPP_SPIKE_DTYPES and cpp() is not None:
+    if spikes.device.type == "cpu" and spikes.dtype in CPP_SPIKE_DTYPES and cpp() is not None:
         return _cpp_count(spikes)
     check_finite(spikes)
     return torch.count_nonzero(spikes).to(torch.int64)
@@ -80,10 +72,7 @@ def _packed_weight(weight: Tensor) -> Tensor:
         cpp().pack_weight(_numpy(w), packed.numpy(), torch.get_num_threads())
         return packed
 
-    def fingerprint(w: Tensor) -> int:
-        return cpp().fingerprint(_numpy(w), torch.get_num_threads())
-
-    return weight_cache.get(weight, "cpp-packed", build, fingerprint)
+    return weight_cache.get(weight, "cpp-packed", build, content_fingerprint)
 
 
 def _cpp_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
@@ -294,21 +283,11 @@ def _grad_weight_fake(grad_out, spikes, nnz, backend):
     return grad_out.new_empty((spikes.shape[1], grad_out.shape[1]))
 
 
-SPIKE_LINEAR = KernelOp(
-    "spike_linear",
-    forward=_forward,
-    what="weights",
-    triton_dtypes=None,
-    save=_save,
-    backward=_backward,
-    non_differentiable=(1,),
-    materialize_grads=True,
-    custom_op=torch.ops.sparsespike.spike_linear,
-    reference_in_custom_op=True,  # its reference counts the nonzeros in one C++ pass
+SPIKE_LINEAR = KernelOp.spike_layer(
+    "spike_linear", forward=_forward, save=_save, backward=_backward, custom_op=_spike_linear_op
 )
 """spike_linear's kernels in the op framework; public so that ops built on it (modern_hopfield's
 event-driven scores) call it: ``SPIKE_LINEAR(route, spikes, weight, bias) -> (out, nnz)``."""
-SPIKE_LINEAR.register_autograd(_spike_linear_op)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -316,11 +295,7 @@ SPIKE_LINEAR.register_autograd(_spike_linear_op)
 
 def _validate(spikes, weight, bias) -> None:
     require_tensor(spikes, "spikes")
-    require_tensor(weight, "weight")
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be 2-D [out_features, in_features], got shape {tuple(weight.shape)}")
-    require_float_weight(weight)
-    require_nonempty(weight, "weight")
+    require_weight(weight, 2, "[out_features, in_features]")
     if spikes.dim() < 1:
         raise ValueError("spikes must have at least one dimension (the last is in_features)")
     if spikes.shape[-1] != weight.shape[1]:
@@ -328,16 +303,7 @@ def _validate(spikes, weight, bias) -> None:
             f"spikes has {spikes.shape[-1]} features in its last dimension but weight expects "
             f"in_features={weight.shape[1]} (weight shape {tuple(weight.shape)})"
         )
-    require_nonempty(spikes, "spikes")
-    require_spike_dtype(spikes, weight)
-    require_same_device(spikes, "spikes", weight, "weight")
-    if bias is not None:
-        require_tensor(bias, "bias")
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
-        if bias.dtype != weight.dtype:
-            raise TypeError(f"bias must have the weight's dtype ({weight.dtype}), got {bias.dtype}")
-        require_same_device(bias, "bias", weight, "weight")
+    require_layer_operands(spikes, weight, bias)
 
 
 def spike_linear(

@@ -276,7 +276,7 @@ SPIKING_HOPFIELD = KernelOp(
     forward=_recall_forward,
     what="weights",
     triton_module="spiking_hopfield",
-    custom_op=torch.ops.sparsespike.spiking_hopfield_recall,
+    custom_op=_recall_op,
     reference_in_custom_op=True,  # compiled graphs run it in the op (its loop is data-dependent)
 )
 

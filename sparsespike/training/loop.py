@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._atomic import atomic_write, remove_partial_writes
-from ..nn.supcon import supcon_loss
+from ..ops.supcon_loss import supcon_loss
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
