@@ -377,7 +377,7 @@ bool advise_huge_pages(py::array& a) {
 
 // Ops bound from their own files (csrc/<op>_bindings.cpp).
 namespace sparsespike::bind {
-void bind_hgrn(py::module_& m);
+void bind_hgrn_scan(py::module_& m);
 void bind_spiking_hopfield(py::module_& m);
 void bind_spike_conv2d(py::module_& m);
 }  // namespace sparsespike::bind
@@ -421,7 +421,7 @@ PYBIND11_MODULE(_C, m) {
         "Advises transparent huge pages for the aligned interior of a fresh array.");
   m.def("fingerprint", &fingerprint, py::arg("array"), py::arg("threads"),
         "Non-linear 64-bit hash of a contiguous array's bytes (independent of the thread count).");
-  sparsespike::bind::bind_hgrn(m);
+  sparsespike::bind::bind_hgrn_scan(m);
   sparsespike::bind::bind_spiking_hopfield(m);
   sparsespike::bind::bind_spike_conv2d(m);
 #ifdef _OPENMP

@@ -1,4 +1,4 @@
-// pybind11 bindings of the HGRN scan (hgrn.h): every argument is checked (dtype, shape,
+// pybind11 bindings of the HGRN scan (hgrn_scan.h): every argument is checked (dtype, shape,
 // C-contiguity, writability of outputs) before the kernel runs; outputs are never converted.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "bind_common.h"
-#include "hgrn.h"
+#include "hgrn_scan.h"
 
 namespace sparsespike::bind {
 
@@ -37,7 +37,7 @@ void forward_typed(const py::array& x, const py::array& g, const py::array& h0, 
   sparsespike::HgrnStatus status;
   {
     py::gil_scoped_release release;
-    status = sparsespike::hgrn_forward(
+    status = sparsespike::hgrn_scan_forward(
         static_cast<const T*>(x.data()), static_cast<const T*>(g.data()),
         static_cast<const T*>(h0.data()), steps, n, static_cast<T*>(h.mutable_data()),
         static_cast<T*>(h_final.mutable_data()), threads);
@@ -45,8 +45,8 @@ void forward_typed(const py::array& x, const py::array& g, const py::array& h0, 
   raise_on(status);
 }
 
-void hgrn_forward(const py::array& x, const py::array& g, const py::array& h0, py::array& h,
-                  py::array& h_final, int threads) {
+void forward(const py::array& x, const py::array& g, const py::array& h0, py::array& h,
+             py::array& h_final, int threads) {
   int64_t steps, n;
   sequence_shape(x, "x", steps, n);
   if (has_dtype<float>(x))
@@ -74,17 +74,17 @@ void backward_typed(const py::object& grad_h_obj, const py::object& grad_h_final
   const T* ghf = optional_array<T>(grad_h_final_obj, "grad_h_final", {n}, keep_ghf);
   {
     py::gil_scoped_release release;
-    sparsespike::hgrn_backward(gh, gh_step, ghf, static_cast<const T*>(g.data()),
-                               static_cast<const T*>(h.data()), static_cast<const T*>(h0.data()),
-                               steps, n, static_cast<T*>(grad_x.mutable_data()),
-                               static_cast<T*>(grad_g.mutable_data()),
-                               static_cast<T*>(grad_h0.mutable_data()), threads);
+    sparsespike::hgrn_scan_backward(gh, gh_step, ghf, static_cast<const T*>(g.data()),
+                                    static_cast<const T*>(h.data()), static_cast<const T*>(h0.data()),
+                                    steps, n, static_cast<T*>(grad_x.mutable_data()),
+                                    static_cast<T*>(grad_g.mutable_data()),
+                                    static_cast<T*>(grad_h0.mutable_data()), threads);
   }
 }
 
-void hgrn_backward(const py::object& grad_h, const py::object& grad_h_final, const py::array& g,
-                   const py::array& h, const py::array& h0, py::array& grad_x, py::array& grad_g,
-                   py::array& grad_h0, int threads) {
+void backward(const py::object& grad_h, const py::object& grad_h_final, const py::array& g,
+              const py::array& h, const py::array& h0, py::array& grad_x, py::array& grad_g,
+              py::array& grad_h0, int threads) {
   int64_t steps, n;
   sequence_shape(g, "g", steps, n);
   if (has_dtype<float>(g))
@@ -99,12 +99,12 @@ void hgrn_backward(const py::object& grad_h, const py::object& grad_h_final, con
 
 }  // namespace
 
-void bind_hgrn(py::module_& m) {
-  m.def("hgrn_forward", &hgrn_forward, py::arg("x"), py::arg("g"), py::arg("h0"),
+void bind_hgrn_scan(py::module_& m) {
+  m.def("hgrn_scan_forward", &forward, py::arg("x"), py::arg("g"), py::arg("h0"),
         py::arg("h").noconvert(), py::arg("h_final").noconvert(), py::arg("threads"),
         "HGRN scan h_t = exp(g_t) h_{t-1} + x_t over [steps, neurons]; raises ValueError naming "
         "x, g or h0 on NaN/Inf.");
-  m.def("hgrn_backward", &hgrn_backward, py::arg("grad_h"), py::arg("grad_h_final"), py::arg("g"),
+  m.def("hgrn_scan_backward", &backward, py::arg("grad_h"), py::arg("grad_h_final"), py::arg("g"),
         py::arg("h"), py::arg("h0"), py::arg("grad_x").noconvert(),
         py::arg("grad_g").noconvert(), py::arg("grad_h0").noconvert(), py::arg("threads"),
         "Gradients (x, g, h0) of the HGRN scan: one reverse pass over the steps.");

@@ -1,4 +1,4 @@
-#include "hgrn.h"
+#include "hgrn_scan.h"
 
 #include <algorithm>
 #include <cmath>
@@ -140,8 +140,8 @@ int64_t block_count(int64_t n) { return (n + kNeuronBlock - 1) / kNeuronBlock; }
 }  // namespace
 
 template <typename T>
-HgrnStatus hgrn_forward(const T* x, const T* g, const T* h0, int64_t steps, int64_t n, T* h,
-                        T* h_final, int threads) {
+HgrnStatus hgrn_scan_forward(const T* x, const T* g, const T* h0, int64_t steps, int64_t n, T* h,
+                             T* h_final, int threads) {
   const int64_t blocks = block_count(n);
   std::vector<HgrnStatus> status(blocks, HgrnStatus::ok);
 #pragma omp parallel for schedule(static) num_threads(threads_for_work(threads, blocks, steps * n))
@@ -157,9 +157,9 @@ HgrnStatus hgrn_forward(const T* x, const T* g, const T* h0, int64_t steps, int6
 }
 
 template <typename T>
-void hgrn_backward(const T* grad_h, int64_t grad_h_step, const T* grad_h_final, const T* g,
-                   const T* h, const T* h0, int64_t steps, int64_t n, T* grad_x, T* grad_g,
-                   T* grad_h0, int threads) {
+void hgrn_scan_backward(const T* grad_h, int64_t grad_h_step, const T* grad_h_final, const T* g,
+                        const T* h, const T* h0, int64_t steps, int64_t n, T* grad_x, T* grad_g,
+                        T* grad_h0, int threads) {
   const int64_t blocks = block_count(n);
 #pragma omp parallel num_threads(threads_for_work(threads, blocks, steps * n))
   {
@@ -173,15 +173,15 @@ void hgrn_backward(const T* grad_h, int64_t grad_h_step, const T* grad_h_final, 
   }
 }
 
-template HgrnStatus hgrn_forward<float>(const float*, const float*, const float*, int64_t,
-                                        int64_t, float*, float*, int);
-template HgrnStatus hgrn_forward<double>(const double*, const double*, const double*, int64_t,
-                                         int64_t, double*, double*, int);
-template void hgrn_backward<float>(const float*, int64_t, const float*, const float*,
-                                   const float*, const float*, int64_t, int64_t, float*, float*,
-                                   float*, int);
-template void hgrn_backward<double>(const double*, int64_t, const double*, const double*,
-                                    const double*, const double*, int64_t, int64_t, double*,
-                                    double*, double*, int);
+template HgrnStatus hgrn_scan_forward<float>(const float*, const float*, const float*, int64_t,
+                                             int64_t, float*, float*, int);
+template HgrnStatus hgrn_scan_forward<double>(const double*, const double*, const double*, int64_t,
+                                              int64_t, double*, double*, int);
+template void hgrn_scan_backward<float>(const float*, int64_t, const float*, const float*,
+                                        const float*, const float*, int64_t, int64_t, float*, float*,
+                                        float*, int);
+template void hgrn_scan_backward<double>(const double*, int64_t, const double*, const double*,
+                                         const double*, const double*, int64_t, int64_t, double*,
+                                         double*, double*, int);
 
 }  // namespace sparsespike
