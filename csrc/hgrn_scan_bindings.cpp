@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bind_common.h"
+#include "bindings.h"
 #include "hgrn_scan.h"
 
 namespace sparsespike::bind {

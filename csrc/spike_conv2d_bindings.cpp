@@ -11,6 +11,7 @@
 #include <string>
 
 #include "bind_common.h"
+#include "bindings.h"
 #include "spike_conv2d.h"
 
 namespace sparsespike::bind {

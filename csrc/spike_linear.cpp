@@ -14,7 +14,7 @@
 namespace sparsespike {
 
 template <typename T>
-void pack_weight(const T* weight, int64_t out, int64_t in, T* packed, int threads) {
+void spike_linear_pack_weight(const T* weight, int64_t out, int64_t in, T* packed, int threads) {
   // B = W^T: row k of B is input k, column c is output c, i.e. weight[c * in + k].
   pack_tiles(weight, in, out, 1, in, packed, threads);
 }
@@ -221,8 +221,8 @@ ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads) {
   template ScanResult spike_linear_grad_weight_by_input<S, T>(const S*, int64_t, int64_t,       \
                                                               const T*, int64_t, T*, int);
 
-template void pack_weight<float>(const float*, int64_t, int64_t, float*, int);
-template void pack_weight<double>(const double*, int64_t, int64_t, double*, int);
+template void spike_linear_pack_weight<float>(const float*, int64_t, int64_t, float*, int);
+template void spike_linear_pack_weight<double>(const double*, int64_t, int64_t, double*, int);
 SPARSESPIKE_INSTANTIATE(float, float)
 SPARSESPIKE_INSTANTIATE(double, double)
 SPARSESPIKE_INSTANTIATE(uint8_t, float)

@@ -17,9 +17,9 @@ struct ScanResult {
 // Packs weight[out, in] into the input-major tiled layout the forward gathers from:
 // packed[tile_count(out)][in][tile_width] (see spmm.h). Done once per weight version by callers.
 template <typename T>
-void pack_weight(const T* weight, int64_t out, int64_t in, T* packed, int threads);
+void spike_linear_pack_weight(const T* weight, int64_t out, int64_t in, T* packed, int threads);
 
-// y[rows, out] = spikes[rows, in] @ W^T (+ bias[out]), W given packed by pack_weight.
+// y[rows, out] = spikes[rows, in] @ W^T (+ bias[out]), W given packed by spike_linear_pack_weight.
 template <typename S, typename T>
 ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const T* packed_weight,
                                 int64_t out, const T* bias, T* y, int threads);

@@ -199,9 +199,9 @@ HopfieldResult run_steps(const Args<T>& a, const T* cue, int64_t batch, int64_t 
 }  // namespace
 
 template <typename T>
-HopfieldResult hopfield_recall(const T* weight, int64_t n, const T* cue, int64_t batch,
-                               int64_t steps, T beta, T threshold, LifReset reset, T* spikes,
-                               T* v_final, int threads) {
+HopfieldResult spiking_hopfield_recall(const T* weight, int64_t n, const T* cue, int64_t batch,
+                                       int64_t steps, T beta, T threshold, LifReset reset,
+                                       T* spikes, T* v_final, int threads) {
   HopfieldResult result;
   bool nonbinary = false;
   for (int64_t i = 0; i < batch * n; ++i) nonbinary |= !(cue[i] == T(0) || cue[i] == T(1));
@@ -237,11 +237,11 @@ HopfieldResult hopfield_recall(const T* weight, int64_t n, const T* cue, int64_t
   return result;
 }
 
-template HopfieldResult hopfield_recall<float>(const float*, int64_t, const float*, int64_t,
-                                               int64_t, float, float, LifReset, float*, float*,
-                                               int);
-template HopfieldResult hopfield_recall<double>(const double*, int64_t, const double*, int64_t,
-                                                int64_t, double, double, LifReset, double*,
-                                                double*, int);
+template HopfieldResult spiking_hopfield_recall<float>(const float*, int64_t, const float*,
+                                                       int64_t, int64_t, float, float, LifReset,
+                                                       float*, float*, int);
+template HopfieldResult spiking_hopfield_recall<double>(const double*, int64_t, const double*,
+                                                        int64_t, int64_t, double, double, LifReset,
+                                                        double*, double*, int);
 
 }  // namespace sparsespike

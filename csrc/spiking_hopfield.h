@@ -34,8 +34,8 @@ struct HopfieldResult {
 // threads split batch rows (and, with fewer rows than threads, column blocks of a row), never a
 // sum.
 template <typename T>
-HopfieldResult hopfield_recall(const T* weight, int64_t n, const T* cue, int64_t batch,
-                               int64_t steps, T beta, T threshold, LifReset reset, T* spikes,
-                               T* v_final, int threads);
+HopfieldResult spiking_hopfield_recall(const T* weight, int64_t n, const T* cue, int64_t batch,
+                                       int64_t steps, T beta, T threshold, LifReset reset,
+                                       T* spikes, T* v_final, int threads);
 
 }  // namespace sparsespike

@@ -1,4 +1,4 @@
-// sparsespike._C.hopfield_recall: the binding of csrc/spiking_hopfield.h. Every argument is
+// sparsespike._C.spiking_hopfield_recall: the binding of spiking_hopfield.h. Every argument is
 // checked before the kernel runs; the kernel itself refuses a non-finite weight or a non-binary
 // cue before writing anything.
 #include <pybind11/numpy.h>
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "bind_common.h"
+#include "bindings.h"
 #include "spiking_hopfield.h"
 
 namespace sparsespike::bind {
@@ -31,10 +32,11 @@ int64_t recall_typed(const py::array& weight, const py::array& cue, int64_t step
   HopfieldResult r;
   {
     py::gil_scoped_release release;
-    r = hopfield_recall<T>(static_cast<const T*>(weight.data()), n,
-                           static_cast<const T*>(cue.data()), batch, steps, static_cast<T>(beta),
-                           static_cast<T>(threshold), reset, static_cast<T*>(spikes.mutable_data()),
-                           static_cast<T*>(v_final.mutable_data()), threads);
+    r = spiking_hopfield_recall<T>(static_cast<const T*>(weight.data()), n,
+                                   static_cast<const T*>(cue.data()), batch, steps,
+                                   static_cast<T>(beta), static_cast<T>(threshold), reset,
+                                   static_cast<T*>(spikes.mutable_data()),
+                                   static_cast<T*>(v_final.mutable_data()), threads);
   }
   switch (r.status) {
     case HopfieldStatus::ok: break;
@@ -68,7 +70,7 @@ int64_t recall(const py::array& weight, const py::array& cue, int64_t steps, dou
 }  // namespace
 
 void bind_spiking_hopfield(py::module_& m) {
-  m.def("hopfield_recall", &recall, py::arg("weight"), py::arg("cue"), py::arg("steps"),
+  m.def("spiking_hopfield_recall", &recall, py::arg("weight"), py::arg("cue"), py::arg("steps"),
         py::arg("beta"), py::arg("threshold"), py::arg("reset"), py::arg("spikes").noconvert(),
         py::arg("v_final").noconvert(), py::arg("threads"),
         "Spiking Hopfield recall: LIF steps driven by event-driven recurrent input through "
