@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lanes.h"
+#include "lif_step.h"
 #include "parallel.h"
 
 namespace sparsespike {
@@ -34,17 +35,6 @@ inline L surrogate_grad(const L& u, T param) {
   }
 }
 
-// spikingjelly's reset of a charged membrane h given its spike s.
-template <LifReset R, typename L>
-inline L sj_reset(const L& h, const L& s, const L& theta) {
-  if constexpr (R == LifReset::subtract)
-    return h - theta * s;
-  else if constexpr (R == LifReset::zero)
-    return (1 - s) * h;
-  else
-    return h;
-}
-
 // Rows of a [steps, ...] array restricted to one block of neurons: row t starts at base + t *
 // stride. A stride of 0 repeats one row: a gradient broadcast over time, or a sink row for an
 // output nobody wants.
@@ -70,29 +60,19 @@ bool forward_rows(Rows<const T> x, int64_t steps, int64_t width, const T* beta,
     for_lanes<T>(width, [&](auto lane, int64_t k) {
       using L = typename decltype(lane)::type;
       const L b = load_lanes<L>(beta + k), th = load_lanes<L>(threshold + k);
-      const L xk = load_lanes<L>(x_t + k), zero = lanes_of<L>(T(0));
+      const L xk = load_lanes<L>(x_t + k);
       probe.add(xk);
       L vk = load_lanes<L>(v + k);
       if constexpr (C == LifConvention::snntorch) {
-        const L r = step_gt(vk - th, zero);
-        if constexpr (R == LifReset::subtract)
-          vk = b * vk + xk - th * r;
-        else if constexpr (R == LifReset::zero)
-          vk = b * (1 - r) * vk + xk;
-        else
-          vk = b * vk + xk;
-        store_lanes(s_out + k, step_gt(vk - th, zero));
+        vk = snntorch_step<R>(vk, xk, b, th);
+        store_lanes(s_out + k, snntorch_spike(vk, th));
         store_lanes(m_out + k, vk);
       } else {
-        L h;
-        if constexpr (DECAY_INPUT)
-          h = b * vk + (1 - b) * xk;
-        else
-          h = b * vk + xk;
-        const L s = step_ge(h - th, zero);
+        const L h = spikingjelly_charge<DECAY_INPUT>(vk, xk, b);
+        const L s = spikingjelly_spike(h, th);
         store_lanes(s_out + k, s);
         store_lanes(m_out + k, h);
-        vk = sj_reset<R>(h, s, th);
+        vk = spikingjelly_reset<R>(h, s, th);
       }
       store_lanes(v + k, vk);
     });
@@ -157,7 +137,7 @@ void backward_rows_snntorch(Rows<const T> gs, Rows<const T> gtr, Rows<const T> t
       const L sig_t = surrogate_grad<S>(load_lanes<L>(v_t + k) - th, param);
       const L a = load_lanes<L>(g_tr + k) + gsk * sig_t + load_lanes<L>(carry + k);
       store_lanes(g_x + k, a);
-      const L r = step_gt(vp - th, lanes_of<L>(T(0)));
+      const L r = snntorch_spike(vp, th);  // this step's reset: the spike of the membrane before it
       L c, db, dt = -gsk * sig_t;
       if constexpr (R == LifReset::zero) {
         db = a * ((1 - r) * vp);
@@ -195,7 +175,7 @@ void backward_rows_spikingjelly(Rows<const T> gs, Rows<const T> gtr, Rows<const 
       for_lanes<T>(width, [&](auto lane, int64_t k) {
         using L = typename decltype(lane)::type;
         const L h = load_lanes<L>(h_p + k), th = load_lanes<L>(threshold + k);
-        store_lanes(v_prev + k, sj_reset<R>(h, step_ge(h - th, lanes_of<L>(T(0))), th));
+        store_lanes(v_prev + k, spikingjelly_reset<R>(h, spikingjelly_spike(h, th), th));
       });
     } else {
       std::copy(v0, v0 + width, v_prev);
@@ -208,7 +188,7 @@ void backward_rows_spikingjelly(Rows<const T> gs, Rows<const T> gtr, Rows<const 
       using L = typename decltype(lane)::type;
       const L b = load_lanes<L>(beta + k), th = load_lanes<L>(threshold + k);
       const L h = load_lanes<L>(h_t + k), a = load_lanes<L>(carry + k);
-      const L s = step_ge(h - th, lanes_of<L>(T(0)));
+      const L s = spikingjelly_spike(h, th);
       const L sig = surrogate_grad<S>(h - th, param);
       L ds = load_lanes<L>(g_s + k);
       if constexpr (LIVE && R != LifReset::none) ds += a * (R == LifReset::subtract ? -th : -h);

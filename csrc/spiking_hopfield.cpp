@@ -7,6 +7,7 @@
 
 #include "compact.h"
 #include "lanes.h"
+#include "lif_step.h"
 #include "parallel.h"
 
 namespace sparsespike {
@@ -44,21 +45,14 @@ bool column_sums(const T* weight, int64_t n, int64_t c0, int64_t c1, T* total) {
   return probe.finite();
 }
 
-// One LIF step for the lanes at `k` of a row, from the summed active rows `acc`; the same
-// expressions, in the same order, as the reference (and csrc/lif.cpp's snnTorch convention).
+// One LIF step (lif_step.h, snnTorch convention) for the lanes at `k` of a row, driven by the
+// bipolar field of the summed active rows `acc`.
 template <LifReset R, typename L, typename T>
-inline void lif_step(const L& acc, const T* total, T beta, T threshold, T* v, T* s_out) {
-  const L th = lanes_of<L>(threshold), b = lanes_of<L>(beta), zero = lanes_of<L>(T(0));
+inline void lif_update(const L& acc, const T* total, T beta, T threshold, T* v, T* s_out) {
+  const L th = lanes_of<L>(threshold), b = lanes_of<L>(beta);
   const L current = T(2) * acc - load_lanes<L>(total);
-  L vk = load_lanes<L>(v);
-  const L r = step_gt(vk - th, zero);
-  if constexpr (R == LifReset::subtract)
-    vk = b * vk + current - th * r;
-  else if constexpr (R == LifReset::zero)
-    vk = b * (1 - r) * vk + current;
-  else
-    vk = b * vk + current;
-  store_lanes(s_out, step_gt(vk - th, zero));
+  const L vk = snntorch_step<R>(load_lanes<L>(v), current, b, th);
+  store_lanes(s_out, snntorch_spike(vk, th));
   store_lanes(v, vk);
 }
 
@@ -90,7 +84,7 @@ void step_tile(const Args<T>& a, int64_t row, int64_t c, int64_t width, const in
     }
     for (int q = 0; q < kTileVectors; ++q) {
       const int64_t k = c + q * W;
-      lif_step<R>(acc[q], a.total + k, a.beta, a.threshold, v + k, s_out + k);
+      lif_update<R>(acc[q], a.total + k, a.beta, a.threshold, v + k, s_out + k);
     }
     return;
   }
@@ -105,8 +99,8 @@ void step_tile(const Args<T>& a, int64_t row, int64_t c, int64_t width, const in
   }
   for_lanes<T>(width, [&](auto lane, int64_t k) {
     using L = typename decltype(lane)::type;
-    lif_step<R>(load_lanes<L>(scratch + k), a.total + c + k, a.beta, a.threshold, v + c + k,
-                s_out + c + k);
+    lif_update<R>(load_lanes<L>(scratch + k), a.total + c + k, a.beta, a.threshold, v + c + k,
+                  s_out + c + k);
   });
 }
 
