@@ -1,8 +1,9 @@
 """Triton kernels of lif: one program per block of neurons, the time loop inside.
 
-Forward and backward follow the recurrences of sparsespike/ops/lif_reference.py; the backward
-is one reverse pass that carries c = dL/dv (the gradient reaching the membrane from later steps),
-ending with the gradient of v0. Flags (convention, reset, detach, surrogate kind, decay_input) are
+Forward and backward follow the recurrences of sparsespike/ops/lif_reference.py (the membrane
+step is lif_step.py's, shared with the spiking Hopfield kernel); the backward is one reverse pass
+that carries c = dL/dv (the gradient reaching the membrane from later steps), ending with the
+gradient of v0. Flags (convention, reset, detach, surrogate kind, decay_input) are
 compile-time constants; the surrogate parameter is a runtime value. Pointer + mask code only,
 for triton 3.6+ and TRITON_INTERPRET=1. Compiled for a GPU, multiply-adds may be fused, so a
 membrane exactly at the threshold can round to the other side than in the reference.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from .lif_step import snntorch_spike, snntorch_step, spikingjelly_charge, spikingjelly_reset, spikingjelly_spike
 
 SNNTORCH, SPIKINGJELLY = 0, 1
 SUBTRACT, ZERO, NONE = 0, 1, 2
@@ -33,18 +36,6 @@ def _surrogate(u, p, KIND: tl.constexpr):
     else:  # triangle
         g = p * tl.maximum(1.0 - p * tl.abs(u), 0.0)
     return g
-
-
-@triton.jit
-def _sj_reset(h, th, RESET: tl.constexpr):
-    s = tl.where(h - th >= 0, 1.0, 0.0).to(h.dtype)
-    if RESET == 0:
-        v = h - th * s
-    elif RESET == 1:
-        v = (1.0 - s) * h
-    else:
-        v = h
-    return v
 
 
 @triton.jit
@@ -72,23 +63,14 @@ def _lif_forward_kernel(
     for _ in range(0, steps):
         x = tl.load(xp, mask=m, other=0)
         if CONV == 0:
-            r = tl.where(v - th > 0, 1.0, 0.0).to(v.dtype)
-            if RESET == 0:
-                v = b * v + x - th * r
-            elif RESET == 1:
-                v = b * (1.0 - r) * v + x
-            else:
-                v = b * v + x
-            s = tl.where(v - th > 0, 1.0, 0.0).to(v.dtype)
+            v = snntorch_step(v, x, b, th, RESET)
+            s = snntorch_spike(v, th)
             tl.store(tp, v, mask=m)
         else:
-            if DECAY:
-                h = b * v + (1.0 - b) * x
-            else:
-                h = b * v + x
-            s = tl.where(h - th >= 0, 1.0, 0.0).to(v.dtype)
+            h = spikingjelly_charge(v, x, b, DECAY)
+            s = spikingjelly_spike(h, th)
             tl.store(tp, h, mask=m)
-            v = _sj_reset(h, th, RESET)
+            v = spikingjelly_reset(h, s, th, RESET)
         tl.store(sp, s, mask=m)
         xp += n
         sp += n
@@ -101,7 +83,7 @@ def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p, RESET: tl.constexpr, 
     """One reverse step: (dL/dI_t, dbeta_t, dtheta_t, carry to v_{t-1})."""
     sig_t = _surrogate(v_t - th, p, KIND)
     a = gtr + gs * sig_t + c
-    r = tl.where(v_prev - th > 0, 1.0, 0.0).to(a.dtype)
+    r = snntorch_spike(v_prev, th)  # this step's reset: the spike of the membrane before it
     if RESET == 1:
         dbeta = a * (1.0 - r) * v_prev
         carry = a * b * (1.0 - r)
@@ -126,7 +108,7 @@ def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p, RESET: tl.constexpr, 
 def _spikingjelly_step_grad(
     h, v_prev, x, gs, gtr, c, b, th, p, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr, DECAY: tl.constexpr
 ):
-    s = tl.where(h - th >= 0, 1.0, 0.0).to(h.dtype)
+    s = spikingjelly_spike(h, th)
     sig = _surrogate(h - th, p, KIND)
     ds = gs
     if LIVE:
@@ -235,7 +217,8 @@ def _lif_backward_kernel(
         off = last - i * n + offs
         prev = tl.load(tr_ptr + off - n, mask=m, other=0)
         if CONV == 1:
-            prev = _sj_reset(prev, th, RESET)  # the charged membrane of t - 1, after its reset
+            # the membrane entering step t: the charged membrane of t - 1, after its reset
+            prev = spikingjelly_reset(prev, spikingjelly_spike(prev, th), th, RESET)
         gx, db, dt, c = _reverse_step(
             gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, prev, c, b, th, p, CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR
         )

@@ -7,8 +7,8 @@ Two kernels:
   program: per step it compacts the previous spike row into an increasing index list (a
   cumsum per block, in global scratch), then for each block of neurons sums the weight rows
   of the active neurons, one after another in index order, and applies the LIF update
-  (snnTorch convention, reset from the previous spike). Barriers order the scratch and spike
-  writes of one step before the reads of the next.
+  (lif_step.py's, snnTorch convention, reset from the previous spike). Barriers order the
+  scratch and spike writes of one step before the reads of the next.
 
 Sums run in the reference's order (from 0, j increasing, one add per active row) and the
 kernels are compiled without floating-point contraction (enable_fp_fusion=False), so spikes
@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from .lif_step import snntorch_spike, snntorch_step
 
 SUBTRACT, ZERO, NONE = 0, 1, 2
 _MAX_BLOCK = 1024
@@ -98,15 +100,8 @@ def _recall_kernel(
                 acc = _add_event(acc, w_ptr, idx_row, k + 2, count, n, cols, m)
                 acc = _add_event(acc, w_ptr, idx_row, k + 3, count, n, cols, m)
             current = 2.0 * acc - tl.load(total_ptr + cols, mask=m, other=0)
-            v = tl.load(v_row + cols, mask=m, other=0)
-            r = tl.where(v - th > 0, 1.0, 0.0).to(v.dtype)
-            if RESET == 0:
-                v = beta * v + current - th * r
-            elif RESET == 1:
-                v = beta * (1.0 - r) * v + current
-            else:
-                v = beta * v + current
-            s = tl.where(v - th > 0, 1.0, 0.0).to(v.dtype)
+            v = snntorch_step(tl.load(v_row + cols, mask=m, other=0), current, beta, th, RESET)
+            s = snntorch_spike(v, th)
             tl.store(v_row + cols, v, mask=m)
             tl.store(out + cols, s, mask=m)
         tl.debug_barrier()
