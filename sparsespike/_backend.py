@@ -65,7 +65,7 @@ def empty_output(like: torch.Tensor, shape: tuple[int, ...] | None = None) -> to
     """
     out = torch.empty(like.shape if shape is None else shape, dtype=like.dtype, device=like.device)
     if _huge_pages and out.device.type == "cpu" and out.nbytes >= _HUGE_PAGE_MIN_BYTES and _cpp_module is not None:
-        _cpp_module.advise_huge_pages(out.numpy())
+        _cpp_module.memory_advise_huge_pages(out.numpy())
     return out
 
 

@@ -225,7 +225,7 @@ def _arrays(steps=3, n=5, dtype=np.float32):
 
 def test_cpp_forward_rejects_bad_arrays():
     x, g, h0, h, hf = _arrays()
-    _C.hgrn_forward(x, g, h0, h, hf, 1)  # the good call
+    _C.hgrn_scan_forward(x, g, h0, h, hf, 1)  # the good call
     np.testing.assert_allclose(hf, h[-1])
     cases = [
         ((x.astype(np.int32), g, h0, h, hf), TypeError, "x must be float32 or float64"),
@@ -247,16 +247,16 @@ def test_cpp_forward_rejects_bad_arrays():
         cases.append(((*args, h, hf), ValueError, f"{name} contains NaN or Inf"))
     for args, error, message in cases:
         with pytest.raises(error, match=message):
-            _C.hgrn_forward(*args, 1)
+            _C.hgrn_scan_forward(*args, 1)
 
 
 def test_cpp_backward_rejects_bad_arrays():
     x, g, h0, h, hf = _arrays(dtype=np.float64)
-    _C.hgrn_forward(x, g, h0, h, hf, 1)
+    _C.hgrn_scan_forward(x, g, h0, h, hf, 1)
     outs = [np.empty((3, 5)), np.empty((3, 5)), np.empty(5)]
     grad_h = np.ones((3, 5))
-    _C.hgrn_backward(grad_h, None, g, h, h0, *outs, 1)  # the good call
-    _C.hgrn_backward(np.ones(5), np.ones(5), g, h, h0, *outs, 1)  # broadcast row and a final grad
+    _C.hgrn_scan_backward(grad_h, None, g, h, h0, *outs, 1)  # the good call
+    _C.hgrn_scan_backward(np.ones(5), np.ones(5), g, h, h0, *outs, 1)  # broadcast row and a final grad
     cases = [
         ((np.ones((2, 5)), None, g, h, h0, *outs), ValueError, r"grad_h must have shape \[3, 5\]"),
         ((np.ones(4), None, g, h, h0, *outs), ValueError, r"grad_h must have shape \[5\]"),
@@ -272,7 +272,7 @@ def test_cpp_backward_rejects_bad_arrays():
     ]
     for args, error, message in cases:
         with pytest.raises(error, match=message):
-            _C.hgrn_backward(*args, 1)
+            _C.hgrn_scan_backward(*args, 1)
 
 
 @pytest.mark.cuda

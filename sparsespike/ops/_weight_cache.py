@@ -39,7 +39,7 @@ def content_checks() -> bool:
 
 def content_fingerprint(weight: torch.Tensor) -> int:
     """The C++ content hash of a CPU weight (the fingerprint the packed copies are checked by)."""
-    return cpp().fingerprint(numpy_view(weight), torch.get_num_threads())
+    return cpp().memory_fingerprint(numpy_view(weight), torch.get_num_threads())
 
 
 class DerivedWeightCache:

@@ -64,7 +64,7 @@ def hgrn_scan_reference(x: Tensor, g: Tensor, h0: Optional[Tensor] = None) -> HG
 
 def _cpp_forward(x: Tensor, g: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
     h, h_final = empty_output(x), torch.empty_like(h0)
-    cpp().hgrn_forward(_np(x), _np(g), _np(h0), h.numpy(), h_final.numpy(), torch.get_num_threads())
+    cpp().hgrn_scan_forward(_np(x), _np(g), _np(h0), h.numpy(), h_final.numpy(), torch.get_num_threads())
     return h, h_final
 
 
@@ -72,7 +72,7 @@ def _cpp_backward(grad_h, grad_h_final, g, h, h0) -> tuple[Tensor, Tensor, Tenso
     grads = (empty_output(g), empty_output(g), torch.empty_like(h0))
     final = None if grad_h_final is None else _np(grad_h_final)
     inputs = (step_gradient_view(grad_h), final, _np(g), _np(h), _np(h0))
-    cpp().hgrn_backward(*inputs, *(t.numpy() for t in grads), torch.get_num_threads())
+    cpp().hgrn_scan_backward(*inputs, *(t.numpy() for t in grads), torch.get_num_threads())
     return grads
 
 

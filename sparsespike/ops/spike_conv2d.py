@@ -223,7 +223,7 @@ def _sampled_density(spikes: Tensor) -> float:
     if n > _DENSITY_SAMPLE_IMAGES:
         sample = spikes.index_select(0, torch.linspace(0, n - 1, _DENSITY_SAMPLE_IMAGES, dtype=torch.float64).long())
     flat = sample.reshape(sample.shape[0], -1)
-    return cpp().count_spikes(_numpy(flat), 1) / flat.numel()
+    return cpp().spikes_count(_numpy(flat), 1) / flat.numel()
 
 
 # --------------------------------------------------------------------------- Triton

@@ -67,9 +67,9 @@ def _count_nonzero(spikes: Tensor) -> Tensor:
 
 def _packed_weight(weight: Tensor) -> Tensor:
     def build(w: Tensor) -> Tensor:
-        tile = cpp().tile_bytes // w.element_size()
+        tile = cpp().spike_linear_tile_bytes // w.element_size()
         packed = empty_output(w, (-(-w.shape[0] // tile), w.shape[1], tile))  # rebuilt per optimizer step
-        cpp().pack_weight(_numpy(w), packed.numpy(), torch.get_num_threads())
+        cpp().spike_linear_pack_weight(_numpy(w), packed.numpy(), torch.get_num_threads())
         return packed
 
     return weight_cache.get(weight, "cpp-packed", build, content_fingerprint)
@@ -89,7 +89,7 @@ def _cpp_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tupl
 
 def _cpp_count(spikes: Tensor) -> Tensor:
     """Nonzeros of the spikes, raising on NaN/Inf: one pass, for the dense path's SynOp count."""
-    return torch.tensor(cpp().count_spikes(_numpy(spikes), torch.get_num_threads()), dtype=torch.int64)
+    return torch.tensor(cpp().spikes_count(_numpy(spikes), torch.get_num_threads()), dtype=torch.int64)
 
 
 # The input-by-input weight gradient reads a random grad row per event: it wins while grad stays
@@ -127,7 +127,7 @@ def _sampled_nnz(spikes: Tensor) -> tuple[Tensor, int, bool]:
         return _cpp_count(spikes), spikes.numel(), True
     pick = torch.linspace(0, rows - 1, sample_rows).long()
     sample = spikes.index_select(0, pick)
-    return torch.tensor(cpp().count_spikes(_numpy(sample), 1)), sample.numel(), False
+    return torch.tensor(cpp().spikes_count(_numpy(sample), 1)), sample.numel(), False
 
 
 # Below this many input rows (B x T) a dense product on CPU costs less than the event-driven
@@ -138,7 +138,7 @@ CONTENT_CHECK_ROWS = 4
 
 
 def _cpu_event_driven(weight: Tensor, density: float) -> bool:
-    tile = cpp().tile_bytes // weight.element_size()
+    tile = cpp().spike_linear_tile_bytes // weight.element_size()
     return density * padding_factor(weight.shape[0], tile) <= get_crossover("cpu").forward_density
 
 

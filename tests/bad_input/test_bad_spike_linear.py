@@ -157,7 +157,7 @@ class TestExtensionBoundary:
     def test_shapes_and_dtypes(self):
         from sparsespike import _C
 
-        tile = _C.tile_bytes // 4  # float32 columns per packed tile
+        tile = _C.spike_linear_tile_bytes // 4  # float32 columns per packed tile
         spikes = torch.zeros(3, 8).numpy()
         packed = torch.zeros(1, 8, tile).numpy()
         out = torch.zeros(3, 4).numpy()
@@ -223,4 +223,4 @@ class TestExtensionBoundary:
         unaligned = np.frombuffer(raw.data, dtype=np.float32, count=12, offset=1).reshape(3, 4)
         assert not unaligned.flags.aligned
         with pytest.raises(ValueError, match="spikes must be aligned"):
-            _C.count_spikes(unaligned, 1)
+            _C.spikes_count(unaligned, 1)
