@@ -16,7 +16,17 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from . import _cli
+from ._cli import (
+    Parser,
+    data_folders,
+    guarded,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+)
+from ._cli import device as check_device
 from .training import MODELS, TrainConfig, fit
 
 PROG = "python -m sparsespike.train"
@@ -24,7 +34,7 @@ PROG = "python -m sparsespike.train"
 
 def _parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default=defaults.model)
     p.add_argument(
         "--dataset",
@@ -39,26 +49,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache-dir", default=None, help="where converted frames are cached (default: inside --data-dir)")
     p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
-    p.add_argument("--epochs", type=_cli.positive_int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=_cli.positive_int, default=defaults.batch_size, help="per process")
-    p.add_argument("--lr", type=_cli.positive_float, default=defaults.lr)
-    p.add_argument("--weight-decay", type=_cli.non_negative_float, default=defaults.weight_decay)
+    p.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="per process")
+    p.add_argument("--lr", type=positive_float, default=defaults.lr)
+    p.add_argument("--weight-decay", type=non_negative_float, default=defaults.weight_decay)
     p.add_argument(
-        "--grad-clip", type=_cli.non_negative_float, default=defaults.grad_clip, help="max gradient norm (0: off)"
+        "--grad-clip", type=non_negative_float, default=defaults.grad_clip, help="max gradient norm (0: off)"
     )
     p.add_argument(
         "--patience",
-        type=_cli.positive_int,
+        type=positive_int,
         default=defaults.patience,
         help="early stopping: epochs without improvement",
     )
     p.add_argument(
         "--scl-weight",
-        type=_cli.non_negative_float,
+        type=non_negative_float,
         default=None,
         help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)",
     )
-    p.add_argument("--scl-temperature", type=_cli.positive_float, default=defaults.scl_temperature)
+    p.add_argument("--scl-temperature", type=positive_float, default=defaults.scl_temperature)
     p.add_argument(
         "--init",
         choices=("calibrated", "default"),
@@ -89,14 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
     )
-    p.add_argument(
-        "--limit-train", type=_cli.positive_int, default=None, help="train on a fixed random subset of this size"
-    )
-    p.add_argument("--limit-eval", type=_cli.positive_int, default=None)
+    p.add_argument("--limit-train", type=positive_int, default=None, help="train on a fixed random subset of this size")
+    p.add_argument("--limit-eval", type=positive_int, default=None)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1")
-    p.add_argument(
-        "--workers", type=_cli.non_negative_int, default=defaults.workers, help="DataLoader worker processes"
-    )
+    p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
@@ -110,9 +116,9 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     args = _parser().parse_args(argv)
     dataset = args.dataset or ("saccade-digits+randman" if args.model == "joint" else "saccade-digits")
     out = args.out or f"runs/{args.model}-{dataset}"
-    _cli.device("--device", args.device)
-    _cli.output_dir("--out", out)
-    _cli.data_folders(args)
+    check_device("--device", args.device)
+    output_dir("--out", out)
+    data_folders(args)
     return TrainConfig(
         model=args.model,
         dataset=dataset,
@@ -154,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(json.dumps({k: v for k, v in summary.items() if k not in ("history", "model")}))
         return 0
 
-    return _cli.guarded(PROG, run)
+    return guarded(PROG, run)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from .. import _cli
 from .._atomic import atomic_write
+from .._cli import Parser, data_folders, guarded, input_file, output_file, positive_float, positive_int
+from .._cli import device as check_device
 from .profiles import DEFAULT_PROFILE, PROFILES, EnergyProfile
 from .report import measure_energy
 
@@ -25,7 +26,7 @@ PROG = "python -m sparsespike.energy"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--model",
         choices=("m1", "m2", "m3", "m4", "m5", "joint"),
@@ -41,11 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--samples", type=_cli.positive_int, default=256, help="how many samples to measure (per dataset)")
-    p.add_argument("--batch-size", type=_cli.positive_int, default=32)
+    p.add_argument("--samples", type=positive_int, default=256, help="how many samples to measure (per dataset)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"table's profile: {', '.join(PROFILES)}, or custom")
-    p.add_argument("--accumulate-pj", type=_cli.positive_float, default=None, help="with --mac-pj: a custom profile")
-    p.add_argument("--mac-pj", type=_cli.positive_float, default=None)
+    p.add_argument("--accumulate-pj", type=positive_float, default=None, help="with --mac-pj: a custom profile")
+    p.add_argument("--mac-pj", type=positive_float, default=None)
     p.add_argument(
         "--real-input",
         choices=("mac", "synop"),
@@ -111,16 +112,16 @@ def _model_and_datasets(args):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it: flags, paths,
     the checkpoint, the datasets)."""
-    return _cli.guarded(PROG, lambda ready: _run(_parser().parse_args(argv), ready))
+    return guarded(PROG, lambda ready: _run(_parser().parse_args(argv), ready))
 
 
 def _run(args, ready) -> int:
     from ..data import load_dataset
 
-    _cli.device("--device", args.device, allow_auto=False)
-    _cli.input_file("--checkpoint", args.checkpoint)
-    _cli.output_file("--json", args.json)
-    _cli.data_folders(args)
+    check_device("--device", args.device, allow_auto=False)
+    input_file("--checkpoint", args.checkpoint)
+    output_file("--json", args.json)
+    data_folders(args)
     profile = _profile(args)
     model, name, datasets, trained = _model_and_datasets(args)
     # every dataset opened before the first is measured: a missing one is a set-up error
