@@ -3,19 +3,24 @@ for a set of samples, with their labels and the model's predictions.
 
 ``collect_features(model, dataset, per_class=...)`` runs the model over a (class-balanced) subset
 of a dataset of ``(frames, label)`` pairs; balanced subsets keep clustering scores and centroids
-from being dominated by the larger classes.
+from being dominated by the larger classes. ``save_features`` / ``load_features`` keep them in an
+.npz file (the study writes them per run and reads them back for its report).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Features", "balanced_indices", "collect_features", "dataset_labels"]
+from .._atomic import atomic_write
+
+__all__ = ["Features", "balanced_indices", "collect_features", "dataset_labels", "load_features", "save_features"]
 
 
 @dataclass
@@ -42,6 +47,19 @@ class Features:
 
     def __len__(self) -> int:
         return self.rates.shape[0]
+
+
+def save_features(path: Union[str, Path], features: Features) -> None:
+    """Write ``features`` to ``path`` as an .npz file (atomically: a killed run leaves no partial file)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, rates=features.rates, labels=features.labels, predictions=features.predictions)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_features(path: Union[str, Path]) -> Features:
+    """The Features that :func:`save_features` wrote to ``path``."""
+    with np.load(path) as data:
+        return Features(data["rates"], data["labels"], data["predictions"])
 
 
 def balanced_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:

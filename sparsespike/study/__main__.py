@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from .._cli import Parser, data_folders, guarded, output_dir, positive_float, positive_int
 from .._cli import device as check_device
 from .plan import ALL_RUNS, SIZES, StudyConfig
+from .runner import run_study
 
 PROG = "python -m sparsespike.study"
 
@@ -116,7 +117,6 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it: flags, paths,
     datasets, a results.json of other settings); 1 when a training run diverged (one line)."""
-    from .runner import run_study
 
     def run(ready) -> int:
         run_study(config_from_args(argv), on_ready=ready)

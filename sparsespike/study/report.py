@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .._atomic import atomic_write
+from ..analysis import (
+    centroid_alignment,
+    engram_markdown,
+    engram_table,
+    load_features,
+    plot_alignment,
+    plot_embedding,
+)
 from . import published
 from .plan import STUDY_MODELS, StudyConfig
 
@@ -103,9 +111,6 @@ def energy_table(results: dict, config: StudyConfig, profile: str = "45nm-fp32")
 def _engram(out: Path, results: dict, config: StudyConfig, log) -> dict[str, dict]:
     """Engram metrics per model (the separately trained models are compared across modalities;
     the joint model with itself), and the figures."""
-    from ..analysis import centroid_alignment, engram_table, plot_alignment, plot_embedding
-    from .runner import load_features
-
     tables: dict[str, dict] = {}
     figures = out / "figures"
     for model in config.models:
@@ -252,8 +257,6 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
     """Write tables/*.md, engram.json, figures/*.png and report.md into ``out``."""
     tables_dir = out / "tables"
     engram = _engram(out, results, config, log)
-    from ..analysis import engram_markdown
-
     tables = {
         "table1-accuracy": accuracy_table(results, config),
         "table2-joint": joint_table(results, config),

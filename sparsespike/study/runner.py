@@ -11,10 +11,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from .._atomic import atomic_write, remove_partial_writes
+from ..analysis import collect_features, dataset_labels, save_features
+from ..data import dataset_info, load_dataset
+from ..energy import PROFILES, measure_energy
+from ..training import TrainConfig, fit, load_trained
 from .plan import StudyConfig
+from .report import write_report
 
 RESULTS = "results.json"
 
@@ -31,8 +37,6 @@ def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
     """Open every split the runs use and check that a batch fits each training set, so that a
     missing or corrupt file, or a batch size too large, stops the study before its first run
     trains rather than hours later."""
-    from ..data import dataset_info, load_dataset
-
     modalities = sorted({m for _, run in runs for m in (("visual", "audio") if run == "both" else (run,))})
     for modality in modalities:
         name = config.dataset_for(modality)
@@ -49,8 +53,6 @@ def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
 
 
 def _train(config: StudyConfig, model: str, modality: str, out: Path, device: str, log) -> dict[str, Any]:
-    from ..training import TrainConfig, fit
-
     train_config = TrainConfig(
         model=model,
         dataset=config.dataset_for(modality),
@@ -93,8 +95,6 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
 
 
 def _test_set(config: StudyConfig, modality: str):
-    from ..data import load_dataset
-
     name = config.dataset_for(modality)
     return load_dataset(name, "test", data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download)
 
@@ -103,12 +103,6 @@ def _measure(
     config: StudyConfig, model_name: str, checkpoint: Path, modalities: list[str], device: str, features_dir: Path, log
 ) -> dict[str, Any]:
     """Energy and engram features of a trained model on each modality's test split."""
-    import numpy as np
-
-    from ..analysis import collect_features, dataset_labels
-    from ..energy import PROFILES, measure_energy
-    from ..training import load_trained
-
     model, _ = load_trained(checkpoint, device=device, backend=config.backend)
     joint = model_name == "joint"
     measured: dict[str, Any] = {"energy": {}, "features": {}}
@@ -142,7 +136,7 @@ def _measure(
             progress=config.progress,
         )
         path = features_dir / f"{model_name}-{modality}.npz"
-        _save_features(path, features)
+        save_features(path, features)
         measured["features"][modality] = str(path.relative_to(features_dir.parent))
         ratio = report.per_inference(real_input="mac")["ratio"]
         log(
@@ -150,25 +144,6 @@ def _measure(
             f"{100 * report.activation_sparsity:.2f}%, ANN/SNN energy {ratio:.1f}x"
         )
     return measured
-
-
-def _save_features(path: Path, features) -> None:
-    import io
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    np.savez(buffer, rates=features.rates, labels=features.labels, predictions=features.predictions)
-    atomic_write(path, buffer.getvalue())
-
-
-def load_features(path: Path):
-    import numpy as np
-
-    from ..analysis import Features
-
-    with np.load(path) as data:
-        return Features(data["rates"], data["labels"], data["predictions"])
 
 
 def _environment(device: str) -> dict[str, Any]:
@@ -197,8 +172,6 @@ def run_study(
 
     Everything a user can get wrong (device, datasets, batch size, an <out> of other settings) is
     checked first; ``on_ready`` is called after that, before the first run trains."""
-    from .report import write_report
-
     log = log or (lambda *_: None)
     out = Path(config.out)
     device = _device(config)
