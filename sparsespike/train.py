@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from ._cli import (
     Parser,
+    UsageError,
     data_folders,
     guarded,
     non_negative_float,
@@ -25,8 +26,10 @@ from ._cli import (
     output_dir,
     positive_float,
     positive_int,
+    warn,
 )
 from ._cli import device as check_device
+from .models import MEMORY_MODES, memory_from_deprecated
 from .training import MODELS, TrainConfig, fit
 
 PROG = "python -m sparsespike.train"
@@ -84,17 +87,15 @@ def _parser() -> argparse.ArgumentParser:
         "calibrated visual layers silence the output layer within a few steps)",
     )
     p.add_argument(
-        "--hgrn",
-        choices=("qin", "study"),
-        default=defaults.hgrn,
-        help="m4/m5/joint: the real HGRN over time (qin) or the study code's gate on time-mean features",
+        "--memory",
+        choices=MEMORY_MODES,
+        default=None,
+        help="m3/m4/m5/joint: the memory over time on the spike sequence (sequence, the default) or the "
+        "study code's head on time-mean features (study)",
     )
-    p.add_argument(
-        "--hopfield",
-        choices=("sequence", "study"),
-        default=defaults.hopfield,
-        help="m3: Hopfield retrieval per time step (sequence) or on time-mean features (study)",
-    )
+    # --memory's deprecated names, kept for one release
+    p.add_argument("--hgrn", choices=("qin", "study"), default=None, help="deprecated: --memory (qin is sequence)")
+    p.add_argument("--hopfield", choices=("sequence", "study"), default=None, help="deprecated: --memory")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     p.add_argument(
         "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
@@ -108,6 +109,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _memory(args) -> str:
+    """--memory, or what its deprecated names --hgrn / --hopfield chose for --model (with a warning)."""
+    old = {flag: value for flag, value in (("--hgrn", args.hgrn), ("--hopfield", args.hopfield)) if value is not None}
+    if not old:
+        return args.memory or TrainConfig.memory
+    given = " and ".join(f"{flag} {value}" for flag, value in old.items())
+    if args.memory is not None:
+        raise UsageError(f"--memory {args.memory}: {given} is its deprecated name; pass --memory only")
+    chosen = memory_from_deprecated(args.model, hgrn=args.hgrn, hopfield=args.hopfield)
+    warn(
+        PROG,
+        f"{given}: deprecated, use --memory ("
+        + (f"--memory {chosen} for {args.model})" if chosen else f"ignored for {args.model}, as before)"),
+    )
+    return chosen or TrainConfig.memory
 
 
 def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
@@ -135,8 +153,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
         scl_temperature=args.scl_temperature,
         init=args.init,
         calibrate_modalities=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()),
-        hgrn=args.hgrn,
-        hopfield=args.hopfield,
+        memory=_memory(args),
         backend=args.backend,
         eval_split=args.eval_split,
         limit_train=args.limit_train,

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._atomic import atomic_write, remove_partial_writes
+from ..models.registry import build_model
 from ..nn.supcon import supcon_loss
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -96,13 +97,8 @@ def load_splits(config: TrainConfig) -> list[Split]:
 
 
 def build(config: TrainConfig, splits: list[Split]) -> nn.Module:
-    from ..models import build_model
-
-    options = dict(config.model_options)
-    if config.model in ("m4", "m5", "joint"):
-        options["hgrn"] = config.hgrn
-    if config.model == "m3":
-        options["hopfield"] = config.hopfield
+    """The config's model for the run's data, by name (see sparsespike.models.build_model)."""
+    options = dict(config.model_options, memory=config.memory)
     if config.model == "joint":
         return build_model("joint", "both", num_classes=10, backend=config.backend, **options)
     split = splits[0]
