@@ -30,7 +30,7 @@ from ._cli import (
 )
 from ._cli import device as check_device
 from .models import MEMORY_MODES, memory_from_deprecated
-from .training import MODELS, TrainConfig, fit
+from .training import MODELS, TrainConfig, default_dataset, fit
 
 PROG = "python -m sparsespike.train"
 
@@ -132,7 +132,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """The run's config; a mistake in the flags raises a UsageError naming the flag (after argparse's
     own checks, which exit with status 2)."""
     args = _parser().parse_args(argv)
-    dataset = args.dataset or ("saccade-digits+randman" if args.model == "joint" else "saccade-digits")
+    dataset = args.dataset or default_dataset(args.model)
     out = args.out or f"runs/{args.model}-{dataset}"
     check_device("--device", args.device)
     output_dir("--out", out)

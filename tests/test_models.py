@@ -17,6 +17,8 @@ from sparsespike.models import (
     ModelOutput,
     StudyGate,
     build_model,
+    forward_modality,
+    model_modalities,
 )
 
 # small sizes keep the suite fast; the full study sizes are built once below
@@ -203,6 +205,30 @@ def test_the_old_value_qin_is_a_deprecated_name_of_sequence():
     assert model.memory_mode == "sequence"
     with pytest.deprecated_call(match="use memory='sequence'"):
         assert JointModel(10, None, "qin", **JOINT_SMALL).memory_mode == "sequence"
+
+
+def test_every_model_says_which_modalities_it_takes_and_takes_its_batch_with_one():
+    """The contract callers rely on instead of model names (sparsespike.models.contract)."""
+    assert {name: model_modalities(name) for name in MODEL_NAMES} == {
+        **dict.fromkeys(("m1", "m2", "m3", "m4", "m5")),
+        "joint": ("visual", "audio"),
+    }
+    joint = build_model("joint", **JOINT_SMALL)
+    assert joint.modalities == ("visual", "audio")
+    x = spikes_input((2, 5, 40), seed=4, dtype=torch.float32)
+    for name in ("m1", "m4"):
+        model = build_model(name, "audio", **SMALL["audio"])
+        assert model.modalities == ("audio",)
+        assert torch.equal(model(x, "audio").logits, model(x).logits)
+        with pytest.raises(ValueError, match="modality 'visual' differs from the model's 'audio'"):
+            model(x, "visual")
+        assert forward_modality(model, "audio") is None and forward_modality(model, None) is None
+        with pytest.raises(ValueError, match="differs"):
+            forward_modality(model, "visual")
+    assert forward_modality(joint, "audio") == "audio"
+    with pytest.raises(ValueError, match="modality must be one of"):
+        forward_modality(joint, None)
+    assert forward_modality(nn.Linear(2, 2), "audio") == "audio"  # a module that says nothing: as given
 
 
 def _direct_gate(gate: StudyGate, x, h):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write
+from ..models.contract import forward_modality
 
 __all__ = ["Features", "balanced_indices", "collect_features", "dataset_labels", "load_features", "save_features"]
 
@@ -106,23 +107,6 @@ def dataset_labels(dataset) -> np.ndarray:
     return labels
 
 
-def _is_joint(model: nn.Module) -> bool:
-    from ..models import JointModel
-
-    return isinstance(model, JointModel)
-
-
-def _check_modality(model: nn.Module, modality: Optional[str]) -> Optional[str]:
-    if _is_joint(model):
-        if modality not in ("visual", "audio"):
-            raise ValueError(f"modality must be 'visual' or 'audio' for the joint model, got {modality!r}")
-        return modality
-    own = getattr(model, "modality", None)
-    if modality is not None and own is not None and modality != own:
-        raise ValueError(f"modality {modality!r} differs from the model's {own!r} (only the joint model takes one)")
-    return None
-
-
 def _batch(dataset, indices: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     xs = [torch.as_tensor(dataset[int(i)][0]) for i in indices]
     x = torch.stack(xs)
@@ -145,12 +129,13 @@ def collect_features(
     :func:`balanced_indices` with ``seed``) and keep the spike-layer rates, labels and predictions.
 
     The model is moved to ``device`` and run in eval mode without gradients (its training flag is
-    restored afterwards). ``modality`` ("visual"/"audio") is required for the joint model, which
-    has one encoder per modality. Samples are ``(x [T, ...], label)`` as the datasets return them.
+    restored afterwards). ``modality`` ("visual"/"audio") is required for a model that takes
+    several (``model.modalities``: one encoder each); for a model built for one, it may be given
+    and must be that one. Samples are ``(x [T, ...], label)`` as the datasets return them.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    modality = _check_modality(model, modality)
+    modality = forward_modality(model, modality)
     labels = dataset_labels(dataset)
     indices = np.arange(len(labels)) if per_class is None else balanced_indices(labels, per_class, seed)
     if len(indices) == 0:

@@ -4,9 +4,10 @@ ops and modules. ``build_model(name, modality, num_classes, backend, memory=...,
 
 from .architectures import M4HGRN, M1Baseline, M2SupCon, M3Hopfield, M5Hybrid, ModelOutput, StudyModel
 from .backbones import AudioEncoder, SpikingHead, VisualEncoder
+from .contract import forward_modality, modalities_of
 from .joint import JointModel
 from .memory import MEMORY_MODES
-from .registry import MODEL_CLASSES, MODEL_NAMES, build_model, memory_from_deprecated, model_class
+from .registry import MODEL_CLASSES, MODEL_NAMES, build_model, memory_from_deprecated, model_class, model_modalities
 from .study_gate import StudyGate
 
 __all__ = [
@@ -26,6 +27,9 @@ __all__ = [
     "StudyModel",
     "VisualEncoder",
     "build_model",
+    "forward_modality",
     "memory_from_deprecated",
+    "modalities_of",
     "model_class",
+    "model_modalities",
 ]

@@ -177,6 +177,7 @@ class StudyModel(nn.Module):
 
     default_supcon_weight = 0.0
     name = "study"
+    multimodal = False  # one instance takes one modality, chosen when built (see .contract)
     memory_modes: tuple[str, ...] = (SEQUENCE,)  # M1, M2: no memory, the head reads the spikes
     deprecated_memory_keyword: Optional[str] = None  # memory's old name in this class (one release)
     _study_readout = False  # True: memory on the time-mean, one LIF step (set per instance)
@@ -205,6 +206,11 @@ class StudyModel(nn.Module):
         if not self.supcon_temperature > 0:
             raise ValueError(f"supcon_temperature must be > 0, got {supcon_temperature}")
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this model takes: the one it was built for."""
+        return (self.modality,)
+
     def _set_readout(self, study: bool) -> None:
         """Study mode reads the memory once on the time-mean; engine mode mixes it into the spike
         sequence through a gate starting at 0 (see :func:`residual_memory`)."""
@@ -227,7 +233,11 @@ class StudyModel(nn.Module):
         """Study mode: [B, F] time-mean features -> [B, F] head input."""
         raise NotImplementedError(f"{type(self).__name__} has no study-mode readout")
 
-    def forward(self, x: Tensor) -> ModelOutput:
+    def forward(self, x: Tensor, modality: Optional[str] = None) -> ModelOutput:
+        """x [B, T, ...] batch-first -> ModelOutput. ``modality``, if given, must be the model's
+        own: every model takes ``model(x, modality)`` (see :mod:`.contract`)."""
+        if modality is not None and modality != self.modality:
+            raise ValueError(f"modality {modality!r} differs from the model's {self.modality!r}")
         spikes = self.encode(x)
         return self.readout(spikes)
 

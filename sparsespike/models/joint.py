@@ -52,6 +52,8 @@ class JointModel(nn.Module):
     """
 
     name = "joint"
+    multimodal = True  # one instance takes every modality, one encoder each (see .contract)
+    modalities = MODALITIES
     memory_modes = MEMORY_MODES
     deprecated_memory_keyword = "hgrn"
 

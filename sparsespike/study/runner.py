@@ -1,7 +1,8 @@
-"""The study end to end: train every (model, modality) run and the joint model, then meter each
-trained model's energy on the test split and collect its rate-coded features for the engram
-analysis. Results go into <out>/results.json after every run, so an interrupted study resumes
-where it stopped (each training run resumes from its own last.pt)."""
+"""The study end to end: train every (model, modality) run and each model that takes both
+modalities (the joint model), then meter each trained model's energy on the test split and collect
+its rate-coded features for the engram analysis. Results go into <out>/results.json after every
+run, so an interrupted study resumes where it stopped (each training run resumes from its own
+last.pt)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..analysis import collect_features, dataset_labels, save_features
 from ..data import dataset_info, load_dataset
 from ..energy import PROFILES, measure_energy
 from ..training import TrainConfig, fit, load_trained
-from .plan import StudyConfig
+from .plan import StudyConfig, run_key, run_modalities
 from .report import write_report
 
 RESULTS = "results.json"
@@ -37,7 +38,7 @@ def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
     """Open every split the runs use and check that a batch fits each training set, so that a
     missing or corrupt file, or a batch size too large, stops the study before its first run
     trains rather than hours later."""
-    modalities = sorted({m for _, run in runs for m in (("visual", "audio") if run == "both" else (run,))})
+    modalities = sorted({m for _, run in runs for m in run_modalities(run)})
     for modality in modalities:
         name = config.dataset_for(modality)
         for split in dataset_info(name).splits:
@@ -87,9 +88,9 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
         "parameters": sum(p.numel() for p in summary["model"].parameters()),
         "train_samples_per_second": last.get("train_samples_per_second"),
     }
-    if model == "joint":  # per-modality accuracy of the best epoch
+    if len(run_modalities(modality)) > 1:  # per-modality accuracy of the best epoch
         best = history[summary["best_epoch"] - 1] if summary["best_epoch"] > 0 else last
-        result["best_eval_acc_by_modality"] = {m: best.get(f"eval_{m}_acc") for m in ("visual", "audio")}
+        result["best_eval_acc_by_modality"] = {m: best.get(f"eval_{m}_acc") for m in run_modalities(modality)}
     log(f"  best eval accuracy {summary['best_eval_acc']:.2f}% (epoch {summary['best_epoch']} of {summary['epochs']})")
     return result
 
@@ -104,7 +105,6 @@ def _measure(
 ) -> dict[str, Any]:
     """Energy and engram features of a trained model on each modality's test split."""
     model, _ = load_trained(checkpoint, device=device, backend=config.backend)
-    joint = model_name == "joint"
     measured: dict[str, Any] = {"energy": {}, "features": {}}
     for modality in modalities:
         data = _test_set(config, modality)
@@ -112,7 +112,7 @@ def _measure(
         report = measure_energy(
             model,
             loader,
-            modality if joint else None,
+            modality,
             max_samples=config.energy_samples,
             device=device,
             model_name=model_name,
@@ -129,7 +129,7 @@ def _measure(
             model,
             data,
             per_class=per_class,
-            modality=modality if joint else None,
+            modality=modality,
             batch_size=config.batch_size,
             device=device,
             seed=config.seed,
@@ -195,15 +195,16 @@ def run_study(
         on_ready()
     started = time.perf_counter()
     for index, (model, modality) in enumerate(runs, 1):
-        key = f"{model}-{modality}"
+        key = run_key(model, modality)
         if key in results["runs"]:
             log(f"[{index}/{len(runs)}] {key}: done before, kept")
             continue
         log(f"[{index}/{len(runs)}] {key}: training on {config.dataset_for(modality)}")
         run_dir = out / "runs" / key
         result = _train(config, model, modality, run_dir, device, log)
-        modalities = ["visual", "audio"] if modality == "both" else [modality]
-        result.update(_measure(config, model, run_dir / "best.pt", modalities, device, out / "features", log))
+        result.update(
+            _measure(config, model, run_dir / "best.pt", list(run_modalities(modality)), device, out / "features", log)
+        )
         results["runs"][key] = result
         _write_results(out, results)
     results["study_seconds"] = time.perf_counter() - started

@@ -8,10 +8,10 @@ from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
 from ..models.memory import SEQUENCE, memory_mode
-from ..models.registry import MODEL_NAMES, memory_from_deprecated, model_class
+from ..models.registry import MODEL_NAMES, memory_from_deprecated, model_class, model_modalities
 
 MODELS = MODEL_NAMES
-JOINT_DEFAULT_DATASETS = "saccade-digits+randman"
+DEFAULT_DATASETS = {"visual": "saccade-digits", "audio": "randman"}  # the embedded sets: no download
 
 # Fields that only say where or how fast to run; a resumed run may change them. Every other
 # field shapes the result, so resuming with a different value is refused.
@@ -30,7 +30,7 @@ class TrainConfig:
     "sequence"); hgrn= and hopfield= are its deprecated names (the one the model took applies)."""
 
     model: str = "m1"
-    dataset: str = "saccade-digits"  # joint: "<visual>+<audio>"
+    dataset: str = "saccade-digits"  # a model that takes several modalities: one per modality, "<visual>+<audio>"
     data_dir: Optional[str] = None
     cache_dir: Optional[str] = None
     download: bool = False
@@ -100,12 +100,14 @@ class TrainConfig:
             if unknown:
                 raise ValueError(f"calibrate_modalities must hold 'visual' and/or 'audio', got {unknown!r}")
         self.memory = memory_mode(self.memory, model_class(self.model).memory_modes, self.model)
-        if self.model == "joint" and "+" not in self.dataset:
+        modalities = model_modalities(self.model)
+        if modalities is not None and len(self.dataset_names) != len(modalities):
+            pattern = "+".join(f"<{m}>" for m in modalities)
             raise ValueError(
-                f"the joint model trains on two datasets: dataset must be '<visual>+<audio>' "
-                f"(e.g. {JOINT_DEFAULT_DATASETS!r} or 'nmnist+shd'), got {self.dataset!r}"
+                f"the {self.model} model trains on one dataset per modality: dataset must be {pattern!r} "
+                f"(e.g. {default_dataset(self.model)!r} or 'nmnist+shd'), got {self.dataset!r}"
             )
-        if self.model != "joint" and "+" in self.dataset:
+        if modalities is None and len(self.dataset_names) != 1:
             raise ValueError(f"model {self.model!r} trains on one dataset, got {self.dataset!r}")
 
     def _take_deprecated_memory(self, hgrn: Optional[str], hopfield: Optional[str]) -> None:
@@ -143,3 +145,9 @@ class TrainConfig:
         """Fields (not runtime-only) whose values differ: {name: (self, other)}."""
         mine, theirs = self.to_dict(), other.to_dict()
         return {k: (mine[k], theirs[k]) for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]}
+
+
+def default_dataset(model: str) -> str:
+    """The embedded set(s) ``model`` trains on unless told: saccade-digits, or one per modality
+    joined by "+" for a model that takes several (the joint model: saccade-digits+randman)."""
+    return "+".join(DEFAULT_DATASETS[m] for m in model_modalities(model) or ("visual",))
