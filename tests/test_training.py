@@ -292,6 +292,18 @@ def test_joint_model_alternates_modalities(tmp_path, capsys):
         fit(small_config(tmp_path / "swap", model="joint", dataset="randman+saccade-digits", model_options=options))
 
 
+def test_a_multimodal_model_needs_its_modalities_in_order_and_one_label_space():
+    config = TrainConfig(model="joint", dataset="saccade-digits+randman")
+    split = loop_module.Split
+    loop_module._check_modalities(config, [split("visual", None, None, 10), split("audio", None, None, 10)])
+    with pytest.raises(ValueError, match="needs a visual then an audio dataset"):
+        loop_module._check_modalities(config, [split("audio", None, None, 10), split("visual", None, None, 10)])
+    with pytest.raises(ValueError, match=r"share one label space, got classes \{'saccade-digits': 10, 'randman': 35\}"):
+        loop_module._check_modalities(config, [split("visual", None, None, 10), split("audio", None, None, 35)])
+    # a model built for one modality takes any one
+    loop_module._check_modalities(TrainConfig(model="m4"), [split("audio", None, None, 35)])
+
+
 def test_interleave_alternates_then_finishes_the_longer():
     order = [m for m, _ in loop_module._interleave([("visual", [1, 2, 3]), ("audio", [4])])]
     assert order == ["visual", "audio", "visual", "visual"]
