@@ -142,6 +142,11 @@ def device(flag: str, value: str, allow_auto: bool = True) -> str:
     return value
 
 
+def warn(prog: str, message: str) -> None:
+    """One warning line on stderr, ``<prog>: warning: <message>`` (e.g. a deprecated flag)."""
+    print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
 def fail(prog: str, exc: BaseException, status: int = 2) -> int:
     """Print ``exc`` as one line and return the exit status."""
     message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__

@@ -16,15 +16,28 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from . import _cli
-from .training import MODELS, TrainConfig, fit
+from ._cli import (
+    Parser,
+    UsageError,
+    data_folders,
+    guarded,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+    warn,
+)
+from ._cli import device as check_device
+from .models import MEMORY_MODES, memory_from_deprecated
+from .training import MODELS, TrainConfig, default_dataset, fit
 
 PROG = "python -m sparsespike.train"
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default=defaults.model)
     p.add_argument(
         "--dataset",
@@ -39,26 +52,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache-dir", default=None, help="where converted frames are cached (default: inside --data-dir)")
     p.add_argument("--download", action="store_true", help="let tonic download missing datasets")
-    p.add_argument("--epochs", type=_cli.positive_int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=_cli.positive_int, default=defaults.batch_size, help="per process")
-    p.add_argument("--lr", type=_cli.positive_float, default=defaults.lr)
-    p.add_argument("--weight-decay", type=_cli.non_negative_float, default=defaults.weight_decay)
+    p.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="per process")
+    p.add_argument("--lr", type=positive_float, default=defaults.lr)
+    p.add_argument("--weight-decay", type=non_negative_float, default=defaults.weight_decay)
     p.add_argument(
-        "--grad-clip", type=_cli.non_negative_float, default=defaults.grad_clip, help="max gradient norm (0: off)"
+        "--grad-clip", type=non_negative_float, default=defaults.grad_clip, help="max gradient norm (0: off)"
     )
     p.add_argument(
         "--patience",
-        type=_cli.positive_int,
+        type=positive_int,
         default=defaults.patience,
         help="early stopping: epochs without improvement",
     )
     p.add_argument(
         "--scl-weight",
-        type=_cli.non_negative_float,
+        type=non_negative_float,
         default=None,
         help="supervised contrastive weight (default: the model's, 0.1 for m2/m5)",
     )
-    p.add_argument("--scl-temperature", type=_cli.positive_float, default=defaults.scl_temperature)
+    p.add_argument("--scl-temperature", type=positive_float, default=defaults.scl_temperature)
     p.add_argument(
         "--init",
         choices=("calibrated", "default"),
@@ -74,29 +87,23 @@ def _parser() -> argparse.ArgumentParser:
         "calibrated visual layers silence the output layer within a few steps)",
     )
     p.add_argument(
-        "--hgrn",
-        choices=("qin", "study"),
-        default=defaults.hgrn,
-        help="m4/m5/joint: the real HGRN over time (qin) or the study code's gate on time-mean features",
+        "--memory",
+        choices=MEMORY_MODES,
+        default=None,
+        help="m3/m4/m5/joint: the memory over time on the spike sequence (sequence, the default) or the "
+        "study code's head on time-mean features (study)",
     )
-    p.add_argument(
-        "--hopfield",
-        choices=("sequence", "study"),
-        default=defaults.hopfield,
-        help="m3: Hopfield retrieval per time step (sequence) or on time-mean features (study)",
-    )
+    # --memory's deprecated names, kept for one release
+    p.add_argument("--hgrn", choices=("qin", "study"), default=None, help="deprecated: --memory (qin is sequence)")
+    p.add_argument("--hopfield", choices=("sequence", "study"), default=None, help="deprecated: --memory")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     p.add_argument(
         "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
     )
-    p.add_argument(
-        "--limit-train", type=_cli.positive_int, default=None, help="train on a fixed random subset of this size"
-    )
-    p.add_argument("--limit-eval", type=_cli.positive_int, default=None)
+    p.add_argument("--limit-train", type=positive_int, default=None, help="train on a fixed random subset of this size")
+    p.add_argument("--limit-eval", type=positive_int, default=None)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1")
-    p.add_argument(
-        "--workers", type=_cli.non_negative_int, default=defaults.workers, help="DataLoader worker processes"
-    )
+    p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
@@ -104,15 +111,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _memory(args) -> str:
+    """--memory, or what its deprecated names --hgrn / --hopfield chose for --model (with a warning)."""
+    old = {flag: value for flag, value in (("--hgrn", args.hgrn), ("--hopfield", args.hopfield)) if value is not None}
+    if not old:
+        return args.memory or TrainConfig.memory
+    given = " and ".join(f"{flag} {value}" for flag, value in old.items())
+    if args.memory is not None:
+        raise UsageError(f"--memory {args.memory}: {given} is its deprecated name; pass --memory only")
+    chosen = memory_from_deprecated(args.model, hgrn=args.hgrn, hopfield=args.hopfield)
+    warn(
+        PROG,
+        f"{given}: deprecated, use --memory ("
+        + (f"--memory {chosen} for {args.model})" if chosen else f"ignored for {args.model}, as before)"),
+    )
+    return chosen or TrainConfig.memory
+
+
 def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """The run's config; a mistake in the flags raises a UsageError naming the flag (after argparse's
     own checks, which exit with status 2)."""
     args = _parser().parse_args(argv)
-    dataset = args.dataset or ("saccade-digits+randman" if args.model == "joint" else "saccade-digits")
+    dataset = args.dataset or default_dataset(args.model)
     out = args.out or f"runs/{args.model}-{dataset}"
-    _cli.device("--device", args.device)
-    _cli.output_dir("--out", out)
-    _cli.data_folders(args)
+    check_device("--device", args.device)
+    output_dir("--out", out)
+    data_folders(args)
     return TrainConfig(
         model=args.model,
         dataset=dataset,
@@ -129,8 +153,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
         scl_temperature=args.scl_temperature,
         init=args.init,
         calibrate_modalities=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()),
-        hgrn=args.hgrn,
-        hopfield=args.hopfield,
+        memory=_memory(args),
         backend=args.backend,
         eval_split=args.eval_split,
         limit_train=args.limit_train,
@@ -154,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(json.dumps({k: v for k, v in summary.items() if k not in ("history", "model")}))
         return 0
 
-    return _cli.guarded(PROG, run)
+    return guarded(PROG, run)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ from sparsespike.analysis import (
     embed_2d,
     engram_markdown,
     engram_table,
+    load_features,
     plot_alignment,
     plot_embedding,
+    save_features,
     silent_fraction,
     sparsity,
     zero_shot_transfer,
@@ -370,6 +372,17 @@ def test_collect_features_joint_model_needs_a_modality():
         np.testing.assert_allclose(feats.rates, model(x, "audio").rates.numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="modality"):
         collect_features(model, data, progress=False)
+
+
+def test_saved_features_load_back_equal(tmp_path):
+    features = rate_features(3)
+    path = tmp_path / "runs" / "m1-audio.npz"  # the folder is created
+    save_features(path, features)
+    loaded = load_features(path)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    for field in ("rates", "labels", "predictions"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(features, field))
+        assert getattr(loaded, field).dtype == getattr(features, field).dtype
 
 
 # ----------------------------------------------------------------------------- table and Markdown

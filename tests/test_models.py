@@ -17,6 +17,8 @@ from sparsespike.models import (
     ModelOutput,
     StudyGate,
     build_model,
+    forward_modality,
+    model_modalities,
 )
 
 # small sizes keep the suite fast; the full study sizes are built once below
@@ -38,11 +40,11 @@ CONFIGS = [
     ("m1", {}),
     ("m2", {}),
     ("m3", {}),
-    ("m3", {"hopfield": "study"}),
+    ("m3", {"memory": "study"}),
     ("m4", {}),
-    ("m4", {"hgrn": "study"}),
+    ("m4", {"memory": "study"}),
     ("m5", {}),
-    ("m5", {"hgrn": "study"}),
+    ("m5", {"memory": "study"}),
 ]
 
 
@@ -127,10 +129,10 @@ def test_fused_equals_reference(name, options, modality, backend):
     assert first.grad is not None and first.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("hgrn", ["qin", "study"])
+@pytest.mark.parametrize("memory", ["sequence", "study"])
 @pytest.mark.parametrize("modality", ["visual", "audio"])
-def test_joint_fused_equals_reference(hgrn, modality):
-    fused, reference = make_pair(lambda b: JointModel(backend=b, hgrn=hgrn, **JOINT_SMALL), "auto")
+def test_joint_fused_equals_reference(memory, modality):
+    fused, reference = make_pair(lambda b: JointModel(backend=b, memory=memory, **JOINT_SMALL), "auto")
     shape = (2, 8, 8) if modality == "visual" else (40,)
     x = spikes_input((BATCH, STEPS) + shape, seed=3)
     out = assert_same(fused, reference, lambda m: m(x, modality))
@@ -164,6 +166,69 @@ def test_registry():
     m = build_model("m2", "audio", supcon_weight=0.5, **SMALL["audio"])
     assert m.supcon_weight == 0.5
     assert build_model("joint", **JOINT_SMALL).num_classes == 10
+
+
+@pytest.mark.parametrize(
+    "name, keyword, old, memory",
+    [
+        ("m3", "hopfield", "sequence", "sequence"),
+        ("m3", "hopfield", "study", "study"),
+        ("m4", "hgrn", "qin", "sequence"),
+        ("m4", "hgrn", "study", "study"),
+        ("m5", "hgrn", "qin", "sequence"),
+        ("m5", "hgrn", "study", "study"),
+        ("joint", "hgrn", "qin", "sequence"),
+        ("joint", "hgrn", "study", "study"),
+    ],
+)
+def test_hgrn_and_hopfield_are_deprecated_names_of_memory(name, keyword, old, memory):
+    sizes = JOINT_SMALL if name == "joint" else SMALL["audio"]
+    message = f"{keyword}= is deprecated: use memory= \\({keyword}='{old}' is memory='{memory}'\\)"
+    with pytest.warns(DeprecationWarning, match=message) as caught:
+        aliased = build_model(name, "audio", **sizes, **{keyword: old})
+    assert caught[0].filename == __file__  # attributed to the caller's line, not to sparsespike
+    current = build_model(name, "audio", **sizes, memory=memory)
+    assert aliased.memory_mode == current.memory_mode == memory
+    assert {k: v.shape for k, v in aliased.state_dict().items()} == {
+        k: v.shape for k, v in current.state_dict().items()
+    }
+    with pytest.raises(TypeError, match="pass memory= only"):
+        build_model(name, "audio", **sizes, memory=memory, **{keyword: old})
+    with pytest.raises(ValueError, match=f"{keyword} must be one of"):
+        build_model(name, "audio", **sizes, **{keyword: "gru"})
+
+
+def test_the_old_value_qin_is_a_deprecated_name_of_sequence():
+    # the memory mode took hgrn's place in the signature: M4HGRN("audio", 10, None, "qin") still works
+    with pytest.deprecated_call(match="memory='qin' is deprecated: use memory='sequence'"):
+        model = M4HGRN("audio", 10, None, "qin", **SMALL["audio"])
+    assert model.memory_mode == "sequence"
+    with pytest.deprecated_call(match="use memory='sequence'"):
+        assert JointModel(10, None, "qin", **JOINT_SMALL).memory_mode == "sequence"
+
+
+def test_every_model_says_which_modalities_it_takes_and_takes_its_batch_with_one():
+    """The contract callers rely on instead of model names (sparsespike.models.contract)."""
+    assert {name: model_modalities(name) for name in MODEL_NAMES} == {
+        **dict.fromkeys(("m1", "m2", "m3", "m4", "m5")),
+        "joint": ("visual", "audio"),
+    }
+    joint = build_model("joint", **JOINT_SMALL)
+    assert joint.modalities == ("visual", "audio")
+    x = spikes_input((2, 5, 40), seed=4, dtype=torch.float32)
+    for name in ("m1", "m4"):
+        model = build_model(name, "audio", **SMALL["audio"])
+        assert model.modalities == ("audio",)
+        assert torch.equal(model(x, "audio").logits, model(x).logits)
+        with pytest.raises(ValueError, match="modality 'visual' differs from the model's 'audio'"):
+            model(x, "visual")
+        assert forward_modality(model, "audio") is None and forward_modality(model, None) is None
+        with pytest.raises(ValueError, match="differs"):
+            forward_modality(model, "visual")
+    assert forward_modality(joint, "audio") == "audio"
+    with pytest.raises(ValueError, match="modality must be one of"):
+        forward_modality(joint, None)
+    assert forward_modality(nn.Linear(2, 2), "audio") == "audio"  # a module that says nothing: as given
 
 
 def _direct_gate(gate: StudyGate, x, h):
@@ -201,7 +266,7 @@ def test_study_gate_equals_formula():
 
 
 @pytest.mark.parametrize(
-    "name, options", [("m3", {"hopfield": "study"}), ("m4", {"hgrn": "study"}), ("m5", {"hgrn": "study"})]
+    "name, options", [("m3", {"memory": "study"}), ("m4", {"memory": "study"}), ("m5", {"memory": "study"})]
 )
 def test_study_heads_equal_reference_formula(name, options):
     """Study mode is the reference's head: memory on the time-mean spikes (Hopfield, then the gate),
@@ -302,9 +367,9 @@ def test_study_sizes_topology_and_parameter_counts():
     counts = {
         ("m3", ()): hopfield + 1,
         ("m4", ()): hgrn + 1,
-        ("m4", ("hgrn", "study")): gate,
+        ("m4", ("memory", "study")): gate,
         ("m5", ()): hopfield + hgrn + 1,
-        ("m5", ("hgrn", "study")): hopfield + gate,
+        ("m5", ("memory", "study")): hopfield + gate,
     }
     for (name, opt), extra in counts.items():
         model = build_model(name, "audio", **dict([opt] if opt else []))
@@ -357,12 +422,14 @@ def test_bad_input():
         build_model("m6", "audio")
     with pytest.raises(ValueError, match="modality must be one of"):
         build_model("m1", "tactile")
-    with pytest.raises(ValueError, match="hgrn must be one of"):
-        build_model("m4", "audio", hgrn="gru", **SMALL["audio"])
-    with pytest.raises(ValueError, match="hopfield must be one of"):
-        build_model("m3", "audio", hopfield="mean", **SMALL["audio"])
+    with pytest.raises(ValueError, match="memory must be one of"):
+        build_model("m4", "audio", memory="gru", **SMALL["audio"])
+    with pytest.raises(ValueError, match="memory must be one of"):
+        build_model("m3", "audio", memory="mean", **SMALL["audio"])
+    with pytest.raises(ValueError, match=r"memory must be one of \('sequence',\) for m1 \(no memory"):
+        build_model("m1", "audio", memory="study")  # M1 has no memory to configure
     with pytest.raises(TypeError):
-        build_model("m1", "audio", hgrn="study")  # M1 has no memory to configure
+        build_model("m1", "audio", hgrn="study")  # nor did it take the old keyword
     with pytest.raises(ValueError, match="input_shape must be 3 positive ints"):
         M1Baseline("visual", input_shape=(34, 34))
     with pytest.raises(ValueError, match="hidden_sizes must be 2 positive ints"):

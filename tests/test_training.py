@@ -58,10 +58,56 @@ def test_config_rejects_bad_values():
         TrainConfig(model="joint", dataset="randman")
     with pytest.raises(ValueError, match="one dataset"):
         TrainConfig(model="m1", dataset="saccade-digits+randman")
-    with pytest.raises(ValueError, match="hgrn"):
-        TrainConfig(hgrn="gru")
+    with pytest.raises(ValueError, match="memory must be one of"):
+        TrainConfig(memory="gru")
+    with pytest.raises(ValueError, match=r"memory must be one of \('sequence',\) for m1"):
+        TrainConfig(model="m1", memory="study")  # M1 has no memory
+    with pytest.raises(ValueError, match="hgrn must be one of"):
+        TrainConfig(hgrn="gru")  # the deprecated name's values are checked too
     with pytest.raises(ValueError, match="calibrate_modalities"):
         TrainConfig(calibrate_modalities=("video",))
+
+
+@pytest.mark.parametrize(
+    "model, old, memory",
+    [
+        ("m4", {"hgrn": "study"}, "study"),
+        ("m5", {"hgrn": "qin"}, "sequence"),
+        ("joint", {"hgrn": "study"}, "study"),
+        ("m3", {"hopfield": "study"}, "study"),
+        ("m3", {"hgrn": "study"}, "sequence"),  # m3 took hopfield=, never hgrn=: ignored, as before
+        ("m1", {"hgrn": "study", "hopfield": "study"}, "sequence"),  # m1 took neither
+    ],
+)
+def test_hgrn_and_hopfield_are_deprecated_names_of_memory(model, old, memory):
+    dataset = "saccade-digits+randman" if model == "joint" else "randman"
+    with pytest.warns(DeprecationWarning, match=r"TrainConfig\(.*\) is deprecated: use memory=") as caught:
+        config = TrainConfig(model=model, dataset=dataset, **old)
+    assert caught[0].filename == __file__  # attributed to the caller's line
+    assert config.memory == memory and "hgrn" not in config.to_dict() and "hopfield" not in config.to_dict()
+    # a checkpoint's config saved before memory= existed: the value the model took, without a warning
+    saved = {**TrainConfig(model=model, dataset=dataset).to_dict(), "hgrn": "qin", "hopfield": "sequence", **old}
+    del saved["memory"]
+    assert TrainConfig.from_dict(saved).memory == memory
+    with pytest.raises(TypeError, match="pass memory= only"), pytest.deprecated_call():
+        TrainConfig(model="m4", memory="study", hgrn="qin")
+
+
+def test_the_cli_takes_memory_and_its_deprecated_flags(capsys):
+    assert train_cli.config_from_args(["--model", "m4"]).memory == "sequence"
+    assert train_cli.config_from_args(["--model", "m4", "--memory", "study"]).memory == "study"
+    assert capsys.readouterr().err == ""
+    assert train_cli.config_from_args(["--model", "m4", "--hgrn", "study"]).memory == "study"
+    err = capsys.readouterr().err
+    assert "warning: --hgrn study: deprecated, use --memory (--memory study for m4)" in err
+    assert train_cli.config_from_args(["--model", "m3", "--hopfield", "study"]).memory == "study"
+    assert "--hopfield study: deprecated, use --memory" in capsys.readouterr().err
+    assert train_cli.config_from_args(["--model", "m3", "--hgrn", "study"]).memory == "sequence"  # as before
+    assert "ignored for m3, as before" in capsys.readouterr().err
+    assert train_cli.main(["--model", "m4", "--memory", "study", "--hgrn", "study"]) == 2
+    assert "pass --memory only" in capsys.readouterr().err
+    assert train_cli.main(["--model", "m1", "--memory", "study"]) == 2
+    assert "for m1" in capsys.readouterr().err
 
 
 def test_fit_writes_metrics_and_checkpoints(tmp_path):
@@ -244,6 +290,18 @@ def test_joint_model_alternates_modalities(tmp_path, capsys):
     assert row["eval_acc"] == pytest.approx((row["eval_visual_acc"] + row["eval_audio_acc"]) / 2)
     with pytest.raises(ValueError, match="visual then an audio"):
         fit(small_config(tmp_path / "swap", model="joint", dataset="randman+saccade-digits", model_options=options))
+
+
+def test_a_multimodal_model_needs_its_modalities_in_order_and_one_label_space():
+    config = TrainConfig(model="joint", dataset="saccade-digits+randman")
+    split = loop_module.Split
+    loop_module._check_modalities(config, [split("visual", None, None, 10), split("audio", None, None, 10)])
+    with pytest.raises(ValueError, match="needs a visual then an audio dataset"):
+        loop_module._check_modalities(config, [split("audio", None, None, 10), split("visual", None, None, 10)])
+    with pytest.raises(ValueError, match=r"share one label space, got classes \{'saccade-digits': 10, 'randman': 35\}"):
+        loop_module._check_modalities(config, [split("visual", None, None, 10), split("audio", None, None, 35)])
+    # a model built for one modality takes any one
+    loop_module._check_modalities(TrainConfig(model="m4"), [split("audio", None, None, 35)])
 
 
 def test_interleave_alternates_then_finishes_the_longer():

@@ -12,7 +12,7 @@ the ``analysis`` extra.
 """
 
 from .engram import engram_markdown, engram_table, pair_key
-from .features import Features, balanced_indices, collect_features, dataset_labels
+from .features import Features, balanced_indices, collect_features, dataset_labels, load_features, save_features
 from .figures import embed_2d, plot_alignment, plot_embedding
 from .metrics import (
     Alignment,
@@ -40,9 +40,11 @@ __all__ = [
     "embed_2d",
     "engram_markdown",
     "engram_table",
+    "load_features",
     "pair_key",
     "plot_alignment",
     "plot_embedding",
+    "save_features",
     "silent_fraction",
     "sparsity",
     "zero_shot_transfer",

@@ -3,19 +3,25 @@ for a set of samples, with their labels and the model's predictions.
 
 ``collect_features(model, dataset, per_class=...)`` runs the model over a (class-balanced) subset
 of a dataset of ``(frames, label)`` pairs; balanced subsets keep clustering scores and centroids
-from being dominated by the larger classes.
+from being dominated by the larger classes. ``save_features`` / ``load_features`` keep them in an
+.npz file (the study writes them per run and reads them back for its report).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Features", "balanced_indices", "collect_features", "dataset_labels"]
+from .._atomic import atomic_write
+from ..models.contract import forward_modality
+
+__all__ = ["Features", "balanced_indices", "collect_features", "dataset_labels", "load_features", "save_features"]
 
 
 @dataclass
@@ -42,6 +48,19 @@ class Features:
 
     def __len__(self) -> int:
         return self.rates.shape[0]
+
+
+def save_features(path: Union[str, Path], features: Features) -> None:
+    """Write ``features`` to ``path`` as an .npz file (atomically: a killed run leaves no partial file)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, rates=features.rates, labels=features.labels, predictions=features.predictions)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_features(path: Union[str, Path]) -> Features:
+    """The Features that :func:`save_features` wrote to ``path``."""
+    with np.load(path) as data:
+        return Features(data["rates"], data["labels"], data["predictions"])
 
 
 def balanced_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
@@ -88,23 +107,6 @@ def dataset_labels(dataset) -> np.ndarray:
     return labels
 
 
-def _is_joint(model: nn.Module) -> bool:
-    from ..models import JointModel
-
-    return isinstance(model, JointModel)
-
-
-def _check_modality(model: nn.Module, modality: Optional[str]) -> Optional[str]:
-    if _is_joint(model):
-        if modality not in ("visual", "audio"):
-            raise ValueError(f"modality must be 'visual' or 'audio' for the joint model, got {modality!r}")
-        return modality
-    own = getattr(model, "modality", None)
-    if modality is not None and own is not None and modality != own:
-        raise ValueError(f"modality {modality!r} differs from the model's {own!r} (only the joint model takes one)")
-    return None
-
-
 def _batch(dataset, indices: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     xs = [torch.as_tensor(dataset[int(i)][0]) for i in indices]
     x = torch.stack(xs)
@@ -127,12 +129,13 @@ def collect_features(
     :func:`balanced_indices` with ``seed``) and keep the spike-layer rates, labels and predictions.
 
     The model is moved to ``device`` and run in eval mode without gradients (its training flag is
-    restored afterwards). ``modality`` ("visual"/"audio") is required for the joint model, which
-    has one encoder per modality. Samples are ``(x [T, ...], label)`` as the datasets return them.
+    restored afterwards). ``modality`` ("visual"/"audio") is required for a model that takes
+    several (``model.modalities``: one encoder each); for a model built for one, it may be given
+    and must be that one. Samples are ``(x [T, ...], label)`` as the datasets return them.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    modality = _check_modality(model, modality)
+    modality = forward_modality(model, modality)
     labels = dataset_labels(dataset)
     indices = np.arange(len(labels)) if per_class is None else balanced_indices(labels, per_class, seed)
     if len(indices) == 0:

@@ -16,8 +16,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from .. import _cli
 from .._atomic import atomic_write
+from .._cli import Parser, data_folders, guarded, input_file, output_file, positive_float, positive_int
+from .._cli import device as check_device
+from ..data import dataset_info, load_dataset
+from ..models.calibration import calibrate_firing
+from ..models.registry import MODEL_NAMES, build_model, model_modalities
+from ..training import default_dataset, load_trained
 from .profiles import DEFAULT_PROFILE, PROFILES, EnergyProfile
 from .report import measure_energy
 
@@ -25,10 +30,10 @@ PROG = "python -m sparsespike.energy"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--model",
-        choices=("m1", "m2", "m3", "m4", "m5", "joint"),
+        choices=MODEL_NAMES,
         default=None,
         help="the model (default: the checkpoint's)",
     )
@@ -36,16 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         default=None,
-        help="default: the checkpoint's; without a checkpoint saccade-digits (joint: saccade-digits+randman)",
+        help="default: the checkpoint's; without a checkpoint saccade-digits (a model that takes several "
+        "modalities: one per modality, the joint model saccade-digits+randman)",
     )
     p.add_argument("--split", default="test")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--samples", type=_cli.positive_int, default=256, help="how many samples to measure (per dataset)")
-    p.add_argument("--batch-size", type=_cli.positive_int, default=32)
+    p.add_argument("--samples", type=positive_int, default=256, help="how many samples to measure (per dataset)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"table's profile: {', '.join(PROFILES)}, or custom")
-    p.add_argument("--accumulate-pj", type=_cli.positive_float, default=None, help="with --mac-pj: a custom profile")
-    p.add_argument("--mac-pj", type=_cli.positive_float, default=None)
+    p.add_argument("--accumulate-pj", type=positive_float, default=None, help="with --mac-pj: a custom profile")
+    p.add_argument("--mac-pj", type=positive_float, default=None)
     p.add_argument(
         "--real-input",
         choices=("mac", "synop"),
@@ -75,10 +81,7 @@ def _profile(args) -> object:
 
 
 def _model_and_datasets(args):
-    """(model, model name, [(dataset name, modality or None for single-modality models)], trained)."""
-    from ..data import dataset_info
-    from ..training import load_trained
-
+    """(model, model name, [(dataset name, its modality)], trained)."""
     if args.checkpoint is not None:
         model, config = load_trained(args.checkpoint, device=args.device, backend=args.backend)
         if args.model is not None and args.model != config.model:
@@ -86,41 +89,32 @@ def _model_and_datasets(args):
         name, dataset = config.model, args.dataset or config.dataset
     else:
         name = args.model or "m1"
-        dataset = args.dataset or ("saccade-digits+randman" if name == "joint" else "saccade-digits")
+        dataset = args.dataset or default_dataset(name)
         model = None
     names = dataset.split("+")
-    if (name == "joint") != (len(names) == 2) or len(names) > 2:
-        raise ValueError(
-            f"--dataset {dataset!r} does not fit model {name} (joint takes '<visual>+<audio>', the others one dataset)"
-        )
+    modalities = model_modalities(name)  # None: a model built for one modality
+    if len(names) != (len(modalities) if modalities else 1):
+        takes = "+".join(f"<{m}>" for m in modalities) if modalities else "one dataset"
+        raise ValueError(f"--dataset {dataset!r} does not fit model {name} (it takes {takes})")
     infos = [dataset_info(n) for n in names]
     if model is None:
-        from ..models import build_model
-
         torch.manual_seed(args.seed)
-        model = build_model(
-            name,
-            infos[0].modality if name != "joint" else "both",
-            num_classes=infos[0].num_classes,
-            backend=args.backend,
-        ).to(args.device)
-    modalities = [info.modality if name == "joint" else None for info in infos]
-    return model, name, list(zip(names, modalities)), args.checkpoint is not None
+        model = build_model(name, infos[0].modality, num_classes=infos[0].num_classes, backend=args.backend)
+        model = model.to(args.device)
+    return model, name, [(n, info.modality) for n, info in zip(names, infos)], args.checkpoint is not None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it: flags, paths,
     the checkpoint, the datasets)."""
-    return _cli.guarded(PROG, lambda ready: _run(_parser().parse_args(argv), ready))
+    return guarded(PROG, lambda ready: _run(_parser().parse_args(argv), ready))
 
 
 def _run(args, ready) -> int:
-    from ..data import load_dataset
-
-    _cli.device("--device", args.device, allow_auto=False)
-    _cli.input_file("--checkpoint", args.checkpoint)
-    _cli.output_file("--json", args.json)
-    _cli.data_folders(args)
+    check_device("--device", args.device, allow_auto=False)
+    input_file("--checkpoint", args.checkpoint)
+    output_file("--json", args.json)
+    data_folders(args)
     profile = _profile(args)
     model, name, datasets, trained = _model_and_datasets(args)
     # every dataset opened before the first is measured: a missing one is a set-up error
@@ -140,10 +134,8 @@ def _run(args, ready) -> int:
     results = []
     for dataset, modality, loader in loaders:
         if not trained:
-            from ..models.calibration import calibrate_firing
-
             x = next(iter(loader))[0].to(args.device)
-            calibrate_firing(model, lambda x=x, modality=modality: model(x, modality) if modality else model(x))
+            calibrate_firing(model, lambda x=x, modality=modality: model(x, modality))
         report = measure_energy(
             model,
             loader,

@@ -24,7 +24,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .. import synops as synops_module
+# the meter opens a layer's scope in a pre-hook and closes it in the forward hook, which the
+# synop_scope context manager cannot span: it pushes onto the counter's scope stack directly
+from ..synops import _scopes as synop_scopes
+from ..synops import count_synops
 from .profiles import DEFAULT_PROFILE, EnergyEstimate, estimate
 
 REAL_INPUT_RULES = ("mac", "synop")
@@ -91,7 +94,7 @@ class EnergyMeter:
         self.model, self.real_input = model, real_input
         self.records: dict[str, LayerRecord] = {}
         self._handles: list = []
-        self._counter = synops_module.count_synops()
+        self._counter = count_synops()
         self._depth = 0
         self.other_synops = 0
 
@@ -116,7 +119,7 @@ class EnergyMeter:
             handle.remove()
         self._handles.clear()
         while self._depth:  # a forward that raised left its scope open
-            synops_module._scopes.pop()
+            synop_scopes.pop()
             self._depth -= 1
         counted = self._counter.by_scope()
         for name, record in self.records.items():
@@ -127,14 +130,14 @@ class EnergyMeter:
 
     def _enter_scope(self, name: str):
         def hook(module, args):
-            synops_module._scopes.append(name)
+            synop_scopes.append(name)
             self._depth += 1
 
         return hook
 
     def _measure(self, record: LayerRecord):
         def hook(module, args, out):
-            synops_module._scopes.pop()
+            synop_scopes.pop()
             self._depth -= 1
             inp = args[0]
             with torch.no_grad():

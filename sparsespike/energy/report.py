@@ -14,6 +14,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torch import nn
 
+from ..models.contract import forward_modality
 from .meter import REAL_INPUT_RULES, EnergyMeter
 from .profiles import DEFAULT_PROFILE, get_profile
 
@@ -135,9 +136,12 @@ def measure_energy(
     progress: bool = False,
 ) -> EnergyReport:
     """Run ``model`` in eval mode over ``batches`` of (x, labels) under an EnergyMeter; stop after
-    ``max_samples``. For the joint model pass ``modality`` ("visual" / "audio")."""
+    ``max_samples``. ``modality`` ("visual" / "audio"): needed by a model that takes several
+    (``model.modalities``); a model built for one may be given its own (the report's ``modality``
+    is then None, as without it)."""
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+    modality = forward_modality(model, modality)
     was_training = model.training
     model.eval()
     samples = correct = 0

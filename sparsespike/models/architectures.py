@@ -5,24 +5,26 @@ Input batch-first like the study: visual [B, T, 2, 34, 34], audio [B, T, 700]. O
 spike counts over time, rates the time-mean of the 512-d spike layer, features what the study's
 supervised contrastive loss (SCL) acts on.
 
-Default (engine) mode: the memory runs over the time axis on the 512-d spike sequence [T, B, 512]
-as a residual branch whose output is scaled by a learnable gate initialised to 0 (see
-:func:`residual_memory`), then the head Linear(512, C) -> LIF over time, logits = spike count:
+The memory mode is ``memory=`` for every model (see :mod:`sparsespike.models.memory`).
+
+``memory="sequence"`` (default, engine mode): the memory runs over the time axis on the 512-d spike
+sequence [T, B, 512] as a residual branch whose output is scaled by a learnable gate initialised to
+0 (see :func:`residual_memory`), then the head Linear(512, C) -> LIF over time, logits = spike count:
 
 - M1 baseline: no memory; features = rates.
 - M2: M1 trained with SCL (``supcon_weight`` 0.1, temperature 0.07).
-- M3 ``hopfield="sequence"``: :class:`~sparsespike.nn.HopfieldMemory` (256 patterns, temperature
-  0.1) per time step on the spikes (spike queries: event-driven scores).
-- M4 ``hgrn="qin"``: :class:`~sparsespike.nn.HGRN` (Qin et al.) over time on the spikes
-  (event-driven input projection).
-- M5 ``hgrn="qin"``: Hopfield per step, then HGRN (dense input) over time; SCL weight 0.1.
+- M3: :class:`~sparsespike.nn.HopfieldMemory` (256 patterns, temperature 0.1) per time step on the
+  spikes (spike queries: event-driven scores).
+- M4: :class:`~sparsespike.nn.HGRN` (Qin et al.) over time on the spikes (event-driven input
+  projection).
+- M5: Hopfield per step, then HGRN (dense input) over time; SCL weight 0.1.
 - M3..M5 features: the time-mean of the head's input (spikes + gate * memory output).
 
-Study mode, the reference code's heads for exact reproduction: ``hgrn="study"`` (M4, M5) applies
+``memory="study"``, the reference code's heads for exact reproduction (M3..M5): M4 and M5 apply
 the GRU-like :class:`StudyGate` ONCE to the time-mean features (h0 = 0), M5 with the Hopfield
-before it on the time-mean features too; ``hopfield="study"`` (M3) the Hopfield on the time-mean
-features. Then Linear(512, C) -> ONE LIF step from a zero membrane: the 0/1 output spikes are the
-logits, as in the reference; features = the gate output h (M4, M5) or the retrieved pattern (M3).
+before it on the time-mean features too; M3 the Hopfield on the time-mean features. Then
+Linear(512, C) -> ONE LIF step from a zero membrane: the 0/1 output spikes are the logits, as in
+the reference; features = the gate output h (M4, M5) or the retrieved pattern (M3).
 
 Deliberate differences to the reference code (Models/*.py):
 
@@ -48,6 +50,7 @@ from .._backend import check_backend
 from ..nn import HGRN, HopfieldMemory
 from ..ops._validate import spikes_named
 from .backbones import AudioEncoder, SpikingHead, VisualEncoder
+from .memory import MEMORY_MODES, SEQUENCE, STUDY, deprecated_memory, memory_mode
 from .study_gate import StudyGate
 
 __all__ = [
@@ -64,8 +67,6 @@ __all__ = [
 ]
 
 MODALITIES = ("visual", "audio")
-HGRN_MODES = ("qin", "study")
-HOPFIELD_MODES = ("sequence", "study")
 SUPCON_TEMPERATURE = 0.07  # the reference code's (0.1 in the paper's text)
 _INPUT_DTYPES = (torch.bool, torch.uint8)
 
@@ -170,10 +171,15 @@ class StudyModel(nn.Module):
         feature_size: the spike layer's width (512).
         supcon_weight: SCL weight for training (None: the model's study default).
         supcon_temperature: SCL temperature (0.07).
+        memory: one of the class's ``memory_modes`` (None: "sequence"; see
+            :mod:`sparsespike.models.memory`).
     """
 
     default_supcon_weight = 0.0
     name = "study"
+    multimodal = False  # one instance takes one modality, chosen when built (see .contract)
+    memory_modes: tuple[str, ...] = (SEQUENCE,)  # M1, M2: no memory, the head reads the spikes
+    deprecated_memory_keyword: Optional[str] = None  # memory's old name in this class (one release)
     _study_readout = False  # True: memory on the time-mean, one LIF step (set per instance)
 
     def __init__(
@@ -186,9 +192,11 @@ class StudyModel(nn.Module):
         feature_size: int = 512,
         supcon_weight: Optional[float] = None,
         supcon_temperature: float = SUPCON_TEMPERATURE,
+        memory: Optional[str] = None,
     ) -> None:
         super().__init__()
         self.modality = _choice(modality, MODALITIES, "modality")
+        self.memory_mode = memory_mode(memory, self.memory_modes, self.name)
         self.backend = None if backend is None else check_backend(backend)
         self.encoder = build_encoder(modality, input_shape, hidden_sizes, feature_size, self.backend)
         self.input_shape = self.encoder.input_shape
@@ -197,6 +205,11 @@ class StudyModel(nn.Module):
         self.supcon_temperature = float(supcon_temperature)
         if not self.supcon_temperature > 0:
             raise ValueError(f"supcon_temperature must be > 0, got {supcon_temperature}")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this model takes: the one it was built for."""
+        return (self.modality,)
 
     def _set_readout(self, study: bool) -> None:
         """Study mode reads the memory once on the time-mean; engine mode mixes it into the spike
@@ -220,7 +233,11 @@ class StudyModel(nn.Module):
         """Study mode: [B, F] time-mean features -> [B, F] head input."""
         raise NotImplementedError(f"{type(self).__name__} has no study-mode readout")
 
-    def forward(self, x: Tensor) -> ModelOutput:
+    def forward(self, x: Tensor, modality: Optional[str] = None) -> ModelOutput:
+        """x [B, T, ...] batch-first -> ModelOutput. ``modality``, if given, must be the model's
+        own: every model takes ``model(x, modality)`` (see :mod:`.contract`)."""
+        if modality is not None and modality != self.modality:
+            raise ValueError(f"modality {modality!r} differs from the model's {self.modality!r}")
         spikes = self.encode(x)
         return self.readout(spikes)
 
@@ -265,24 +282,29 @@ class M2SupCon(M1Baseline):
 class M3Hopfield(StudyModel):
     """M3: + modern Hopfield memory (256 patterns, temperature 0.1).
 
-    hopfield="sequence" (default): per time step on the spike sequence, head over time.
-    hopfield="study": on the time-mean features, one LIF step (the reference's head)."""
+    memory="sequence" (default): per time step on the spike sequence, head over time.
+    memory="study": on the time-mean features, one LIF step (the reference's head).
+    hopfield= is memory's deprecated name."""
 
     name = "m3"
+    memory_modes = MEMORY_MODES
+    deprecated_memory_keyword = "hopfield"
 
     def __init__(
         self,
         modality: str = "visual",
         num_classes: int = 10,
         backend: Optional[str] = None,
-        hopfield: str = "sequence",
+        memory: Optional[str] = None,
         num_patterns: int = 256,
         hopfield_temperature: float = 0.1,
+        *,
+        hopfield: Optional[str] = None,
         **options,
     ) -> None:
-        super().__init__(modality, num_classes, backend, **options)
-        self.hopfield_mode = _choice(hopfield, HOPFIELD_MODES, "hopfield")
-        self._set_readout(hopfield == "study")
+        memory = deprecated_memory(memory, self.deprecated_memory_keyword, hopfield)
+        super().__init__(modality, num_classes, backend, memory=memory, **options)
+        self._set_readout(self.memory_mode == STUDY)
         self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
         self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
 
@@ -294,7 +316,8 @@ class M3Hopfield(StudyModel):
 
 
 def _hgrn_memory(mode: str, feature_size: int, spiking_input: bool, backend: Optional[str]) -> nn.Module:
-    if mode == "qin":
+    """Over the spike sequence: Qin et al.'s HGRN; study mode: the reference's GRU-like gate."""
+    if mode == SEQUENCE:
         return HGRN(feature_size, spiking_input=spiking_input, backend=backend)
     return StudyGate(feature_size, feature_size)
 
@@ -302,23 +325,28 @@ def _hgrn_memory(mode: str, feature_size: int, spiking_input: bool, backend: Opt
 class M4HGRN(StudyModel):
     """M4: + HGRN.
 
-    hgrn="qin" (default): the real HGRN over time on the spike sequence, head over time.
-    hgrn="study": the reference's GRU-like gate once on the time-mean features, one LIF step."""
+    memory="sequence" (default): the real HGRN over time on the spike sequence, head over time.
+    memory="study": the reference's GRU-like gate once on the time-mean features, one LIF step.
+    hgrn= is memory's deprecated name ("qin" for "sequence")."""
 
     name = "m4"
+    memory_modes = MEMORY_MODES
+    deprecated_memory_keyword = "hgrn"
 
     def __init__(
         self,
         modality: str = "visual",
         num_classes: int = 10,
         backend: Optional[str] = None,
-        hgrn: str = "qin",
+        memory: Optional[str] = None,
+        *,
+        hgrn: Optional[str] = None,
         **options,
     ) -> None:
-        super().__init__(modality, num_classes, backend, **options)
-        self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
-        self._set_readout(hgrn == "study")
-        self.hgrn = _hgrn_memory(hgrn, self.feature_size, True, self.backend)
+        memory = deprecated_memory(memory, self.deprecated_memory_keyword, hgrn)
+        super().__init__(modality, num_classes, backend, memory=memory, **options)
+        self._set_readout(self.memory_mode == STUDY)
+        self.hgrn = _hgrn_memory(self.memory_mode, self.feature_size, True, self.backend)
         self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
@@ -331,27 +359,32 @@ class M4HGRN(StudyModel):
 class M5Hybrid(StudyModel):
     """M5: Hopfield + HGRN + SCL (weight 0.1).
 
-    hgrn="qin" (default): Hopfield per time step, then the real HGRN (dense input) over time.
-    hgrn="study": Hopfield then the GRU-like gate, both on the time-mean features, one LIF step."""
+    memory="sequence" (default): Hopfield per time step, then the real HGRN (dense input) over time.
+    memory="study": Hopfield then the GRU-like gate, both on the time-mean features, one LIF step.
+    hgrn= is memory's deprecated name ("qin" for "sequence")."""
 
     name = "m5"
     default_supcon_weight = 0.1
+    memory_modes = MEMORY_MODES
+    deprecated_memory_keyword = "hgrn"
 
     def __init__(
         self,
         modality: str = "visual",
         num_classes: int = 10,
         backend: Optional[str] = None,
-        hgrn: str = "qin",
+        memory: Optional[str] = None,
         num_patterns: int = 256,
         hopfield_temperature: float = 0.1,
+        *,
+        hgrn: Optional[str] = None,
         **options,
     ) -> None:
-        super().__init__(modality, num_classes, backend, **options)
-        self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
-        self._set_readout(hgrn == "study")
+        memory = deprecated_memory(memory, self.deprecated_memory_keyword, hgrn)
+        super().__init__(modality, num_classes, backend, memory=memory, **options)
+        self._set_readout(self.memory_mode == STUDY)
         self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
-        self.hgrn = _hgrn_memory(hgrn, self.feature_size, False, self.backend)
+        self.hgrn = _hgrn_memory(self.memory_mode, self.feature_size, False, self.backend)
         self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:

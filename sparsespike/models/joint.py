@@ -4,11 +4,12 @@
 modality's encoder to the 512-d spike layer, then through the shared memory and head (labels in
 the unified 10-class digit space; the study trains on alternating batches of the two modalities).
 
-hgrn="qin" (default): the real HGRN over time on the spike sequence as a zero-initialised gated
-residual branch, head Linear(512, 10) -> LIF over time, logits = spike counts, features =
+memory="sequence" (default): the real HGRN over time on the spike sequence as a zero-initialised
+gated residual branch, head Linear(512, 10) -> LIF over time, logits = spike counts, features =
 time-mean of the head's input.
-hgrn="study": the reference's GRU-like gate once on the time-mean features, then one LIF step
+memory="study": the reference's GRU-like gate once on the time-mean features, then one LIF step
 (0/1 logits), features = the gate output. rates: time-mean of the spike layer in both.
+hgrn= is memory's deprecated name ("qin" for "sequence").
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from torch import Tensor, nn
 
 from .._backend import check_backend
 from .architectures import (
-    HGRN_MODES,
     MODALITIES,
     SUPCON_TEMPERATURE,
     ModelOutput,
@@ -32,6 +32,7 @@ from .architectures import (
     run_encoder,
 )
 from .backbones import SpikingHead
+from .memory import MEMORY_MODES, STUDY, deprecated_memory, memory_mode
 
 __all__ = ["JointModel"]
 
@@ -42,7 +43,8 @@ class JointModel(nn.Module):
     Args:
         num_classes: the unified label space (10).
         backend: for every sparsespike module.
-        hgrn: "qin" (default) or "study" (see the module docstring).
+        memory: "sequence" (default) or "study" (see the module docstring); hgrn= is its
+            deprecated name.
         visual_input_shape, visual_hidden_sizes, audio_input_shape, audio_hidden_sizes: encoder
             sizes (None: the study's; see :func:`~sparsespike.models.architectures.build_encoder`).
         feature_size: the shared spike layer's width (512).
@@ -50,12 +52,16 @@ class JointModel(nn.Module):
     """
 
     name = "joint"
+    multimodal = True  # one instance takes every modality, one encoder each (see .contract)
+    modalities = MODALITIES
+    memory_modes = MEMORY_MODES
+    deprecated_memory_keyword = "hgrn"
 
     def __init__(
         self,
         num_classes: int = 10,
         backend: Optional[str] = None,
-        hgrn: str = "qin",
+        memory: Optional[str] = None,
         visual_input_shape=None,
         visual_hidden_sizes=None,
         audio_input_shape=None,
@@ -63,10 +69,14 @@ class JointModel(nn.Module):
         feature_size: int = 512,
         supcon_weight: float = 0.0,
         supcon_temperature: float = SUPCON_TEMPERATURE,
+        *,
+        hgrn: Optional[str] = None,
     ) -> None:
         super().__init__()
         self.backend = None if backend is None else check_backend(backend)
-        self.hgrn_mode = _choice(hgrn, HGRN_MODES, "hgrn")
+        self.memory_mode = memory_mode(
+            deprecated_memory(memory, self.deprecated_memory_keyword, hgrn), self.memory_modes, self.name
+        )
         self.encoders = nn.ModuleDict(
             {
                 "visual": build_encoder("visual", visual_input_shape, visual_hidden_sizes, feature_size, self.backend),
@@ -74,8 +84,8 @@ class JointModel(nn.Module):
             }
         )
         self.feature_size, self.num_classes = feature_size, num_classes
-        self.hgrn = _hgrn_memory(hgrn, feature_size, True, self.backend)
-        self.memory_gate = memory_gate(hgrn == "qin")
+        self.hgrn = _hgrn_memory(self.memory_mode, feature_size, True, self.backend)
+        self.memory_gate = memory_gate(self.memory_mode != STUDY)
         self.head = SpikingHead(feature_size, num_classes, spiking_input=False, backend=self.backend)
         self.supcon_weight, self.supcon_temperature = float(supcon_weight), float(supcon_temperature)
         if not self.supcon_temperature > 0:
@@ -87,7 +97,7 @@ class JointModel(nn.Module):
         check_input(x, encoder.input_shape, modality, next(self.parameters()).dtype)
         spikes = run_encoder(encoder, x)
         rates = spikes.mean(0)
-        if self.hgrn_mode == "study":
+        if self.memory_mode == STUDY:
             features = self.hgrn(rates)
             return ModelOutput(self.head(features.unsqueeze(0))[0], features, rates)
         sequence = residual_memory(spikes, self.hgrn(spikes), self.memory_gate)
@@ -95,6 +105,6 @@ class JointModel(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"hgrn={self.hgrn_mode!r}, num_classes={self.num_classes}, "
+            f"memory={self.memory_mode!r}, num_classes={self.num_classes}, "
             f"supcon_weight={self.supcon_weight}, backend={self.backend!r}"
         )

@@ -6,7 +6,7 @@
     h' = (1 - z) h + z h~
 
 The study applies it once, to the time-averaged features, with h = 0. It is not the HGRN of Qin
-et al. (see :class:`sparsespike.nn.HGRN`); it is kept for exact reproduction (``hgrn="study"``).
+et al. (see :class:`sparsespike.nn.HGRN`); it is kept for exact reproduction (``memory="study"``).
 Parameter names and initialisation (xavier-uniform weights, nn.Linear's default biases) are the
 reference's, so its checkpoints load.
 """

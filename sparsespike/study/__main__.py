@@ -18,14 +18,16 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .. import _cli
+from .._cli import Parser, data_folders, guarded, output_dir, positive_float, positive_int
+from .._cli import device as check_device
 from .plan import ALL_RUNS, SIZES, StudyConfig
+from .runner import run_study
 
 PROG = "python -m sparsespike.study"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--datasets",
         default="saccade-digits,randman",
@@ -46,9 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         help="model sizes: study (real data default), small (embedded default: visual convolutions "
         "8/16 channels), tiny",
     )
-    p.add_argument("--epochs", type=_cli.positive_int, default=None, help="default: 30 (real data), 5 (embedded)")
-    p.add_argument("--batch-size", type=_cli.positive_int, default=32)
-    p.add_argument("--lr", type=_cli.positive_float, default=StudyConfig.lr)
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: 30 (real data), 5 (embedded)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=StudyConfig.lr)
     p.add_argument(
         "--calibrate",
         default="audio",
@@ -57,16 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--limit-train",
-        type=_cli.positive_int,
+        type=positive_int,
         default=None,
         help="train subset per dataset (default: all; embedded 1000)",
     )
-    p.add_argument("--limit-eval", type=_cli.positive_int, default=None, help="default: all; embedded 400")
+    p.add_argument("--limit-eval", type=positive_int, default=None, help="default: all; embedded 400")
     p.add_argument(
-        "--energy-samples", type=_cli.positive_int, default=256, help="test samples metered per model and modality"
+        "--energy-samples", type=positive_int, default=256, help="test samples metered per model and modality"
     )
     p.add_argument(
-        "--per-class", type=_cli.positive_int, default=50, help="engram analysis: test samples per class and modality"
+        "--per-class", type=positive_int, default=50, help="engram analysis: test samples per class and modality"
     )
     p.add_argument("--embedding", choices=("tsne", "pca"), default="tsne", help="the figures' 2-D embedding")
     p.add_argument("--out", default="runs/study")
@@ -80,9 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
     args = _parser().parse_args(argv)
-    _cli.device("--device", args.device)
-    _cli.output_dir("--out", args.out, subfolders=("runs", "features", "figures", "tables"))
-    _cli.data_folders(args)
+    check_device("--device", args.device)
+    output_dir("--out", args.out, subfolders=("runs", "features", "figures", "tables"))
+    data_folders(args)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     if len(names) != 2:
         raise ValueError(f"--datasets takes two names, visual,audio (e.g. nmnist,shd), got {args.datasets!r}")
@@ -115,13 +117,12 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0; 2 for a mistake in the flags or the set-up (one line naming it: flags, paths,
     datasets, a results.json of other settings); 1 when a training run diverged (one line)."""
-    from .runner import run_study
 
     def run(ready) -> int:
         run_study(config_from_args(argv), on_ready=ready)
         return 0
 
-    return _cli.guarded(PROG, run)
+    return guarded(PROG, run)
 
 
 if __name__ == "__main__":

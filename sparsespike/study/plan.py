@@ -17,10 +17,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
+from ..models.registry import MODEL_NAMES, model_modalities
 
-STUDY_MODELS = ("m1", "m2", "m3", "m4", "m5")
-ALL_RUNS = STUDY_MODELS + ("joint",)
+ALL_RUNS = MODEL_NAMES
+STUDY_MODELS = tuple(m for m in ALL_RUNS if model_modalities(m) is None)  # trained per modality: Table I
 SIZES = ("study", "small", "tiny")
+MODALITIES = ("visual", "audio")
+BOTH = "both"  # the run of a model that takes every modality at once (the joint model)
 
 # model options per size and modality; every size keeps the 512-d feature layer except tiny
 SIZE_OPTIONS = {
@@ -121,34 +124,41 @@ class StudyConfig:
             self.epochs = self.epochs or 30
 
     def model_options(self, modality: str) -> dict[str, Any]:
-        """Model options for one modality; the joint model gets both encoders' sizes."""
+        """Model options for one modality; a run on both (a model with one encoder per modality)
+        gets each encoder's sizes as "<modality>_hidden_sizes" and the shared feature_size."""
         sizes = SIZE_OPTIONS[self.size]
-        if modality != "both":
+        if modality != BOTH:
             return dict(sizes[modality])
         options = {}
-        if "hidden_sizes" in sizes["visual"]:
-            options["visual_hidden_sizes"] = sizes["visual"]["hidden_sizes"]
-        if "hidden_sizes" in sizes["audio"]:
-            options["audio_hidden_sizes"] = sizes["audio"]["hidden_sizes"]
-        if "feature_size" in sizes["audio"]:
-            options["feature_size"] = sizes["audio"]["feature_size"]
+        for m in run_modalities(modality):
+            for name, value in sizes[m].items():
+                options[name if name == "feature_size" else f"{m}_{name}"] = value
         return options
 
     def runs(self) -> list[tuple[str, str]]:
-        """(model, modality) pairs to train, in order; the joint model's modality is "both"."""
-        pairs = [(m, modality) for m in self.models if m != "joint" for modality in ("visual", "audio")]
-        if "joint" in self.models:
-            pairs.append(("joint", "both"))
-        return pairs
+        """(model, modality) pairs to train, in order: each model built for one modality on each,
+        then each model that takes every modality at once on "both"."""
+        pairs = [(m, modality) for m in self.models if model_modalities(m) is None for modality in MODALITIES]
+        return pairs + [(m, BOTH) for m in self.models if model_modalities(m) is not None]
 
     def calibration(self, modality: str) -> dict[str, Any]:
-        """The TrainConfig init settings of a run on ``modality`` ("both": the joint model)."""
-        run = ("visual", "audio") if modality == "both" else (modality,)
-        chosen = tuple(m for m in run if m in self.calibrate)
+        """The TrainConfig init settings of a run on ``modality`` (or "both")."""
+        chosen = tuple(m for m in run_modalities(modality) if m in self.calibrate)
         return {"init": "calibrated" if chosen else "default", "calibrate_modalities": chosen or None}
 
     def dataset_for(self, modality: str) -> str:
-        return {"visual": self.visual, "audio": self.audio, "both": f"{self.visual}+{self.audio}"}[modality]
+        """The dataset of a run on ``modality``; on "both", one per modality joined by "+"."""
+        return "+".join({"visual": self.visual, "audio": self.audio}[m] for m in run_modalities(modality))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def run_modalities(modality: str) -> tuple[str, ...]:
+    """The modalities a run on ``modality`` trains and measures: "both" is every one, in order."""
+    return MODALITIES if modality == BOTH else (modality,)
+
+
+def run_key(model: str, modality: str) -> str:
+    """The run's name in results.json and under runs/: "<model>-<modality>", e.g. "m4-audio", "joint-both"."""
+    return f"{model}-{modality}"

@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .._atomic import atomic_write
+from ..analysis import (
+    centroid_alignment,
+    engram_markdown,
+    engram_table,
+    load_features,
+    plot_alignment,
+    plot_embedding,
+)
 from . import published
-from .plan import STUDY_MODELS, StudyConfig
-
-MODALITIES = ("visual", "audio")
+from .plan import BOTH, MODALITIES, STUDY_MODELS, StudyConfig, run_key
 
 
 def _fmt(value: Optional[float], digits: int = 2, suffix: str = "") -> str:
@@ -30,12 +36,21 @@ def _average(visual: Optional[float], audio: Optional[float]) -> Optional[float]
     return None if visual is None or audio is None else (visual + audio) / 2
 
 
-def _accuracies(results: dict, model: str) -> tuple[Optional[float], Optional[float]]:
+def _run(results: dict, model: str, modality: str) -> dict:
+    """The run that trained ``model`` on ``modality``: its own, or its run on both (a model that
+    takes every modality at once); {} when there is none."""
     runs = results["runs"]
-    if model == "joint":
-        by_modality = runs.get("joint-both", {}).get("best_eval_acc_by_modality", {})
-        return by_modality.get("visual"), by_modality.get("audio")
-    return tuple(runs.get(f"{model}-{m}", {}).get("best_eval_acc") for m in MODALITIES)
+    return runs.get(run_key(model, modality), runs.get(run_key(model, BOTH), {}))
+
+
+def _accuracies(results: dict, model: str) -> tuple[Optional[float], Optional[float]]:
+    """(visual, audio) accuracy of ``model``: per modality of a run on both, else each run's best."""
+    accuracies = []
+    for modality in MODALITIES:
+        run = _run(results, model, modality)
+        by_modality = run.get("best_eval_acc_by_modality")
+        accuracies.append(by_modality.get(modality) if by_modality is not None else run.get("best_eval_acc"))
+    return tuple(accuracies)
 
 
 def accuracy_table(results: dict, config: StudyConfig) -> str:
@@ -89,7 +104,7 @@ def energy_table(results: dict, config: StudyConfig, profile: str = "45nm-fp32")
         for modality, energy in run.get("energy", {}).items():
             as_mac = energy["profiles"][profile]["mac"]
             as_synop = energy["profiles"][profile]["synop"]
-            study = published.ENERGY.get(model) if modality == "visual" and model != "joint" else None
+            study = published.ENERGY.get(model) if modality == "visual" else None
             lines.append(
                 f"| {model} | {modality} | {energy['samples']} | {_fmt(energy['accuracy'])} | "
                 f"{_fmt(100 * energy['activation_sparsity'])} | {as_mac['synops']:,.0f} | "
@@ -102,15 +117,11 @@ def energy_table(results: dict, config: StudyConfig, profile: str = "45nm-fp32")
 
 def _engram(out: Path, results: dict, config: StudyConfig, log) -> dict[str, dict]:
     """Engram metrics per model (the separately trained models are compared across modalities;
-    the joint model with itself), and the figures."""
-    from ..analysis import centroid_alignment, engram_table, plot_alignment, plot_embedding
-    from .runner import load_features
-
+    a model that takes both, with itself), and the figures."""
     tables: dict[str, dict] = {}
     figures = out / "figures"
     for model in config.models:
-        keys = {m: ("joint-both" if model == "joint" else f"{model}-{m}") for m in MODALITIES}
-        paths = {m: results["runs"].get(keys[m], {}).get("features", {}).get(m) for m in MODALITIES}
+        paths = {m: _run(results, model, m).get("features", {}).get(m) for m in MODALITIES}
         features = {m: load_features(out / p) for m, p in paths.items() if p}
         if not features:
             continue
@@ -252,8 +263,6 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
     """Write tables/*.md, engram.json, figures/*.png and report.md into ``out``."""
     tables_dir = out / "tables"
     engram = _engram(out, results, config, log)
-    from ..analysis import engram_markdown
-
     tables = {
         "table1-accuracy": accuracy_table(results, config),
         "table2-joint": joint_table(results, config),

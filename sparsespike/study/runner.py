@@ -1,7 +1,8 @@
-"""The study end to end: train every (model, modality) run and the joint model, then meter each
-trained model's energy on the test split and collect its rate-coded features for the engram
-analysis. Results go into <out>/results.json after every run, so an interrupted study resumes
-where it stopped (each training run resumes from its own last.pt)."""
+"""The study end to end: train every (model, modality) run and each model that takes both
+modalities (the joint model), then meter each trained model's energy on the test split and collect
+its rate-coded features for the engram analysis. Results go into <out>/results.json after every
+run, so an interrupted study resumes where it stopped (each training run resumes from its own
+last.pt)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from .._atomic import atomic_write, remove_partial_writes
-from .plan import StudyConfig
+from ..analysis import collect_features, dataset_labels, save_features
+from ..data import dataset_info, load_dataset
+from ..energy import PROFILES, measure_energy
+from ..training import TrainConfig, fit, load_trained
+from .plan import StudyConfig, run_key, run_modalities
+from .report import write_report
 
 RESULTS = "results.json"
 
@@ -31,9 +38,7 @@ def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
     """Open every split the runs use and check that a batch fits each training set, so that a
     missing or corrupt file, or a batch size too large, stops the study before its first run
     trains rather than hours later."""
-    from ..data import dataset_info, load_dataset
-
-    modalities = sorted({m for _, run in runs for m in (("visual", "audio") if run == "both" else (run,))})
+    modalities = sorted({m for _, run in runs for m in run_modalities(run)})
     for modality in modalities:
         name = config.dataset_for(modality)
         for split in dataset_info(name).splits:
@@ -49,8 +54,6 @@ def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
 
 
 def _train(config: StudyConfig, model: str, modality: str, out: Path, device: str, log) -> dict[str, Any]:
-    from ..training import TrainConfig, fit
-
     train_config = TrainConfig(
         model=model,
         dataset=config.dataset_for(modality),
@@ -85,16 +88,14 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
         "parameters": sum(p.numel() for p in summary["model"].parameters()),
         "train_samples_per_second": last.get("train_samples_per_second"),
     }
-    if model == "joint":  # per-modality accuracy of the best epoch
+    if len(run_modalities(modality)) > 1:  # per-modality accuracy of the best epoch
         best = history[summary["best_epoch"] - 1] if summary["best_epoch"] > 0 else last
-        result["best_eval_acc_by_modality"] = {m: best.get(f"eval_{m}_acc") for m in ("visual", "audio")}
+        result["best_eval_acc_by_modality"] = {m: best.get(f"eval_{m}_acc") for m in run_modalities(modality)}
     log(f"  best eval accuracy {summary['best_eval_acc']:.2f}% (epoch {summary['best_epoch']} of {summary['epochs']})")
     return result
 
 
 def _test_set(config: StudyConfig, modality: str):
-    from ..data import load_dataset
-
     name = config.dataset_for(modality)
     return load_dataset(name, "test", data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download)
 
@@ -103,14 +104,7 @@ def _measure(
     config: StudyConfig, model_name: str, checkpoint: Path, modalities: list[str], device: str, features_dir: Path, log
 ) -> dict[str, Any]:
     """Energy and engram features of a trained model on each modality's test split."""
-    import numpy as np
-
-    from ..analysis import collect_features, dataset_labels
-    from ..energy import PROFILES, measure_energy
-    from ..training import load_trained
-
     model, _ = load_trained(checkpoint, device=device, backend=config.backend)
-    joint = model_name == "joint"
     measured: dict[str, Any] = {"energy": {}, "features": {}}
     for modality in modalities:
         data = _test_set(config, modality)
@@ -118,7 +112,7 @@ def _measure(
         report = measure_energy(
             model,
             loader,
-            modality if joint else None,
+            modality,
             max_samples=config.energy_samples,
             device=device,
             model_name=model_name,
@@ -135,14 +129,14 @@ def _measure(
             model,
             data,
             per_class=per_class,
-            modality=modality if joint else None,
+            modality=modality,
             batch_size=config.batch_size,
             device=device,
             seed=config.seed,
             progress=config.progress,
         )
         path = features_dir / f"{model_name}-{modality}.npz"
-        _save_features(path, features)
+        save_features(path, features)
         measured["features"][modality] = str(path.relative_to(features_dir.parent))
         ratio = report.per_inference(real_input="mac")["ratio"]
         log(
@@ -150,25 +144,6 @@ def _measure(
             f"{100 * report.activation_sparsity:.2f}%, ANN/SNN energy {ratio:.1f}x"
         )
     return measured
-
-
-def _save_features(path: Path, features) -> None:
-    import io
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    np.savez(buffer, rates=features.rates, labels=features.labels, predictions=features.predictions)
-    atomic_write(path, buffer.getvalue())
-
-
-def load_features(path: Path):
-    import numpy as np
-
-    from ..analysis import Features
-
-    with np.load(path) as data:
-        return Features(data["rates"], data["labels"], data["predictions"])
 
 
 def _environment(device: str) -> dict[str, Any]:
@@ -197,8 +172,6 @@ def run_study(
 
     Everything a user can get wrong (device, datasets, batch size, an <out> of other settings) is
     checked first; ``on_ready`` is called after that, before the first run trains."""
-    from .report import write_report
-
     log = log or (lambda *_: None)
     out = Path(config.out)
     device = _device(config)
@@ -222,15 +195,16 @@ def run_study(
         on_ready()
     started = time.perf_counter()
     for index, (model, modality) in enumerate(runs, 1):
-        key = f"{model}-{modality}"
+        key = run_key(model, modality)
         if key in results["runs"]:
             log(f"[{index}/{len(runs)}] {key}: done before, kept")
             continue
         log(f"[{index}/{len(runs)}] {key}: training on {config.dataset_for(modality)}")
         run_dir = out / "runs" / key
         result = _train(config, model, modality, run_dir, device, log)
-        modalities = ["visual", "audio"] if modality == "both" else [modality]
-        result.update(_measure(config, model, run_dir / "best.pt", modalities, device, out / "features", log))
+        result.update(
+            _measure(config, model, run_dir / "best.pt", list(run_modalities(modality)), device, out / "features", log)
+        )
         results["runs"][key] = result
         _write_results(out, results)
     results["study_seconds"] = time.perf_counter() - started

@@ -4,7 +4,7 @@ The command line is ``python -m sparsespike.train``; this package is its library
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import MODELS, TrainConfig
+from .config import MODELS, TrainConfig, default_dataset
 from .loop import TrainingDiverged, fit, load_splits, load_trained, run_epoch
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "MODELS",
     "TrainConfig",
     "TrainingDiverged",
+    "default_dataset",
     "fit",
     "load_checkpoint",
     "load_splits",

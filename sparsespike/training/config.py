@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import warnings
+from dataclasses import InitVar, asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
+from ..models.memory import SEQUENCE, memory_mode
+from ..models.registry import MODEL_NAMES, memory_from_deprecated, model_class, model_modalities
 
-MODELS = ("m1", "m2", "m3", "m4", "m5", "joint")
-JOINT_DEFAULT_DATASETS = "saccade-digits+randman"
+MODELS = MODEL_NAMES
+DEFAULT_DATASETS = {"visual": "saccade-digits", "audio": "randman"}  # the embedded sets: no download
 
 # Fields that only say where or how fast to run; a resumed run may change them. Every other
 # field shapes the result, so resuming with a different value is refused.
@@ -22,10 +25,12 @@ class TrainConfig:
     study code's 3e-4 (the paper's text says 1e-3). init="calibrated" scales each spiking layer
     to fire at ~3% on a training sample before the first step (see
     sparsespike.models.calibration), for the modalities in calibrate_modalities (audio by default);
-    init="default" keeps PyTorch's init everywhere, as the study's code."""
+    init="default" keeps PyTorch's init everywhere, as the study's code. memory: the model's
+    memory mode, "sequence" or "study" (see sparsespike.models.memory; M1 and M2 have only
+    "sequence"); hgrn= and hopfield= are its deprecated names (the one the model took applies)."""
 
     model: str = "m1"
-    dataset: str = "saccade-digits"  # joint: "<visual>+<audio>"
+    dataset: str = "saccade-digits"  # a model that takes several modalities: one per modality, "<visual>+<audio>"
     data_dir: Optional[str] = None
     cache_dir: Optional[str] = None
     download: bool = False
@@ -44,8 +49,7 @@ class TrainConfig:
     # Audio only by default: calibrated visual layers silence the output layer within a few steps
     # (measured; see sparsespike.study.plan), while audio layers past the first stay silent without it.
     calibrate_modalities: Optional[tuple[str, ...]] = ("audio",)
-    hgrn: str = "qin"
-    hopfield: str = "sequence"
+    memory: str = SEQUENCE
     backend: Optional[str] = None
     eval_split: Optional[str] = None  # None: "valid" when the dataset has one, else "test"
     limit_train: Optional[int] = None  # use a fixed random subset (quick runs)
@@ -57,10 +61,14 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     model_options: dict[str, Any] = field(default_factory=dict)
+    hgrn: InitVar[Optional[str]] = None  # deprecated: memory
+    hopfield: InitVar[Optional[str]] = None  # deprecated: memory
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, hgrn: Optional[str], hopfield: Optional[str]) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if hgrn is not None or hopfield is not None:
+            self._take_deprecated_memory(hgrn, hopfield)
         for name, minimum in (
             ("epochs", 1),
             ("batch_size", 1),
@@ -91,17 +99,30 @@ class TrainConfig:
             unknown = [m for m in self.calibrate_modalities if m not in ("visual", "audio")]
             if unknown:
                 raise ValueError(f"calibrate_modalities must hold 'visual' and/or 'audio', got {unknown!r}")
-        if self.hgrn not in ("qin", "study"):
-            raise ValueError(f"hgrn must be 'qin' or 'study', got {self.hgrn!r}")
-        if self.hopfield not in ("sequence", "study"):
-            raise ValueError(f"hopfield must be 'sequence' or 'study', got {self.hopfield!r}")
-        if self.model == "joint" and "+" not in self.dataset:
+        self.memory = memory_mode(self.memory, model_class(self.model).memory_modes, self.model)
+        modalities = model_modalities(self.model)
+        if modalities is not None and len(self.dataset_names) != len(modalities):
+            pattern = "+".join(f"<{m}>" for m in modalities)
             raise ValueError(
-                f"the joint model trains on two datasets: dataset must be '<visual>+<audio>' "
-                f"(e.g. {JOINT_DEFAULT_DATASETS!r} or 'nmnist+shd'), got {self.dataset!r}"
+                f"the {self.model} model trains on one dataset per modality: dataset must be {pattern!r} "
+                f"(e.g. {default_dataset(self.model)!r} or 'nmnist+shd'), got {self.dataset!r}"
             )
-        if self.model != "joint" and "+" in self.dataset:
+        if modalities is None and len(self.dataset_names) != 1:
             raise ValueError(f"model {self.model!r} trains on one dataset, got {self.dataset!r}")
+
+    def _take_deprecated_memory(self, hgrn: Optional[str], hopfield: Optional[str]) -> None:
+        given = ", ".join(f"{k}={v!r}" for k, v in (("hgrn", hgrn), ("hopfield", hopfield)) if v is not None)
+        chosen = memory_from_deprecated(self.model, hgrn=hgrn, hopfield=hopfield)
+        warnings.warn(
+            f"TrainConfig({given}) is deprecated: use memory= ("
+            + (f"memory={chosen!r} for {self.model})" if chosen else f"ignored for {self.model}, as before)"),
+            DeprecationWarning,
+            stacklevel=4,  # the caller of TrainConfig(...): through __post_init__ and __init__
+        )
+        if chosen is not None:
+            if self.memory not in (SEQUENCE, chosen):
+                raise TypeError(f"pass memory= only ({given} is its deprecated name), got memory={self.memory!r} too")
+            self.memory = chosen
 
     @property
     def dataset_names(self) -> list[str]:
@@ -113,9 +134,20 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        config = {k: v for k, v in values.items() if k in known}
+        if "memory" not in values and values.get("model", cls.model) in MODELS:
+            # saved before memory= existed: the memory mode is the hgrn / hopfield value the model took
+            old = memory_from_deprecated(values.get("model", cls.model), values.get("hgrn"), values.get("hopfield"))
+            config["memory"] = old or SEQUENCE
+        return cls(**config)
 
     def result_fields_differing(self, other: "TrainConfig") -> dict[str, tuple[Any, Any]]:
         """Fields (not runtime-only) whose values differ: {name: (self, other)}."""
         mine, theirs = self.to_dict(), other.to_dict()
         return {k: (mine[k], theirs[k]) for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]}
+
+
+def default_dataset(model: str) -> str:
+    """The embedded set(s) ``model`` trains on unless told: saccade-digits, or one per modality
+    joined by "+" for a model that takes several (the joint model: saccade-digits+randman)."""
+    return "+".join(DEFAULT_DATASETS[m] for m in model_modalities(model) or ("visual",))

@@ -22,6 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._atomic import atomic_write, remove_partial_writes
+from ..models.calibration import calibrate_firing
+from ..models.contract import modalities_of
+from ..models.registry import build_model, model_modalities
 from ..ops.supcon_loss import supcon_loss
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -66,7 +69,8 @@ def _subset(dataset: Dataset, limit: Optional[int], seed: int) -> Dataset:
 
 
 def load_splits(config: TrainConfig) -> list[Split]:
-    """The datasets of a run: one Split, or two (visual, audio) for the joint model."""
+    """The datasets of a run: one Split, or one per modality, in the model's order, for a model that
+    takes several (the joint model: visual, audio)."""
     from ..data import dataset_info, load_dataset  # data is optional for library users
 
     splits = []
@@ -86,26 +90,30 @@ def load_splits(config: TrainConfig) -> list[Split]:
                 train.info.num_classes,
             )
         )
-    if config.model == "joint":
-        modalities = [s.modality for s in splits]
-        if modalities != ["visual", "audio"]:
-            raise ValueError(
-                f"the joint model needs a visual then an audio dataset, got {config.dataset!r} ({'+'.join(modalities)})"
-            )
+    _check_modalities(config, splits)
     return splits
 
 
-def build(config: TrainConfig, splits: list[Split]) -> nn.Module:
-    from ..models import build_model
+def _check_modalities(config: TrainConfig, splits: list[Split]) -> None:
+    """A model that takes several modalities needs one dataset per modality, in its order, and one
+    label space for all of them (its head is shared)."""
+    expected = model_modalities(config.model)
+    if expected is None:
+        return
+    got = [s.modality for s in splits]
+    if got != list(expected):
+        needed = " then ".join(f"{'an' if m[0] in 'aeiou' else 'a'} {m}" for m in expected)
+        raise ValueError(f"the {config.model} model needs {needed} dataset, got {config.dataset!r} ({'+'.join(got)})")
+    classes = {name: s.num_classes for name, s in zip(config.dataset_names, splits)}
+    if len(set(classes.values())) > 1:
+        raise ValueError(f"the {config.model} model's datasets must share one label space, got classes {classes}")
 
-    options = dict(config.model_options)
-    if config.model in ("m4", "m5", "joint"):
-        options["hgrn"] = config.hgrn
-    if config.model == "m3":
-        options["hopfield"] = config.hopfield
-    if config.model == "joint":
-        return build_model("joint", "both", num_classes=10, backend=config.backend, **options)
+
+def build(config: TrainConfig, splits: list[Split]) -> nn.Module:
+    """The config's model for the run's data, by name (see sparsespike.models.build_model): for the
+    first dataset's modality (a model that takes several takes them all) and its classes."""
     split = splits[0]
+    options = dict(config.model_options, memory=config.memory)
     return build_model(config.model, split.modality, num_classes=split.num_classes, backend=config.backend, **options)
 
 
@@ -137,10 +145,6 @@ def _interleave(loaders: list[tuple[str, DataLoader]]) -> Iterator[tuple[str, An
 
 
 # ----------------------------------------------------------------------------- one epoch
-
-
-def _forward(model: nn.Module, x: torch.Tensor, modality: str, joint: bool):
-    return model(x, modality) if joint else model(x)
 
 
 def _loss(output, labels: torch.Tensor, scl_weight: float, temperature: float):
@@ -216,7 +220,6 @@ def run_epoch(
     training = optimizer is not None
     params = [p for p in model.parameters() if p.requires_grad]
     where = f"epoch {epoch}" if epoch is not None else (desc or "training")
-    joint = config.model == "joint"
     model.train(training)
     meter = _Meter([m for m, _ in loaders])
     total = sum(len(loader) for _, loader in loaders)
@@ -227,7 +230,7 @@ def run_epoch(
         for step, (modality, (x, labels)) in enumerate(batches):
             waiting += time.perf_counter() - fetch
             x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            output = _forward(model, x, modality, joint)
+            output = model(x, modality)  # every model takes its batch's modality (models.contract)
             loss, ce, scl = _loss(output, labels, scl_weight, config.scl_temperature)
             if training:
                 # under DDP every rank must stop at the same step, or the others hang in backward
@@ -274,7 +277,7 @@ def run_epoch(
     else:
         for modality, values in per_modality.items():
             metrics.update({f"{modality}_{k}": v for k, v in values.items()})
-        # the joint model's score: the mean of the modalities' accuracies (as the study averages)
+        # a model on several modalities scores the mean of their accuracies (as the study averages)
         metrics["acc"] = sum(v["acc"] for v in per_modality.values()) / len(per_modality)
         metrics["loss"] = sum(v["loss"] * v["samples"] for v in per_modality.values()) / max(samples, 1)
     return metrics
@@ -332,16 +335,13 @@ def _restore(out: Path, config: TrainConfig, model: nn.Module, optimizer, schedu
 def _calibrate(model: nn.Module, splits: list[Split], config: TrainConfig, device: torch.device, log) -> None:
     """Scale each spiking layer to fire at the target rate on a fixed sample of the training set
     (the same on every DDP rank), so that spikes reach the output before the first step."""
-    from ..models.calibration import calibrate_firing
-
     done: set[str] = set()
     for split in splits:
         if config.calibrate_modalities is not None and split.modality not in config.calibrate_modalities:
             continue
         order = torch.randperm(len(split.train), generator=torch.Generator().manual_seed(config.seed + 7)).tolist()
         x = torch.stack([split.train[i][0] for i in order[: config.calibration_samples]]).to(device)
-        run = (lambda: model(x, split.modality)) if config.model == "joint" else (lambda: model(x))
-        result = calibrate_firing(model, run, skip=done)
+        result = calibrate_firing(model, lambda: model(x, split.modality), skip=done)
         done.update(result)
         log(
             "calibrated firing: "
@@ -403,9 +403,9 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
         _calibrate(model, splits, config, device, log)
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
-        # the joint model leaves one encoder unused per batch
+        # a model with one encoder per modality leaves the others unused in each batch
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=ids, find_unused_parameters=config.model == "joint"
+            model, device_ids=ids, find_unused_parameters=len(modalities_of(model)) > 1
         )
     params = sum(p.numel() for p in model.parameters())
     log(
