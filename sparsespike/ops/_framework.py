@@ -44,7 +44,9 @@ class Route(NamedTuple):
     caller: str
 
 
-def _dtype_names(dtypes: Sequence[torch.dtype]) -> str:
+def _dtype_names(dtypes: Optional[Sequence[torch.dtype]]) -> str:
+    if dtypes is None:
+        return "floating-point"
     names = [str(d).replace("torch.", "") for d in dtypes]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
@@ -190,6 +192,7 @@ class KernelOp:
 
         def setup_context(ctx, inputs, output):
             *args, backend = inputs
+            # the path is chosen inside the backward custom op, from the backend, as in the forward's
             ctx.route = Route("", backend == "auto", backend, self.name)
             ctx.input_needs = ctx.needs_input_grad[:-1]
             self.save(ctx, ctx.route, tuple(args), output, False)
