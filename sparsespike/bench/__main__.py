@@ -41,7 +41,7 @@ def _parse(argv):
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smaller models, fewer densities and repeats (with --full: every suite in a few minutes)",
+        help="smaller models, fewer densities and repeats (with --full: every suite in about a minute on 2 cores)",
     )
     p.add_argument(
         "--json", metavar="PATH", help=f"write all measurements as JSON here (default {JSON_FOLDER}/<date-time>.json)"

@@ -61,7 +61,7 @@ class Point:
     mode: str  # what configure_allocator() did there
     batch: int
     steps: int
-    median_faults: float
+    median_faults: int
     max_faults: int
     median_ms: float
     faults: list
@@ -83,7 +83,7 @@ def measure(malloc: str, steps: int) -> Point:
         result["mode"],
         BATCH,
         steps,
-        statistics.median(faults),
+        statistics.median_low(faults),  # an observed count
         max(faults),
         statistics.median(result["ms"]),
         faults,
