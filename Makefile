@@ -1,5 +1,8 @@
 # make bench / make test: from a clean clone, create .venv, install torch and sparsespike
 # (editable, which builds the C++ extension), then run. Both are idempotent.
+# make bench: the headline (M1 at 3% activity, fused vs reference vs eager; a few minutes on 2
+# cores), JSON under runs/bench/; make bench-full: every suite (about 25 minutes on 2 cores).
+# make docs: docs/performance.md from the bench JSON committed in docs/results/.
 # make gpu-check OUT=DIR: on a CUDA machine with torch + triton and no network: the existing
 # python, an in-place build without build isolation, the CUDA tests and the bench on cuda.
 
@@ -15,7 +18,7 @@ OUT ?= gpu-check-results
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install test test-fast bench gpu-check clean
+.PHONY: all install test test-fast bench bench-full docs gpu-check clean
 
 all: test
 
@@ -48,12 +51,18 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m sparsespike.bench $(BENCH_ARGS)
 
+bench-full: $(STAMP)
+	$(PY) -m sparsespike.bench --full $(BENCH_ARGS)
+
+docs: $(STAMP)
+	$(PY) -m sparsespike.bench.report --results docs/results --out docs/performance.md
+
 gpu-check:
 	mkdir -p "$(OUT)"
 	$(PYTHON) setup.py build_ext --inplace
 	-PYTHONPATH=$(CURDIR) SPARSESPIKE_TEST_REPORT="$(OUT)/cuda-tests.json" \
 		$(PYTHON) -m pytest -p no:cacheprovider -m cuda tests 2>&1 | tee "$(OUT)/cuda-tests.log"
-	PYTHONPATH=$(CURDIR) $(PYTHON) -m sparsespike.bench --device cuda --calibrate \
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m sparsespike.bench --full --device cuda --calibrate \
 		--json "$(OUT)/bench-cuda.json" 2>&1 | tee "$(OUT)/bench-cuda.log"
 
 clean:

@@ -1,6 +1,8 @@
-"""The benchmark CLI runs end to end (on tiny shapes) and writes its table and JSON."""
+"""The benchmark CLI runs end to end (on tiny shapes) and writes its table and JSON: by default
+the headline alone, with --full every suite and then the headline."""
 
 import json
+import re
 
 import pytest
 
@@ -10,6 +12,7 @@ from sparsespike.bench import spike_linear as suite
 
 @pytest.fixture
 def tiny_suite(monkeypatch):
+    from sparsespike.bench import allocator as allocator_suite
     from sparsespike.bench import batch_sweep as batch_suite
     from sparsespike.bench import conv as conv_suite
     from sparsespike.bench import hgrn as hgrn_suite
@@ -50,16 +53,29 @@ def tiny_suite(monkeypatch):
     monkeypatch.setattr(suite, "QUICK_DENSITIES", (0.5, 0.05))
     monkeypatch.setattr(suite, "CALIBRATION_SHAPE", (16, 40, 24))
     monkeypatch.setattr(suite, "CALIBRATION_DENSITIES", (0.5, 0.1))
+    monkeypatch.setattr(allocator_suite, "MODEL_OPTIONS", {"hidden_sizes": (24, 24), "feature_size": 16})
+    monkeypatch.setattr(allocator_suite, "BATCH", 2)
+    monkeypatch.setattr(allocator_suite, "WARMUP", 1)
+
+
+def _stamped(report):
+    """The stamp every bench JSON carries: where (CPU, threads, torch) and from what (commit, date)."""
+    machine, run = report["machine"], report["run"]
+    assert machine["processor"] and machine["threads"] >= 1 and machine["torch"]
+    assert re.fullmatch(r"[0-9a-f]{4,40}(-dirty)?|unknown", run["commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["date"])
+    assert run["command"].startswith("python -m sparsespike.bench") and run["wall_s"] >= 0
 
 
 @pytest.mark.slow  # end to end: whole runs or subprocesses
-def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypatch):
+def test_full_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))  # the train suite's embedded set
     out = tmp_path / "sub" / "bench.json"
     plots, trace = tmp_path / "plots", tmp_path / "trace" / "step.json"
     assert (
         bench_cli.main(
             [
+                "--full",
                 "--quick",
                 "--repeats",
                 "1",
@@ -141,6 +157,73 @@ def test_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monkeypat
     batch_points = report["suites"]["batch"]
     assert {(p["mode"], p["batch"]) for p in batch_points} == {("sequence", 1), ("sequence", 2), ("streaming", 1)}
     assert all(p["auto_vs_best"] >= 1.0 for p in batch_points) and "## batch" in printed
+    allocator_points = report["suites"]["allocator"]
+    assert [p["malloc"] for p in allocator_points] == ["reuse", "system"]
+    # --repeats 1: one measured forward each
+    assert all(len(p["faults"]) == 1 and min(p["faults"]) >= 0 and p["median_ms"] > 0 for p in allocator_points)
+    assert allocator_points[1]["mode"] == "system" and "## allocator" in printed
+    # the quick sweep has no 3% models rows, so the headline is measured after the suites, printed last
+    assert {(p["modality"], p["target_density"]) for p in report["suites"]["headline"]} == {
+        ("audio", 0.03),
+        ("visual", 0.03),
+    }
+    assert printed.index("## headline") > printed.index("## profile") > printed.index("## batch")
+    assert printed.rstrip().endswith(f"wrote {out}")
+    _stamped(report)
+    assert report["run"]["command"].startswith("python -m sparsespike.bench --full --quick")
+
+
+def test_default_run_is_the_headline_and_writes_json_under_runs(tiny_suite, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert bench_cli.main(["--quick", "--repeats", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert re.findall(r"^## .*", printed, re.M) == ["## headline (median ms)"]  # one table
+    written = re.fullmatch(r"(?s).*\nwrote (runs/bench/\d{8}-\d{6}\.json)\n", printed)
+    assert written, printed[-200:]
+    report = json.loads((tmp_path / written.group(1)).read_text())
+    assert list(report["suites"]) == ["headline"]
+    points = report["suites"]["headline"]
+    assert {(p["model"], p["modality"], p["mode"], p["backend"]) for p in points} == {
+        ("m1", modality, mode, backend)
+        for modality in ("audio", "visual")
+        for mode in ("inference", "train")
+        for backend in ("auto", "reference", "eager")
+    }
+    assert all(p["target_density"] == 0.03 and p["synops_per_sample"] > 0 and p["peak_mb"] > 0 for p in points)
+    for label in ("fused (auto)", "reference", "eager (step-by-step)", "SynOps/sample", "peak MB", "x eager"):
+        assert label in printed
+    assert len(re.findall(r"^\|\s+audio \|", printed, re.M)) == len(re.findall(r"^\|\s+visual \|", printed, re.M)) == 6
+    _stamped(report)
+
+
+def test_full_run_takes_the_headline_from_its_models_suite():
+    from sparsespike.bench import headline
+    from sparsespike.bench.models import Point
+
+    def point(modality, batch, density, backend="auto", model="m1"):
+        return Point(model, modality, "train", density, backend, batch, 1.0, 1.0, 0.03, 1.0, 1.0)
+
+    swept = [point(m, b, d) for m, b in (("audio", 32), ("visual", 8)) for d in (0.05, 0.03, 0.015)]
+    swept += [point("audio", 32, 0.03, model="m2")]
+    chosen = headline.select(swept)
+    assert [(p.model, p.modality, p.target_density) for p in chosen] == [("m1", "audio", 0.03), ("m1", "visual", 0.03)]
+    assert headline.select(swept[:3]) is None  # no visual rows: measured instead
+    assert headline.select(swept, modalities=["visual"]) == [chosen[1]]
+    assert headline.cases(models=["m4"]) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--full", "--suite", "lif"], "--full runs every suite: give it or --suite lif, not both"),
+        (["--model", "m4"], "--model m4: the headline is M1"),
+    ],
+)
+def test_selection_mistakes(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert bench_cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_models_suite_filters(tiny_suite, tmp_path, capsys):

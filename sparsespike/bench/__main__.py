@@ -1,52 +1,63 @@
-"""python -m sparsespike.bench [--quick] [--json PATH] [--device cpu|cuda] [--calibrate] [--plots DIR] [--profile PATH]
+"""python -m sparsespike.bench [--full | --suite NAME ...] [--quick] [--json PATH] [--device cpu|cuda] [--calibrate] [--plots DIR] [--profile PATH]
 
-Prints a Markdown table per suite on stdout (progress on stderr) and, with --json, writes every
-measured point, the machine, the backends and (with --calibrate) the measured dispatch
-crossover, which can be fed back through SPARSESPIKE_CROSSOVER.
+By default runs the headline: the study's M1, audio and visual, at its activity (3%), fused vs
+reference vs the step-by-step eager baseline, inference and train step (a few minutes on 2
+cores); --full runs every suite, ending with the same headline table. Prints a Markdown table per
+suite on stdout (progress on stderr) and writes every measured point, the machine, the run's
+stamp (date, commit, command), the backends and (with --calibrate) the measured dispatch
+crossover, which can be fed back through SPARSESPIKE_CROSSOVER, as JSON (--json, default
+runs/bench/<UTC date-time>.json).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
 from .. import _cli, backends, dispatch
 from .._atomic import atomic_write
-from . import batch_sweep as batch_suite
-from . import conv as conv_suite
-from . import hgrn as hgrn_suite
-from . import hopfield as hopfield_suite
-from . import lif as lif_suite
+from . import headline
 from . import models as models_suite
 from . import spike_linear as spike_linear_suite
-from . import supcon as supcon_suite
-from . import train_epoch as train_suite
-from .timing import machine_info
+from .stamp import machine_info, run_info
+from .suites import ALL, SWEEP
 
 PROG = "python -m sparsespike.bench"
-
-SUITES = {
-    "spike_linear": spike_linear_suite,
-    "lif": lif_suite,
-    "hgrn": hgrn_suite,
-    "hopfield": hopfield_suite,
-    "supcon": supcon_suite,
-    "conv": conv_suite,
-    "train": train_suite,
-    "models": models_suite,
-    "batch": batch_suite,
-}
+JSON_FOLDER = Path("runs") / "bench"  # ignored by git in a checkout
 
 
 def _parse(argv):
     p = _cli.Parser(prog=PROG, description=__doc__.split("\n\n")[1])
-    p.add_argument("--quick", action="store_true", help="fewer densities and repeats (under a minute on 2 cores)")
-    p.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="every suite at full sizes and repeats, then the headline table (about 25 minutes on 2 cores)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller models, fewer densities and repeats (with --full: every suite in about a minute on 2 cores)",
+    )
+    p.add_argument(
+        "--json", metavar="PATH", help=f"write all measurements as JSON here (default {JSON_FOLDER}/<date-time>.json)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--suite", action="append", choices=sorted(SUITES), help="suites to run (default all)")
-    p.add_argument("--repeats", type=_cli.positive_int, help="timed repeats per point (default 3 quick, 9 full)")
+    p.add_argument(
+        "--suite",
+        action="append",
+        choices=sorted(ALL),
+        help="suites to run (default: headline; --full: all)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=_cli.positive_int,
+        help="timed repeats per point (default: each suite's own, the headline 9; fewer with --quick)",
+    )
     p.add_argument("--threads", type=_cli.positive_int, help="torch/OpenMP threads (default torch's)")
     p.add_argument("--calibrate", action="store_true", help="also measure the dense/event-driven crossover")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots of the models suite here")
@@ -59,13 +70,13 @@ def _parse(argv):
         "--model",
         action="append",
         choices=("m1", "m2", "m3", "m4", "m5"),
-        help="models suite: only these models (default all)",
+        help="models and headline suites: only these models (default all; the headline has M1 only)",
     )
     p.add_argument(
         "--modality",
         action="append",
         choices=("audio", "visual"),
-        help="models suite: only these modalities (default both)",
+        help="models and headline suites: only these modalities (default both)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return p.parse_args(argv)
@@ -76,13 +87,19 @@ def _write_json(path: str, data: dict) -> None:
     atomic_write(path, json.dumps(data, indent=2).encode())
 
 
+def _suites(args) -> list[str]:
+    return args.suite or (list(SWEEP) if args.full else ["headline"])
+
+
 def _check(args) -> None:
     """Every flag and output path, before the first suite runs."""
     _cli.device("--device", args.device, allow_auto=False)
+    if args.full and args.suite:
+        raise _cli.UsageError(f"--full runs every suite: give it or --suite {','.join(args.suite)}, not both")
     _cli.output_file("--json", args.json)
     _cli.output_file("--profile", args.profile)
     _cli.output_dir("--plots", args.plots)
-    suites = args.suite or list(SUITES)
+    suites = _suites(args)
     if args.plots and "models" not in suites:
         raise _cli.UsageError(
             f"--plots {args.plots}: plots the models suite, which is not among --suite "
@@ -98,21 +115,37 @@ def _check(args) -> None:
                 f"--model {','.join(args.model or ['any'])} --modality "
                 f"{','.join(args.modality or ['any'])}: no models case matches"
             )
+    if "headline" in suites and not headline.cases(args.quick, args.model, args.modality):
+        raise _cli.UsageError(
+            f"--model {','.join(args.model or ['any'])}: the headline is M1 (for other models: --suite models or --full)"
+        )
 
 
 def main(argv=None) -> int:
     """Exit status 0; 2 for a mistake in the flags (one line naming it), found before any suite runs."""
-    return _cli.guarded(PROG, lambda ready: _run(_parse(argv), ready))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return _cli.guarded(PROG, lambda ready: _run(_parse(argv), argv, ready))
 
 
-def _run(args, ready) -> int:
+def _run(args, argv: list[str], ready) -> int:
+    started = datetime.now(timezone.utc)
+    args.json = args.json or str(JSON_FOLDER / f"{started:%Y%m%d-%H%M%S}.json")
     _check(args)
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     ready()
+    clock = time.perf_counter()
     progress = not args.no_progress
-    report = {"machine": machine_info(device), "backends": backends(), "suites": {}}
+    names = _suites(args)
+    if progress and names == ["headline"]:
+        print("the headline: M1 audio and visual at 3% activity; every suite: --full", file=sys.stderr)
+    report = {
+        "machine": machine_info(device),
+        "run": run_info(PROG, argv, started),
+        "backends": backends(),
+        "suites": {},
+    }
     print(f"# sparsespike bench on {report['machine']['processor']} ({device}, {torch.get_num_threads()} threads)\n")
 
     if args.calibrate:
@@ -139,14 +172,16 @@ def _run(args, ready) -> int:
             + "'\n"
         )
 
-    for name in args.suite or list(SUITES):
-        suite = SUITES[name]
-        filters = {"models": args.model, "modalities": args.modality} if name == "models" else {}
-        points = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress, **filters)
-        report["suites"][name] = suite.as_json(points)
-        print(f"## {name} (median ms)\n")
-        print(suite.table(points))
-        print()
+    measured = {}
+    for name in names:
+        suite = ALL[name]
+        filters = {"models": args.model, "modalities": args.modality} if name in ("models", "headline") else {}
+        measured[name] = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress, **filters)
+        report["suites"][name] = suite.as_json(measured[name])
+        if name != "headline":  # printed last
+            print(f"## {name} (median ms)\n")
+            print(suite.table(measured[name]))
+            print()
 
     if args.plots:
         from .plots import plot_models
@@ -156,10 +191,30 @@ def _run(args, ready) -> int:
     if args.profile:
         top = models_suite.profile_train_step(device, args.profile, quick=args.quick)
         print(f"## profile: one M1 train step (auto)\n\n{top}\nwrote {args.profile}")
-    if args.json:
-        _write_json(args.json, report)
-        print(f"wrote {args.json}")
+    if args.full:
+        measured["headline"] = _full_headline(args, device, measured.get("models", []), progress)
+        if measured["headline"]:
+            report["suites"]["headline"] = headline.as_json(measured["headline"])
+    if measured.get("headline"):
+        print("## headline (median ms)\n")
+        print(headline.table(measured["headline"]))
+        print()
+    report["run"]["wall_s"] = round(time.perf_counter() - clock, 1)
+    _write_json(args.json, report)
+    print(f"wrote {args.json}")
     return 0
+
+
+def _full_headline(args, device, models_points, progress: bool) -> list:
+    """The headline rows of a full run: its models suite's, or measured when it has not got
+    them all (--quick sweeps other densities); none when --model leaves M1 out."""
+    filters = {"models": args.model, "modalities": args.modality}
+    if not headline.cases(args.quick, **filters):
+        return []
+    chosen = headline.select(models_points, args.quick, **filters)
+    if chosen is not None:
+        return chosen
+    return headline.run(device, quick=args.quick, repeats=args.repeats, progress=progress, **filters)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ QUICK_CASES = (
     ("m4", "audio", _QUICK_AUDIO, 8, (0.05,)),
 )
 BREAKDOWN_DENSITY = 0.03  # the per-layer table is printed at the swept density nearest to this
+STEPS = {"audio": 100, "visual": 25}  # time steps of a sample, as the study's datasets have them
 
 
 @dataclass
@@ -76,8 +77,7 @@ class Point:
 
 
 def _input(modality: str, model: nn.Module, batch: int, density: float, generator: torch.Generator) -> torch.Tensor:
-    steps = 100 if modality == "audio" else 25
-    shape = (batch, steps, *model.encoder.input_shape)
+    shape = (batch, STEPS[modality], *model.encoder.input_shape)
     return (torch.rand(shape, generator=generator) < density).float()
 
 
@@ -227,11 +227,19 @@ def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> 
 
 
 def run(
-    device: torch.device, quick: bool = False, repeats=None, progress: bool = True, models=None, modalities=None
+    device: torch.device,
+    quick: bool = False,
+    repeats=None,
+    progress: bool = True,
+    models=None,
+    modalities=None,
+    cases=None,
 ) -> list[Point]:
-    """models / modalities: run only these cases (None: all)."""
+    """models / modalities: run only these cases (None: all); cases: other cases than CASES
+    (QUICK_CASES when quick), in their format."""
     repeats = repeats or (2 if quick else 3)
-    cases, swept = (QUICK_CASES, QUICK_DENSITIES) if quick else (CASES, DENSITIES)
+    swept = QUICK_DENSITIES if quick else DENSITIES
+    cases = cases if cases is not None else (QUICK_CASES if quick else CASES)
     cases = [c for c in cases if (models is None or c[0] in models) and (modalities is None or c[1] in modalities)]
     bar = Progress(sum(len(d or swept) for *_, d in cases) * len(MODES), enabled=progress)
     points = []

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import statistics
 import sys
 import time
 from typing import Callable
 
 import torch
-
-from .. import _allocator
 
 
 def sync(device: torch.device) -> None:
@@ -35,38 +32,6 @@ def median_ms_interleaved(
             sync(device)
             times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "processor": _cpu_model(),
-        "device": str(device),
-        "malloc": _allocator.mode,  # glibc settings in effect (sparsespike._allocator)
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except Exception:
-        info["triton"] = None
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:

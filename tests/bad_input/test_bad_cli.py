@@ -1,5 +1,6 @@
-"""Bad command lines, one row each: every CLI (train, study, energy, bench) answers a user's mistake
-with one line naming the flag and exit status 2, before any work, and never a traceback.
+"""Bad command lines, one row each: every CLI (train, study, energy, bench, bench.report) answers a
+user's mistake with one line naming the flag and exit status 2, before any work, and never a
+traceback.
 
 Rows: (case id, cli, argv, expected status, fragment of the error line). In argv, {file} is an
 existing file, {dir} an existing folder, {ro} a folder nobody may write in, {data} the data folder.
@@ -17,10 +18,11 @@ import torch
 
 from sparsespike import train
 from sparsespike.bench import __main__ as bench
+from sparsespike.bench import report as bench_report
 from sparsespike.energy import __main__ as energy
 from sparsespike.study import __main__ as study
 
-CLIS = {"train": train, "study": study, "energy": energy, "bench": bench}
+CLIS = {"train": train, "study": study, "energy": energy, "bench": bench, "bench.report": bench_report}
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
 ROWS = [
@@ -200,6 +202,13 @@ ROWS = [
         2,
         "--model m3 --modality any: no models case matches",
     ),
+    ("bench-full-with-suite", "bench", ["--full", "--suite", "lif"], 2, "--full runs every suite: give it or"),
+    ("bench-headline-other-model", "bench", ["--model", "m4"], 2, "--model m4: the headline is M1"),
+    # --- python -m sparsespike.bench.report
+    ("report-results-missing", "bench.report", ["--results", "{dir}/no"], 2, "--results {dir}/no: no such folder"),
+    ("report-results-empty", "bench.report", ["--results", "{dir}"], 2, "--results {dir}: no *.json files"),
+    ("report-out-is-a-folder", "bench.report", ["--out", "{dir}"], 2, "--out {dir}: is a folder, not a file"),
+    ("report-out-unwritable", "bench.report", ["--out", "{ro}/p.md"], 2, "--out {ro}/p.md: cannot write in {ro}"),
 ]
 
 
