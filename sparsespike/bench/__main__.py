@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .. import _cli, backends, dispatch
+from .. import _cli, dispatch
 from .._atomic import atomic_write
+from .._backend import backends
 from . import headline
 from . import models as models_suite
 from . import spike_linear as spike_linear_suite

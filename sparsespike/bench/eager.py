@@ -15,8 +15,8 @@ time.
   one HGRN recurrence step h_t = F_t h_{t-1} + (1 - F_t) silu(i_t), out_proj(RMSNorm(h_t) silu(o_t));
   M5 the Hopfield, then the HGRN on its output.
 
-:func:`eager_model` picks the baseline for a sparsespike model. Study-mode heads (``hgrn="study"``,
-``hopfield="study"``: the memory once on the time-mean) and the joint model have none.
+:func:`eager_model` picks the baseline for a sparsespike model. Study-mode heads (``memory="study"``:
+the memory once on the time-mean) and multimodal models (the joint model) have none.
 """
 
 from __future__ import annotations
@@ -168,10 +168,9 @@ def _memory_unsupported(model: nn.Module) -> Optional[str]:
     name = getattr(model, "name", None)
     if name not in ("m3", "m4", "m5"):
         return f"model must be a sparsespike M3, M4 or M5 (build_model('m3', ...)), got {type(model).__name__}"
-    if getattr(model, "_study_readout", False):
-        mode = "hopfield" if name == "m3" else "hgrn"
+    if getattr(model, "memory_mode", None) == "study":
         return (
-            f"{name} with {mode}='study' reads its memory once on the time-mean, not per step: "
+            f"{name} with memory='study' reads its memory once on the time-mean, not per step: "
             "the eager baseline mirrors engine mode (the default) only"
         )
     return None
@@ -223,7 +222,7 @@ def eager_model(model: nn.Module) -> nn.Module:
         return EagerM1(model)
     if name in ("m3", "m4", "m5"):
         return EagerMemoryModel(model)
-    if name == "joint":
+    if len(getattr(model, "modalities", ())) > 1:
         raise ValueError(
             f"the joint model (two encoders, one fused feature) has no eager baseline; eager_model takes {EAGER_MODELS}"
         )

@@ -31,8 +31,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .. import synops
 from ..ops.supcon_loss import supcon_loss
+from ..synops import count_synops
 from ..training.optim import adamw
 from .timing import Progress, markdown_table, median_ms_interleaved, sync
 
@@ -248,7 +248,7 @@ def run(
             fused, x, labels, outputs, owners = _contenders(name, modality, options, batch, density, device)
             layer_density = _spiking_densities(fused, lambda: fused(x))
             hidden = [v for k, v in layer_density.items() if not k.startswith("head.")]
-            with synops.count_synops() as counter, torch.no_grad():
+            with count_synops() as counter, torch.no_grad():
                 fused(x)
             per_sample = float(counter.total()) / batch
             layer_ms = _layer_times(fused, lambda: fused(x), device)
