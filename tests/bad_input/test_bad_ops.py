@@ -227,9 +227,19 @@ API_CASES = [
         ValueError,
         "temperature must be a finite number > 0",
     ),
-    ("Hopfield-zero-query", lambda: snn.Hopfield(0), ValueError, "query_size must be >= 1"),
-    ("Hopfield-zero-hidden", lambda: snn.Hopfield(4, hidden_size=0), ValueError, "hidden_size must be >= 1"),
-    ("Hopfield-nan-beta", lambda: snn.Hopfield(4, beta=NAN), ValueError, "beta must be a finite number > 0"),
+    ("ModernHopfield-zero-query", lambda: snn.ModernHopfield(0), ValueError, "query_size must be >= 1"),
+    (
+        "ModernHopfield-zero-hidden",
+        lambda: snn.ModernHopfield(4, hidden_size=0),
+        ValueError,
+        "hidden_size must be >= 1",
+    ),
+    (
+        "ModernHopfield-nan-beta",
+        lambda: snn.ModernHopfield(4, beta=NAN),
+        ValueError,
+        "beta must be a finite number > 0",
+    ),
     ("HGRN-zero", lambda: snn.HGRN(0), ValueError, "d_model must be >= 1"),
     ("HGRN-bool", lambda: snn.HGRN(True), TypeError, "d_model must be an int"),
     (
