@@ -5,8 +5,10 @@ computes its grids in small named functions that its launchers call; ``launch_gr
 for given shapes, so the grids of the study's layers at batch 128 are computed here in pure
 Python (no GPU, no interpreter launch) and checked against the limits.
 
-Fusion: every launch in kernels/*.py passes ``**EXACT`` (no contraction: bit-equality with the
-torch reference) or ``**TOLERANT`` (contraction allowed: compared at a tolerance) explicitly.
+Every launch in kernels/*.py takes its grid from a named function that its module's launch_grids
+calls too (read from the source: launcher and check share the code), and passes ``**EXACT`` (no
+contraction: bit-equality with the torch reference) or ``**TOLERANT`` (contraction allowed:
+compared at a tolerance) explicitly.
 """
 
 from __future__ import annotations
@@ -162,6 +164,12 @@ def _launches(tree: ast.AST):
                 yield target.id, node
 
 
+def _calls_in(tree: ast.AST, function: str) -> set[str]:
+    """Names of the functions called (directly) in a module-level function."""
+    bodies = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+    return {n.func.id for b in bodies for n in ast.walk(b) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
 def test_every_launch_chooses_fusion():
     found = {}
     for path in sorted(KERNELS.glob("*.py")):
@@ -172,8 +180,13 @@ def test_every_launch_chooses_fusion():
             if isinstance(node, ast.FunctionDef)
             and any(ast.unparse(d).startswith("triton.jit") for d in node.decorator_list)
         }
+        launch_grids_calls = _calls_in(tree, "launch_grids")
         for name, call in _launches(tree):
             assert name in jitted, f"{path.name}: {name}[...] is not a kernel of this module"
+            # the grid comes from a named function that launch_grids() calls too, never a literal
+            grid = call.func.slice
+            assert isinstance(grid, ast.Call) and isinstance(grid.func, ast.Name), f"{path.name}: {name}"
+            assert grid.func.id in launch_grids_calls, f"{path.name}: {name}[{grid.func.id}(...)] not in launch_grids"
             options = [ast.unparse(k.value) for k in call.keywords if k.arg is None]
             explicit = [k.arg for k in call.keywords if k.arg == "enable_fp_fusion"]
             assert not explicit, f"{path.name}: {name} sets enable_fp_fusion directly, use **EXACT / **TOLERANT"
