@@ -6,8 +6,8 @@ that carries c = dL/dv (the gradient reaching the membrane from later steps), en
 gradient of v0. Flags (convention, reset, detach, surrogate kind, decay_input) are
 compile-time constants; the surrogate parameter is a runtime value. Pointer + mask code only,
 for triton 3.6+ and TRITON_INTERPRET=1. Both kernels launch without floating-point contraction
-(_launch.EXACT, enable_fp_fusion=False): every multiply and add rounds on its own, as in the
-reference op by op, so spikes equal the reference's bit for bit on a GPU too (a fused
+(_launch.EXACT, enable_fp_fusion=False): every multiply and add rounds on its own, as eager torch
+rounds the reference op by op, so compiled for a GPU the spikes keep the reference's (a fused
 multiply-add could round a membrane at the threshold to the other side).
 """
 
