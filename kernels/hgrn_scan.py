@@ -2,9 +2,13 @@
 
 Forward h_t = exp(g_t) * h_{t-1} + x_t; backward one reverse pass carrying c = dL/dh_t from the
 steps after t (dL/dh_final at the end), writing dx_t = a_t and dg_t = a_t h_{t-1} exp(g_t) and
-ending with dh0 (see sparsespike/ops/hgrn.py). Arithmetic in the input's dtype. Pointer + mask
-code only, for triton 3.6+ and TRITON_INTERPRET=1; pointers advance row by row, so offsets never
-overflow 32 bits.
+ending with dh0 (see sparsespike/ops/hgrn_scan.py). Arithmetic in the input's dtype. Pointer +
+mask code only, for triton 3.6+ and TRITON_INTERPRET=1; pointers advance row by row, so offsets
+never overflow 32 bits.
+
+Compared with the reference at a tolerance, not bit for bit (exp is Triton's, not torch's): both
+kernels launch with _launch.TOLERANT (enable_fp_fusion=True), so on a GPU a multiply-add such as
+exp(g) * h + x may be contracted into one fused multiply-add, rounded once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from ._launch import TOLERANT, cdiv
 
 BLOCK = 128
 
@@ -89,12 +95,22 @@ def _hgrn_backward_kernel(
     tl.store(gh0_ptr + offs, c, mask=m)
 
 
+def grid(n: int) -> tuple:
+    """The grid of both kernels over n neurons: one program per block of BLOCK."""
+    return (cdiv(n, BLOCK),)
+
+
+def launch_grids(steps: int, n: int) -> dict[str, tuple]:
+    """The grid of every launch for x, g [steps, n]."""
+    return {"_hgrn_forward_kernel": grid(n), "_hgrn_backward_kernel": grid(n)}
+
+
 def forward(x: torch.Tensor, g: torch.Tensor, h0: torch.Tensor):
     """(h [T, M], h_final [M]) of x, g [T, M] from h0 [M]."""
     x, g, h0 = x.contiguous(), g.contiguous(), h0.contiguous()
     steps, n = x.shape
     h, h_final = torch.empty_like(x), torch.empty_like(h0)
-    _hgrn_forward_kernel[(triton.cdiv(n, BLOCK),)](x, g, h0, h, h_final, steps, n, BLOCK=BLOCK)
+    _hgrn_forward_kernel[grid(n)](x, g, h0, h, h_final, steps, n, BLOCK=BLOCK, **TOLERANT)
     return h, h_final
 
 
@@ -109,7 +125,7 @@ def backward(grad_h, grad_h_final, g, h, h0):
         else:
             grad_h = grad_h.contiguous()
     grads = (torch.empty_like(g), torch.empty_like(g), torch.empty_like(h0))
-    _hgrn_backward_kernel[(triton.cdiv(n, BLOCK),)](
+    _hgrn_backward_kernel[grid(n)](
         g if grad_h is None else grad_h,
         h0 if grad_h_final is None else grad_h_final.contiguous(),
         g,
@@ -124,5 +140,6 @@ def backward(grad_h, grad_h_final, g, h, h0):
         HAS_GH=grad_h is not None,
         HAS_GHF=grad_h_final is not None,
         BLOCK=BLOCK,
+        **TOLERANT,
     )
     return grads

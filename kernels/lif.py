@@ -5,8 +5,10 @@ step is lif_step.py's, shared with the spiking Hopfield kernel); the backward is
 that carries c = dL/dv (the gradient reaching the membrane from later steps), ending with the
 gradient of v0. Flags (convention, reset, detach, surrogate kind, decay_input) are
 compile-time constants; the surrogate parameter is a runtime value. Pointer + mask code only,
-for triton 3.6+ and TRITON_INTERPRET=1. Compiled for a GPU, multiply-adds may be fused, so a
-membrane exactly at the threshold can round to the other side than in the reference.
+for triton 3.6+ and TRITON_INTERPRET=1. Both kernels launch without floating-point contraction
+(_launch.EXACT, enable_fp_fusion=False): every multiply and add rounds on its own, as eager torch
+rounds the reference op by op, so compiled for a GPU the spikes keep the reference's (a fused
+multiply-add could round a membrane at the threshold to the other side).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import EXACT, cdiv
 from .lif_step import snntorch_spike, snntorch_step, spikingjelly_charge, spikingjelly_reset, spikingjelly_spike
 
 SNNTORCH, SPIKINGJELLY = 0, 1
@@ -234,13 +237,23 @@ def _lif_backward_kernel(
     tl.store(gv0_ptr + offs, c, mask=m)
 
 
+def grid(n: int) -> tuple:
+    """The grid of both kernels over n neurons: one program per block of BLOCK."""
+    return (cdiv(n, BLOCK),)
+
+
+def launch_grids(steps: int, n: int) -> dict[str, tuple]:
+    """The grid of every launch for a current [steps, n]."""
+    return {"_lif_forward_kernel": grid(n), "_lif_backward_kernel": grid(n)}
+
+
 def forward(current: torch.Tensor, beta, threshold, v0, cfg):
     """(spikes, trace, v_final) of current [T, M] with per-neuron beta/threshold/v0 [M]."""
     current = current.contiguous()
     steps, n = current.shape
     spikes, trace = torch.empty_like(current), torch.empty_like(current)
     v_final = torch.empty_like(v0)
-    _lif_forward_kernel[(triton.cdiv(n, BLOCK),)](
+    _lif_forward_kernel[grid(n)](
         current,
         beta.contiguous(),
         threshold.contiguous(),
@@ -254,6 +267,7 @@ def forward(current: torch.Tensor, beta, threshold, v0, cfg):
         RESET=cfg.reset,
         DECAY=cfg.decay_input,
         BLOCK=BLOCK,
+        **EXACT,
     )
     return spikes, trace, v_final
 
@@ -264,7 +278,7 @@ def backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, thresh
     steps, n = trace.shape
     grads = (torch.empty_like(trace), torch.empty_like(beta), torch.empty_like(threshold), torch.empty_like(v0))
     dummy = trace
-    _lif_backward_kernel[(triton.cdiv(n, BLOCK),)](
+    _lif_backward_kernel[grid(n)](
         dummy if grad_spikes is None else grad_spikes.contiguous(),
         dummy if grad_trace is None else grad_trace.contiguous(),
         dummy if grad_v_final is None else grad_v_final.contiguous(),
@@ -286,5 +300,6 @@ def backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, thresh
         HAS_GTR=grad_trace is not None,
         HAS_GVF=grad_v_final is not None,
         BLOCK=BLOCK,
+        **EXACT,
     )
     return grads

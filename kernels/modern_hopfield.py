@@ -8,6 +8,11 @@ dA = dO V^T, dS = scale * A * (dA - rowsum(A * dA)) and dq = dS P, and writes A 
 dP = dS^T q and dV = A^T dO come from one transposed-product kernel whose programs own their
 output tiles and loop over the queries in order: no atomics, deterministic. Accumulation in fp32
 with IEEE products (no TF32), so results agree with the fp32 reference at fp32 tolerances.
+
+Fusion: compared with the reference at a tolerance, not bit for bit (tl.dot sums in its own order,
+exp and log are Triton's), so every kernel launches with _launch.TOLERANT (enable_fp_fusion=True):
+on a GPU multiply-adds outside tl.dot (the softmax's and dS's) may be contracted into fused
+multiply-adds.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from ._launch import TOLERANT, cdiv
 
 MAX_PATTERNS = 1024  # all stored patterns live in one register block
 
@@ -196,6 +203,32 @@ def _blocks(n_k: int, dim: int, dim_v: int):
     return block_q, block_k, _block(dim, 64), _block(dim_v, 64)
 
 
+def queries_grid(n_q: int, n_k: int, dim: int, dim_v: int) -> tuple:
+    """The forward and the backward-queries kernels: one program per block of queries."""
+    return (cdiv(n_q, _blocks(n_k, dim, dim_v)[0]),)
+
+
+def _transposed_blocks(n_x: int, n_y: int) -> tuple[int, int]:
+    return _block(n_x, 64), _block(n_y, 64)
+
+
+def transposed_product_grid(n_x: int, n_y: int) -> tuple:
+    """One program per [BLOCK_X, BLOCK_Y] tile of the [n_x, n_y] product."""
+    bx, by = _transposed_blocks(n_x, n_y)
+    return (cdiv(n_x, bx), cdiv(n_y, by))
+
+
+def launch_grids(n_q: int, n_k: int, dim: int, dim_v: int) -> dict[str, tuple]:
+    """The grid of every launch of forward() and backward() for query [n_q, dim], patterns
+    [n_k, dim] and values [n_k, dim_v]."""
+    return {
+        "forward/_forward_kernel": queries_grid(n_q, n_k, dim, dim_v),
+        "backward/_backward_queries_kernel": queries_grid(n_q, n_k, dim, dim_v),
+        "backward/_transposed_product_kernel (patterns)": transposed_product_grid(n_k, dim),
+        "backward/_transposed_product_kernel (values)": transposed_product_grid(n_k, dim_v),
+    }
+
+
 def forward(query: torch.Tensor, patterns: torch.Tensor, values: torch.Tensor, scale: float):
     """(out [Q, dim_v], lse [Q] fp32) for contiguous query [Q, dim], patterns [K, dim], values [K, dim_v]."""
     n_q, dim = query.shape
@@ -203,7 +236,7 @@ def forward(query: torch.Tensor, patterns: torch.Tensor, values: torch.Tensor, s
     out = torch.empty((n_q, dim_v), dtype=query.dtype, device=query.device)
     lse = torch.empty(n_q, dtype=torch.float32, device=query.device)
     bq, bk, bd, bdv = _blocks(n_k, dim, dim_v)
-    _forward_kernel[(triton.cdiv(n_q, bq),)](
+    _forward_kernel[queries_grid(n_q, n_k, dim, dim_v)](
         query,
         patterns,
         values,
@@ -222,6 +255,7 @@ def forward(query: torch.Tensor, patterns: torch.Tensor, values: torch.Tensor, s
         BLOCK_K=bk,
         BLOCK_D=bd,
         BLOCK_DV=bdv,
+        **TOLERANT,
     )
     return out, lse
 
@@ -230,8 +264,8 @@ def _transposed_product(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) ->
     n_rows, n_x = x.shape
     n_y = y.shape[1]
     out = torch.empty((n_x, n_y), dtype=dtype, device=x.device)
-    bx, by = _block(n_x, 64), _block(n_y, 64)
-    _transposed_product_kernel[(triton.cdiv(n_x, bx), triton.cdiv(n_y, by))](
+    bx, by = _transposed_blocks(n_x, n_y)
+    _transposed_product_kernel[transposed_product_grid(n_x, n_y)](
         x,
         y,
         out,
@@ -244,6 +278,7 @@ def _transposed_product(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) ->
         BLOCK_R=32,
         BLOCK_X=bx,
         BLOCK_Y=by,
+        **TOLERANT,
     )
     return out
 
@@ -256,7 +291,7 @@ def backward(grad_out, query, patterns, values, lse, scale: float):
     ds = torch.empty_like(a)
     dq = torch.empty_like(query)
     bq, bk, bd, bdv = _blocks(n_k, dim, dim_v)
-    _backward_queries_kernel[(triton.cdiv(n_q, bq),)](
+    _backward_queries_kernel[queries_grid(n_q, n_k, dim, dim_v)](
         query,
         patterns,
         values,
@@ -280,6 +315,7 @@ def backward(grad_out, query, patterns, values, lse, scale: float):
         BLOCK_K=bk,
         BLOCK_D=bd,
         BLOCK_DV=bdv,
+        **TOLERANT,
     )
     d_patterns = _transposed_product(ds, query, patterns.dtype)
     d_values = _transposed_product(a, grad_out, values.dtype)

@@ -12,6 +12,11 @@ pixels where channel c fired, adding the grad_out row (NHWC) of the output pixel
 through tap (ky, kx): no atomics, fixed order, deterministic.
 Accumulation in fp32 (fp64 for fp64 weights). Pointer arithmetic and masks only; runs under
 TRITON_INTERPRET=1.
+
+Fusion: both kernels are compared with the reference (F.conv2d) at a tolerance, not bit for bit
+(the sums run in another order than any conv2d algorithm's), and launch with _launch.TOLERANT
+(enable_fp_fusion=True): on a GPU their multiply-adds may be contracted into fused multiply-adds.
+The compaction is spike_linear's (_launch.EXACT: it copies values, no float arithmetic).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .spike_linear import _accumulator_dtype, compact_rows
+from ._launch import TOLERANT, cdiv
+from .spike_linear import _accumulator_dtype, compact_grid, compact_rows
 
 
 @triton.jit
@@ -137,6 +143,29 @@ def _block_n(c_out: int) -> int:
     return min(triton.next_power_of_2(max(c_out, 16)), 128)
 
 
+def gather_grid(n: int, c_out: int, out_size) -> tuple:
+    """One forward program per (output pixel, block of output channels)."""
+    h_out, w_out = out_size
+    return (n * h_out * w_out, cdiv(c_out, _block_n(c_out)))
+
+
+def grad_weight_grid(c_in: int, c_out: int, kernel_size) -> tuple:
+    """One weight-gradient program per (weight row (c, ky, kx), block of output channels)."""
+    return (c_in * kernel_size[0] * kernel_size[1], cdiv(c_out, _block_n(c_out)))
+
+
+def launch_grids(n: int, c_in: int, size, c_out: int, kernel_size, out_size) -> dict[str, tuple]:
+    """The grid of every launch of forward() and grad_weight_t() for spikes [n, c_in, *size], a
+    weight [c_out, c_in, *kernel_size] and an output [n, c_out, *out_size]."""
+    h, w = size
+    return {
+        "forward/_compact_rows_kernel": compact_grid(n * h * w),
+        "forward/_conv_gather_kernel": gather_grid(n, c_out, out_size),
+        "grad_weight_t/_compact_rows_kernel": compact_grid(n * c_in),
+        "grad_weight_t/_conv_grad_weight_kernel": grad_weight_grid(c_in, c_out, kernel_size),
+    }
+
+
 def forward(spikes, weight_t, bias, kernel_size, stride, padding, dilation, out_size):
     """(conv2d(spikes, W) + bias [N, C_out, H_out, W_out], active channels per input pixel
     [N, H, W] int32). weight_t is [C_in * KH * KW, C_out]; padding is (top, left)."""
@@ -146,9 +175,7 @@ def forward(spikes, weight_t, bias, kernel_size, stride, padding, dilation, out_
     pixels = spikes.permute(0, 2, 3, 1).reshape(n * h * w, c_in)
     idx, val, cnt = compact_rows(pixels, _accumulator_dtype(weight_t.dtype))
     out = torch.empty((n, c_out, h_out, w_out), dtype=weight_t.dtype, device=weight_t.device)
-    block_n = _block_n(c_out)
-    grid = (n * h_out * w_out, triton.cdiv(c_out, block_n))
-    _conv_gather_kernel[grid](
+    _conv_gather_kernel[gather_grid(n, c_out, out_size)](
         idx,
         val,
         cnt,
@@ -167,7 +194,8 @@ def forward(spikes, weight_t, bias, kernel_size, stride, padding, dilation, out_
         *dilation,
         HAS_BIAS=bias is not None,
         BLOCK_K=16,
-        BLOCK_N=block_n,
+        BLOCK_N=_block_n(c_out),
+        **TOLERANT,
     )
     return out, cnt.view(n, h, w)
 
@@ -180,9 +208,7 @@ def grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
     g = grad_out.permute(0, 2, 3, 1).contiguous()  # NHWC: one output pixel's channels contiguous
     rows = c_in * kernel_size[0] * kernel_size[1]
     out = torch.empty((rows, c_out), dtype=grad_out.dtype, device=grad_out.device)
-    block_n = _block_n(c_out)
-    grid = (rows, triton.cdiv(c_out, block_n))
-    _conv_grad_weight_kernel[grid](
+    _conv_grad_weight_kernel[grad_weight_grid(c_in, c_out, kernel_size)](
         idx,
         val,
         cnt,
@@ -200,6 +226,7 @@ def grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
         *padding,
         *dilation,
         BLOCK_K=16,
-        BLOCK_N=block_n,
+        BLOCK_N=_block_n(c_out),
+        **TOLERANT,
     )
     return out

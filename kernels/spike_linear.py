@@ -7,6 +7,11 @@ Weight gradient: the same two kernels on spikes^T and grad_out, so each (input, 
 program owns its output tile and loops over the rows where that input fired: no atomics, a fixed
 order, deterministic. All accumulation is fp32 (fp64 for fp64 weights). Written for triton 3.6+
 (pointer arithmetic and masks only, no block pointers) and runnable under TRITON_INTERPRET=1.
+
+Fusion: the gather is compared with the reference (F.linear) at a tolerance, not bit for bit, and
+launches with _launch.TOLERANT (enable_fp_fusion=True): on a GPU its multiply-adds (value x weight
+row + accumulator) may be contracted into fused multiply-adds. The compaction does no float
+arithmetic (it copies values) and launches with _launch.EXACT.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from ._launch import EXACT, TOLERANT, cdiv
 
 
 @triton.jit
@@ -86,6 +93,37 @@ def _as_loadable(spikes: torch.Tensor) -> torch.Tensor:
     return spikes.view(torch.uint8) if spikes.dtype == torch.bool else spikes
 
 
+def compact_block(cols: int) -> int:
+    """The column block of the compaction of rows of `cols` entries."""
+    return min(triton.next_power_of_2(max(cols, 16)), 1024)
+
+
+def compact_grid(rows: int) -> tuple:
+    """One compaction program per row."""
+    return (rows,)
+
+
+def gather_block_n(n_cols: int) -> int:
+    """The output-column block of the gather."""
+    return min(triton.next_power_of_2(max(n_cols, 16)), 128)
+
+
+def gather_grid(rows: int, n_cols: int) -> tuple:
+    """One gather program per (row, block of output columns)."""
+    return (rows, cdiv(n_cols, gather_block_n(n_cols)))
+
+
+def launch_grids(rows: int, in_features: int, out_features: int) -> dict[str, tuple]:
+    """The grid of every launch of forward() (spikes [rows, in_features] -> [rows, out_features])
+    and of grad_weight_t() (compaction of spikes^T, then the gather of grad_out rows)."""
+    return {
+        "forward/_compact_rows_kernel": compact_grid(rows),
+        "forward/_gather_rows_kernel": gather_grid(rows, out_features),
+        "grad_weight_t/_compact_rows_kernel": compact_grid(in_features),
+        "grad_weight_t/_gather_rows_kernel": gather_grid(in_features, out_features),
+    }
+
+
 def compact_rows(spikes: torch.Tensor, acc_dtype: torch.dtype):
     """ELL lists of a 2-D spike tensor: (idx [R, C] int32, val [R, C], cnt [R] int32)."""
     spikes = _as_loadable(spikes)
@@ -93,17 +131,16 @@ def compact_rows(spikes: torch.Tensor, acc_dtype: torch.dtype):
     idx = torch.empty((rows, cols), dtype=torch.int32, device=spikes.device)
     val = torch.empty((rows, cols), dtype=acc_dtype, device=spikes.device)
     cnt = torch.empty((rows,), dtype=torch.int32, device=spikes.device)
-    block = min(triton.next_power_of_2(max(cols, 16)), 1024)
-    _compact_rows_kernel[(rows,)](spikes, idx, val, cnt, cols, spikes.stride(0), BLOCK=block)
+    _compact_rows_kernel[compact_grid(rows)](
+        spikes, idx, val, cnt, cols, spikes.stride(0), BLOCK=compact_block(cols), **EXACT
+    )
     return idx, val, cnt
 
 
 def _gather_rows(idx, val, cnt, b: torch.Tensor, bias, out: torch.Tensor) -> None:
     rows, width = idx.shape
     n_cols = b.shape[1]
-    block_n = min(triton.next_power_of_2(max(n_cols, 16)), 128)
-    grid = (rows, triton.cdiv(n_cols, block_n))
-    _gather_rows_kernel[grid](
+    _gather_rows_kernel[gather_grid(rows, n_cols)](
         idx,
         val,
         cnt,
@@ -116,7 +153,8 @@ def _gather_rows(idx, val, cnt, b: torch.Tensor, bias, out: torch.Tensor) -> Non
         out.stride(0),
         HAS_BIAS=bias is not None,
         BLOCK_K=32,
-        BLOCK_N=block_n,
+        BLOCK_N=gather_block_n(n_cols),
+        **TOLERANT,
     )
 
 

@@ -10,11 +10,11 @@ Two kernels:
   (lif_step.py's, snnTorch convention, reset from the previous spike). Barriers order the
   scratch and spike writes of one step before the reads of the next.
 
-Sums run in the reference's order (from 0, j increasing, one add per active row) and the
-kernels are compiled without floating-point contraction (enable_fp_fusion=False), so spikes
-and membranes equal the reference's and the C++ kernel's bit for bit. The event loop is
-unrolled by four (masked loads of absent events add exact zeros) so the row loads overlap on
-a GPU. Pointer + mask code only, for triton 3.6+ and TRITON_INTERPRET=1 (where the barriers
+Sums run in the reference's order (from 0, j increasing, one add per active row) and both
+kernels launch without floating-point contraction (_launch.EXACT, enable_fp_fusion=False), so
+spikes and membranes equal the reference's and the C++ kernel's bit for bit. The event loop is
+unrolled by four (masked loads of absent events add exact zeros) so the row loads overlap on a
+GPU. Pointer + mask code only, for triton 3.6+ and TRITON_INTERPRET=1 (where the barriers
 are no-ops: programs run one at a time).
 """
 
@@ -24,11 +24,11 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import EXACT, cdiv
 from .lif_step import snntorch_spike, snntorch_step
 
 SUBTRACT, ZERO, NONE = 0, 1, 2
 _MAX_BLOCK = 1024
-_NO_FUSION = {"enable_fp_fusion": False}  # the reference's roundings: no fused multiply-adds
 
 
 @triton.jit
@@ -108,21 +108,41 @@ def _recall_kernel(
         prev = out
 
 
+def block(n: int) -> int:
+    """The neuron block of both kernels for n neurons."""
+    return min(triton.next_power_of_2(max(n, 16)), _MAX_BLOCK)
+
+
+def column_sums_grid(n: int) -> tuple:
+    """One program per block of columns of the [n, n] weight."""
+    return (cdiv(n, block(n)),)
+
+
+def recall_grid(batch: int) -> tuple:
+    """One program per batch row (a row's neurons need each other's spikes every step)."""
+    return (batch,)
+
+
+def launch_grids(batch: int, n: int) -> dict[str, tuple]:
+    """The grid of every launch of recall() for a cue [batch, n]."""
+    return {"_column_sums_kernel": column_sums_grid(n), "_recall_kernel": recall_grid(batch)}
+
+
 def recall(weight: torch.Tensor, cue: torch.Tensor, steps: int, beta: float, threshold: float, reset: int):
     """(spikes [steps, batch, n], final membrane [batch, n]) in the weight's dtype; the cue
     [batch, n] holds 0/1 in the weight's dtype."""
     weight = weight.contiguous()
     n, batch = weight.shape[0], cue.shape[0]
     dtype, device = weight.dtype, weight.device
-    block = min(triton.next_power_of_2(max(n, 16)), _MAX_BLOCK)
+    block_n = block(n)
     total = torch.empty(n, dtype=dtype, device=device)
-    _column_sums_kernel[(triton.cdiv(n, block),)](weight, total, n, BLOCK=block, **_NO_FUSION)
+    _column_sums_kernel[column_sums_grid(n)](weight, total, n, BLOCK=block_n, **EXACT)
     buffer = torch.empty((steps + 1, batch, n), dtype=dtype, device=device)
     buffer[0] = cue
     v = torch.empty((batch, n), dtype=dtype, device=device)
     idx = torch.empty((batch, n), dtype=torch.int32, device=device)
     params = torch.tensor([beta, threshold], dtype=dtype, device=device)
-    _recall_kernel[(batch,)](
+    _recall_kernel[recall_grid(batch)](
         weight,
         total,
         params,
@@ -133,7 +153,7 @@ def recall(weight: torch.Tensor, cue: torch.Tensor, steps: int, beta: float, thr
         batch * n,
         steps,
         RESET=reset,
-        BLOCK=block,
-        **_NO_FUSION,
+        BLOCK=block_n,
+        **EXACT,
     )
     return buffer[1:], v
