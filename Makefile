@@ -4,7 +4,11 @@
 # cores), JSON under runs/bench/; make bench-full: every suite (about 25 minutes on 2 cores).
 # make docs: docs/performance.md from the bench JSON committed in docs/results/.
 # make gpu-check OUT=DIR: on a CUDA machine with torch + triton and no network: the existing
-# python, an in-place build without build isolation, the CUDA tests and the bench on cuda.
+# python, an in-place build without build isolation, then python -m sparsespike.bench.gpu_check, a
+# time-boxed run (GPU_BUDGET_S, default 480 s) of the CUDA tests, the bench on cuda, snnTorch and
+# SpikingJelly from gpu-wheels/, the LIF's bandwidth and the crossover; results in OUT as it goes.
+# make gpu-wheels: (with network) the snnTorch, SpikingJelly and loguru wheels into gpu-wheels/, to
+# copy beside the checkout on the GPU machine.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,10 +19,13 @@ SPIKINGJELLY_SPEC ?= spikingjelly==2.0.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sparsespike-installed
 OUT ?= gpu-check-results
+GPU_BUDGET_S ?= 480
+GPU_WHEELS ?= gpu-wheels
+GPU_CHECK_ARGS ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install test test-fast bench bench-full docs gpu-check clean
+.PHONY: all install test test-fast bench bench-full docs gpu-check gpu-wheels clean
 
 all: test
 
@@ -59,11 +66,15 @@ docs: $(STAMP)
 
 gpu-check:
 	mkdir -p "$(OUT)"
-	$(PYTHON) setup.py build_ext --inplace
-	-PYTHONPATH=$(CURDIR) SPARSESPIKE_TEST_REPORT="$(OUT)/cuda-tests.json" \
-		$(PYTHON) -m pytest -p no:cacheprovider -m cuda tests 2>&1 | tee "$(OUT)/cuda-tests.log"
-	PYTHONPATH=$(CURDIR) $(PYTHON) -m sparsespike.bench --full --device cuda --calibrate \
-		--json "$(OUT)/bench-cuda.json" 2>&1 | tee "$(OUT)/bench-cuda.log"
+	$(PYTHON) setup.py build_ext --inplace 2>&1 | tee "$(OUT)/build.log"
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m sparsespike.bench.gpu_check --out "$(OUT)" --device cuda \
+		--budget-s $(GPU_BUDGET_S) --wheels "$(GPU_WHEELS)" $(GPU_CHECK_ARGS) 2>&1 | tee "$(OUT)/gpu-check.log"
+
+# the baselines' wheels for gpu-check (no dependencies: snnTorch imports only torch, SpikingJelly's
+# neurons torch and loguru; both are on the GPU machine's image or here)
+gpu-wheels:
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: snntorch "$(SPIKINGJELLY_SPEC)" "loguru>=0.7,<1" \
+		-d "$(GPU_WHEELS)"
 
 clean:
 	rm -rf build *.egg-info sparsespike/*.so .pytest_cache
