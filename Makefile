@@ -23,9 +23,12 @@ GPU_BUDGET_S ?= 480
 GPU_WHEELS ?= gpu-wheels
 GPU_CHECK_ARGS ?=
 BENCH_ARGS ?=
+COMPILE_OUT ?= gpu-compile-results
+DEVICE_TRITON_SPEC ?= triton==3.6.0
+DEVICE_TRITON_DIR ?= .triton-device
 PYTEST_ARGS ?=
 
-.PHONY: all install test test-fast bench bench-full docs gpu-check gpu-wheels clean
+.PHONY: all install test test-fast bench bench-full docs gpu-check gpu-compile gpu-wheels clean
 
 all: test
 
@@ -63,6 +66,16 @@ bench-full: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m sparsespike.bench.report --results docs/results --out docs/performance.md
+
+# every Triton kernel specialisation the ops launch, compiled for sm_80 and sm_90 without a GPU
+# (registers, spills, shared memory, FMA contractions), under the pinned Triton and again under
+# the device image's Triton, installed beside the CPU torch into a throwaway folder
+gpu-compile: $(STAMP)
+	mkdir -p "$(COMPILE_OUT)"
+	$(PY) -m sparsespike.compile_check --json "$(COMPILE_OUT)/triton-pinned.json" | tee "$(COMPILE_OUT)/triton-pinned.md"
+	$(PY) -m pip install --quiet --no-deps --target "$(DEVICE_TRITON_DIR)" "$(DEVICE_TRITON_SPEC)"
+	$(PY) -m sparsespike.compile_check --compile-triton "$(DEVICE_TRITON_DIR)" \
+		--json "$(COMPILE_OUT)/triton-device.json" | tee "$(COMPILE_OUT)/triton-device.md"
 
 gpu-check:
 	mkdir -p "$(OUT)"

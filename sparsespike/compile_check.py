@@ -349,27 +349,34 @@ def _compile(spec: Spec, arch: int) -> Result:
 # --------------------------------------------------------------------------- the two phases as processes
 
 
-def _phase(args: list[str], interpret: bool) -> None:
+def _phase(args: list[str], interpret: bool, triton_path: Optional[Path] = None) -> None:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
     if interpret:
         env["TRITON_INTERPRET"] = "1"
+    if triton_path is not None:  # another Triton release, installed into a folder, ahead of the venv's
+        env["PYTHONPATH"] = os.pathsep.join([str(triton_path.resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     subprocess.run([sys.executable, "-m", "sparsespike.compile_check", *args], env=env, check=True)
 
 
-def run(subset: str = "full", archs=ARCHS, out: Optional[Path] = None) -> list[Result]:
-    """Record the launches, compile them for ``archs``; the results (also written to ``out``)."""
+def run(
+    subset: str = "full", archs=ARCHS, out: Optional[Path] = None, triton_path: Optional[Path] = None
+) -> tuple[str, list[Result]]:
+    """Record the launches, compile them for ``archs``: (the compiling Triton's version, the
+    results), also written to ``out``.
+    With ``triton_path`` the compile phase imports the Triton installed there (the device image's
+    release); the launches are always recorded with this environment's interpreter."""
     with tempfile.TemporaryDirectory() as tmp:
         specs_file, results_file = Path(tmp) / "specs.json", Path(tmp) / "results.json"
         _phase(["--phase", "record", "--subset", subset, "--specs", str(specs_file)], interpret=True)
         archs_arg = ",".join(str(a) for a in archs)
-        _phase(
-            ["--phase", "compile", "--archs", archs_arg, "--specs", str(specs_file), "--json", str(results_file)], False
-        )
-        results = [Result(**r) for r in json.loads(results_file.read_text())["results"]]
+        compile_args = ["--phase", "compile", "--archs", archs_arg, "--specs", str(specs_file)]
+        _phase([*compile_args, "--json", str(results_file)], False, triton_path)
+        compiled = json.loads(results_file.read_text())
+    results = [Result(**r) for r in compiled["results"]]
     if out is not None:
-        out.write_text(json.dumps({"results": [asdict(r) for r in results]}, indent=1))
-    return results
+        out.write_text(json.dumps({"triton": compiled["triton"], "results": compiled["results"]}, indent=1))
+    return compiled["triton"], results
 
 
 def table(results: list[Result]) -> str:
@@ -391,6 +398,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--subset", choices=("full", "ci"), default="full", help="every specialisation, or a fast part")
     p.add_argument("--archs", default=",".join(str(a) for a in ARCHS), help="compute capabilities, e.g. 80,90")
     p.add_argument("--json", type=Path, help="write the results as JSON")
+    p.add_argument(
+        "--compile-triton",
+        type=Path,
+        metavar="DIR",
+        help="compile with the Triton installed in DIR (pip install --target DIR triton==X), e.g. the device's",
+    )
     p.add_argument("--phase", choices=("record", "compile"), help=argparse.SUPPRESS)
     p.add_argument("--specs", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -407,13 +420,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(
                     f"[{len(results)}/{len(specs) * len(archs)}] {spec.module}.{spec.kernel} sm_{arch}", file=sys.stderr
                 )
-        args.json.write_text(json.dumps({"results": [asdict(r) for r in results]}))
-        return 0
-    import triton
+        import triton
 
+        args.json.write_text(json.dumps({"triton": triton.__version__, "results": [asdict(r) for r in results]}))
+        return 0
     start = time.perf_counter()
-    results = run(args.subset, archs, args.json)
-    print(f"triton {triton.__version__}, {len(results)} compilations in {time.perf_counter() - start:.0f} s\n")
+    version, results = run(args.subset, archs, args.json, args.compile_triton)
+    print(f"triton {version}, {len(results)} compilations in {time.perf_counter() - start:.0f} s\n")
     print(table(results))
     failed = [r for r in results if r.problems()]
     if failed:
