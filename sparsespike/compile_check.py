@@ -223,6 +223,7 @@ def _cases(subset: str) -> list[tuple[str, Callable[[], None]]]:
     for dtype in (f32, f16, bf16):
         cases.append((f"modern_hopfield {dtype}", run_hopfield(dtype, 5, 7, 16)))
         cases.append((f"modern_hopfield {dtype} 1000 patterns, d=130", run_hopfield(dtype, 3, 1000, 130)))
+    cases.append(("modern_hopfield fp32 256 patterns, d=512 (the study's M3)", run_hopfield(f32, 4, 256, 512)))
     return cases
 
 
