@@ -208,11 +208,15 @@ def modern_hopfield(
         if values is not None:
             check_finite(values, "values")
     vals = patterns if values is None else values
-    if backend == "triton" and vals.shape[0] > triton_max_patterns():
-        raise ValueError(
-            f"backend='triton' keeps all patterns in one block: at most {triton_max_patterns()}, got {vals.shape[0]}"
-        )
-    route = MODERN_HOPFIELD_STEP.route(backend, patterns, triton_fits=vals.shape[0] <= triton_max_patterns())
+    fits = True
+    if backend == "triton" or patterns.device.type == "cuda":  # only then load the Triton kernels
+        max_patterns = triton_max_patterns()
+        if backend == "triton" and vals.shape[0] > max_patterns:
+            raise ValueError(
+                f"backend='triton' keeps all patterns in one block: at most {max_patterns}, got {vals.shape[0]}"
+            )
+        fits = vals.shape[0] <= max_patterns
+    route = MODERN_HOPFIELD_STEP.route(backend, patterns, triton_fits=fits)
     xi = query.reshape(-1, patterns.shape[1])
     first = 0
     if route.path == "cpp":  # the first step's scores event-driven, on spike_linear's kernels

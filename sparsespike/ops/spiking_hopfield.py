@@ -62,6 +62,7 @@ from torch import Tensor
 
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _np
+from ..synops import counting
 from ..synops import record as record_synops
 from ._framework import KernelOp
 from ._validate import (
@@ -243,8 +244,8 @@ def _cpp_recall(weight, cue, steps, beta, threshold, reset):
 
 
 def _recall_forward(path, adaptive, weight, cue, steps, beta, threshold, reset):
-    """(spikes, membrane, events: the spikes propagated, int64) on one path; cue [B, N] 0/1 in
-    the weight's dtype."""
+    """(spikes, membrane, events: the spikes propagated, int64, 0 unless counted) on one path;
+    cue [B, N] 0/1 in the weight's dtype."""
     if path == "cpp":  # the kernel checks the weight and the cue before writing anything
         return _cpp_recall(weight, cue, steps, beta, threshold, reset)
     check_finite(weight, "weight")
@@ -253,7 +254,9 @@ def _recall_forward(path, adaptive, weight, cue, steps, beta, threshold, reset):
         spikes, v = require_triton_kernels("spiking_hopfield").recall(weight, cue, steps, beta, threshold, reset)
     else:
         spikes, v = spiking_hopfield_recall_reference(weight, cue, steps, beta, threshold, RESETS[reset])
-    return spikes, v, cue.count_nonzero() + spikes[:-1].count_nonzero()
+    # counted only for an active SynOp counter, the one reader (the C++ kernel counts for free)
+    events = cue.count_nonzero() + spikes[:-1].count_nonzero() if counting() else cue.new_zeros((), dtype=torch.int64)
+    return spikes, v, events
 
 
 @torch.library.custom_op("sparsespike::spiking_hopfield_recall", mutates_args=())
