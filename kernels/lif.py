@@ -7,8 +7,12 @@ gradient of v0. Flags (convention, reset, detach, surrogate kind, decay_input) a
 compile-time constants; the surrogate parameter is a runtime value. Pointer + mask code only,
 for triton 3.6+ and TRITON_INTERPRET=1. Both kernels launch without floating-point contraction
 (_launch.EXACT, enable_fp_fusion=False): every multiply and add rounds on its own, as eager torch
-rounds the reference op by op, so compiled for a GPU the spikes keep the reference's (a fused
-multiply-add could round a membrane at the threshold to the other side).
+rounds the reference op by op, so compiled for a GPU the spikes and membranes keep the
+reference's bit for bit (a fused multiply-add could round a membrane at the threshold to the
+other side), and so do the spikes the backward recomputes from the saved trace. The gradients
+promise a tolerance, not bits: the surrogates are written in their own arrangement (sigmoid as
+e / (1 + e)^2) with Triton's exp, whose float64 version is the math library's and carries its own
+fused multiply-adds.
 """
 
 from __future__ import annotations

@@ -139,8 +139,17 @@ def _conv_grad_weight_kernel(
     tl.store(out_ptr + r * C_out + cols, acc.to(out_ptr.dtype.element_ty), mask=in_cols)
 
 
+BLOCK_K = 16  # active input channels per step of a pixel's list
+
+
 def _block_n(c_out: int) -> int:
     return min(triton.next_power_of_2(max(c_out, 16)), 128)
+
+
+def _num_warps(block_n: int) -> int:
+    """One warp per 256 elements of the [BLOCK_K, BLOCK_N] tile, 1 to 4: with 4 warps on a 16 x 16
+    tile (2 elements a thread) ptxas spilled a 64-bit value for float64 on sm_80 (triton 3.6)."""
+    return max(1, min(4, BLOCK_K * block_n // 256))
 
 
 def gather_grid(n: int, c_out: int, out_size) -> tuple:
@@ -193,8 +202,9 @@ def forward(spikes, weight_t, bias, kernel_size, stride, padding, dilation, out_
         *padding,
         *dilation,
         HAS_BIAS=bias is not None,
-        BLOCK_K=16,
+        BLOCK_K=BLOCK_K,
         BLOCK_N=_block_n(c_out),
+        num_warps=_num_warps(_block_n(c_out)),
         **TOLERANT,
     )
     return out, cnt.view(n, h, w)
@@ -225,8 +235,9 @@ def grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
         *stride,
         *padding,
         *dilation,
-        BLOCK_K=16,
+        BLOCK_K=BLOCK_K,
         BLOCK_N=_block_n(c_out),
+        num_warps=_num_warps(_block_n(c_out)),
         **TOLERANT,
     )
     return out

@@ -11,11 +11,14 @@ GPU backend (no GPU or driver needed), and reads what ``ptxas -v`` reports:
 2. **Compile** (a subprocess without the interpreter, whose kernels are plain ``@triton.jit``):
    each distinct specialisation through ``triton.compile(ASTSource(...), GPUTarget(...))``, then
    the wheel's ptxas on the PTX for registers, spills and shared memory, and a count of FMA
-   contractions (``fma.rn``) in the PTX.
+   contractions: the ``fma.rn`` instructions in the PTX beyond the explicit fused multiply-adds
+   that the LLVM IR calls by name (``llvm.nvvm.fma.*``: the math library's own, e.g. inside a
+   float64 ``exp``, which is CUDA's exp, the one eager torch calls too, or a ``tl.fma``); the
+   explicit ones are counted apart.
 
 It fails on a compile error, on a spill, on shared memory above the target's limit, and on an FMA
-in a kernel launched with ``enable_fp_fusion=False`` (the kernels that must round like the
-reference). ``python -m sparsespike.compile_check`` runs the full matrix (``make gpu-compile``);
+contraction in a kernel launched with ``enable_fp_fusion=False`` (the kernels that must round
+like the reference). ``python -m sparsespike.compile_check`` runs the full matrix (``make gpu-compile``);
 ``--subset ci`` a fast part of it (the test suite runs that).
 """
 
@@ -49,6 +52,7 @@ _TORCH_TO_TRITON = {
     "torch.int64": "i64",
 }
 _FMA = re.compile(r"\bfma\.rn(?:\.ftz)?\.f(?:16|32|64)")
+_EXPLICIT_FMA = re.compile(r"\bcall [^@\n]*@llvm\.(?:nvvm\.)?fma\.")  # an fma the IR asks for by name
 
 
 @dataclass
@@ -83,7 +87,8 @@ class Result:
     registers: Optional[int] = None
     spill_bytes: Optional[int] = None
     shared_bytes: Optional[int] = None
-    fma: Optional[int] = None
+    fma: Optional[int] = None  # contractions: PTX fma instructions beyond the IR's explicit ones
+    fma_explicit: Optional[int] = None  # fma the IR calls by name (math library, tl.fma)
     exact: bool = False  # launched with enable_fp_fusion=False
     seconds: float = 0.0
 
@@ -244,8 +249,9 @@ def _triton_type(value) -> str:
     raise TypeError(f"cannot type a launch argument of {type(value).__name__}")
 
 
-def _record(subset: str) -> list[Spec]:
-    """Run the op calls under the interpreter and collect every distinct launch."""
+def _record(subset: str, only: str = "") -> list[Spec]:
+    """Run the op calls (those whose label contains ``only``) under the interpreter and collect
+    every distinct launch."""
     from triton.runtime.interpreter import InterpretedFunction
 
     specs: dict[str, Spec] = {}
@@ -273,6 +279,8 @@ def _record(subset: str) -> list[Spec]:
     InterpretedFunction.run = recording_run
     try:
         for label, call in _cases(subset):
+            if only not in label:
+                continue
             current[0] = label
             call()
     finally:
@@ -285,25 +293,39 @@ def _record(subset: str) -> list[Spec]:
 # --------------------------------------------------------------------------- compile (GPU backend)
 
 
-def _ptxas() -> str:
-    """The wheel's ptxas that reads the PTX this Triton writes (3.9 needs the Blackwell build)."""
+def _ptxas(arch: int) -> str:
+    """The ptxas that the compiling Triton itself runs for ``arch`` (its wheel's)."""
     from triton.backends import nvidia
 
-    folder = Path(nvidia.__file__).parent / "bin"
-    for name in ("ptxas-blackwell", "ptxas"):
-        if (folder / name).exists():
-            return str(folder / name)
-    raise FileNotFoundError(f"no ptxas in {folder}")
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        return get_ptxas(arch).path
+    except (ImportError, AttributeError, TypeError):  # a release without get_ptxas(arch)
+        folder = Path(nvidia.__file__).parent / "bin"
+        for name in ("ptxas", "ptxas-blackwell"):
+            if (folder / name).exists():
+                return str(folder / name)
+        raise FileNotFoundError(f"no ptxas in {folder}") from None
 
 
-def _ptxas_stats(ptx: str, arch: int, kernel: str) -> tuple[int, int, int]:
-    """(registers, spill bytes (stores + loads), static shared bytes) of ``kernel`` in the PTX."""
+def _ptxas_stats(ptx: str, arch: int, fusion: bool) -> tuple[int, int, int]:
+    """(registers, spill bytes (stores + loads), static shared bytes) of the PTX's kernel, from
+    ptxas with the flags Triton passes (``--fmad=false`` without fusion)."""
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(ptx)
     try:
         arch_name = f"sm_{arch}a" if arch == 90 else f"sm_{arch}"
         proc = subprocess.run(
-            [_ptxas(), "-v", f"--gpu-name={arch_name}", f.name, "-o", os.devnull],
+            [
+                _ptxas(arch),
+                *([] if fusion else ["--fmad=false"]),
+                "-v",
+                f"--gpu-name={arch_name}",
+                f.name,
+                "-o",
+                os.devnull,
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -337,9 +359,12 @@ def _compile(spec: Spec, arch: int) -> Result:
         source = ASTSource(fn=fn, signature=spec.signature, constexprs=spec.constexprs)
         compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(spec.options))
         ptx = compiled.asm["ptx"]
-        result.registers, result.spill_bytes, static_smem = _ptxas_stats(ptx, arch, spec.kernel)
+        result.registers, result.spill_bytes, static_smem = _ptxas_stats(
+            ptx, arch, spec.options.get("enable_fp_fusion", True)
+        )
         result.shared_bytes = max(static_smem, int(getattr(compiled.metadata, "shared", 0) or 0))
-        result.fma = len(_FMA.findall(ptx))
+        result.fma_explicit = len(_EXPLICIT_FMA.findall(compiled.asm["llir"]))
+        result.fma = max(0, len(_FMA.findall(ptx)) - result.fma_explicit)
         result.ok = True
     except Exception as exc:  # reported per specialisation; the run fails at the end
         result.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -361,7 +386,11 @@ def _phase(args: list[str], interpret: bool, triton_path: Optional[Path] = None)
 
 
 def run(
-    subset: str = "full", archs=ARCHS, out: Optional[Path] = None, triton_path: Optional[Path] = None
+    subset: str = "full",
+    archs=ARCHS,
+    out: Optional[Path] = None,
+    triton_path: Optional[Path] = None,
+    only: str = "",
 ) -> tuple[str, list[Result]]:
     """Record the launches, compile them for ``archs``: (the compiling Triton's version, the
     results), also written to ``out``.
@@ -369,7 +398,7 @@ def run(
     release); the launches are always recorded with this environment's interpreter."""
     with tempfile.TemporaryDirectory() as tmp:
         specs_file, results_file = Path(tmp) / "specs.json", Path(tmp) / "results.json"
-        _phase(["--phase", "record", "--subset", subset, "--specs", str(specs_file)], interpret=True)
+        _phase(["--phase", "record", "--subset", subset, "--only", only, "--specs", str(specs_file)], interpret=True)
         archs_arg = ",".join(str(a) for a in archs)
         compile_args = ["--phase", "compile", "--archs", archs_arg, "--specs", str(specs_file)]
         _phase([*compile_args, "--json", str(results_file)], False, triton_path)
@@ -382,14 +411,14 @@ def run(
 
 def table(results: list[Result]) -> str:
     rows = [
-        "| kernel | specialisation | sm | regs | spill B | smem B | fma | status |",
-        "|---|---|---|---|---|---|---|---|",
+        "| kernel | specialisation | sm | regs | spill B | smem B | fma contracted | fma explicit | status |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results, key=lambda r: (r.module, r.kernel, r.specialisation, r.arch)):
         status = "; ".join(r.problems()) or "ok"
         rows.append(
             f"| {r.module}.{r.kernel} | {r.specialisation} | {r.arch} | {r.registers} | {r.spill_bytes} | "
-            f"{r.shared_bytes} | {r.fma} | {status} |"
+            f"{r.shared_bytes} | {r.fma} | {r.fma_explicit} | {status} |"
         )
     return "\n".join(rows)
 
@@ -397,6 +426,7 @@ def table(results: list[Result]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sparsespike.compile_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--subset", choices=("full", "ci"), default="full", help="every specialisation, or a fast part")
+    p.add_argument("--only", default="", metavar="TEXT", help="only the op calls whose label contains TEXT")
     p.add_argument("--archs", default=",".join(str(a) for a in ARCHS), help="compute capabilities, e.g. 80,90")
     p.add_argument("--json", type=Path, help="write the results as JSON")
     p.add_argument(
@@ -410,7 +440,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     archs = [int(a) for a in args.archs.split(",") if a]
     if args.phase == "record":
-        args.specs.write_text(json.dumps([asdict(s) for s in _record(args.subset)]))
+        args.specs.write_text(json.dumps([asdict(s) for s in _record(args.subset, args.only)]))
         return 0
     if args.phase == "compile":
         specs = [Spec(**s) for s in json.loads(args.specs.read_text())]
@@ -426,7 +456,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.json.write_text(json.dumps({"triton": triton.__version__, "results": [asdict(r) for r in results]}))
         return 0
     start = time.perf_counter()
-    version, results = run(args.subset, archs, args.json, args.compile_triton)
+    version, results = run(args.subset, archs, args.json, args.compile_triton, args.only)
     print(f"triton {version}, {len(results)} compilations in {time.perf_counter() - start:.0f} s\n")
     print(table(results))
     failed = [r for r in results if r.problems()]

@@ -77,11 +77,11 @@ def _study_grids() -> dict[str, tuple]:
         add(f"visual lif [{VISUAL_T}, {BATCH} * {fan_out}]", lif.launch_grids(VISUAL_T, BATCH * fan_out))
 
     # memories on the 512-d spike sequence: HGRN over time, modern Hopfield per time step
-    # (256 patterns in the study, up to the kernels' 1024), the spiking Hopfield recall
+    # (256 patterns in the study; 65536 for a large memory), the spiking Hopfield recall
     for steps in (AUDIO_T, VISUAL_T):
         add(f"hgrn_scan [{steps}, {BATCH} * {FEATURES}]", hgrn.launch_grids(steps, BATCH * FEATURES))
     for queries in (VISUAL_T * BATCH, AUDIO_T * BATCH):
-        for patterns in (256, modern.MAX_PATTERNS):
+        for patterns in (256, 65536):
             add(
                 f"modern_hopfield [{queries} x {FEATURES}], {patterns} patterns",
                 modern.launch_grids(queries, patterns, FEATURES, FEATURES),
@@ -116,8 +116,8 @@ def test_study_grids_within_cuda_limits():
         "_hgrn_forward_kernel",
         "_hgrn_backward_kernel",
         "_forward_kernel",
-        "_backward_queries_kernel",
-        "_transposed_product_kernel",
+        "_backward_scores_kernel",
+        "_product_kernel",
         "_column_sums_kernel",
         "_recall_kernel",
     }
@@ -136,7 +136,8 @@ def test_study_grid_values():
     assert grids["visual spike_conv2d [3200, 64, 34, 34] -> 128: grad_weight_t/_compact_rows_kernel"] == (204800,)
     assert grids["visual spike_linear [3200 x 147968] -> 512: grad_weight_t/_gather_rows_kernel"] == (147968, 4)
     assert grids["hgrn_scan [100, 128 * 512]: _hgrn_forward_kernel"] == (512,)
-    assert grids["modern_hopfield [12800 x 512], 1024 patterns: forward/_forward_kernel"] == (800,)
+    assert grids["modern_hopfield [12800 x 512], 256 patterns: forward/_forward_kernel"] == (3200,)
+    assert grids["modern_hopfield [12800 x 512], 65536 patterns: backward/_backward_scores_kernel"] == (409600,)
     assert grids["spiking_hopfield_recall [128, 1024]: _recall_kernel"] == (128,)
 
 
@@ -146,8 +147,8 @@ FUSION = {
     "lif.py": {"_lif_forward_kernel": "EXACT", "_lif_backward_kernel": "EXACT"},
     "modern_hopfield.py": {
         "_forward_kernel": "TOLERANT",
-        "_backward_queries_kernel": "TOLERANT",
-        "_transposed_product_kernel": "TOLERANT",
+        "_backward_scores_kernel": "TOLERANT",
+        "_product_kernel": "TOLERANT",
     },
     "spike_conv2d.py": {"_conv_gather_kernel": "TOLERANT", "_conv_grad_weight_kernel": "TOLERANT"},
     "spike_linear.py": {"_compact_rows_kernel": "EXACT", "_gather_rows_kernel": "TOLERANT"},

@@ -45,6 +45,24 @@ def test_matches_reference_float_queries(n_q, n_k, dim, dim_v, beta, seed, backe
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize(
+    "n_q, n_k, dim, dim_v",
+    [(37, 150, 70, 130), (5, 1100, 8, 3)],  # several blocks of queries, patterns, features, values
+)
+def test_triton_streams_blocks_of_patterns(n_q, n_k, dim, dim_v):
+    """The online softmax across blocks of patterns, with scores that grow from block to block
+    (each later block's maximum rescales the accumulator) and more patterns than one block."""
+    g = torch.Generator().manual_seed(n_k)
+    q, v = torch.randn(n_q, dim, generator=g), torch.randn(n_k, dim_v, generator=g)
+    p = torch.randn(n_k, dim, generator=g) * torch.linspace(0.1, 3.0, n_k)[:, None]
+    weight = torch.randn(n_q, dim_v, generator=g)
+    out, grads = grads_of(lambda a, b, c: modern_hopfield(a, b, 0.9, c, backend="triton"), (q, p, v), weight)
+    ref, ref_grads = grads_of(lambda a, b, c: modern_hopfield_reference(a, b, 0.9, c), (q, p, v), weight)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for name, got, want in zip(("query", "patterns", "values"), grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 1.0])
@@ -58,7 +76,9 @@ def test_spike_queries_event_driven(backend, dtype, density):
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     (grad,) = torch.autograd.grad(out.square().sum(), patterns)
     (ref_grad,) = torch.autograd.grad(ref.square().sum(), patterns)
-    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
+    # dense queries make gradients of ~200 (50 equal rows summed): fp32 rounding of the reference
+    # itself is ~1e-4 there (measured against float64), so atol scales with the magnitude
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=max(1e-4, 2e-6 * ref_grad.abs().max().item()))
 
 
 @pytest.mark.parametrize("backend", BACKENDS + ["reference"])
@@ -157,8 +177,6 @@ def test_triton_limits_are_errors_not_silent():
     q = torch.randn(3, 8, dtype=torch.float64)
     with pytest.raises(TypeError, match="backend='triton' supports float32"):
         modern_hopfield(q, torch.randn(5, 8, dtype=torch.float64), backend="triton")
-    with pytest.raises(ValueError, match="at most 1024"):
-        modern_hopfield(q.float(), torch.randn(1025, 8), backend="triton")
     with pytest.raises(ValueError, match="patterns has zero elements"):
         modern_hopfield(torch.randn(3, 0), torch.randn(5, 0))  # not a ZeroDivisionError from the default beta
 

@@ -140,11 +140,10 @@ class KernelOp:
     def _available(self, path: str) -> bool:
         return cpp() is not None if path == "cpp" else triton_kernels(self.triton_module) is not None
 
-    def route(self, backend: str, like: Tensor, *, triton_fits: bool = True, caller: Optional[str] = None) -> Route:
+    def route(self, backend: str, like: Tensor, *, caller: Optional[str] = None) -> Route:
         """The one path selector. ``backend`` is resolved (``_backend.resolve_backend``: device
         and availability of an explicit choice already checked); ``like`` is the tensor whose
-        dtype and device decide; ``triton_fits`` is an op's own limit of its Triton kernel
-        (checked by the op for an explicit backend='triton', with its own error)."""
+        dtype and device decide."""
         caller = caller or self.name
         if backend == "reference":
             return Route("reference", False, backend, caller)
@@ -155,12 +154,7 @@ class KernelOp:
                 )
             return Route(backend, False, backend, caller)
         kernel = _DEVICE_KERNEL.get(like.device.type)
-        if (
-            kernel is None
-            or not self._takes(kernel, like.dtype)
-            or (kernel == "triton" and not triton_fits)
-            or not self._available(kernel)
-        ):
+        if kernel is None or not self._takes(kernel, like.dtype) or not self._available(kernel):
             return Route("reference", False, backend, caller)
         return Route(kernel, True, backend, caller)
 

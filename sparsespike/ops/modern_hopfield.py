@@ -10,8 +10,9 @@ Three implementations behind :func:`modern_hopfield`:
   inputs only). The dense products (A V and the backward's dA = dO V^T, dV, dq) run in torch's
   BLAS, which a hand-written kernel would not beat on CPU; later steps have real-valued queries
   and run dense.
-- triton (CUDA; CPU under TRITON_INTERPRET=1): one fused kernel per step (scores, softmax and
-  A V without writing S), backward in two kernels (``kernels/modern_hopfield.py``), up to 1024 patterns.
+- triton (CUDA; CPU under TRITON_INTERPRET=1): one fused kernel per step (scores, an online
+  softmax over blocks of patterns and A V, without writing S; any number of patterns), backward in
+  a scores kernel and three products (``kernels/modern_hopfield.py``).
 
 SynOps: the first step's query nonzeros x K (a spike delivered to each stored pattern); later
 steps' queries are real-valued (multiply-accumulates, not synaptic events) and are not counted.
@@ -25,7 +26,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._backend import require_triton_kernels, resolve_backend, triton_kernels
+from .._backend import require_triton_kernels, resolve_backend
 from ..synops import record as record_synops
 from ._framework import KernelOp, Route
 from ._validate import (
@@ -38,7 +39,7 @@ from ._validate import (
 )
 from .spike_linear import SPIKE_LINEAR
 
-__all__ = ["MODERN_HOPFIELD_STEP", "modern_hopfield", "modern_hopfield_reference", "triton_max_patterns"]
+__all__ = ["MODERN_HOPFIELD_STEP", "modern_hopfield", "modern_hopfield_reference"]
 
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -71,19 +72,19 @@ def _step_forward(path, adaptive, query, patterns, values, scale):
 def _save(ctx, route, inputs, outputs, eager):
     query, patterns, values, scale = inputs
     ctx.scale = scale
-    ctx.save_for_backward(query, patterns, values, outputs[1])
+    ctx.save_for_backward(query, patterns, values, *outputs)
 
 
 def _backward(ctx, grads, compiled):
     """Gradients of (query, patterns, values, scale): d query, d patterns through the scores,
     d values, in two Triton kernels."""
-    query, patterns, values, lse = ctx.saved_tensors
+    query, patterns, values, out, lse = ctx.saved_tensors
     if compiled:
         step_backward = torch.ops.sparsespike.modern_hopfield_step_backward
     else:
         step_backward = require_triton_kernels("modern_hopfield").backward
     dq, dp, dv = step_backward(
-        grads[0].contiguous(), query.contiguous(), patterns.contiguous(), values.contiguous(), lse, ctx.scale
+        grads[0].contiguous(), query.contiguous(), patterns.contiguous(), values.contiguous(), out, lse, ctx.scale
     )
     return dq, dp, dv, None
 
@@ -103,14 +104,14 @@ def _step_fake(query, patterns, values, scale, backend):
 
 @torch.library.custom_op("sparsespike::modern_hopfield_step_backward", mutates_args=())
 def _step_backward_op(
-    grad_out: Tensor, query: Tensor, patterns: Tensor, values: Tensor, lse: Tensor, scale: float
+    grad_out: Tensor, query: Tensor, patterns: Tensor, values: Tensor, out: Tensor, lse: Tensor, scale: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(d query, d patterns through the scores, d values) of the Triton step."""
-    return require_triton_kernels("modern_hopfield").backward(grad_out, query, patterns, values, lse, scale)
+    """(d query, d patterns through the scores, d values) of the Triton step whose forward gave (out, lse)."""
+    return require_triton_kernels("modern_hopfield").backward(grad_out, query, patterns, values, out, lse, scale)
 
 
 @_step_backward_op.register_fake
-def _step_backward_fake(grad_out, query, patterns, values, lse, scale):
+def _step_backward_fake(grad_out, query, patterns, values, out, lse, scale):
     return torch.empty_like(query), torch.empty_like(patterns), torch.empty_like(values)
 
 
@@ -127,12 +128,6 @@ MODERN_HOPFIELD_STEP = KernelOp(
     materialize_grads=True,
     custom_op=_step_op,
 )
-
-
-def triton_max_patterns() -> int:
-    """The most stored patterns the Triton kernels take (0 without Triton)."""
-    kernels = triton_kernels("modern_hopfield")
-    return kernels.MAX_PATTERNS if kernels is not None else 0
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -208,15 +203,7 @@ def modern_hopfield(
         if values is not None:
             check_finite(values, "values")
     vals = patterns if values is None else values
-    fits = True
-    if backend == "triton" or patterns.device.type == "cuda":  # only then load the Triton kernels
-        max_patterns = triton_max_patterns()
-        if backend == "triton" and vals.shape[0] > max_patterns:
-            raise ValueError(
-                f"backend='triton' keeps all patterns in one block: at most {max_patterns}, got {vals.shape[0]}"
-            )
-        fits = vals.shape[0] <= max_patterns
-    route = MODERN_HOPFIELD_STEP.route(backend, patterns, triton_fits=fits)
+    route = MODERN_HOPFIELD_STEP.route(backend, patterns)
     xi = query.reshape(-1, patterns.shape[1])
     first = 0
     if route.path == "cpp":  # the first step's scores event-driven, on spike_linear's kernels
