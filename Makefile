@@ -66,6 +66,7 @@ bench-full: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m sparsespike.bench.report --results docs/results --out docs/performance.md
+	$(PY) -m sparsespike.compile_check --report docs/compile --out docs/gpu-compile.md
 
 # every Triton kernel specialisation the ops launch, compiled for sm_80 and sm_90 without a GPU
 # (registers, spills, shared memory, FMA contractions), under the pinned Triton and again under

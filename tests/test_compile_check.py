@@ -60,6 +60,22 @@ def test_the_table_prints_every_result(ci_results):
     assert len(table(results).splitlines()) == len(results) + 2
 
 
+def test_the_report_summarises_each_kernel(ci_results, tmp_path):
+    from sparsespike.compile_check import render
+
+    _, results = ci_results
+    run = {"triton": "9.9", "commit": "abc1234", "date": "d", "subset": "ci", "results": [r.__dict__ for r in results]}
+    (tmp_path / "triton-9.9.json").write_text(json.dumps(run))
+    page = render(tmp_path)
+    assert f"## triton 9.9: {len(results)} compilations, 0 failed" in page
+    kernels = {(r.module, r.kernel) for r in results}
+    for module, kernel in kernels:  # one summary row per kernel (sm_90 only here), then every result
+        assert page.count(f"| {module}.{kernel} | 90 |") == 1
+        assert page.count(f"| {module}.{kernel} |") == 1 + sum(
+            (r.module, r.kernel) == (module, kernel) for r in results
+        )
+
+
 @pytest.mark.parametrize(
     "result, problem",
     [

@@ -126,6 +126,22 @@ def render(runs: list[tuple[str, dict]], results: str = RESULTS) -> str:
             ],
         ),
     ]
+    on_gpu = any(s["device"].startswith("cuda") for _, s in stamps)
+    out += [
+        "",
+        "## On a GPU",
+        "",
+        (
+            "Runs measured on cuda are in the tables below (device column). "
+            if on_gpu
+            else "No run here was measured on a GPU yet. "
+        )
+        + "`make gpu-check OUT=DIR` measures any CUDA machine in about 8 minutes without network: the CUDA "
+        "tests, the suites on cuda against cuBLAS/cuDNN, the fused LIF's bandwidth against a device copy, the "
+        "dispatch crossover, snnTorch and SpikingJelly on the same GPU (see "
+        "[running on a GPU machine](index.md#running-on-a-gpu-machine)). Its bench parts write the bench's "
+        f"JSON (`DIR/bench-*.result.json`): copy them into `{results}/` and run `make docs`.",
+    ]
     order = list(ALL) + sorted({suite for _, r in runs for suite in r["suites"]} - set(ALL))
     for suite in order:
         measured = [(name, s, report["suites"].get(suite)) for (name, report), (_, s) in zip(runs, stamps)]
