@@ -3,8 +3,8 @@
 Forward h_t = exp(g_t) * h_{t-1} + x_t; backward one reverse pass carrying c = dL/dh_t from the
 steps after t (dL/dh_final at the end), writing dx_t = a_t and dg_t = a_t h_{t-1} exp(g_t) and
 ending with dh0 (see sparsespike/ops/hgrn_scan.py). Arithmetic in the input's dtype. Pointer +
-mask code only, for triton 3.6+ and TRITON_INTERPRET=1; pointers advance row by row, so offsets
-never overflow 32 bits.
+mask code only, for triton 3.6+ and TRITON_INTERPRET=1; pointers advance row by row and the
+neuron offsets are 64-bit, so no offset overflows 32 bits.
 
 Compared with the reference at a tolerance, not bit for bit (exp is Triton's, not torch's): both
 kernels launch with _launch.TOLERANT (enable_fp_fusion=True), so on a GPU a multiply-add such as
@@ -24,7 +24,7 @@ BLOCK = 128
 
 @triton.jit
 def _hgrn_forward_kernel(x_ptr, g_ptr, h0_ptr, h_ptr, hf_ptr, steps, n, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # 64-bit offsets
     m = offs < n
     h = tl.load(h0_ptr + offs, mask=m, other=0)
     xp, gp, hp = x_ptr + offs, g_ptr + offs, h_ptr + offs
@@ -71,7 +71,7 @@ def _hgrn_backward_kernel(
     HAS_GHF: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # 64-bit offsets
     m = offs < n
     h0 = tl.load(h0_ptr + offs, mask=m, other=0)
     c = tl.zeros([BLOCK], dtype=h0.dtype)

@@ -61,7 +61,7 @@ def _lif_forward_kernel(
     DECAY: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # 64-bit offsets
     m = offs < n
     b = tl.load(beta_ptr + offs, mask=m, other=0)
     th = tl.load(th_ptr + offs, mask=m, other=1)
@@ -208,7 +208,7 @@ def _lif_backward_kernel(
     HAS_GVF: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # 64-bit offsets
     m = offs < n
     b = tl.load(beta_ptr + offs, mask=m, other=0)
     th = tl.load(th_ptr + offs, mask=m, other=1)
@@ -218,10 +218,11 @@ def _lif_backward_kernel(
         c += tl.load(gvf_ptr + offs, mask=m, other=0)
     dbeta = tl.zeros([BLOCK], dtype=v0.dtype)
     dth = tl.zeros([BLOCK], dtype=v0.dtype)
-    last = (steps - 1) * n
+    n64 = tl.cast(n, tl.int64)  # 64-bit offsets: (steps - 1) * n passes 2^31 on long sequences
+    last = (steps - 1) * n64
     # steps - 1 .. 1, whose previous membrane is in the trace; step 0 (previous = v0) after
     for i in range(0, steps - 1):
-        off = last - i * n + offs
+        off = last - i * n64 + offs
         prev = tl.load(tr_ptr + off - n, mask=m, other=0)
         if CONV == 1:
             # the membrane entering step t: the charged membrane of t - 1, after its reset

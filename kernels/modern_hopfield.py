@@ -85,7 +85,7 @@ def _forward_kernel(
 ):
     n_cblocks = tl.cdiv(dim_v, BLOCK_DV)
     qblock, cblock = tl.program_id(0) // n_cblocks, tl.program_id(0) % n_cblocks
-    rq = (qblock * BLOCK_Q).to(tl.int64) + tl.arange(0, BLOCK_Q)  # 64-bit offsets
+    rq = qblock.to(tl.int64) * BLOCK_Q + tl.arange(0, BLOCK_Q)  # 64-bit offsets
     rc = cblock * BLOCK_DV + tl.arange(0, BLOCK_DV)
     in_q, in_c = rq < n_q, rc < dim_v
     row_max = tl.full([BLOCK_Q], float("-inf"), dtype=tl.float32)
@@ -141,8 +141,8 @@ def _backward_scores_kernel(
 ):
     n_kblocks = tl.cdiv(n_k, BLOCK_K)
     qblock, kblock = tl.program_id(0) // n_kblocks, tl.program_id(0) % n_kblocks
-    rq = (qblock * BLOCK_Q).to(tl.int64) + tl.arange(0, BLOCK_Q)  # 64-bit offsets
-    rk = (kblock * BLOCK_K).to(tl.int64) + tl.arange(0, BLOCK_K)
+    rq = qblock.to(tl.int64) * BLOCK_Q + tl.arange(0, BLOCK_Q)  # 64-bit offsets
+    rk = kblock.to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
     in_q, in_k = rq < n_q, rk < n_k
     s = _score_tile(q_ptr, p_ptr, rq, rk, n_q, n_k, dim, stride_q, stride_p, scale, BLOCK_Q, BLOCK_K, BLOCK_D)
     lse = tl.load(lse_ptr + rq, mask=in_q, other=0.0)
@@ -185,7 +185,7 @@ def _product_kernel(
     each program owns one output tile and sums over the rows in order."""
     n_yblocks = tl.cdiv(n_y, BLOCK_Y)
     xblock, yblock = tl.program_id(0) // n_yblocks, tl.program_id(0) % n_yblocks
-    rx = (xblock * BLOCK_X).to(tl.int64) + tl.arange(0, BLOCK_X)  # 64-bit offsets
+    rx = xblock.to(tl.int64) * BLOCK_X + tl.arange(0, BLOCK_X)  # 64-bit offsets
     ry = yblock * BLOCK_Y + tl.arange(0, BLOCK_Y)
     acc = tl.zeros([BLOCK_X, BLOCK_Y], dtype=tl.float32)
     for r0 in range(0, n_rows, BLOCK_R):

@@ -132,7 +132,7 @@ def _conv_grad_weight_kernel(
             oy = ny // SH
             ox = nx // SW
             ok = ok & (ny % SH == 0) & (nx % SW == 0) & (oy < H_out) & (ox < W_out)
-            q = tl.where(ok, (n * H_out + oy) * W_out + ox, 0)
+            q = tl.where(ok, (tl.cast(n, tl.int64) * H_out + oy) * W_out + ox, 0)  # 64-bit offsets
             tile_mask = ok[:, None] & in_cols[None, :]
             g = tl.load(g_ptr + q[:, None] * C_out + cols[None, :], mask=tile_mask, other=0)
             acc += tl.sum(v[:, None] * g.to(acc.dtype), axis=0)
