@@ -77,7 +77,7 @@ def _save(ctx, route, inputs, outputs, eager):
 
 def _backward(ctx, grads, compiled):
     """Gradients of (query, patterns, values, scale): d query, d patterns through the scores,
-    d values, in two Triton kernels."""
+    d values, in the Triton backward (a scores kernel, then three products)."""
     query, patterns, values, out, lse = ctx.saved_tensors
     if compiled:
         step_backward = torch.ops.sparsespike.modern_hopfield_step_backward
