@@ -15,6 +15,7 @@ PARTS = [
     "bench-conv",
     "bench-lif",
     "bench-hgrn",
+    "bench-hopfield",
     "bench-models",
     "bandwidth",
     "calibrate",
@@ -39,7 +40,7 @@ def test_dry_run_prints_and_writes_every_part_with_its_budget(tmp_path, capsys):
     tests = summary["parts"][0]
     assert tests["command"][1:] == ["-m", "pytest", "-p", "no:cacheprovider", "-m", "cuda", "-v", "tests"]
     assert tests["env"]["SPARSESPIKE_TEST_REPORT"] == str(out / "cuda-tests.result.json")
-    assert summary["parts"][5]["command"][3:5] == ["--suite", "headline"]
+    assert summary["parts"][6]["command"][3:5] == ["--suite", "headline"]
     md = (out / "summary.md").read_text()
     assert all(f"| {name} |" in md for name in PARTS)
     assert not list(out.glob("*.out"))  # nothing ran
@@ -54,7 +55,7 @@ def test_dry_run_scales_budgets_and_takes_wheels(tmp_path, capsys):
     assert gpu_check.main(argv + ["--part", "bench-lif", "--part", "baselines"]) == 0
     parts = json.loads((out / "summary.json").read_text())["parts"]
     assert [p["name"] for p in parts] == ["bench-lif", "baselines"]
-    assert [p["budget_s"] for p in parts] == [15.0, 45.0]
+    assert [p["budget_s"] for p in parts] == [17.1, 42.9]  # 20 : 50 of 60 s
     assert all(p["status"] == "planned" and "wheels" in p["env"]["PYTHONPATH"] for p in parts)
     assert "--quick" in parts[0]["command"] and "--tiny" in parts[1]["command"]  # cpu: small shapes
 

@@ -53,14 +53,15 @@ PLAN = (
     ("bench-conv", 40, "spike_conv2d over density vs F.conv2d (cuDNN)"),
     ("bench-lif", 20, "fused LIF vs the reference loop (and snnTorch's Leaky with wheels)"),
     ("bench-hgrn", 25, "HGRN scan vs the reference"),
+    ("bench-hopfield", 20, "modern Hopfield step (the study's M3 shape) vs torch's scaled_dot_product_attention"),
     ("bench-models", 65, "M1 audio and visual at 3%, inference and train step, vs reference and eager"),
     ("bandwidth", 20, "fused LIF forward GB/s vs a device copy_ of the same size"),
-    ("calibrate", 50, "dense / event-driven dispatch crossover (the bench's --calibrate)"),
-    ("baselines", 60, "M1 audio vs snnTorch and SpikingJelly on the device (needs --wheels)"),
+    ("calibrate", 40, "dense / event-driven dispatch crossover (the bench's --calibrate)"),
+    ("baselines", 50, "M1 audio vs snnTorch and SpikingJelly on the device (needs --wheels)"),
 )
 NAMES = tuple(name for name, *_ in PLAN)
 BENCH_SUITES = {"bench-spike_linear": "spike_linear", "bench-conv": "conv", "bench-lif": "lif"}
-BENCH_SUITES |= {"bench-hgrn": "hgrn", "bench-models": "headline"}
+BENCH_SUITES |= {"bench-hgrn": "hgrn", "bench-hopfield": "hopfield", "bench-models": "headline"}
 WANTS_WHEELS = ("bench-lif", "baselines")
 # timed rounds per point: the device's defaults, and a CPU check's (--tiny)
 REPEATS = {"bench": 3, "bandwidth": 10, "calibrate": 3, "baselines": 3}
