@@ -19,7 +19,7 @@ constexpr int64_t kNeuronBlock = 256;
 // d spike / d u for u = membrane - threshold (formulas in lif_reference.surrogate_grad); L is a
 // scalar or a vector of lanes (lanes.h).
 template <Surrogate S, typename L, typename T>
-inline L surrogate_grad(const L& u, T param) {
+inline L surrogate_shape(const L& u, T param) {
   if constexpr (S == Surrogate::fast_sigmoid) {
     const L d = T(1) + param * abs_lanes(u);
     return T(1) / (d * d);
@@ -33,6 +33,12 @@ inline L surrogate_grad(const L& u, T param) {
     const L tri = T(1) - param * abs_lanes(u);
     return param * (tri * step_gt(tri, lanes_of<L>(T(0))));
   }
+}
+
+// ... times 1 where |u| < band, 0 outside (band = inf: no band; the product by 1 is exact)
+template <Surrogate S, typename L, typename T>
+inline L surrogate_grad(const L& u, T param, T band) {
+  return surrogate_shape<S>(u, param) * step_gt(lanes_of<L>(band) - abs_lanes(u), lanes_of<L>(T(0)));
 }
 
 // Rows of a [steps, ...] array restricted to one block of neurons: row t starts at base + t *
@@ -123,7 +129,7 @@ bool forward_rows_any(const LifConfig& cfg, Rows<const T> x, int64_t steps, int6
 template <typename T, Surrogate S, LifReset R, bool LIVE>
 void backward_rows_snntorch(Rows<const T> gs, Rows<const T> gtr, Rows<const T> trace,
                             int64_t steps, int64_t width, const T* beta, const T* threshold,
-                            const T* v0, T param, T* carry, Rows<T> gx, T* gb, T* gth) {
+                            const T* v0, T param, T band, T* carry, Rows<T> gx, T* gb, T* gth) {
   for (int64_t t = steps - 1; t >= 0; --t) {
     const T* v_t = trace[t];
     const T* v_p = t > 0 ? trace[t - 1] : v0;
@@ -134,7 +140,7 @@ void backward_rows_snntorch(Rows<const T> gs, Rows<const T> gtr, Rows<const T> t
       using L = typename decltype(lane)::type;
       const L b = load_lanes<L>(beta + k), th = load_lanes<L>(threshold + k);
       const L vp = load_lanes<L>(v_p + k), gsk = load_lanes<L>(g_s + k);
-      const L sig_t = surrogate_grad<S>(load_lanes<L>(v_t + k) - th, param);
+      const L sig_t = surrogate_grad<S>(load_lanes<L>(v_t + k) - th, param, band);
       const L a = load_lanes<L>(g_tr + k) + gsk * sig_t + load_lanes<L>(carry + k);
       store_lanes(g_x + k, a);
       const L r = snntorch_spike(vp, th);  // this step's reset: the spike of the membrane before it
@@ -148,7 +154,7 @@ void backward_rows_snntorch(Rows<const T> gs, Rows<const T> gtr, Rows<const T> t
       }
       if constexpr (R == LifReset::subtract) dt += -a * r;
       if constexpr (LIVE && R != LifReset::none) {
-        const L sig_p = surrogate_grad<S>(vp - th, param);
+        const L sig_p = surrogate_grad<S>(vp - th, param, band);
         const L dvdr = R == LifReset::subtract ? -th : -b * vp;
         dt += a * dvdr * -sig_p;
         c += a * dvdr * sig_p;
@@ -166,7 +172,7 @@ void backward_rows_snntorch(Rows<const T> gs, Rows<const T> gtr, Rows<const T> t
 template <typename T, Surrogate S, LifReset R, bool LIVE>
 void backward_rows_spikingjelly(Rows<const T> gs, Rows<const T> gtr, Rows<const T> trace,
                                 Rows<const T> x, int64_t steps, int64_t width, const T* beta,
-                                const T* threshold, const T* v0, bool decay_input, T param,
+                                const T* threshold, const T* v0, bool decay_input, T param, T band,
                                 T* carry, T* v_prev, Rows<T> gx, T* gb, T* gth) {
   for (int64_t t = steps - 1; t >= 0; --t) {
     const T* h_t = trace[t];
@@ -189,7 +195,7 @@ void backward_rows_spikingjelly(Rows<const T> gs, Rows<const T> gtr, Rows<const 
       const L b = load_lanes<L>(beta + k), th = load_lanes<L>(threshold + k);
       const L h = load_lanes<L>(h_t + k), a = load_lanes<L>(carry + k);
       const L s = spikingjelly_spike(h, th);
-      const L sig = surrogate_grad<S>(h - th, param);
+      const L sig = surrogate_grad<S>(h - th, param, band);
       L ds = load_lanes<L>(g_s + k);
       if constexpr (LIVE && R != LifReset::none) ds += a * (R == LifReset::subtract ? -th : -h);
       L dh;
@@ -240,6 +246,7 @@ bool backward_block(const BackwardArgs<T>& a, int64_t n0, int64_t n1, std::vecto
   const int64_t width = n1 - n0, n = a.n, steps = a.steps;
   const LifConfig& cfg = *a.cfg;
   const T param = static_cast<T>(cfg.surrogate_param);
+  const T band = static_cast<T>(cfg.grad_band);
   // carry | zero row (a missing gradient or input) | v_prev | sink row | recomputed trace
   const int64_t rows_before_trace = 4 * width;
   // the recompute overwrites its rows, so only the first rows need zeros
@@ -271,12 +278,12 @@ bool backward_block(const BackwardArgs<T>& a, int64_t n0, int64_t n1, std::vecto
   const T* v0 = a.v0 + n0;
   if (cfg.convention == LifConvention::snntorch) {
     backward_rows_snntorch<T, S, R, LIVE>(gs, gtr, trace, steps, width, beta, threshold, v0,
-                                          param, carry, gx, gb, gth);
+                                          param, band, carry, gx, gb, gth);
   } else {
     const bool with_x = cfg.decay_input;
     Rows<const T> x = with_x ? Rows<const T>{a.current + n0, n} : Rows<const T>{zeros, 0};
     backward_rows_spikingjelly<T, S, R, LIVE>(gs, gtr, trace, x, steps, width, beta, threshold,
-                                              v0, with_x, param, carry, v_prev, gx, gb, gth);
+                                              v0, with_x, param, band, carry, v_prev, gx, gb, gth);
   }
   std::copy(carry, carry + width, a.gv0 + n0);
   return finite;

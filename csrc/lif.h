@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 namespace sparsespike {
 
@@ -19,6 +20,8 @@ struct LifConfig {
   bool detach_reset = true;
   Surrogate surrogate = Surrogate::fast_sigmoid;
   double surrogate_param = 25.0;
+  // the surrogate is zero where |membrane - threshold| >= grad_band (infinity: no band)
+  double grad_band = std::numeric_limits<double>::infinity();
   bool decay_input = true;  // spikingjelly only: h = beta v + (1 - beta) x
 };
 

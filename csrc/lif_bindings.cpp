@@ -17,18 +17,20 @@ namespace sparsespike::bind {
 namespace {
 
 sparsespike::LifConfig lif_config(int convention, int reset, bool detach_reset, int surrogate,
-                                  double surrogate_param, bool decay_input) {
+                                  double surrogate_param, double grad_band, bool decay_input) {
   if (convention < 0 || convention > 1) throw py::value_error("convention must be 0 or 1");
   if (reset < 0 || reset > 2) throw py::value_error("reset must be 0, 1 or 2");
   if (surrogate < 0 || surrogate > 3) throw py::value_error("surrogate must be 0..3");
   if (!(surrogate_param > 0 && surrogate_param < std::numeric_limits<double>::infinity()))
     throw py::value_error("surrogate_param must be finite and > 0");
+  if (!(grad_band > 0)) throw py::value_error("grad_band must be > 0 (infinity: no band)");
   sparsespike::LifConfig cfg;
   cfg.convention = static_cast<sparsespike::LifConvention>(convention);
   cfg.reset = static_cast<sparsespike::LifReset>(reset);
   cfg.detach_reset = detach_reset;
   cfg.surrogate = static_cast<sparsespike::Surrogate>(surrogate);
   cfg.surrogate_param = surrogate_param;
+  cfg.grad_band = grad_band;
   cfg.decay_input = decay_input;
   return cfg;
 }
@@ -106,10 +108,12 @@ void forward_typed(const py::array& current, const py::array& beta, const py::ar
 
 void forward(const py::array& current, const py::array& beta, const py::array& threshold,
              const py::array& v0, int convention, int reset, bool detach_reset, int surrogate,
-             double surrogate_param, bool decay_input, py::array& spikes, const py::object& trace,
+             double surrogate_param, double grad_band, bool decay_input, py::array& spikes,
+             const py::object& trace,
              py::array& v_final, int threads) {
   if (current.ndim() != 2) throw py::value_error("current must be 2-D [steps, neurons]");
-  const auto cfg = lif_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input);
+  const auto cfg =
+      lif_config(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input);
   if (has_dtype<float>(current))
     forward_typed<float>(current, beta, threshold, v0, cfg, spikes, trace, v_final, threads);
   else if (has_dtype<double>(current))
@@ -162,10 +166,11 @@ void backward(const py::object& grad_spikes, const py::object& grad_trace,
               const py::object& grad_v_final, const py::object& current,
               const py::object& trace, const py::array& beta, const py::array& threshold,
               const py::array& v0, int convention, int reset, bool detach_reset,
-              int surrogate, double surrogate_param, bool decay_input,
+              int surrogate, double surrogate_param, double grad_band, bool decay_input,
               py::array& grad_current, py::array& grad_beta, py::array& grad_threshold,
               py::array& grad_v0, int threads) {
-  const auto cfg = lif_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input);
+  const auto cfg =
+      lif_config(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input);
   if (has_dtype<float>(grad_current))
     backward_typed<float>(grad_spikes, grad_trace, grad_v_final, current, trace, beta,
                           threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
@@ -183,14 +188,14 @@ void backward(const py::object& grad_spikes, const py::object& grad_trace,
 void bind_lif(py::module_& m) {
   m.def("lif_forward", &forward, py::arg("current"), py::arg("beta"), py::arg("threshold"),
         py::arg("v0"), py::arg("convention"), py::arg("reset"), py::arg("detach_reset"),
-        py::arg("surrogate"), py::arg("surrogate_param"), py::arg("decay_input"),
+        py::arg("surrogate"), py::arg("surrogate_param"), py::arg("grad_band"), py::arg("decay_input"),
         py::arg("spikes").noconvert(), py::arg("trace"),
         py::arg("v_final").noconvert(), py::arg("threads"),
         "Fused multi-step LIF forward over [steps, neurons]; raises ValueError on NaN/Inf.");
   m.def("lif_backward", &backward, py::arg("grad_spikes"), py::arg("grad_trace"),
         py::arg("grad_v_final"), py::arg("current"), py::arg("trace"), py::arg("beta"),
         py::arg("threshold"), py::arg("v0"), py::arg("convention"), py::arg("reset"),
-        py::arg("detach_reset"), py::arg("surrogate"), py::arg("surrogate_param"),
+        py::arg("detach_reset"), py::arg("surrogate"), py::arg("surrogate_param"), py::arg("grad_band"),
         py::arg("decay_input"), py::arg("grad_current").noconvert(),
         py::arg("grad_beta").noconvert(), py::arg("grad_threshold").noconvert(),
         py::arg("grad_v0").noconvert(), py::arg("threads"),

@@ -30,7 +30,8 @@ BLOCK = 128
 
 
 @triton.jit
-def _surrogate(u, p, KIND: tl.constexpr):
+def _surrogate(u, p, band, KIND: tl.constexpr):
+    """d spike / d u, zero where |u| >= band (band = inf: no band)."""
     if KIND == 0:  # fast sigmoid
         d = 1.0 + p * tl.abs(u)
         g = 1.0 / (d * d)
@@ -42,7 +43,7 @@ def _surrogate(u, p, KIND: tl.constexpr):
         g = p * e / ((1.0 + e) * (1.0 + e))
     else:  # triangle
         g = p * tl.maximum(1.0 - p * tl.abs(u), 0.0)
-    return g
+    return tl.where(tl.abs(u) < band, g, 0.0)
 
 
 @triton.jit
@@ -86,9 +87,11 @@ def _lif_forward_kernel(
 
 
 @triton.jit
-def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr):
+def _snntorch_step_grad(
+    v_t, v_prev, gs, gtr, c, b, th, p, band, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr
+):
     """One reverse step: (dL/dI_t, dbeta_t, dtheta_t, carry to v_{t-1})."""
-    sig_t = _surrogate(v_t - th, p, KIND)
+    sig_t = _surrogate(v_t - th, p, band, KIND)
     a = gtr + gs * sig_t + c
     r = snntorch_spike(v_prev, th)  # this step's reset: the spike of the membrane before it
     if RESET == 1:
@@ -101,7 +104,7 @@ def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p, RESET: tl.constexpr, 
     if RESET == 0:
         dth = dth - a * r
     if LIVE:
-        sig_prev = _surrogate(v_prev - th, p, KIND)
+        sig_prev = _surrogate(v_prev - th, p, band, KIND)
         if RESET == 0:
             dvdr = -th + 0.0 * v_prev
         else:
@@ -113,10 +116,23 @@ def _snntorch_step_grad(v_t, v_prev, gs, gtr, c, b, th, p, RESET: tl.constexpr, 
 
 @triton.jit
 def _spikingjelly_step_grad(
-    h, v_prev, x, gs, gtr, c, b, th, p, RESET: tl.constexpr, LIVE: tl.constexpr, KIND: tl.constexpr, DECAY: tl.constexpr
+    h,
+    v_prev,
+    x,
+    gs,
+    gtr,
+    c,
+    b,
+    th,
+    p,
+    band,
+    RESET: tl.constexpr,
+    LIVE: tl.constexpr,
+    KIND: tl.constexpr,
+    DECAY: tl.constexpr,
 ):
     s = spikingjelly_spike(h, th)
-    sig = _surrogate(h - th, p, KIND)
+    sig = _surrogate(h - th, p, band, KIND)
     ds = gs
     if LIVE:
         if RESET == 0:
@@ -161,6 +177,7 @@ def _reverse_step(
     b,
     th,
     p,
+    band,
     CONV: tl.constexpr,
     RESET: tl.constexpr,
     LIVE: tl.constexpr,
@@ -174,10 +191,12 @@ def _reverse_step(
     gs = _load_or_zero(gs_ptr, off, m, cur, HAS_GS)
     gtr = _load_or_zero(gtr_ptr, off, m, cur, HAS_GTR)
     if CONV == 0:
-        gx, db, dt, carry = _snntorch_step_grad(cur, v_prev, gs, gtr, c, b, th, p, RESET, LIVE, KIND)
+        gx, db, dt, carry = _snntorch_step_grad(cur, v_prev, gs, gtr, c, b, th, p, band, RESET, LIVE, KIND)
     else:
         x = _load_or_zero(x_ptr, off, m, cur, DECAY)
-        gx, db, dt, carry = _spikingjelly_step_grad(cur, v_prev, x, gs, gtr, c, b, th, p, RESET, LIVE, KIND, DECAY)
+        gx, db, dt, carry = _spikingjelly_step_grad(
+            cur, v_prev, x, gs, gtr, c, b, th, p, band, RESET, LIVE, KIND, DECAY
+        )
     return gx, db, dt, carry
 
 
@@ -198,6 +217,7 @@ def _lif_backward_kernel(
     steps,
     n,
     p,
+    band,
     CONV: tl.constexpr,
     RESET: tl.constexpr,
     LIVE: tl.constexpr,
@@ -228,13 +248,31 @@ def _lif_backward_kernel(
             # the membrane entering step t: the charged membrane of t - 1, after its reset
             prev = spikingjelly_reset(prev, spikingjelly_spike(prev, th), th, RESET)
         gx, db, dt, c = _reverse_step(
-            gs_ptr, gtr_ptr, x_ptr, tr_ptr, off, m, prev, c, b, th, p, CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR
+            gs_ptr,
+            gtr_ptr,
+            x_ptr,
+            tr_ptr,
+            off,
+            m,
+            prev,
+            c,
+            b,
+            th,
+            p,
+            band,
+            CONV,
+            RESET,
+            LIVE,
+            KIND,
+            DECAY,
+            HAS_GS,
+            HAS_GTR,
         )
         tl.store(gx_ptr + off, gx, mask=m)
         dbeta += db
         dth += dt
     gx, db, dt, c = _reverse_step(
-        gs_ptr, gtr_ptr, x_ptr, tr_ptr, offs, m, v0, c, b, th, p, CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR
+        gs_ptr, gtr_ptr, x_ptr, tr_ptr, offs, m, v0, c, b, th, p, band, CONV, RESET, LIVE, KIND, DECAY, HAS_GS, HAS_GTR
     )
     tl.store(gx_ptr + offs, gx, mask=m)
     tl.store(gb_ptr + offs, dbeta + db, mask=m)
@@ -296,6 +334,7 @@ def backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, thresh
         steps,
         n,
         cfg.surrogate_param,
+        cfg.grad_band,
         CONV=cfg.convention,
         RESET=cfg.reset,
         LIVE=(not cfg.detach_reset) and cfg.reset != NONE,

@@ -30,7 +30,7 @@ def make_case(shape, dtype, seed, per_neuron=True):
     return current, beta, threshold, v0
 
 
-def run(backend, case, options, grads_seed=1, return_trace=True):
+def run(backend, case, options, grads_seed=1, return_trace=True, grad_band=None):
     convention, reset, detach, surrogate = options
     current, beta, threshold, v0 = (t.detach().clone().requires_grad_() for t in case)
     out = lif(
@@ -44,6 +44,7 @@ def run(backend, case, options, grads_seed=1, return_trace=True):
         convention=convention,
         return_trace=return_trace,
         backend=backend,
+        grad_band=grad_band,
     )
     g = torch.Generator().manual_seed(grads_seed)
     outputs = out if return_trace else out[:2]
@@ -225,6 +226,7 @@ def test_opcheck_and_compile():
                     True,
                     0,
                     25.0,
+                    0.1 if keep_trace else float("inf"),  # grad_band: a band, or none
                     True,
                     keep_trace,
                     backend,
@@ -319,3 +321,71 @@ def test_compile_with_a_scalar_tensor_threshold():
 
     eager = lif(current, 0.8, threshold, backend="cpp").spikes.sum()
     torch.testing.assert_close(loss_fn(current), eager)
+
+
+# --------------------------------------------------------------------------- gradient band
+
+
+@pytest.mark.parametrize("return_trace", [True, False], ids=["trace", "recompute"])
+@pytest.mark.parametrize("backend", ["cpp", "triton", "auto"])
+@pytest.mark.parametrize("band", [0.05, 0.4])
+@pytest.mark.parametrize(
+    "options",
+    [o for o in OPTIONS if o[1] != "none" and o[3] in ("fast_sigmoid", "triangle")],
+    ids=lambda o: "-".join(str(x) for x in o),
+)
+def test_grad_band_matches_reference(backend, options, band, return_trace):
+    """A band truncates the surrogate on every backend as in the reference (forward unchanged)."""
+    case = make_case((6, 2, 5), torch.float64, 3)
+    expected = run("reference", case, options, return_trace=return_trace, grad_band=band)
+    got = run(backend, case, options, return_trace=return_trace, grad_band=band)
+    assert_same(got, expected, torch.float64)
+    no_band = run("reference", case, options, return_trace=return_trace)
+    assert torch.equal(got[0].spikes, no_band[0].spikes)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
+@pytest.mark.parametrize("surrogate", SURROGATES)
+def test_grad_band_zero_outside_and_exact_inside(backend, surrogate):
+    """One step from rest: d spikes / d current is the surrogate at u = current - threshold,
+    zero where |u| >= band, and the unbanded surrogate bit for bit inside the band."""
+    u = torch.linspace(-1.0, 1.0, 201, dtype=torch.float64)
+    band = 0.3
+
+    def grad(grad_band):
+        current = (u + 1.0).reshape(1, -1).requires_grad_()
+        out = lif(current, 0.9, 1.0, surrogate=surrogate, grad_band=grad_band, backend=backend)
+        return torch.autograd.grad(out.spikes.sum(), current)[0][0]
+
+    banded, full = grad(band), grad(None)
+    inside = ((u + 1.0) - 1.0).abs() < band  # u as the kernels see it
+    assert torch.equal(banded[~inside], torch.zeros_like(banded[~inside]))
+    assert torch.equal(banded[inside], full[inside])
+    assert bool((full[~inside] != 0).any()) or surrogate == "triangle"  # the band removed something
+    assert bool((banded[inside] != 0).all()) or surrogate == "triangle"
+    assert torch.equal(grad(1e6), full)  # a band wider than every |u|: no band
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, float("nan"), float("inf"), "wide"])
+def test_grad_band_must_be_finite_and_positive(bad):
+    with pytest.raises((ValueError, TypeError), match="grad_band"):
+        lif(torch.randn(3, 4), grad_band=bad)
+
+
+def test_neuron_modules_take_a_grad_band():
+    from sparsespike.nn import LIF, Leaky, LIFNode
+
+    assert not LIF().compact_support
+    assert LIF(surrogate="triangle").compact_support
+    banded = LIF(grad_band=0.2)
+    assert banded.compact_support and "grad_band=0.2" in repr(banded)
+    x = torch.randn(5, 3, 8, requires_grad=True)
+    (g,) = torch.autograd.grad(banded(x).sum(), x)
+    (want,) = torch.autograd.grad(lif(x, 0.9, 1.0, grad_band=0.2, backend="reference").spikes.sum(), x)
+    torch.testing.assert_close(g, want, rtol=1e-5, atol=1e-5)
+    assert Leaky(0.9, grad_band=0.1).grad_band == 0.1
+    assert LIFNode(grad_band=0.1).cell.grad_band == 0.1
+    with pytest.raises(ValueError, match="grad_band"):
+        LIF(grad_band=-1.0)
+    with pytest.raises(ValueError, match="grad_band needs a fused surrogate"):
+        Leaky(0.9, spike_grad=lambda u: (u > 0).float(), grad_band=0.1)

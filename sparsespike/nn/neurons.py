@@ -42,7 +42,9 @@ class LIF(nn.Module):
     Input [T, B, ...] (or [B, T, ...] with batch_first); returns spikes of the same shape, or
     (spikes, final membrane) with return_membrane=True. beta and threshold are floats or tensors
     broadcast over the neuron dims, optionally learnable; fixed ones are buffers, in the
-    state_dict unless persistent=False. See :func:`sparsespike.lif`.
+    state_dict unless persistent=False. ``grad_band`` truncates the surrogate to
+    |membrane - threshold| < grad_band (a surrogate with compact support). See
+    :func:`sparsespike.lif`.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class LIF(nn.Module):
         decay_input: bool = True,
         backend: Optional[str] = None,
         persistent: bool = True,
+        grad_band: Optional[float] = None,
     ) -> None:
         super().__init__()
         if reset not in RESETS:
@@ -74,8 +77,15 @@ class LIF(nn.Module):
             if surrogate_param is None
             else require_finite_number(surrogate_param, "surrogate_param", positive=True)
         )
+        self.grad_band = None if grad_band is None else require_finite_number(grad_band, "grad_band", positive=True)
         self.batch_first, self.convention, self.decay_input = batch_first, convention, decay_input
         self.backend = None if backend is None else check_backend(backend)
+
+    @property
+    def compact_support(self) -> bool:
+        """Whether the surrogate is zero outside a band around the threshold (triangle, or a
+        grad_band): neuron-steps outside it pass no gradient through their spikes."""
+        return self.surrogate == "triangle" or self.grad_band is not None
 
     def _register(self, name: str, value: Tensor, persistent: bool) -> None:
         if isinstance(value, nn.Parameter):
@@ -94,6 +104,7 @@ class LIF(nn.Module):
             detach_reset=self.detach_reset,
             surrogate=self.surrogate,
             surrogate_param=self.surrogate_param,
+            grad_band=self.grad_band,
             convention=self.convention,
             decay_input=self.decay_input,
             backend=self.backend,
@@ -104,7 +115,8 @@ class LIF(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"reset={self.reset!r}, surrogate={self.surrogate!r}({self.surrogate_param}), "
-            f"convention={self.convention!r}, batch_first={self.batch_first}"
+            + (f"grad_band={self.grad_band}, " if self.grad_band is not None else "")
+            + f"convention={self.convention!r}, batch_first={self.batch_first}"
         )
 
 
@@ -149,9 +161,13 @@ class Leaky(LIF):
         reset_mechanism: str = "subtract",
         output: bool = False,
         backend: Optional[str] = None,
+        *,
+        grad_band: Optional[float] = None,
     ) -> None:
         surrogate = _surrogate_from_snntorch(spike_grad)
         custom = None
+        if surrogate is None and grad_band is not None:
+            raise ValueError(f"grad_band needs a fused surrogate; spike_grad {spike_grad!r} has none")
         if surrogate is None:
             warnings.warn(
                 f"Leaky: spike_grad {spike_grad!r} has no fused equivalent; running the reference loop "
@@ -172,6 +188,7 @@ class Leaky(LIF):
             learn_beta=learn_beta,
             learn_threshold=learn_threshold,
             backend=backend,
+            grad_band=grad_band,
         )
         self.custom_spike_grad = custom
         self.init_hidden, self.output = init_hidden, output
@@ -260,6 +277,7 @@ class LIFNode(nn.Module):
         backend: Optional[str] = None,
         *,
         surrogate_function=None,
+        grad_band: Optional[float] = None,
     ) -> None:
         super().__init__()
         surrogate, surrogate_param = _surrogate_from_spikingjelly(
@@ -283,6 +301,7 @@ class LIFNode(nn.Module):
             decay_input=decay_input,
             backend=backend,
             persistent=False,
+            grad_band=grad_band,
         )  # SpikingJelly's LIFNode has an empty state_dict
         self.v: Union[float, Tensor] = 0.0
 

@@ -25,6 +25,7 @@ that share a parameter, in a fixed order.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from typing import NamedTuple, Optional, Union
 
@@ -59,6 +60,7 @@ class _Config(NamedTuple):
     detach_reset: bool
     surrogate: int
     surrogate_param: float
+    grad_band: float  # the surrogate is zero where |membrane - threshold| >= grad_band; inf: no band
     decay_input: bool
 
     def names(self) -> dict:
@@ -68,18 +70,30 @@ class _Config(NamedTuple):
             detach_reset=self.detach_reset,
             surrogate=SURROGATES[self.surrogate],
             surrogate_param=self.surrogate_param,
+            grad_band=None if math.isinf(self.grad_band) else self.grad_band,
             decay_input=self.decay_input,
         )
 
 
-def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
+N_CONFIG = len(_Config._fields)
+
+
+def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input) -> _Config:
     return _Config(
-        int(convention), int(reset), bool(detach_reset), int(surrogate), float(surrogate_param), bool(decay_input)
+        int(convention),
+        int(reset),
+        bool(detach_reset),
+        int(surrogate),
+        float(surrogate_param),
+        float(grad_band),
+        bool(decay_input),
     )
 
 
 @functools.lru_cache(maxsize=64, typed=True)  # typed: True must not hit the entry of 1
-def _checked_config(convention, reset, detach_reset, surrogate, surrogate_param, decay_input) -> _Config:
+def _checked_config(
+    convention, reset, detach_reset, surrogate, surrogate_param, decay_input, grad_band=None
+) -> _Config:
     """The kernels' config for the keyword options, validated once per distinct combination."""
     for name, value, options in (
         ("reset", reset, RESETS),
@@ -92,12 +106,14 @@ def _checked_config(convention, reset, detach_reset, surrogate, surrogate_param,
         param = DEFAULT_SURROGATE_PARAM[surrogate]
     else:
         param = require_finite_number(surrogate_param, "surrogate_param", positive=True)
+    band = math.inf if grad_band is None else require_finite_number(grad_band, "grad_band", positive=True)
     return _Config(
         CONVENTIONS.index(convention),
         RESETS.index(reset),
         detach_reset,
         SURROGATES.index(surrogate),
         param,
+        band,
         decay_input,
     )
 
@@ -186,7 +202,7 @@ def _saved(current: Tensor, trace: Tensor, cfg: _Config) -> tuple[Optional[Tenso
 def _forward(path, adaptive, current, beta, threshold, v0, *flags):
     """(spikes [T, M], trace [T, M] (empty [0] when not kept), final membrane [M]) on one path;
     flags are the _Config fields and keep_trace."""
-    cfg, keep_trace = _Config(*flags[:6]), flags[6]
+    cfg, keep_trace = _Config(*flags[:N_CONFIG]), flags[N_CONFIG]
     if path == "reference":
         check_finite(current, "current")
         spikes, v_final, trace = lif_reference(current, beta, threshold, v0, **cfg.names())
@@ -196,7 +212,7 @@ def _forward(path, adaptive, current, beta, threshold, v0, *flags):
 
 def _save(ctx, route, inputs, outputs, eager):
     current, beta, threshold, v0, *flags = inputs
-    ctx.cfg = _Config(*flags[:6])
+    ctx.cfg = _Config(*flags[:N_CONFIG])
     ctx.save_for_backward(*_saved(current, outputs[1], ctx.cfg), beta, threshold, v0)
 
 
@@ -209,7 +225,7 @@ def _backward(ctx, grads, compiled):
         )
     else:
         grads = _backward_impl(*grads, current, trace, beta, threshold, v0, ctx.cfg, ctx.route.path)
-    return (*grads, *[None] * 7)  # nothing for the 6 config fields and keep_trace
+    return (*grads, *[None] * (N_CONFIG + 1))  # nothing for the config fields and keep_trace
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -226,13 +242,14 @@ def _lif_op(
     detach_reset: bool,
     surrogate: int,
     surrogate_param: float,
+    grad_band: float,
     decay_input: bool,
     keep_trace: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(spikes [T, M], trace [T, M] (or empty [0] without keep_trace), final membrane [M]) of
     current [T, M]; per-neuron [M] params."""
-    cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
+    cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input)
     return _forward_impl(current, beta, threshold, v0, cfg, LIF.kernel_route(backend, current).path, keep_trace)
 
 
@@ -247,6 +264,7 @@ def _lif_fake(
     detach_reset,
     surrogate,
     surrogate_param,
+    grad_band,
     decay_input,
     keep_trace,
     backend,
@@ -270,12 +288,13 @@ def _lif_backward_op(
     detach_reset: bool,
     surrogate: int,
     surrogate_param: float,
+    grad_band: float,
     decay_input: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients (current, beta, threshold, v0), per element; without a trace the cpp kernel
     recomputes it from current."""
-    cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, decay_input)
+    cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input)
     like = trace if trace is not None else current
     path = LIF.kernel_route(backend, like).path
     return _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path)
@@ -361,6 +380,7 @@ def lif(
     detach_reset: bool = True,
     surrogate: str = "fast_sigmoid",
     surrogate_param: Optional[float] = None,
+    grad_band: Optional[float] = None,
     convention: str = "snntorch",
     decay_input: bool = True,
     return_trace: bool = False,
@@ -377,6 +397,9 @@ def lif(
         reset: "subtract", "zero" or "none"; detach_reset=False lets the reset carry gradient.
         surrogate: "fast_sigmoid" (default slope 25, the study's), "atan" (2), "sigmoid" (25) or
             "triangle" (1); surrogate_param (finite, > 0) overrides the default, at no recompile.
+        grad_band: truncates the surrogate to |membrane - threshold| < grad_band (finite, > 0;
+            None: no band), so neuron-steps outside the band pass no gradient through their
+            spikes (a surrogate with compact support, like "triangle" by itself).
         convention: "snntorch" (Leaky: reset from the previous step, fire on v > threshold) or
             "spikingjelly" (LIFNode: charge, fire on h >= threshold, reset within the step;
             decay_input scales the input by 1 - beta).
@@ -390,7 +413,7 @@ def lif(
     with SPARSESPIKE_CHECK_FINITE=1.
     """
     require_time_major(current, "current")
-    options = (convention, reset, bool(detach_reset), surrogate, surrogate_param, bool(decay_input))
+    options = (convention, reset, bool(detach_reset), surrogate, surrogate_param, bool(decay_input), grad_band)
     if torch.compiler.is_compiling():  # dynamo traces through caches: validate plainly
         cfg = _checked_config.__wrapped__(*options)
     else:

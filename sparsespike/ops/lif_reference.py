@@ -19,12 +19,15 @@ In both, the trace is the membrane compared with the threshold (s_t = H(trace_t 
 the final membrane is the state carried to the next call.
 
 The spike's gradient is a surrogate of u = membrane - threshold; its parameter is a runtime
-value. The reset's spike is detached unless detach_reset=False.
+value. A gradient band w truncates it to |u| < w (zero outside): a surrogate with compact
+support, so that a neuron-step outside the band passes no gradient through its spike. The
+reset's spike is detached unless detach_reset=False.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -35,41 +38,44 @@ RESETS = ("subtract", "zero", "none")
 CONVENTIONS = ("snntorch", "spikingjelly")
 
 
-def surrogate_grad(u: Tensor, surrogate: str, param: float) -> Tensor:
-    """d spike / d u for u = membrane - threshold.
+def surrogate_grad(u: Tensor, surrogate: str, param: float, band: Optional[float] = None) -> Tensor:
+    """d spike / d u for u = membrane - threshold, zero where |u| >= band (when given).
 
     fast_sigmoid(k): 1 / (1 + k|u|)^2 (snnTorch's, slope 25 in the study); atan(a): (a/2) /
     (1 + (pi a u / 2)^2) (snnTorch's default, a = 2); sigmoid(k): k sig(ku) (1 - sig(ku));
     triangle(a): a max(0, 1 - a|u|) (peak a, support |u| < 1/a, unit area).
     """
     if surrogate == "fast_sigmoid":
-        return 1.0 / (1.0 + param * u.abs()) ** 2
-    if surrogate == "atan":
-        return (param / 2.0) / (1.0 + (math.pi * param * u / 2.0) ** 2)
-    if surrogate == "sigmoid":
+        grad = 1.0 / (1.0 + param * u.abs()) ** 2
+    elif surrogate == "atan":
+        grad = (param / 2.0) / (1.0 + (math.pi * param * u / 2.0) ** 2)
+    elif surrogate == "sigmoid":
         sig = torch.sigmoid(param * u)
-        return param * sig * (1.0 - sig)
-    if surrogate == "triangle":
-        return param * torch.clamp(1.0 - param * u.abs(), min=0.0)
-    raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
+        grad = param * sig * (1.0 - sig)
+    elif surrogate == "triangle":
+        grad = param * torch.clamp(1.0 - param * u.abs(), min=0.0)
+    else:
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
+    return grad if band is None else grad * (u.abs() < band).to(grad.dtype)
 
 
 class _SurrogateSpike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, surrogate, param, inclusive):
+    def forward(ctx, u, surrogate, param, inclusive, band):
         ctx.save_for_backward(u)
-        ctx.surrogate, ctx.param = surrogate, param
+        ctx.surrogate, ctx.param, ctx.band = surrogate, param, band
         return (u >= 0).to(u.dtype) if inclusive else (u > 0).to(u.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (u,) = ctx.saved_tensors
-        return grad * surrogate_grad(u, ctx.surrogate, ctx.param), None, None, None
+        return grad * surrogate_grad(u, ctx.surrogate, ctx.param, ctx.band), None, None, None, None
 
 
-def spike_fn(u: Tensor, surrogate: str, param: float, inclusive: bool) -> Tensor:
-    """Heaviside of u (u > 0, or u >= 0 when inclusive) with a surrogate gradient."""
-    return _SurrogateSpike.apply(u, surrogate, param, inclusive)
+def spike_fn(u: Tensor, surrogate: str, param: float, inclusive: bool, band: Optional[float] = None) -> Tensor:
+    """Heaviside of u (u > 0, or u >= 0 when inclusive) with a surrogate gradient (zero where
+    |u| >= band, when given)."""
+    return _SurrogateSpike.apply(u, surrogate, param, inclusive, band)
 
 
 def lif_reference(
@@ -84,18 +90,20 @@ def lif_reference(
     convention: str = "snntorch",
     decay_input: bool = True,
     spike=None,
+    grad_band: Optional[float] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(spikes [T, ...], final membrane [...], membrane trace [T, ...]) by a Python loop over T.
 
     beta, threshold and v0 broadcast against current.shape[1:]; beta is used as given (callers
     clamp it). Differentiable in every tensor argument. ``spike``, a function of
     membrane - threshold with its own gradient (e.g. an snnTorch surrogate), replaces the
-    Heaviside-with-surrogate of the snntorch convention.
+    Heaviside-with-surrogate of the snntorch convention. ``grad_band`` truncates the surrogate to
+    |membrane - threshold| < grad_band.
     """
     v = v0
     spikes, trace = [], []
     if convention == "snntorch":
-        fire = spike or (lambda u: spike_fn(u, surrogate, surrogate_param, inclusive=False))
+        fire = spike or (lambda u: spike_fn(u, surrogate, surrogate_param, inclusive=False, band=grad_band))
         for t in range(current.shape[0]):
             r = fire(v - threshold)
             r = r.detach() if detach_reset else r
@@ -110,7 +118,7 @@ def lif_reference(
     elif convention == "spikingjelly":
         for t in range(current.shape[0]):
             h = beta * v + ((1.0 - beta) * current[t] if decay_input else current[t])
-            s = spike_fn(h - threshold, surrogate, surrogate_param, inclusive=True)
+            s = spike_fn(h - threshold, surrogate, surrogate_param, inclusive=True, band=grad_band)
             s_reset = s.detach() if detach_reset else s
             if reset == "subtract":
                 v = h - threshold * s_reset
