@@ -51,12 +51,26 @@ struct Rows {
   T* operator[](int64_t t) const { return base + t * stride; }
 };
 
+// The band-active set of one step: band[k] = 1 where |m - threshold| < band_width, else 0 (the
+// neuron-steps whose surrogate has compact support and is nonzero), one byte per neuron.
+template <typename L, typename T>
+inline void store_band(uint8_t* band, const L& m, const L& th, T band_width) {
+  const L ones = step_gt(lanes_of<L>(band_width) - abs_lanes(m - th), lanes_of<L>(T(0)));
+  if constexpr (is_scalar_lane<L>) {
+    *band = ones != T(0);
+  } else {
+    for (size_t j = 0; j < sizeof(L) / sizeof(T); ++j) band[j] = ones[j] != T(0);
+  }
+}
+
 // Time-outer over one block of `width` neurons; the inner loop runs over contiguous neurons in
-// vectors (lanes.h). v holds the membrane state and ends as the final one. Returns false if x
-// holds NaN or Inf.
+// vectors (lanes.h). v holds the membrane state and ends as the final one; band (rows of
+// band_stride bytes, or null) gets each step's band-active set. Returns false if x holds NaN or
+// Inf.
 template <typename T, LifConvention C, LifReset R, bool DECAY_INPUT>
 bool forward_rows(Rows<const T> x, int64_t steps, int64_t width, const T* beta,
-                  const T* threshold, const T* v0, Rows<T> spikes, Rows<T> trace, T* v) {
+                  const T* threshold, const T* v0, Rows<T> spikes, Rows<T> trace, T* v,
+                  uint8_t* band, int64_t band_stride, T band_width) {
   std::copy(v0, v0 + width, v);
   FiniteProbe<T> probe;
   for (int64_t t = 0; t < steps; ++t) {
@@ -73,11 +87,13 @@ bool forward_rows(Rows<const T> x, int64_t steps, int64_t width, const T* beta,
         vk = snntorch_step<R>(vk, xk, b, th);
         store_lanes(s_out + k, snntorch_spike(vk, th));
         store_lanes(m_out + k, vk);
+        if (band) store_band(band + t * band_stride + k, vk, th, band_width);
       } else {
         const L h = spikingjelly_charge<DECAY_INPUT>(vk, xk, b);
         const L s = spikingjelly_spike(h, th);
         store_lanes(s_out + k, s);
         store_lanes(m_out + k, h);
+        if (band) store_band(band + t * band_stride + k, h, th, band_width);
         vk = spikingjelly_reset<R>(h, s, th);
       }
       store_lanes(v + k, vk);
@@ -90,11 +106,12 @@ bool forward_rows(Rows<const T> x, int64_t steps, int64_t width, const T* beta,
 template <typename T>
 bool forward_rows_any(const LifConfig& cfg, Rows<const T> x, int64_t steps, int64_t width,
                       const T* beta, const T* threshold, const T* v0, Rows<T> spikes,
-                      Rows<T> trace, T* v) {
+                      Rows<T> trace, T* v, uint8_t* band = nullptr, int64_t band_stride = 0,
+                      T band_width = T(0)) {
   auto run = [&](auto convention, auto reset, auto decay) {
     return forward_rows<T, decltype(convention)::value, decltype(reset)::value,
                         decltype(decay)::value>(x, steps, width, beta, threshold, v0, spikes,
-                                                trace, v);
+                                                trace, v, band, band_stride, band_width);
   };
   using Sn = std::integral_constant<LifConvention, LifConvention::snntorch>;
   using Sj = std::integral_constant<LifConvention, LifConvention::spikingjelly>;
@@ -328,7 +345,7 @@ bool backward_block_any(const BackwardArgs<T>& a, int64_t n0, int64_t n1, std::v
 template <typename T>
 bool lif_forward(const T* current, int64_t steps, int64_t n, const T* beta, const T* threshold,
                  const T* v0, const LifConfig& cfg, T* spikes, T* trace, T* v_final,
-                 int threads) {
+                 uint8_t* band, double band_width, int threads) {
   const int64_t blocks = (n + kNeuronBlock - 1) / kNeuronBlock;
   std::atomic<bool> any_bad{false};
 #pragma omp parallel num_threads(threads_for_work(threads, blocks, steps * n))
@@ -339,7 +356,8 @@ bool lif_forward(const T* current, int64_t steps, int64_t n, const T* beta, cons
       const int64_t n0 = blk * kNeuronBlock, n1 = std::min(n, n0 + kNeuronBlock);
       Rows<T> trace_rows = trace ? Rows<T>{trace + n0, n} : Rows<T>{sink.data(), 0};
       if (!forward_rows_any<T>(cfg, {current + n0, n}, steps, n1 - n0, beta + n0, threshold + n0,
-                               v0 + n0, {spikes + n0, n}, trace_rows, v_final + n0))
+                               v0 + n0, {spikes + n0, n}, trace_rows, v_final + n0,
+                               band ? band + n0 : nullptr, n, static_cast<T>(band_width)))
         any_bad = true;
     }
   }
@@ -370,9 +388,11 @@ bool lif_backward(const T* grad_spikes, int64_t grad_spikes_step, const T* grad_
 }
 
 template bool lif_forward<float>(const float*, int64_t, int64_t, const float*, const float*,
-                                 const float*, const LifConfig&, float*, float*, float*, int);
+                                 const float*, const LifConfig&, float*, float*, float*, uint8_t*,
+                                 double, int);
 template bool lif_forward<double>(const double*, int64_t, int64_t, const double*, const double*,
-                                  const double*, const LifConfig&, double*, double*, double*, int);
+                                  const double*, const LifConfig&, double*, double*, double*,
+                                  uint8_t*, double, int);
 template bool lif_backward<float>(const float*, int64_t, const float*, int64_t, const float*,
                                   const float*, const float*, int64_t, int64_t, const float*,
                                   const float*, const float*, const LifConfig&, float*, float*,

@@ -26,11 +26,13 @@ struct LifConfig {
 };
 
 // spikes[t, n] in {0, 1}, trace[t, n] = membrane compared with the threshold (trace may be null
-// when not wanted: inference), v_final[n]. Returns false if the current holds NaN or Inf
-// (outputs then unspecified).
+// when not wanted: inference), v_final[n], and band[t, n] = |trace - threshold| < band_width as
+// one byte (band may be null). Returns false if the current holds NaN or Inf (outputs then
+// unspecified).
 template <typename T>
 bool lif_forward(const T* current, int64_t steps, int64_t n, const T* beta, const T* threshold,
-                 const T* v0, const LifConfig& cfg, T* spikes, T* trace, T* v_final, int threads);
+                 const T* v0, const LifConfig& cfg, T* spikes, T* trace, T* v_final, uint8_t* band,
+                 double band_width, int threads);
 
 // Gradients from grad_spikes / grad_trace (rows of n, `*_step` apart: n for [steps, n], 0 for
 // one row broadcast over the steps; either may be null) and grad_v_final ([n], may be null).

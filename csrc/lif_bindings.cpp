@@ -79,7 +79,8 @@ void require_lif_neuron_params(const py::array& beta, const py::array& threshold
 template <typename T>
 void forward_typed(const py::array& current, const py::array& beta, const py::array& threshold,
                    const py::array& v0, const sparsespike::LifConfig& cfg, py::array& spikes,
-                   const py::object& trace_obj, py::array& v_final, int threads) {
+                   const py::object& trace_obj, py::array& v_final, const py::object& band_obj,
+                   double band_width, int threads) {
   int64_t steps, n;
   sequence_shape(current, "current", steps, n);
   require_lif_array<T>(current, "current", steps, n);
@@ -94,6 +95,17 @@ void forward_typed(const py::array& current, const py::array& beta, const py::ar
     trace_out = static_cast<T*>(trace.mutable_data());
   }
   require_lif_array<T>(v_final, "v_final", -1, n, true);
+  py::array band;
+  uint8_t* band_out = nullptr;
+  if (!band_obj.is_none()) {
+    if (!py::isinstance<py::array>(band_obj)) throw py::type_error("band must be an array or None");
+    band = py::reinterpret_borrow<py::array>(band_obj);
+    if (!(has_dtype<uint8_t>(band) || has_dtype<bool>(band)))
+      throw py::type_error("band must be bool or uint8, got " + dtype_name(band));
+    require_output(band, "band", steps, n);
+    if (!(band_width > 0)) throw py::value_error("band_width must be > 0");
+    band_out = static_cast<uint8_t*>(band.mutable_data());
+  }
   bool finite;
   {
     py::gil_scoped_release release;
@@ -101,7 +113,7 @@ void forward_typed(const py::array& current, const py::array& beta, const py::ar
         static_cast<const T*>(current.data()), steps, n, static_cast<const T*>(beta.data()),
         static_cast<const T*>(threshold.data()), static_cast<const T*>(v0.data()), cfg,
         static_cast<T*>(spikes.mutable_data()), trace_out,
-        static_cast<T*>(v_final.mutable_data()), threads);
+        static_cast<T*>(v_final.mutable_data()), band_out, band_width, threads);
   }
   if (!finite) throw py::value_error("current contains NaN or Inf");
 }
@@ -109,15 +121,17 @@ void forward_typed(const py::array& current, const py::array& beta, const py::ar
 void forward(const py::array& current, const py::array& beta, const py::array& threshold,
              const py::array& v0, int convention, int reset, bool detach_reset, int surrogate,
              double surrogate_param, double grad_band, bool decay_input, py::array& spikes,
-             const py::object& trace,
-             py::array& v_final, int threads) {
+             const py::object& trace, py::array& v_final, const py::object& band, double band_width,
+             int threads) {
   if (current.ndim() != 2) throw py::value_error("current must be 2-D [steps, neurons]");
   const auto cfg =
       lif_config(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input);
   if (has_dtype<float>(current))
-    forward_typed<float>(current, beta, threshold, v0, cfg, spikes, trace, v_final, threads);
+    forward_typed<float>(current, beta, threshold, v0, cfg, spikes, trace, v_final, band, band_width,
+                         threads);
   else if (has_dtype<double>(current))
-    forward_typed<double>(current, beta, threshold, v0, cfg, spikes, trace, v_final, threads);
+    forward_typed<double>(current, beta, threshold, v0, cfg, spikes, trace, v_final, band, band_width,
+                          threads);
   else
     throw py::type_error("current must be float32 or float64, got " + dtype_name(current));
 }
@@ -190,7 +204,7 @@ void bind_lif(py::module_& m) {
         py::arg("v0"), py::arg("convention"), py::arg("reset"), py::arg("detach_reset"),
         py::arg("surrogate"), py::arg("surrogate_param"), py::arg("grad_band"), py::arg("decay_input"),
         py::arg("spikes").noconvert(), py::arg("trace"),
-        py::arg("v_final").noconvert(), py::arg("threads"),
+        py::arg("v_final").noconvert(), py::arg("band"), py::arg("band_width"), py::arg("threads"),
         "Fused multi-step LIF forward over [steps, neurons]; raises ValueError on NaN/Inf.");
   m.def("lif_backward", &backward, py::arg("grad_spikes"), py::arg("grad_trace"),
         py::arg("grad_v_final"), py::arg("current"), py::arg("trace"), py::arg("beta"),

@@ -35,6 +35,12 @@ template <typename S, typename T>
 ScanResult spike_linear_grad_weight_by_input(const S* spikes, int64_t rows, int64_t in, const T* grad,
                                              int64_t out, T* gw, int threads);
 
+// gx[rows, in] = grad[rows, out] @ W at the nonzeros of mask[rows, in] (bool/uint8), zero
+// elsewhere, W given as weight_t = W^T [in, out] row-major: one dot product per listed input.
+template <typename T>
+void spike_linear_grad_input_masked(const uint8_t* mask, int64_t rows, int64_t in, const T* grad,
+                                    const T* weight_t, int64_t out, T* gx, int threads);
+
 // Nonzero count and non-finite check of spikes[rows, in], for the dense path's SynOp count.
 template <typename S>
 ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads);

@@ -55,11 +55,14 @@ def _lif_forward_kernel(
     s_ptr,
     tr_ptr,
     vf_ptr,
+    band_ptr,
     steps,
     n,
+    band_width,
     CONV: tl.constexpr,
     RESET: tl.constexpr,
     DECAY: tl.constexpr,
+    HAS_BAND: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # 64-bit offsets
@@ -67,19 +70,23 @@ def _lif_forward_kernel(
     b = tl.load(beta_ptr + offs, mask=m, other=0)
     th = tl.load(th_ptr + offs, mask=m, other=1)
     v = tl.load(v0_ptr + offs, mask=m, other=0)
-    xp, sp, tp = x_ptr + offs, s_ptr + offs, tr_ptr + offs
+    xp, sp, tp, bp = x_ptr + offs, s_ptr + offs, tr_ptr + offs, band_ptr + offs
     for _ in range(0, steps):
         x = tl.load(xp, mask=m, other=0)
         if CONV == 0:
             v = snntorch_step(v, x, b, th, RESET)
             s = snntorch_spike(v, th)
-            tl.store(tp, v, mask=m)
+            trace = v
         else:
             h = spikingjelly_charge(v, x, b, DECAY)
             s = spikingjelly_spike(h, th)
-            tl.store(tp, h, mask=m)
+            trace = h
             v = spikingjelly_reset(h, s, th, RESET)
+        tl.store(tp, trace, mask=m)
         tl.store(sp, s, mask=m)
+        if HAS_BAND:  # the band-active set: the surrogate is nonzero here
+            tl.store(bp, (tl.abs(trace - th) < band_width).to(tl.uint8), mask=m)
+            bp += n
         xp += n
         sp += n
         tp += n
@@ -290,12 +297,14 @@ def launch_grids(steps: int, n: int) -> dict[str, tuple]:
     return {"_lif_forward_kernel": grid(n), "_lif_backward_kernel": grid(n)}
 
 
-def forward(current: torch.Tensor, beta, threshold, v0, cfg):
-    """(spikes, trace, v_final) of current [T, M] with per-neuron beta/threshold/v0 [M]."""
+def forward(current: torch.Tensor, beta, threshold, v0, cfg, band_width=None):
+    """(spikes, trace, v_final, band) of current [T, M] with per-neuron beta/threshold/v0 [M];
+    band [T, M] bool (|trace - threshold| < band_width) with a band_width, else None."""
     current = current.contiguous()
     steps, n = current.shape
     spikes, trace = torch.empty_like(current), torch.empty_like(current)
     v_final = torch.empty_like(v0)
+    band = None if band_width is None else torch.empty(current.shape, dtype=torch.bool, device=current.device)
     _lif_forward_kernel[grid(n)](
         current,
         beta.contiguous(),
@@ -304,15 +313,18 @@ def forward(current: torch.Tensor, beta, threshold, v0, cfg):
         spikes,
         trace,
         v_final,
+        spikes if band is None else band.view(torch.uint8),
         steps,
         n,
+        1.0 if band_width is None else float(band_width),
         CONV=cfg.convention,
         RESET=cfg.reset,
         DECAY=cfg.decay_input,
+        HAS_BAND=band is not None,
         BLOCK=BLOCK,
         **EXACT,
     )
-    return spikes, trace, v_final
+    return spikes, trace, v_final, band
 
 
 def backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg):

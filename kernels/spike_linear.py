@@ -5,7 +5,9 @@ row, order kept by a cumsum), then each (row, column block) program sums the wei
 active inputs, read from the input-major weight W^T so that a gathered row is contiguous.
 Weight gradient: the same two kernels on spikes^T and grad_out, so each (input, column block)
 program owns its output tile and loops over the rows where that input fired: no atomics, a fixed
-order, deterministic. All accumulation is fp32 (fp64 for fp64 weights). Written for triton 3.6+
+order, deterministic. Masked input gradient: the mask's rows compacted the same way, then each
+(row, block of listed inputs) program dots the row's grad with the weight columns of its inputs
+and writes them (a row's inputs are distinct: no atomics); the rest stays zero. All accumulation is fp32 (fp64 for fp64 weights). Written for triton 3.6+
 (pointer arithmetic and masks only, no block pointers) and runnable under TRITON_INTERPRET=1.
 
 Fusion: the gather is compared with the reference (F.linear) at a tolerance, not bit for bit, and
@@ -83,6 +85,45 @@ def _gather_rows_kernel(
     tl.store(out_ptr + row * stride_out + cols, acc.to(out_ptr.dtype.element_ty), mask=in_cols)
 
 
+@triton.jit
+def _masked_dot_kernel(
+    idx_ptr,
+    cnt_ptr,
+    g_ptr,
+    w_ptr,
+    out_ptr,
+    ell_width,
+    n_out,
+    stride_g,
+    stride_w,
+    stride_out,
+    ACC_FP64: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_O: tl.constexpr,
+):
+    """out[row, i] = grad[row, :] . W[:, i] for the inputs i listed in row's block of the mask's
+    ELL lists (W [n_out, in] row-major); a block past the row's count does nothing."""
+    row = tl.program_id(0).to(tl.int64)
+    first = tl.program_id(1) * BLOCK_K
+    count = tl.load(cnt_ptr + row)
+    if first < count:
+        js = first + tl.arange(0, BLOCK_K)
+        listed = js < count
+        cols = tl.load(idx_ptr + row * ell_width + js, mask=listed, other=0).to(tl.int64)
+        acc = tl.zeros([BLOCK_K], dtype=tl.float64 if ACC_FP64 else tl.float32)
+        for o0 in range(0, n_out, BLOCK_O):
+            outs = o0 + tl.arange(0, BLOCK_O)
+            in_out = outs < n_out
+            g = tl.load(g_ptr + row * stride_g + outs, mask=in_out, other=0).to(acc.dtype)
+            w = tl.load(
+                w_ptr + outs[None, :].to(tl.int64) * stride_w + cols[:, None],
+                mask=listed[:, None] & in_out[None, :],
+                other=0,
+            )
+            acc += tl.sum(w.to(acc.dtype) * g[None, :], axis=1)
+        tl.store(out_ptr + row * stride_out + cols, acc.to(out_ptr.dtype.element_ty), mask=listed)
+
+
 def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -113,14 +154,25 @@ def gather_grid(rows: int, n_cols: int) -> tuple:
     return (rows, cdiv(n_cols, gather_block_n(n_cols)))
 
 
+MASKED_BLOCK_K, MASKED_BLOCK_O = 32, 64
+
+
+def masked_dot_grid(rows: int, in_features: int) -> tuple:
+    """One masked-gradient program per (row, block of MASKED_BLOCK_K listed inputs)."""
+    return (rows, cdiv(in_features, MASKED_BLOCK_K))
+
+
 def launch_grids(rows: int, in_features: int, out_features: int) -> dict[str, tuple]:
-    """The grid of every launch of forward() (spikes [rows, in_features] -> [rows, out_features])
-    and of grad_weight_t() (compaction of spikes^T, then the gather of grad_out rows)."""
+    """The grid of every launch of forward() (spikes [rows, in_features] -> [rows, out_features]),
+    of grad_weight_t() (compaction of spikes^T, then the gather of grad_out rows) and of
+    grad_input_masked() (compaction of the mask, then the dot products)."""
     return {
         "forward/_compact_rows_kernel": compact_grid(rows),
         "forward/_gather_rows_kernel": gather_grid(rows, out_features),
         "grad_weight_t/_compact_rows_kernel": compact_grid(in_features),
         "grad_weight_t/_gather_rows_kernel": gather_grid(in_features, out_features),
+        "grad_input_masked/_compact_rows_kernel": compact_grid(rows),
+        "grad_input_masked/_masked_dot_kernel": masked_dot_grid(rows, in_features),
     }
 
 
@@ -171,4 +223,30 @@ def grad_weight_t(grad_out: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
     idx, val, cnt = compact_rows(spikes.t().contiguous(), _accumulator_dtype(grad_out.dtype))
     out = torch.empty((spikes.shape[1], grad_out.shape[1]), dtype=grad_out.dtype, device=grad_out.device)
     _gather_rows(idx, val, cnt, grad_out.contiguous(), None, out)
+    return out
+
+
+def grad_input_masked(grad_out: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """grad_out [R, out] @ weight [out, in] at mask's nonzeros [R, in], zero elsewhere."""
+    acc = _accumulator_dtype(grad_out.dtype)
+    idx, _, cnt = compact_rows(mask, acc)
+    grad_out, weight = grad_out.contiguous(), weight.contiguous()
+    rows, in_features = mask.shape
+    out = torch.zeros((rows, in_features), dtype=grad_out.dtype, device=grad_out.device)
+    _masked_dot_kernel[masked_dot_grid(rows, in_features)](
+        idx,
+        cnt,
+        grad_out,
+        weight,
+        out,
+        idx.shape[1],
+        weight.shape[0],
+        grad_out.stride(0),
+        weight.stride(0),
+        out.stride(0),
+        ACC_FP64=acc == torch.float64,
+        BLOCK_K=MASKED_BLOCK_K,
+        BLOCK_O=MASKED_BLOCK_O,
+        **TOLERANT,
+    )
     return out

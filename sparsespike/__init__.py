@@ -11,6 +11,7 @@ from ._deprecated import OPS_RENAMES, module_getattr
 from .dispatch import get_crossover, set_crossover
 from .ops import (
     HGRNOutput,
+    LIFBandOutput,
     LIFOutput,
     SpikingHopfieldOutput,
     hebbian_weight,
@@ -40,6 +41,7 @@ configure_allocator = _allocator.configure
 
 __all__ = [
     "HGRNOutput",
+    "LIFBandOutput",
     "LIFOutput",
     "SpikingHopfieldOutput",
     "SynOpCounter",

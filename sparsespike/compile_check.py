@@ -127,6 +127,10 @@ def _cases(subset: str) -> list[tuple[str, Callable[[], None]]]:
             w = torch.randn(n_out, n_in, generator=g).to(w_dtype).requires_grad_()
             b = torch.randn(n_out, generator=g).to(w_dtype).requires_grad_() if bias else None
             ss.spike_linear(spikes((rows, n_in), s_dtype), w, b, backend="triton").sum().backward()
+            if s_dtype.is_floating_point:  # a spike input with a gradient: the masked input gradient
+                x = spikes((rows, n_in), s_dtype).requires_grad_()
+                mask = torch.rand(rows, n_in, generator=g) < 0.5
+                ss.spike_linear(x, w, b, grad_mask=mask, backend="triton").sum().backward()
 
         return call
 
@@ -186,6 +190,7 @@ def _cases(subset: str) -> list[tuple[str, Callable[[], None]]]:
     f32, f64, f16, bf16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
     ci = [
         ("spike_linear fp32 bool spikes, bias", run_linear(3, 40, 20, f32, torch.bool, True)),
+        ("spike_linear fp32 float spikes, gradient mask", run_linear(3, 40, 20, f32, f32, False)),
         ("spike_conv2d fp32", run_conv(2, 4, 6, f32, True)),
         ("lif fp32 snntorch subtract", run_lif(f32, "snntorch", "subtract", "fast_sigmoid", True, True)),
         ("hgrn_scan fp32", run_hgrn(f32, True)),

@@ -227,7 +227,7 @@ def test_lif_past_2_31(steps, neurons, convention):
     grad_spikes, grad_trace = (_tail((steps, neurons), lo, torch.randn(steps, k, generator=g)) for _ in range(2))
     grad_v = _tail((neurons,), lo, torch.randn(k, generator=g))
     with last_programs(2) as reached:
-        spikes, trace, v_final = kernels.forward(current, beta, threshold, v0, cfg)
+        spikes, trace, v_final, band = kernels.forward(current, beta, threshold, v0, cfg, 0.3)
         grads = kernels.backward(grad_spikes, grad_trace, grad_v, current, trace, beta, threshold, v0, cfg)
     inputs = [t[..., lo:].clone().requires_grad_() for t in (current, beta, threshold, v0)]
     ref = lif(
@@ -244,6 +244,7 @@ def test_lif_past_2_31(steps, neurons, convention):
     assert torch.equal(spikes[:, lo:], ref.spikes)
     torch.testing.assert_close(trace[:, lo:], ref.trace.detach(), **TOL)
     torch.testing.assert_close(v_final[lo:], ref.membrane.detach(), **TOL)
+    assert torch.equal(band[:, lo:], (trace[:, lo:] - threshold[lo:]).abs() < 0.3)  # the band output too
     for got, want in zip(grads, ref_grads):
         torch.testing.assert_close(got[..., lo:], want, **TOL)
     _past(reached, "_lif_forward_kernel", "_lif_backward_kernel")

@@ -111,6 +111,7 @@ def test_study_grids_within_cuda_limits():
         "_lif_backward_kernel",
         "_compact_rows_kernel",
         "_gather_rows_kernel",
+        "_masked_dot_kernel",
         "_conv_gather_kernel",
         "_conv_grad_weight_kernel",
         "_hgrn_forward_kernel",
@@ -151,7 +152,11 @@ FUSION = {
         "_product_kernel": "TOLERANT",
     },
     "spike_conv2d.py": {"_conv_gather_kernel": "TOLERANT", "_conv_grad_weight_kernel": "TOLERANT"},
-    "spike_linear.py": {"_compact_rows_kernel": "EXACT", "_gather_rows_kernel": "TOLERANT"},
+    "spike_linear.py": {
+        "_compact_rows_kernel": "EXACT",
+        "_gather_rows_kernel": "TOLERANT",
+        "_masked_dot_kernel": "TOLERANT",
+    },
     "spiking_hopfield.py": {"_column_sums_kernel": "EXACT", "_recall_kernel": "EXACT"},
 }
 

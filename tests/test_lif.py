@@ -229,6 +229,7 @@ def test_opcheck_and_compile():
                     0.1 if keep_trace else float("inf"),  # grad_band: a band, or none
                     True,
                     keep_trace,
+                    keep_trace,  # keep_band, with the band above
                     backend,
                 ),
             )
@@ -389,3 +390,31 @@ def test_neuron_modules_take_a_grad_band():
         LIF(grad_band=-1.0)
     with pytest.raises(ValueError, match="grad_band needs a fused surrogate"):
         Leaky(0.9, spike_grad=lambda u: (u > 0).float(), grad_band=0.1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("surrogate, grad_band, width", [("fast_sigmoid", 0.2, 0.2), ("triangle", None, 0.5)])
+def test_return_band_is_where_the_surrogate_is_nonzero(backend, convention, surrogate, grad_band, width):
+    """The band-active set the forward writes: |trace - threshold| < width, exactly, on every
+    backend; where it is False the spikes' gradient reaches nothing (zero surrogate)."""
+    current, beta, threshold, v0 = make_case((7, 3, 5), torch.float32, 5)
+    kwargs = dict(surrogate=surrogate, grad_band=grad_band, convention=convention)
+    if surrogate == "triangle":
+        kwargs["surrogate_param"] = 2.0  # support |u| < 1/2
+    x = current.clone().requires_grad_()
+    out = lif(x, beta, threshold, v0, return_band=True, return_trace=True, backend=backend, **kwargs)
+    assert type(out).__name__ == "LIFBandOutput" and out.band.dtype == torch.bool
+    assert torch.equal(out.band, (out.trace.detach() - threshold).abs() < width)
+    assert 0 < int(out.band.sum()) < out.band.numel()
+    plain = lif(current, beta, threshold, v0, backend=backend, **kwargs)
+    assert torch.equal(out.spikes, plain.spikes)  # the forward is unchanged
+    # a gradient on the spikes only outside the band moves nothing: the surrogate is zero there
+    (g,) = torch.autograd.grad(out.spikes, x, (~out.band).float())
+    assert bool((g == 0).all())
+
+
+def test_return_band_needs_compact_support():
+    with pytest.raises(ValueError, match="return_band needs a surrogate with compact support"):
+        lif(torch.randn(3, 4), return_band=True)
+    assert lif(torch.randn(3, 4), grad_band=0.1, return_band=True).band.shape == (3, 4)

@@ -444,6 +444,63 @@ def test_default_backend(monkeypatch):
         sparsespike.set_default_backend("fast")
 
 
+# ----------------------------------------------------------------------------- gradient mask
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mask_density", [0.0, 0.05, 0.5, 1.0])
+@pytest.mark.parametrize("shape", [(7, 40, 9), (3, 300, 70)])  # outputs across several weight tiles
+def test_grad_mask_gives_the_dense_input_gradient_at_the_mask(backend, dtype, mask_density, shape):
+    """grad_mask: the spikes' gradient equals (grad_out @ weight) x mask, zero elsewhere; the
+    forward and the weight and bias gradients do not change."""
+    rows, in_f, out_f = shape
+    spikes = make_spikes((rows, in_f), 0.1, dtype, 21).requires_grad_()
+    weight, b = (t.requires_grad_() for t in make_layer(in_f, out_f, dtype, 21))
+    g = torch.Generator().manual_seed(22)
+    mask = torch.rand(rows, in_f, generator=g) < mask_density
+    grad_out = torch.randn(rows, out_f, generator=g, dtype=dtype)
+    out = spike_linear(
+        spikes, weight, b, grad_mask=mask.to(torch.uint8 if mask_density == 0.5 else torch.bool), backend=backend
+    )
+    gs, gw, gb = torch.autograd.grad(out, (spikes, weight, b), grad_out)
+    ref = reference64(spikes.detach(), weight.detach(), b.detach())
+    assert_matches(out, ref, in_f, dtype)
+    want = (grad_out.double() @ weight.detach().double()) * mask
+    assert_matches(gs, want, out_f, dtype)
+    assert bool((gs[~mask] == 0).all())
+    assert_matches(gw, grad_out.double().t() @ spikes.detach().double(), rows, dtype)
+    assert_matches(gb, grad_out.double().sum(0), rows, dtype)
+
+
+def test_grad_mask_under_torch_compile():
+    spikes = make_spikes((5, 12), 0.3, torch.float32, 23).requires_grad_()
+    weight, _ = make_layer(12, 4, torch.float32, 23)
+    mask = torch.rand(5, 12, generator=torch.Generator().manual_seed(23)) < 0.4
+
+    @torch.compile(fullgraph=True)
+    def loss_fn(x):
+        return spike_linear(x, weight, grad_mask=mask, backend="cpp").square().sum()
+
+    (got,) = torch.autograd.grad(loss_fn(spikes), spikes)
+    out = spikes.detach() @ weight.t()
+    torch.testing.assert_close(got, (2 * out @ weight) * mask, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "mask, error, match",
+    [
+        (torch.ones(4, 5, dtype=torch.bool), ValueError, "grad_mask must have the spikes' shape"),
+        (torch.ones(4, 6), TypeError, "grad_mask must be a bool or uint8"),
+        ("all", TypeError, "grad_mask"),
+    ],
+)
+def test_grad_mask_is_checked(mask, error, match):
+    weight, _ = make_layer(6, 3, torch.float32, 1)
+    with pytest.raises(error, match=match):
+        spike_linear(torch.zeros(4, 6), weight, grad_mask=mask)
+
+
 # ----------------------------------------------------------------------------- torch integration
 
 
@@ -453,7 +510,12 @@ def test_opcheck():
     for backend in ("reference", "cpp", "auto", "triton"):
         torch.library.opcheck(
             torch.ops.sparsespike.spike_linear.default,
-            (spikes, weight.requires_grad_(), b.requires_grad_(), backend),
+            (spikes, weight.requires_grad_(), b.requires_grad_(), None, backend),
+        )
+        mask = torch.rand(6, 10) < 0.3
+        torch.library.opcheck(torch.ops.sparsespike.spike_linear.default, (spikes, weight, b, mask, backend))
+        torch.library.opcheck(
+            torch.ops.sparsespike.spike_linear_grad_input.default, (torch.randn(6, 5), weight.detach(), mask, backend)
         )
         nnz = torch.count_nonzero(spikes.detach())
         torch.library.opcheck(
@@ -467,7 +529,7 @@ def test_custom_op_called_directly_matches_reference(backend):
     # eager calls go through an autograd.Function; the registered op must give the same answers
     spikes = make_spikes((9, 30), 0.3, torch.float32, 17).requires_grad_()
     weight, b = (t.requires_grad_() for t in make_layer(30, 11, torch.float32, 17))
-    out, nnz = torch.ops.sparsespike.spike_linear(spikes, weight, b, backend)
+    out, nnz = torch.ops.sparsespike.spike_linear(spikes, weight, b, None, backend)
     assert int(nnz) == int(torch.count_nonzero(spikes))
     grads = torch.autograd.grad(out.square().sum(), (spikes, weight, b))
     ref = spike_linear_reference(spikes, weight, b)

@@ -3,7 +3,7 @@ declared to the op framework (``_framework.py``)."""
 
 from .._deprecated import OPS_RENAMES, module_getattr
 from .hgrn_scan import HGRNOutput, hgrn_scan, hgrn_scan_reference
-from .lif import LIFOutput, lif
+from .lif import LIFBandOutput, LIFOutput, lif
 from .lif_reference import lif_reference
 from .modern_hopfield import modern_hopfield, modern_hopfield_reference
 from .spike_conv2d import spike_conv2d, spike_conv2d_reference
@@ -19,6 +19,7 @@ from .supcon_loss import supcon_loss, supcon_loss_reference
 
 __all__ = [
     "HGRNOutput",
+    "LIFBandOutput",
     "LIFOutput",
     "SpikingHopfieldOutput",
     "hebbian_weight",

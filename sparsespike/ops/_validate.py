@@ -129,6 +129,16 @@ def require_layer_operands(spikes: torch.Tensor, weight: torch.Tensor, bias) -> 
         require_same_device(bias, "bias", weight, "weight")
 
 
+def require_grad_mask(grad_mask, spikes: torch.Tensor) -> None:
+    """A spike layer's grad_mask: a bool/uint8 tensor of the spikes' shape, on their device."""
+    require_tensor(grad_mask, "grad_mask")
+    if grad_mask.dtype not in SPIKE_INT_DTYPES:
+        raise TypeError(f"grad_mask must be a bool or uint8 tensor, got dtype {grad_mask.dtype}")
+    if grad_mask.shape != spikes.shape:
+        raise ValueError(f"grad_mask must have the spikes' shape {tuple(spikes.shape)}, got {tuple(grad_mask.shape)}")
+    require_same_device(grad_mask, "grad_mask", spikes, "spikes")
+
+
 def require_time_major(x, name: str) -> None:
     """A time-looping op's input: a non-empty floating-point tensor [T, ...] with T >= 1."""
     require_tensor(x, name)

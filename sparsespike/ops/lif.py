@@ -45,13 +45,22 @@ from ._validate import (
 )
 from .lif_reference import CONVENTIONS, DEFAULT_SURROGATE_PARAM, RESETS, SURROGATES, lif_reference
 
-__all__ = ["LIF", "LIFOutput", "lif"]
+__all__ = ["LIF", "LIFBandOutput", "LIFOutput", "lif"]
 
 
 class LIFOutput(NamedTuple):
     spikes: Tensor  # [T, ...], 0/1 in the current's dtype
     membrane: Tensor  # [...], the state after the last step
     trace: Optional[Tensor]  # [T, ...] membrane compared with the threshold, if asked for
+
+
+class LIFBandOutput(NamedTuple):
+    """lif(..., return_band=True): LIFOutput and the band-active set."""
+
+    spikes: Tensor
+    membrane: Tensor
+    trace: Optional[Tensor]
+    band: Tensor  # [T, ...] bool: |trace - threshold| < band width, where the surrogate is nonzero
 
 
 class _Config(NamedTuple):
@@ -73,6 +82,14 @@ class _Config(NamedTuple):
             grad_band=None if math.isinf(self.grad_band) else self.grad_band,
             decay_input=self.decay_input,
         )
+
+    def band_width(self) -> Optional[float]:
+        """Where the surrogate is nonzero: |membrane - threshold| < band_width (grad_band, and
+        1/param for the triangle); None when it has no compact support."""
+        widths = [] if math.isinf(self.grad_band) else [self.grad_band]
+        if self.surrogate == SURROGATES.index("triangle"):
+            widths.append(1.0 / self.surrogate_param)
+        return min(widths) if widths else None
 
 
 N_CONFIG = len(_Config._fields)
@@ -121,11 +138,16 @@ def _checked_config(
 # --------------------------------------------------------------------------- C++ (CPU)
 
 
-def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = True):
-    """(spikes, trace, v_final); without keep_trace the trace is never written and an empty
-    tensor stands in for it."""
+def _no_band(like: Tensor) -> Tensor:
+    return like.new_empty(0, dtype=torch.bool)
+
+
+def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = True, keep_band: bool = False):
+    """(spikes, trace, v_final, band); without keep_trace the trace is never written and an
+    empty tensor stands in for it, and so for the band without keep_band."""
     spikes = empty_output(current)
     trace = empty_output(current) if keep_trace else current.new_empty(0)
+    band = torch.empty(current.shape, dtype=torch.bool) if keep_band else _no_band(current)
     v_final = torch.empty_like(v0)
     cpp().lif_forward(
         _np(current),
@@ -136,9 +158,11 @@ def _cpp_forward(current, beta, threshold, v0, cfg: _Config, keep_trace: bool = 
         spikes.numpy(),
         trace.numpy() if keep_trace else None,
         v_final.numpy(),
+        band.numpy() if keep_band else None,
+        cfg.band_width() if keep_band else 0.0,
         torch.get_num_threads(),
     )
-    return spikes, trace, v_final
+    return spikes, trace, v_final, band
 
 
 def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg: _Config):
@@ -164,12 +188,18 @@ def _cpp_backward(grad_spikes, grad_trace, grad_v_final, current, trace, beta, t
 # --------------------------------------------------------------------------- dispatch per device
 
 
-def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str, keep_trace: bool = True):
+def _forward_impl(current, beta, threshold, v0, cfg: _Config, path: str, keep_trace=True, keep_band=False):
     if path == "triton":
         check_finite(current, "current")
-        spikes, trace, v_final = require_triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
-        return spikes, (trace if keep_trace else trace.new_empty(0)), v_final
-    return _cpp_forward(current, beta, threshold, v0, cfg, keep_trace)
+        width = cfg.band_width() if keep_band else None
+        spikes, trace, v_final, band = require_triton_kernels("lif").forward(current, beta, threshold, v0, cfg, width)
+        return (
+            spikes,
+            (trace if keep_trace else trace.new_empty(0)),
+            v_final,
+            (_no_band(current) if band is None else band),
+        )
+    return _cpp_forward(current, beta, threshold, v0, cfg, keep_trace, keep_band)
 
 
 def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg, path):
@@ -177,7 +207,7 @@ def _backward_impl(grad_spikes, grad_trace, grad_v_final, current, trace, beta, 
         grad_trace = None
     if path == "triton":
         if trace is None:  # not kept (a forward that needed no gradient): recompute it
-            _, trace, _ = require_triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
+            _, trace, _, _ = require_triton_kernels("lif").forward(current, beta, threshold, v0, cfg)
         return require_triton_kernels("lif").backward(
             grad_spikes, grad_trace, grad_v_final, current, trace, beta, threshold, v0, cfg
         )
@@ -200,14 +230,16 @@ def _saved(current: Tensor, trace: Tensor, cfg: _Config) -> tuple[Optional[Tenso
 
 
 def _forward(path, adaptive, current, beta, threshold, v0, *flags):
-    """(spikes [T, M], trace [T, M] (empty [0] when not kept), final membrane [M]) on one path;
-    flags are the _Config fields and keep_trace."""
-    cfg, keep_trace = _Config(*flags[:N_CONFIG]), flags[N_CONFIG]
+    """(spikes [T, M], trace [T, M] (empty [0] when not kept), final membrane [M], band [T, M]
+    bool (empty [0] when not kept)) on one path; flags are the _Config fields, keep_trace and
+    keep_band."""
+    cfg, keep_trace, keep_band = _Config(*flags[:N_CONFIG]), flags[N_CONFIG], flags[N_CONFIG + 1]
     if path == "reference":
         check_finite(current, "current")
         spikes, v_final, trace = lif_reference(current, beta, threshold, v0, **cfg.names())
-        return spikes, trace, v_final
-    return _forward_impl(current, beta, threshold, v0, cfg, path, keep_trace)
+        band = (trace.detach() - threshold.detach()).abs() < cfg.band_width() if keep_band else _no_band(current)
+        return spikes, trace, v_final, band
+    return _forward_impl(current, beta, threshold, v0, cfg, path, keep_trace, keep_band)
 
 
 def _save(ctx, route, inputs, outputs, eager):
@@ -217,7 +249,8 @@ def _save(ctx, route, inputs, outputs, eager):
 
 
 def _backward(ctx, grads, compiled):
-    """Gradients of (current, beta, threshold, v0, *flags), per element."""
+    """Gradients of (current, beta, threshold, v0, *flags), per element (the band carries none)."""
+    grads = grads[:3]
     current, trace, beta, threshold, v0 = ctx.saved_tensors
     if compiled:
         grads = torch.ops.sparsespike.lif_backward(
@@ -225,7 +258,7 @@ def _backward(ctx, grads, compiled):
         )
     else:
         grads = _backward_impl(*grads, current, trace, beta, threshold, v0, ctx.cfg, ctx.route.path)
-    return (*grads, *[None] * (N_CONFIG + 1))  # nothing for the config fields and keep_trace
+    return (*grads, *[None] * (N_CONFIG + 2))  # nothing for the config fields, keep_trace, keep_band
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -245,12 +278,14 @@ def _lif_op(
     grad_band: float,
     decay_input: bool,
     keep_trace: bool,
+    keep_band: bool,
     backend: str,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(spikes [T, M], trace [T, M] (or empty [0] without keep_trace), final membrane [M]) of
-    current [T, M]; per-neuron [M] params."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(spikes [T, M], trace [T, M] (or empty [0] without keep_trace), final membrane [M], band
+    [T, M] bool (or empty [0] without keep_band)) of current [T, M]; per-neuron [M] params."""
     cfg = _config_from_args(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input)
-    return _forward_impl(current, beta, threshold, v0, cfg, LIF.kernel_route(backend, current).path, keep_trace)
+    path = LIF.kernel_route(backend, current).path
+    return _forward_impl(current, beta, threshold, v0, cfg, path, keep_trace, keep_band)
 
 
 @_lif_op.register_fake
@@ -267,10 +302,12 @@ def _lif_fake(
     grad_band,
     decay_input,
     keep_trace,
+    keep_band,
     backend,
 ):
     trace = torch.empty_like(current) if keep_trace else current.new_empty(0)
-    return torch.empty_like(current), trace, torch.empty_like(v0)
+    band = torch.empty_like(current, dtype=torch.bool) if keep_band else _no_band(current)
+    return torch.empty_like(current), trace, torch.empty_like(v0), band
 
 
 @torch.library.custom_op("sparsespike::lif_backward", mutates_args=())
@@ -384,8 +421,9 @@ def lif(
     convention: str = "snntorch",
     decay_input: bool = True,
     return_trace: bool = False,
+    return_band: bool = False,
     backend: Optional[str] = None,
-) -> LIFOutput:
+) -> Union[LIFOutput, LIFBandOutput]:
     """Leaky integrate-and-fire neurons over all time steps of ``current`` ([T, ...], time-major).
 
     Args:
@@ -404,6 +442,11 @@ def lif(
             "spikingjelly" (LIFNode: charge, fire on h >= threshold, reset within the step;
             decay_input scales the input by 1 - beta).
         return_trace: also return the membrane trace [T, ...].
+        return_band: also return the band-active set [T, ...] (bool), where the surrogate is
+            nonzero (|membrane - threshold| < its band width): a LIFBandOutput. Needs a surrogate
+            with compact support (a grad_band, or "triangle"). The kernels write it in the
+            forward, one byte per neuron-step; a layer consuming the spikes takes it as its
+            grad_mask.
         backend: "auto", "reference", "cpp", "triton", or None for the process default.
 
     Returns:
@@ -423,6 +466,11 @@ def lif(
             cfg = _checked_config.__wrapped__(*options)
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         require_finite_number(threshold, "threshold", positive=True)
+    if return_band and cfg.band_width() is None:
+        raise ValueError(
+            f"return_band needs a surrogate with compact support: a grad_band, or surrogate='triangle' "
+            f"(got surrogate={surrogate!r} without grad_band)"
+        )
     route = LIF.route(resolve_backend(backend, current.device), current)
 
     steps, neuron_shape = current.shape[0], current.shape[1:]
@@ -441,9 +489,10 @@ def lif(
         _check_neuron_params(beta, threshold, v0, beta_vec, threshold_vec, v0_vec)
     inputs = (flat, beta_vec, threshold_vec, v0_vec)
     keep_trace = _keeps_trace(route.path, needs_graph(inputs), return_trace)
-    spikes, trace, v_final = LIF(route, *inputs, *cfg, keep_trace)
-    return LIFOutput(
+    spikes, trace, v_final, band = LIF(route, *inputs, *cfg, keep_trace, bool(return_band))
+    out = LIFOutput(
         spikes.reshape(current.shape),
         v_final.reshape(neuron_shape),
         trace.reshape(current.shape) if return_trace else None,
     )
+    return LIFBandOutput(*out, band.reshape(current.shape)) if return_band else out

@@ -208,7 +208,9 @@ def modern_hopfield(
     first = 0
     if route.path == "cpp":  # the first step's scores event-driven, on spike_linear's kernels
         with spikes_named("query"):
-            scores, nnz = SPIKE_LINEAR(SPIKE_LINEAR.route(backend, patterns, caller=route.caller), xi, patterns, None)
+            scores, nnz = SPIKE_LINEAR(
+                SPIKE_LINEAR.route(backend, patterns, caller=route.caller), xi, patterns, None, None
+            )
         xi = torch.softmax(beta * scores, dim=-1) @ vals
         route, first = Route("reference", False, backend, route.caller), 1  # later queries are real-valued
     else:

@@ -31,7 +31,14 @@ from ..dispatch import density_history, get_crossover, padding_factor
 from ..synops import record as record_synops
 from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
-from ._validate import CPP_SPIKE_DTYPES, check_finite, require_layer_operands, require_tensor, require_weight
+from ._validate import (
+    CPP_SPIKE_DTYPES,
+    check_finite,
+    require_grad_mask,
+    require_layer_operands,
+    require_tensor,
+    require_weight,
+)
 from ._weight_cache import content_checks, content_fingerprint, weight_cache
 
 __all__ = ["SPIKE_LINEAR", "spike_linear", "spike_linear_reference"]
@@ -73,6 +80,11 @@ def _packed_weight(weight: Tensor) -> Tensor:
         return packed
 
     return weight_cache.get(weight, "cpp-packed", build, content_fingerprint)
+
+
+def _transposed_weight(weight: Tensor) -> Tensor:
+    """W^T [in, out] row-major, the masked input gradient's layout (one input's weights contiguous)."""
+    return weight_cache.get(weight, "cpp-transposed", lambda w: w.detach().t().contiguous(), content_fingerprint)
 
 
 def _cpp_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
@@ -194,8 +206,11 @@ def _triton_adaptive_forward(spikes, weight, bias):
     return out, nnz
 
 
-def _forward(path, adaptive, spikes, weight, bias):
-    """(spikes @ weight^T + bias, nonzeros of spikes) on one path."""
+def _forward(path, adaptive, spikes, weight, bias, grad_mask=None):
+    """(spikes @ weight^T + bias, nonzeros of spikes) on one path; grad_mask only shapes the
+    backward (on the reference path, through the graph)."""
+    if path == "reference" and grad_mask is not None and spikes.requires_grad:
+        spikes = torch.where(grad_mask.bool(), spikes, spikes.detach())  # gradient only at the mask
     if path == "cpp":
         return (_cpp_adaptive_forward if adaptive else _cpp_forward)(spikes, weight, bias)
     if path == "triton":
@@ -225,23 +240,51 @@ def _grad_weight_t(path, adaptive, grad_out, spikes, nnz):
     return _grad_weight_t_default(grad_out, spikes)
 
 
+def _grad_spikes(path, grad_out, weight, grad_mask):
+    """grad_out @ weight: dense, or only at grad_mask's nonzeros (zero elsewhere), where the C++
+    and Triton kernels compute one dot product per listed input."""
+    if grad_mask is None:
+        return grad_out @ weight  # dense: every input receives gradient
+    if path == "cpp":
+        out = empty_output(grad_out, (grad_out.shape[0], weight.shape[1]))
+        cpp().spike_linear_grad_input_masked(
+            _numpy(grad_mask),
+            _numpy(grad_out),
+            _transposed_weight(weight).numpy(),
+            out.numpy(),
+            torch.get_num_threads(),
+        )
+        return out
+    if path == "triton":
+        return require_triton_kernels("spike_linear").grad_input_masked(grad_out, weight, grad_mask)
+    return (grad_out @ weight) * grad_mask.to(grad_out.dtype)
+
+
 def _save(ctx, route, inputs, outputs, eager):
-    spikes, weight, bias = inputs
+    spikes, weight, bias, grad_mask = inputs
     ctx.has_bias = bias is not None
     needs_spikes, needs_weight = ctx.input_needs[0], ctx.input_needs[1]
     if needs_weight and eager:
         spikes = as_bytes_if_binary(spikes, route.backend)
     # keep only what the requested gradients read
-    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, outputs[1])
+    ctx.save_for_backward(
+        spikes if needs_weight else None,
+        weight if needs_spikes else None,
+        outputs[1],
+        grad_mask if needs_spikes else None,
+    )
 
 
 def _backward(ctx, grads, compiled):
-    """Gradients of (spikes, weight, bias)."""
+    """Gradients of (spikes, weight, bias, grad_mask)."""
     grad_out = grads[0]
-    spikes, weight, nnz = ctx.saved_tensors
+    spikes, weight, nnz, grad_mask = ctx.saved_tensors
     grad_spikes = grad_weight = grad_bias = None
     if ctx.input_needs[0]:
-        grad_spikes = grad_out @ weight  # dense: every input receives gradient
+        if compiled and grad_mask is not None:
+            grad_spikes = torch.ops.sparsespike.spike_linear_grad_input(grad_out, weight, grad_mask, ctx.route.backend)
+        else:
+            grad_spikes = _grad_spikes(ctx.route.path, grad_out, weight, grad_mask)
     if ctx.input_needs[1]:
         if compiled:
             gwt = torch.ops.sparsespike.spike_linear_grad_weight(grad_out, spikes, nnz, ctx.route.backend)
@@ -250,7 +293,7 @@ def _backward(ctx, grads, compiled):
         grad_weight = gwt.t()
     if ctx.has_bias and ctx.input_needs[2]:
         grad_bias = grad_out.sum(0)
-    return grad_spikes, grad_weight, grad_bias
+    return grad_spikes, grad_weight, grad_bias, None
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -258,8 +301,10 @@ def _backward(ctx, grads, compiled):
 
 
 @torch.library.custom_op("sparsespike::spike_linear", mutates_args=())
-def _spike_linear_op(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor]:
-    """(spikes [R, in] @ weight^T + bias, number of nonzero spikes)."""
+def _spike_linear_op(
+    spikes: Tensor, weight: Tensor, bias: Optional[Tensor], grad_mask: Optional[Tensor], backend: str
+) -> tuple[Tensor, Tensor]:
+    """(spikes [R, in] @ weight^T + bias, number of nonzero spikes); grad_mask shapes the backward."""
     route = SPIKE_LINEAR.route(backend, weight)
     return _forward(route.path, route.adaptive, spikes, weight, bias)
 
@@ -272,8 +317,19 @@ def _grad_weight_op(grad_out: Tensor, spikes: Tensor, nnz: Tensor, backend: str)
     return _grad_weight_t(route.path, route.adaptive, grad_out, spikes, nnz).contiguous()
 
 
+@torch.library.custom_op("sparsespike::spike_linear_grad_input", mutates_args=())
+def _grad_input_op(grad_out: Tensor, weight: Tensor, grad_mask: Tensor, backend: str) -> Tensor:
+    """grad_out @ weight at grad_mask's nonzeros, zero elsewhere ([R, in])."""
+    return _grad_spikes(SPIKE_LINEAR.route(backend, grad_out).path, grad_out, weight, grad_mask)
+
+
+@_grad_input_op.register_fake
+def _grad_input_fake(grad_out, weight, grad_mask, backend):
+    return grad_out.new_empty((grad_out.shape[0], weight.shape[1]))
+
+
 @_spike_linear_op.register_fake
-def _spike_linear_fake(spikes, weight, bias, backend):
+def _spike_linear_fake(spikes, weight, bias, grad_mask, backend):
     out = spikes.new_empty((spikes.shape[0], weight.shape[0]), dtype=weight.dtype)
     return out, spikes.new_empty((), dtype=torch.int64)
 
@@ -287,13 +343,13 @@ SPIKE_LINEAR = KernelOp.spike_layer(
     "spike_linear", forward=_forward, save=_save, backward=_backward, custom_op=_spike_linear_op
 )
 """spike_linear's kernels in the op framework; public so that ops built on it (modern_hopfield's
-event-driven scores) call it: ``SPIKE_LINEAR(route, spikes, weight, bias) -> (out, nnz)``."""
+event-driven scores) call it: ``SPIKE_LINEAR(route, spikes, weight, bias, grad_mask) -> (out, nnz)``."""
 
 
 # --------------------------------------------------------------------------- public entry point
 
 
-def _validate(spikes, weight, bias) -> None:
+def _validate(spikes, weight, bias, grad_mask) -> None:
     require_tensor(spikes, "spikes")
     require_weight(weight, 2, "[out_features, in_features]")
     if spikes.dim() < 1:
@@ -304,10 +360,17 @@ def _validate(spikes, weight, bias) -> None:
             f"in_features={weight.shape[1]} (weight shape {tuple(weight.shape)})"
         )
     require_layer_operands(spikes, weight, bias)
+    if grad_mask is not None:
+        require_grad_mask(grad_mask, spikes)
 
 
 def spike_linear(
-    spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend: Optional[str] = None
+    spikes: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    *,
+    grad_mask: Optional[Tensor] = None,
+    backend: Optional[str] = None,
 ) -> Tensor:
     """``F.linear(spikes, weight, bias)``, propagating only the nonzero spikes.
 
@@ -316,6 +379,10 @@ def spike_linear(
             values are allowed, the kernels work over the nonzeros.
         weight: [out_features, in_features], floating point.
         bias: optional [out_features].
+        grad_mask: optional bool/uint8 tensor of the spikes' shape: the gradient to the spikes is
+            computed only at its nonzeros and is zero elsewhere (e.g. the band-active set of the
+            LIF layer that produced the spikes, where the rest would meet a zero surrogate). The
+            forward does not change.
         backend: "auto" (default, per call: event-driven or dense), "reference", "cpp" (CPU) or
             "triton" (CUDA, or CPU under TRITON_INTERPRET=1). None uses the process default
             (``sparsespike.set_default_backend`` or ``$SPARSESPIKE_BACKEND``).
@@ -323,9 +390,10 @@ def spike_linear(
     Returns:
         [..., out_features] in the weight's dtype.
     """
-    _validate(spikes, weight, bias)
+    _validate(spikes, weight, bias, grad_mask)
     route = SPIKE_LINEAR.route(resolve_backend(backend, weight.device), weight)
     out_features, in_features = weight.shape
-    out, nnz = SPIKE_LINEAR(route, spikes.reshape(-1, in_features), weight, bias)
+    mask = None if grad_mask is None else grad_mask.reshape(-1, in_features)
+    out, nnz = SPIKE_LINEAR(route, spikes.reshape(-1, in_features), weight, bias, mask)
     record_synops("spike_linear", nnz, out_features)
     return out.reshape(*spikes.shape[:-1], out_features)

@@ -188,16 +188,16 @@ class TestExtensionBoundary:
         steps, n = 4, 6
         z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype).numpy()  # noqa: E731
         params = (z(n), torch.ones(n).numpy(), z(n))  # beta, threshold, v0
-        flags = (0, 0, True, 0, 25.0, True)
+        flags = (0, 0, True, 0, 25.0, float("inf"), True)  # ..., surrogate_param, grad_band, decay_input
         grads = lambda: (z(steps, n), z(n), z(n), z(n))  # noqa: E731
         with pytest.raises(ValueError, match="threshold must have shape"):
-            _C.lif_forward(z(steps, n), z(n), z(n + 1), z(n), *flags, z(steps, n), None, z(n), 1)
+            _C.lif_forward(z(steps, n), z(n), z(n + 1), z(n), *flags, z(steps, n), None, z(n), None, 0.0, 1)
         with pytest.raises(TypeError, match="spikes must have dtype"):
-            _C.lif_forward(z(steps, n), *params, *flags, z(steps, n, dtype=torch.float64), None, z(n), 1)
+            _C.lif_forward(z(steps, n), *params, *flags, z(steps, n, dtype=torch.float64), None, z(n), None, 0.0, 1)
         bad = z(steps, n)
         bad[1, 2] = float("inf")
         with pytest.raises(ValueError, match="current contains NaN or Inf"):
-            _C.lif_forward(bad, *params, *flags, z(steps, n), None, z(n), 1)
+            _C.lif_forward(bad, *params, *flags, z(steps, n), None, z(n), None, 0.0, 1)
         with pytest.raises(ValueError, match="needs the trace or the current"):
             _C.lif_backward(z(steps, n), None, None, None, None, *params, *flags, *grads(), 1)
         with pytest.raises(ValueError, match="grad_spikes must have shape"):
@@ -210,9 +210,43 @@ class TestExtensionBoundary:
         with pytest.raises(ValueError, match="grad_current must have at least one step"):
             _C.lif_backward(None, None, None, z(0, n), None, *params, *flags, z(0, n), z(n), z(n), z(n), 1)
         with pytest.raises(ValueError, match="current must have at least one step"):
-            _C.lif_forward(z(0, n), *params, *flags, z(0, n), None, z(n), 1)
+            _C.lif_forward(z(0, n), *params, *flags, z(0, n), None, z(n), None, 0.0, 1)
+        with pytest.raises(TypeError, match="band must be bool or uint8"):
+            _C.lif_forward(z(steps, n), *params, *flags, z(steps, n), None, z(n), z(steps, n), 0.2, 1)
+        with pytest.raises(ValueError, match="band must have shape"):
+            _C.lif_forward(
+                z(steps, n), *params, *flags, z(steps, n), None, z(n), z(steps, n + 1, dtype=torch.bool), 0.2, 1
+            )
+        with pytest.raises(ValueError, match="band_width must be > 0"):
+            _C.lif_forward(z(steps, n), *params, *flags, z(steps, n), None, z(n), z(steps, n, dtype=torch.bool), 0.0, 1)
+        for band in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match="grad_band must be > 0"):
+                _C.lif_backward(
+                    z(steps, n), None, None, z(steps, n), None, *params, *flags[:5], band, True, *grads(), 1
+                )
         with pytest.raises(ValueError, match="current is needed for the spikingjelly"):
-            _C.lif_backward(z(steps, n), None, None, None, z(steps, n), *params, 1, 0, True, 0, 25.0, True, *grads(), 1)
+            _C.lif_backward(
+                z(steps, n), None, None, None, z(steps, n), *params, 1, 0, True, 0, 25.0, 0.2, True, *grads(), 1
+            )
+
+    def test_masked_input_gradient_arguments(self):
+        from sparsespike import _C
+
+        rows, n_in, n_out = 3, 5, 4
+        z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype).numpy()  # noqa: E731
+        mask = torch.ones(rows, n_in, dtype=torch.bool).numpy()
+        ok = (mask, z(rows, n_out), z(n_in, n_out), z(rows, n_in), 1)
+        _C.spike_linear_grad_input_masked(*ok)
+        with pytest.raises(TypeError, match="grad_mask must be bool or uint8"):
+            _C.spike_linear_grad_input_masked(z(rows, n_in), *ok[1:])
+        with pytest.raises(ValueError, match="grad_out has 4 rows but grad_mask has 3"):
+            _C.spike_linear_grad_input_masked(mask, z(rows + 1, n_out), *ok[2:])
+        with pytest.raises(ValueError, match="weight_t must have shape"):
+            _C.spike_linear_grad_input_masked(mask, ok[1], z(n_out, n_in), *ok[3:])
+        with pytest.raises(ValueError, match="grad_input must have shape"):
+            _C.spike_linear_grad_input_masked(*ok[:3], z(rows, n_in + 1), 1)
+        with pytest.raises(TypeError, match="grad_input must have dtype"):
+            _C.spike_linear_grad_input_masked(*ok[:3], z(rows, n_in, dtype=torch.float64), 1)
 
     def test_unaligned_arrays_are_refused(self):
         import numpy as np
