@@ -36,10 +36,10 @@ ScanResult spike_linear_grad_weight_by_input(const S* spikes, int64_t rows, int6
                                              int64_t out, T* gw, int threads);
 
 // gx[rows, in] = grad[rows, out] @ W at the nonzeros of mask[rows, in] (bool/uint8), zero
-// elsewhere, W given as weight_t = W^T [in, out] row-major: one dot product per listed input.
+// elsewhere, W given packed by spike_linear_pack_weight: one dot product per listed input.
 template <typename T>
 void spike_linear_grad_input_masked(const uint8_t* mask, int64_t rows, int64_t in, const T* grad,
-                                    const T* weight_t, int64_t out, T* gx, int threads);
+                                    const T* packed_weight, int64_t out, T* gx, int threads);
 
 // Nonzero count and non-finite check of spikes[rows, in], for the dense path's SynOp count.
 template <typename S>

@@ -122,8 +122,8 @@ int64_t grad_weight_by_input(const py::array& spikes, const py::array& grad, py:
   return grad_weight_any(spikes, grad, grad_weight, threads, true);
 }
 
-// grad_input [rows, in] = grad_out @ W at mask's nonzeros, zero elsewhere; W as W^T [in, out].
-void grad_input_masked(const py::array& mask, const py::array& grad, const py::array& weight_t,
+// grad_input [rows, in] = grad_out @ W at mask's nonzeros, zero elsewhere; W packed.
+void grad_input_masked(const py::array& mask, const py::array& grad, const py::array& packed_weight,
                        py::array& result, int threads) {
   require_matrix(mask, "grad_mask");
   require_matrix(grad, "grad_out");
@@ -133,18 +133,22 @@ void grad_input_masked(const py::array& mask, const py::array& grad, const py::a
   if (grad.shape(0) != rows)
     throw py::value_error("grad_out has " + std::to_string(grad.shape(0)) + " rows but grad_mask has " +
                           std::to_string(rows));
-  require_matrix(weight_t, "weight_t");
-  if (weight_t.shape(0) != in || weight_t.shape(1) != n_out)
-    throw py::value_error("weight_t must have shape [" + std::to_string(in) + ", " + std::to_string(n_out) +
-                          "]");
+  if (packed_weight.ndim() != 3 || !(packed_weight.flags() & py::array::c_style) ||
+      packed_weight.shape(1) != in)
+    throw py::value_error("packed_weight must be a C-contiguous [tiles, " + std::to_string(in) +
+                          ", tile] array from spike_linear_pack_weight");
   require_output(result, "grad_input", rows, in);
   dispatch_float(grad, "grad_out", [&](auto* type_tag) {
     using T = std::remove_pointer_t<decltype(type_tag)>;
-    require_dtype<T>(weight_t, "weight_t", grad);
+    require_dtype<T>(packed_weight, "packed_weight", grad);
     require_dtype<T>(result, "grad_input", grad);
+    if (packed_weight.shape(0) != sparsespike::tile_count<T>(n_out) ||
+        packed_weight.shape(2) != sparsespike::tile_width<T>())
+      throw py::value_error("packed_weight does not match grad_out's " + std::to_string(n_out) +
+                            " features");
     const auto* m = static_cast<const uint8_t*>(mask.data());
     const T* g = static_cast<const T*>(grad.data());
-    const T* w = static_cast<const T*>(weight_t.data());
+    const T* w = static_cast<const T*>(packed_weight.data());
     T* gx = static_cast<T*>(result.mutable_data());
     py::gil_scoped_release release;
     sparsespike::spike_linear_grad_input_masked(m, rows, in, g, w, n_out, gx, threads);
@@ -168,8 +172,8 @@ void bind_spike_linear(py::module_& m) {
         "grad_weight [out, in] = (spikes^T @ grad_out)^T, input by input (few rows, wide inputs); "
         "returns the nonzeros.");
   m.def("spike_linear_grad_input_masked", &grad_input_masked, py::arg("grad_mask"), py::arg("grad_out"),
-        py::arg("weight_t"), py::arg("grad_input").noconvert(), py::arg("threads"),
-        "grad_input = grad_out @ W at grad_mask's nonzeros, zero elsewhere (W given as W^T [in, out]).");
+        py::arg("packed_weight"), py::arg("grad_input").noconvert(), py::arg("threads"),
+        "grad_input = grad_out @ W at grad_mask's nonzeros, zero elsewhere (W packed).");
 }
 
 }  // namespace sparsespike::bind

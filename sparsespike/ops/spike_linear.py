@@ -82,11 +82,6 @@ def _packed_weight(weight: Tensor) -> Tensor:
     return weight_cache.get(weight, "cpp-packed", build, content_fingerprint)
 
 
-def _transposed_weight(weight: Tensor) -> Tensor:
-    """W^T [in, out] row-major, the masked input gradient's layout (one input's weights contiguous)."""
-    return weight_cache.get(weight, "cpp-transposed", lambda w: w.detach().t().contiguous(), content_fingerprint)
-
-
 def _cpp_forward(spikes: Tensor, weight: Tensor, bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     out = torch.empty((spikes.shape[0], weight.shape[0]), dtype=weight.dtype)
     nnz = cpp().spike_linear_forward(
@@ -250,7 +245,7 @@ def _grad_spikes(path, grad_out, weight, grad_mask):
         cpp().spike_linear_grad_input_masked(
             _numpy(grad_mask),
             _numpy(grad_out),
-            _transposed_weight(weight).numpy(),
+            _packed_weight(weight).numpy(),  # the forward's, cached for this weight version
             out.numpy(),
             torch.get_num_threads(),
         )

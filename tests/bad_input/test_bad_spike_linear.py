@@ -235,14 +235,17 @@ class TestExtensionBoundary:
         rows, n_in, n_out = 3, 5, 4
         z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype).numpy()  # noqa: E731
         mask = torch.ones(rows, n_in, dtype=torch.bool).numpy()
-        ok = (mask, z(rows, n_out), z(n_in, n_out), z(rows, n_in), 1)
+        packed = _C.spike_linear_tile_bytes // 4  # floats per tile
+        ok = (mask, z(rows, n_out), z(1, n_in, packed), z(rows, n_in), 1)
         _C.spike_linear_grad_input_masked(*ok)
         with pytest.raises(TypeError, match="grad_mask must be bool or uint8"):
             _C.spike_linear_grad_input_masked(z(rows, n_in), *ok[1:])
         with pytest.raises(ValueError, match="grad_out has 4 rows but grad_mask has 3"):
             _C.spike_linear_grad_input_masked(mask, z(rows + 1, n_out), *ok[2:])
-        with pytest.raises(ValueError, match="weight_t must have shape"):
+        with pytest.raises(ValueError, match="packed_weight must be a C-contiguous"):
             _C.spike_linear_grad_input_masked(mask, ok[1], z(n_out, n_in), *ok[3:])
+        with pytest.raises(ValueError, match="packed_weight does not match"):
+            _C.spike_linear_grad_input_masked(mask, ok[1], z(2, n_in, packed), *ok[3:])
         with pytest.raises(ValueError, match="grad_input must have shape"):
             _C.spike_linear_grad_input_masked(*ok[:3], z(rows, n_in + 1), 1)
         with pytest.raises(TypeError, match="grad_input must have dtype"):
