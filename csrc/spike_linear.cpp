@@ -195,46 +195,75 @@ ScanResult spike_linear_grad_weight_by_input(const S* spikes, int64_t rows, int6
   return result;
 }
 
+// dst[i] = g . W[:, i] for the N inputs i in `inputs`, W packed [tiles, in, TW]: lane-wise
+// partial sums within a tile (full tiles have a constant trip count, so they vectorise), tile
+// after tile, then the lanes in order; the same order for every N.
+template <typename T, int N>
+inline void masked_dots(const int64_t* inputs, const T* g, const T* packed, int64_t in, int64_t out,
+                        T* dst) {
+  constexpr int64_t TW = tile_width<T>();
+  const int64_t full = out / TW, rest = out - full * TW;
+  T acc[N][TW] = {};
+  const T* w[N];
+  for (int n = 0; n < N; ++n) w[n] = packed + inputs[n] * TW;
+  for (int64_t t = 0; t < full; ++t) {
+    const T* gt = g + t * TW;
+    for (int n = 0; n < N; ++n) {
+      const T* wt = w[n] + t * in * TW;
+      for (int64_t j = 0; j < TW; ++j) acc[n][j] += gt[j] * wt[j];
+    }
+  }
+  if (rest) {
+    const T* gt = g + full * TW;
+    for (int n = 0; n < N; ++n) {
+      const T* wt = w[n] + full * in * TW;
+      for (int64_t j = 0; j < rest; ++j) acc[n][j] += gt[j] * wt[j];
+    }
+  }
+  for (int n = 0; n < N; ++n) {
+    T sum = T(0);
+    for (int64_t j = 0; j < TW; ++j) sum += acc[n][j];
+    dst[inputs[n]] = sum;
+  }
+}
+
 // The input gradient where the mask lists an input, the mirror image of the forward's gather:
 // the input's packed weight row (tile by tile) dotted with the row's grad instead of added to
 // the output. It reads the forward's packed weight, which the forward of this weight version
 // built and cached (a transposed copy for the backward cost 220 ms per step for visual fc1).
 // Each thread owns blocks of inputs whose packed rows fit in L2 (~256 KiB) and runs every row
 // over them, so each weight row is read from memory once (row by row re-read a random row per
-// listed entry: 0.7x the dense product for fc1). Each element sums over the outputs lane-wise
-// within a tile (a tile's 128 bytes: four AVX2 vectors of partial sums, which hides the add
-// latency), tile after tile, then the lanes in order: a fixed order, deterministic.
+// listed entry: 0.7x the dense product for fc1). Listed inputs go two at a time (masked_dots):
+// 1.3-1.6x faster than one at a time, measured. Each element sums in a fixed order:
+// deterministic.
 template <typename T>
 void spike_linear_grad_input_masked(const uint8_t* mask, int64_t rows, int64_t in, const T* grad,
                                     const T* packed_weight, int64_t out, T* gx, int threads) {
   constexpr int64_t TW = tile_width<T>();
   const int64_t tiles = tile_count<T>(out);
-  const int64_t block = std::max<int64_t>(16, (256 << 10) / (tiles * TW * static_cast<int64_t>(sizeof(T))));
+  constexpr int64_t kMaxBlock = 2048;  // the listed inputs of a block live on the stack (16 KiB)
+  const int64_t block =
+      std::clamp<int64_t>((256 << 10) / (tiles * TW * static_cast<int64_t>(sizeof(T))), 16, kMaxBlock);
   const int64_t blocks = (in + block - 1) / block;
   const int p = threads_for_work(threads, blocks, rows * in);
 #pragma omp parallel for num_threads(p) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = b * block, i1 = std::min(in, i0 + block);
+    int64_t listed[kMaxBlock];  // no allocation: nothing can throw inside the parallel region
     for (int64_t r = 0; r < rows; ++r) {
       const uint8_t* m = mask + r * in;
       const T* g = grad + r * out;
       T* dst = gx + r * in;
+      int64_t count = 0;
       for (int64_t i = i0; i < i1; ++i) {
-        if (!m[i]) {
-          dst[i] = T(0);
-          continue;
-        }
-        T acc[TW] = {};
-        for (int64_t t = 0; t < tiles; ++t) {
-          const T* w = packed_weight + (t * in + i) * TW;
-          const T* gt = g + t * TW;
-          const int64_t valid = std::min(TW, out - t * TW);
-          for (int64_t j = 0; j < valid; ++j) acc[j] += gt[j] * w[j];
-        }
-        T sum = T(0);
-        for (int64_t j = 0; j < TW; ++j) sum += acc[j];
-        dst[i] = sum;
+        dst[i] = T(0);
+        if (m[i]) listed[count++] = i;
       }
+      // two inputs per pass: each grad tile loaded once for both, eight independent vector sums
+      int64_t k = 0;
+      for (; k + 2 <= count; k += 2)
+        masked_dots<T, 2>(&listed[k], g, packed_weight, in, out, dst);
+      if (k < count) masked_dots<T, 1>(&listed[k], g, packed_weight, in, out, dst);
     }
   }
 }
