@@ -188,11 +188,12 @@ def last_programs(count: int):
     from triton.runtime import interpreter as interp
 
     reached: dict[str, int] = {}
-    saved = interp.GridExecutor.__call__, torch.empty, torch.empty_like
+    saved = interp.GridExecutor.__call__, torch.empty, torch.empty_like, torch.zeros
     interp.GridExecutor.__call__ = _tail_call(count, reached)
     torch.empty = _zeros_for_launchers(saved[1], like=False)
     torch.empty_like = _zeros_for_launchers(saved[2], like=True)
+    torch.zeros = _zeros_for_launchers(saved[1], like=False)  # zero-filled either way
     try:
         yield reached
     finally:
-        interp.GridExecutor.__call__, torch.empty, torch.empty_like = saved
+        interp.GridExecutor.__call__, torch.empty, torch.empty_like, torch.zeros = saved

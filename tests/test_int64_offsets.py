@@ -128,6 +128,40 @@ def test_spike_linear_weight_gradient_past_2_31():
     _past(reached, "_gather_rows_kernel")
 
 
+def test_spike_linear_masked_input_gradient_mask_past_2_31():
+    """A gradient mask [14600, 147968] (2.16e9 elements): the last row's compaction and dot products."""
+    kernels = require_triton_kernels("spike_linear")
+    rows, fan_in, fan_out = 14600, 147968, 8
+    g = _gen(3)
+    mask = huge_zeros((rows, fan_in), torch.bool)
+    listed = [0, 33, 1031, 77777, fan_in - 1]
+    mask[-1, listed] = True
+    grad_out, weight = torch.randn(rows, fan_out, generator=g), torch.randn(fan_out, fan_in, generator=g)
+    with last_programs(1) as reached:
+        grad_in = kernels.grad_input_masked(grad_out, weight, mask)
+    want = torch.zeros(fan_in)
+    want[listed] = grad_out[-1] @ weight[:, listed]
+    torch.testing.assert_close(grad_in[-1], want, **TOL)
+    _past(reached, "_compact_rows_kernel", "_masked_dot_kernel")
+
+
+def test_spike_linear_masked_input_gradient_weight_past_2_31():
+    """A weight [2^14, 2^17 + 16] (2^31 + 2^18 elements): listed inputs' columns past 2^31."""
+    kernels = require_triton_kernels("spike_linear")
+    fan_out, fan_in = 2**14, 2**17 + 16
+    listed = [3, 2**17, fan_in - 1]
+    weight = huge_zeros((fan_out, fan_in))
+    weight[:, listed] = torch.randn(fan_out, len(listed), generator=_gen(4))
+    mask = torch.zeros(1, fan_in, dtype=torch.bool)
+    mask[0, listed] = True
+    grad_out = torch.randn(1, fan_out, generator=_gen(5))
+    with last_programs(1) as reached:
+        grad_in = kernels.grad_input_masked(grad_out, weight, mask)
+    torch.testing.assert_close(grad_in[0, listed], grad_out[0] @ weight[:, listed], **TOL)
+    assert int(torch.count_nonzero(grad_in)) <= len(listed)
+    _past(reached, "_masked_dot_kernel")
+
+
 # --------------------------------------------------------------------------- spike_conv2d
 
 
