@@ -50,12 +50,9 @@ void forward(const py::array& x, const py::array& g, const py::array& h0, py::ar
              py::array& h_final, int threads) {
   int64_t steps, n;
   sequence_shape(x, "x", steps, n);
-  if (has_dtype<float>(x))
-    forward_typed<float>(x, g, h0, h, h_final, steps, n, threads);
-  else if (has_dtype<double>(x))
-    forward_typed<double>(x, g, h0, h, h_final, steps, n, threads);
-  else
-    throw py::type_error("x must be float32 or float64, got " + dtype_name(x));
+  dispatch_float(x, "x", [&](auto* type_tag) {
+    forward_typed<std::remove_pointer_t<decltype(type_tag)>>(x, g, h0, h, h_final, steps, n, threads);
+  });
 }
 
 template <typename T>
@@ -88,14 +85,10 @@ void backward(const py::object& grad_h, const py::object& grad_h_final, const py
               py::array& grad_h0, int threads) {
   int64_t steps, n;
   sequence_shape(g, "g", steps, n);
-  if (has_dtype<float>(g))
-    backward_typed<float>(grad_h, grad_h_final, g, h, h0, grad_x, grad_g, grad_h0, steps, n,
-                          threads);
-  else if (has_dtype<double>(g))
-    backward_typed<double>(grad_h, grad_h_final, g, h, h0, grad_x, grad_g, grad_h0, steps, n,
-                           threads);
-  else
-    throw py::type_error("g must be float32 or float64, got " + dtype_name(g));
+  dispatch_float(g, "g", [&](auto* type_tag) {
+    backward_typed<std::remove_pointer_t<decltype(type_tag)>>(grad_h, grad_h_final, g, h, h0, grad_x,
+                                                              grad_g, grad_h0, steps, n, threads);
+  });
 }
 
 }  // namespace

@@ -126,14 +126,10 @@ void forward(const py::array& current, const py::array& beta, const py::array& t
   if (current.ndim() != 2) throw py::value_error("current must be 2-D [steps, neurons]");
   const auto cfg =
       lif_config(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input);
-  if (has_dtype<float>(current))
-    forward_typed<float>(current, beta, threshold, v0, cfg, spikes, trace, v_final, band, band_width,
-                         threads);
-  else if (has_dtype<double>(current))
-    forward_typed<double>(current, beta, threshold, v0, cfg, spikes, trace, v_final, band, band_width,
-                          threads);
-  else
-    throw py::type_error("current must be float32 or float64, got " + dtype_name(current));
+  dispatch_float(current, "current", [&](auto* type_tag) {
+    forward_typed<std::remove_pointer_t<decltype(type_tag)>>(current, beta, threshold, v0, cfg, spikes,
+                                                             trace, v_final, band, band_width, threads);
+  });
 }
 
 template <typename T>
@@ -185,16 +181,12 @@ void backward(const py::object& grad_spikes, const py::object& grad_trace,
               py::array& grad_v0, int threads) {
   const auto cfg =
       lif_config(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input);
-  if (has_dtype<float>(grad_current))
-    backward_typed<float>(grad_spikes, grad_trace, grad_v_final, current, trace, beta,
-                          threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
-                          grad_v0, threads);
-  else if (has_dtype<double>(grad_current))
-    backward_typed<double>(grad_spikes, grad_trace, grad_v_final, current, trace, beta,
-                           threshold, v0, cfg, grad_current, grad_beta, grad_threshold,
-                           grad_v0, threads);
-  else
-    throw py::type_error("grad_current must be float32 or float64, got " + dtype_name(grad_current));
+  dispatch_float(grad_current, "grad_current", [&](auto* type_tag) {
+    backward_typed<std::remove_pointer_t<decltype(type_tag)>>(grad_spikes, grad_trace, grad_v_final,
+                                                              current, trace, beta, threshold, v0, cfg,
+                                                              grad_current, grad_beta, grad_threshold,
+                                                              grad_v0, threads);
+  });
 }
 
 }  // namespace

@@ -60,11 +60,10 @@ int64_t recall(const py::array& weight, const py::array& cue, int64_t steps, dou
     throw py::value_error("threshold must be finite and > 0");
   if (reset < 0 || reset > 2) throw py::value_error("reset must be 0, 1 or 2");
   const auto r = static_cast<LifReset>(reset);
-  if (has_dtype<float>(weight))
-    return recall_typed<float>(weight, cue, steps, beta, threshold, r, spikes, v_final, threads);
-  if (has_dtype<double>(weight))
-    return recall_typed<double>(weight, cue, steps, beta, threshold, r, spikes, v_final, threads);
-  throw py::type_error("weight must be float32 or float64, got " + dtype_name(weight));
+  return dispatch_float(weight, "weight", [&](auto* type_tag) {
+    return recall_typed<std::remove_pointer_t<decltype(type_tag)>>(weight, cue, steps, beta, threshold, r,
+                                                                   spikes, v_final, threads);
+  });
 }
 
 }  // namespace

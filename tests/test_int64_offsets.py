@@ -251,7 +251,7 @@ STEPS_NEURONS = pytest.mark.parametrize("steps, neurons", [(4, 2**30 + 200), (1,
 def test_lif_past_2_31(steps, neurons, convention):
     """Forward and backward of the last two programs' neurons (spikes exact)."""
     kernels = require_triton_kernels("lif")
-    cfg = _checked_config(convention, "subtract", False, "fast_sigmoid", None, True)
+    cfg = _checked_config(convention, "subtract", False, "fast_sigmoid", None, None, True)
     lo = (kernels.grid(neurons)[0] - 2) * kernels.BLOCK
     k, g = neurons - lo, _gen(5)
     current = _tail((steps, neurons), lo, torch.randn(steps, k, generator=g) * 1.5)

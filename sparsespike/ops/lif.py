@@ -108,9 +108,7 @@ def _config_from_args(convention, reset, detach_reset, surrogate, surrogate_para
 
 
 @functools.lru_cache(maxsize=64, typed=True)  # typed: True must not hit the entry of 1
-def _checked_config(
-    convention, reset, detach_reset, surrogate, surrogate_param, decay_input, grad_band=None
-) -> _Config:
+def _checked_config(convention, reset, detach_reset, surrogate, surrogate_param, grad_band, decay_input) -> _Config:
     """The kernels' config for the keyword options, validated once per distinct combination."""
     for name, value, options in (
         ("reset", reset, RESETS),
@@ -456,7 +454,7 @@ def lif(
     with SPARSESPIKE_CHECK_FINITE=1.
     """
     require_time_major(current, "current")
-    options = (convention, reset, bool(detach_reset), surrogate, surrogate_param, bool(decay_input), grad_band)
+    options = (convention, reset, bool(detach_reset), surrogate, surrogate_param, grad_band, bool(decay_input))
     if torch.compiler.is_compiling():  # dynamo traces through caches: validate plainly
         cfg = _checked_config.__wrapped__(*options)
     else:
