@@ -24,6 +24,13 @@
 //    sums value * grad_out[n, :, oy, ox] over c's events in registers (an event the tap carries
 //    outside the output reads the zero row: no branches), then adds that into gwt's row once.
 //    No atomics; sums over images ascending, deterministic.
+// 4. Masked input gradient: the mask (the band-active inputs) is compacted like the forward's
+//    spikes, grouped by pixel. Per image, grad_out is transposed to NHWC [h_out * w_out, cpad]
+//    (padding lanes zero); every listed (c, iy, ix) gets the sum over the taps that carry it
+//    inside the output of grad_out[n, :, oy, ox] . weight[:, c, ky, kx] (two rows of the packed
+//    weight and the NHWC grad: contiguous). A pixel's channels go four at a time, so each grad
+//    vector is loaded once for four dot products. Images are independent; each sum runs in a
+//    fixed order (taps, then vector chunks, then lanes): deterministic.
 #include "spike_conv2d.h"
 
 #include <algorithm>
@@ -349,6 +356,75 @@ void grad_weight_image(const ImageEvents<T>& ev, int64_t n, const ConvShape& s, 
   }
 }
 
+// dst[c_j] for the E channels chan[j] of one input pixel: the sum over its nt valid taps
+// (kernel rows kys/output rows oys, kernel columns kxs/output columns oxs) of g[(oy, ox), :] .
+// packed[(c_j, ky, kx), :], in vectors, lanes summed last in order.
+template <typename T, int E>
+inline void pixel_dots(const int32_t* chan, const T* g, const T* packed, const ConvShape& s,
+                       int64_t cpad, int32_t nty, const int32_t* kys, const int32_t* oys, int32_t ntx,
+                       const int32_t* kxs, const int32_t* oxs, T* dst, int64_t hw) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  V acc[E][2] = {};  // two chains per channel: the adds of one chain wait on each other
+  const T* w[E];
+  for (int e = 0; e < E; ++e) w[e] = packed + static_cast<int64_t>(chan[e]) * s.kh * s.kw * cpad;
+  for (int32_t a = 0; a < nty; ++a)
+    for (int32_t b = 0; b < ntx; ++b) {
+      const T* gr = g + (static_cast<int64_t>(oys[a]) * s.w_out + oxs[b]) * cpad;
+      const int64_t tap = (static_cast<int64_t>(kys[a]) * s.kw + kxs[b]) * cpad;
+      int64_t k = 0;
+      for (; k + 2 * L <= cpad; k += 2 * L) {
+        const V g0 = load_vec<V>(gr + k), g1 = load_vec<V>(gr + k + L);
+        for (int e = 0; e < E; ++e) {
+          acc[e][0] = fmadd(g0, load_vec<V>(w[e] + tap + k), acc[e][0]);
+          acc[e][1] = fmadd(g1, load_vec<V>(w[e] + tap + k + L), acc[e][1]);
+        }
+      }
+      if (k < cpad) {
+        const V g0 = load_vec<V>(gr + k);
+        for (int e = 0; e < E; ++e) acc[e][0] = fmadd(g0, load_vec<V>(w[e] + tap + k), acc[e][0]);
+      }
+    }
+  for (int e = 0; e < E; ++e) {
+    const V v = acc[e][0] + acc[e][1];
+    T sum = T(0);
+    for (int j = 0; j < L; ++j) sum += v[j];
+    dst[static_cast<int64_t>(chan[e]) * hw] = sum;
+  }
+}
+
+// Image n's masked input gradient into gx_img [c_in, h, w] (zeroed first); g is the image's
+// grad_out as NHWC [h_out * w_out, cpad].
+template <typename T>
+void grad_input_image(const ImageEvents<T>& ev, int64_t n, const ConvShape& s, const Reach& reach,
+                      const T* g, const T* packed, int64_t cpad, T* gx_img) {
+  const int64_t hw = s.h * s.w;
+  std::fill(gx_img, gx_img + s.c_in * hw, T(0));
+  const int32_t* beg = ev.group_begin(n);
+  const int32_t* chan = ev.index(n);
+  const AxisTaps &ty = reach.y, &tx = reach.x;
+  for (int64_t iy = 0; iy < s.h; ++iy) {
+    const int32_t nty = ty.count[iy];
+    if (nty == 0) continue;
+    const int32_t* kys = ty.k.data() + iy * ty.taps;
+    const int32_t* oys = ty.o.data() + iy * ty.taps;
+    for (int64_t ix = 0; ix < s.w; ++ix) {
+      const int64_t p = iy * s.w + ix;
+      const int32_t j0 = beg[p], e = beg[p + 1] - j0, ntx = tx.count[ix];
+      if (e == 0 || ntx == 0) continue;  // an input no tap carries inside has gradient zero
+      const int32_t* kxs = tx.k.data() + ix * tx.taps;
+      const int32_t* oxs = tx.o.data() + ix * tx.taps;
+      T* dst = gx_img + p;
+      int32_t j = j0;
+      for (; j + 4 <= j0 + e; j += 4)
+        pixel_dots<T, 4>(chan + j, g, packed, s, cpad, nty, kys, oys, ntx, kxs, oxs, dst, hw);
+      for (; j + 2 <= j0 + e; j += 2)
+        pixel_dots<T, 2>(chan + j, g, packed, s, cpad, nty, kys, oys, ntx, kxs, oxs, dst, hw);
+      if (j < j0 + e) pixel_dots<T, 1>(chan + j, g, packed, s, cpad, nty, kys, oys, ntx, kxs, oxs, dst, hw);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -465,6 +541,48 @@ ConvResult spike_conv2d_grad_weight(const S* spikes, const ConvShape& s, const T
   return result;
 }
 
+template <typename T>
+ConvResult spike_conv2d_grad_input_masked(const uint8_t* mask, const ConvShape& s, const T* grad_out,
+                                          const T* packed, int64_t cpad, T* grad_in, int threads) {
+  ConvResult result;
+  ImageEvents<T> ev;
+  if (!ev.allocate(s, true)) {
+    result.out_of_memory = true;
+    return result;
+  }
+  const Reach reach(s);
+  const int64_t hw_out = s.h_out * s.w_out, image_in = s.c_in * s.h * s.w;
+  const int64_t work = s.n * (image_in + s.c_out * hw_out);
+  const int p = threads_for_work(threads, s.n, work);
+  std::atomic<bool> any_bad{false}, oom{false};
+  std::atomic<int64_t> nnz{0}, total_reach{0};
+
+#pragma omp parallel num_threads(p)
+  {
+    compact_images(mask, s, reach, ev, nnz, total_reach, any_bad, oom);
+    std::unique_ptr<T[]> g(new (std::nothrow) T[hw_out * cpad]);
+    if (!g) oom = true;
+    parallel_barrier();
+    if (!oom.load()) {
+      std::fill(g.get(), g.get() + hw_out * cpad, T(0));  // padding lanes stay zero
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t n = 0; n < s.n; ++n) {
+        T* gx_img = grad_in + n * image_in;
+        if (ev.count[n] == 0) {
+          std::fill(gx_img, gx_img + image_in, T(0));
+          continue;
+        }
+        transpose(grad_out + n * s.c_out * hw_out, hw_out, s.c_out, hw_out, g.get(), cpad);
+        grad_input_image(ev, n, s, reach, g.get(), packed, cpad, gx_img);
+      }
+    }
+  }
+  result.nnz = nnz.load();
+  result.reach = total_reach.load();
+  result.out_of_memory = oom.load();
+  return result;
+}
+
 template <typename S>
 ConvResult spike_conv2d_scan(const S* spikes, const ConvShape& s, int threads) {
   ConvResult result;
@@ -522,6 +640,12 @@ SPARSESPIKE_INSTANTIATE(float, float)
 SPARSESPIKE_INSTANTIATE(double, double)
 SPARSESPIKE_INSTANTIATE(uint8_t, float)
 SPARSESPIKE_INSTANTIATE(uint8_t, double)
+template ConvResult spike_conv2d_grad_input_masked<float>(const uint8_t*, const ConvShape&,
+                                                          const float*, const float*, int64_t,
+                                                          float*, int);
+template ConvResult spike_conv2d_grad_input_masked<double>(const uint8_t*, const ConvShape&,
+                                                           const double*, const double*, int64_t,
+                                                           double*, int);
 template ConvResult spike_conv2d_scan<float>(const float*, const ConvShape&, int);
 template ConvResult spike_conv2d_scan<double>(const double*, const ConvShape&, int);
 template ConvResult spike_conv2d_scan<uint8_t>(const uint8_t*, const ConvShape&, int);

@@ -47,6 +47,12 @@ template <typename S, typename T>
 ConvResult spike_conv2d_grad_weight(const S* spikes, const ConvShape& s, const T* grad_out, T* gwt,
                                     int threads);
 
+// grad_in[n, c_in, h, w] = the input gradient (conv_transpose2d of grad_out) at the nonzeros of
+// mask [n, c_in, h, w] (uint8), zero elsewhere, from the forward's packed weight.
+template <typename T>
+ConvResult spike_conv2d_grad_input_masked(const uint8_t* mask, const ConvShape& s, const T* grad_out,
+                                          const T* packed, int64_t cpad, T* grad_in, int threads);
+
 // nnz and reach of the spikes (and the non-finite check), for the dense path's SynOp count.
 template <typename S>
 ConvResult spike_conv2d_scan(const S* spikes, const ConvShape& s, int threads);

@@ -152,6 +152,35 @@ py::tuple grad_weight(const py::array& spikes, const py::array& grad_out, py::ar
   });
 }
 
+void grad_input_masked(const py::array& mask, const py::array& grad_out,
+                       const py::array& packed_weight, py::array& grad_input, const Pair& kernel,
+                       const Pair& stride, const Pair& padding, const Pair& dilation, int threads) {
+  require_4d(grad_out, "grad_out", "[N, C_out, H_out, W_out]");
+  const auto s = geometry(mask, grad_out.shape(1), grad_out.shape(2), grad_out.shape(3), kernel,
+                          stride, padding, dilation);
+  if (!(has_dtype<uint8_t>(mask) || has_dtype<bool>(mask)))
+    throw py::type_error("grad_mask must be bool or uint8, got " + dtype_name(mask));
+  if (grad_out.shape(0) != s.n)
+    throw py::value_error("grad_out has " + std::to_string(grad_out.shape(0)) +
+                          " images but grad_mask has " + std::to_string(s.n));
+  dispatch_float(grad_out, "grad_out", [&](auto* type_tag) {
+    using T = std::remove_pointer_t<decltype(type_tag)>;
+    const int64_t cpad = sparsespike::conv_padded_width(s.c_out, sizeof(T));
+    require_array<T>(packed_weight, "packed_weight", {s.c_in * s.kh * s.kw, cpad});
+    require_array<T>(grad_input, "grad_input", {s.n, s.c_in, s.h, s.w}, true);
+    const auto* m = static_cast<const uint8_t*>(mask.data());
+    const T* g = static_cast<const T*>(grad_out.data());
+    const T* w = static_cast<const T*>(packed_weight.data());
+    T* gx = static_cast<T*>(grad_input.mutable_data());
+    sparsespike::ConvResult r;
+    {
+      py::gil_scoped_release release;
+      r = sparsespike::spike_conv2d_grad_input_masked(m, s, g, w, cpad, gx, threads);
+    }
+    raise_on(r);
+  });
+}
+
 py::tuple scan(const py::array& spikes, const Pair& kernel, const Pair& stride,
                const Pair& padding, const Pair& dilation, const Pair& out_size, int threads) {
   const auto s = geometry(spikes, 1, out_size[0], out_size[1], kernel, stride, padding, dilation);
@@ -182,6 +211,12 @@ void bind_spike_conv2d(py::module_& m) {
         py::arg("grad_weight_t").noconvert(), py::arg("kernel_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("threads"),
         "grad_weight_t [C_in * KH * KW, C_out] over active inputs only; returns (nonzeros, reach).");
+  m.def("spike_conv2d_grad_input_masked", &grad_input_masked, py::arg("grad_mask"),
+        py::arg("grad_out"), py::arg("packed_weight"), py::arg("grad_input").noconvert(),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("threads"),
+        "grad_input [N, C_in, H, W] = the input gradient at grad_mask's nonzeros, zero elsewhere "
+        "(W packed as for the forward).");
   m.def("spike_conv2d_scan", &scan, py::arg("spikes"), py::arg("kernel_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("out_size"), py::arg("threads"),
         "(nonzeros, reach) of 4-D spikes; raises ValueError on NaN/Inf.");

@@ -10,6 +10,11 @@ Weight gradient: the spikes as [N * C_in, H * W] rows are compacted into lists o
 one program per (weight row (c, ky, kx), block of output channels) loops over the images and the
 pixels where channel c fired, adding the grad_out row (NHWC) of the output pixel each one reaches
 through tap (ky, kx): no atomics, fixed order, deterministic.
+Masked input gradient: the mask, as NHWC rows, is compacted into each input pixel's listed
+channels; one program per (input pixel, block of listed channels) sums, over the taps that carry
+the pixel inside the output, the dot products of grad_out's NHWC row at that output pixel with
+the weight rows W_t[(c, ky, kx), :] of its channels, and writes them (a pixel's channels are
+distinct: no atomics); every other input's gradient stays zero.
 Accumulation in fp32 (fp64 for fp64 weights). Pointer arithmetic and masks only; runs under
 TRITON_INTERPRET=1.
 
@@ -139,6 +144,68 @@ def _conv_grad_weight_kernel(
     tl.store(out_ptr + r * C_out + cols, acc.to(out_ptr.dtype.element_ty), mask=in_cols)
 
 
+@triton.jit
+def _conv_masked_grad_kernel(
+    idx_ptr,
+    cnt_ptr,
+    g_ptr,
+    w_ptr,
+    out_ptr,
+    C_in,
+    H,
+    W,
+    C_out,
+    H_out,
+    W_out,
+    KH,
+    KW,
+    SH,
+    SW,
+    PH,
+    PW,
+    DH,
+    DW,
+    ACC_FP64: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_O: tl.constexpr,
+):
+    """out[n, c, iy, ix] for the channels c listed in this block of input pixel (n, iy, ix)'s
+    mask list: sum over its valid taps of g[n, oy, ox, :] . W_t[(c, ky, kx), :]."""
+    pixel = tl.program_id(0).to(tl.int64)  # (n * H + iy) * W + ix
+    ix = pixel % W
+    iy = (pixel // W) % H
+    n = pixel // (W * H)
+    first = tl.program_id(1) * BLOCK_K
+    count = tl.load(cnt_ptr + pixel)
+    if first < count:
+        js = first + tl.arange(0, BLOCK_K)
+        listed = js < count
+        c = tl.load(idx_ptr + pixel * C_in + js, mask=listed, other=0).to(tl.int64)
+        acc = tl.zeros([BLOCK_K], dtype=tl.float64 if ACC_FP64 else tl.float32)
+        for ky in range(KH):
+            ny = iy + PH - ky * DH
+            oy = tl.where(ny >= 0, ny, 0) // SH
+            row_ok = (ny >= 0) & (ny % SH == 0) & (oy < H_out)
+            for kx in range(KW):
+                nx = ix + PW - kx * DW
+                ox = tl.where(nx >= 0, nx, 0) // SW
+                if row_ok & (nx >= 0) & (nx % SW == 0) & (ox < W_out):
+                    q = (n * H_out + oy) * W_out + ox
+                    w_row = (c * KH + ky) * KW + kx
+                    for o0 in range(0, C_out, BLOCK_O):
+                        outs = o0 + tl.arange(0, BLOCK_O)
+                        in_out = outs < C_out
+                        g = tl.load(g_ptr + q * C_out + outs, mask=in_out, other=0).to(acc.dtype)
+                        w = tl.load(
+                            w_ptr + w_row[:, None] * C_out + outs[None, :],
+                            mask=listed[:, None] & in_out[None, :],
+                            other=0,
+                        )
+                        acc += tl.sum(w.to(acc.dtype) * g[None, :], axis=1)
+        dst = ((n * C_in + c) * H + iy) * W + ix
+        tl.store(out_ptr + dst, acc.to(out_ptr.dtype.element_ty), mask=listed)
+
+
 BLOCK_K = 16  # active input channels per step of a pixel's list
 
 
@@ -163,15 +230,28 @@ def grad_weight_grid(c_in: int, c_out: int, kernel_size) -> tuple:
     return (c_in * kernel_size[0] * kernel_size[1], cdiv(c_out, _block_n(c_out)))
 
 
+MASKED_BLOCK_K, MASKED_BLOCK_O = 16, 64
+# 4 warps (8 tile elements a thread) spilled 16-28 bytes on sm_80 at the 128-register cap the
+# compiler chose; 2 warps give each thread 16 elements and room for the tap loop's indices
+MASKED_NUM_WARPS = 2
+
+
+def masked_grad_grid(n: int, c_in: int, size) -> tuple:
+    """One masked-gradient program per (input pixel, block of MASKED_BLOCK_K listed channels)."""
+    return (n * size[0] * size[1], cdiv(c_in, MASKED_BLOCK_K))
+
+
 def launch_grids(n: int, c_in: int, size, c_out: int, kernel_size, out_size) -> dict[str, tuple]:
-    """The grid of every launch of forward() and grad_weight_t() for spikes [n, c_in, *size], a
-    weight [c_out, c_in, *kernel_size] and an output [n, c_out, *out_size]."""
+    """The grid of every launch of forward(), grad_weight_t() and grad_input_masked() for spikes
+    [n, c_in, *size], a weight [c_out, c_in, *kernel_size] and an output [n, c_out, *out_size]."""
     h, w = size
     return {
         "forward/_compact_rows_kernel": compact_grid(n * h * w),
         "forward/_conv_gather_kernel": gather_grid(n, c_out, out_size),
         "grad_weight_t/_compact_rows_kernel": compact_grid(n * c_in),
         "grad_weight_t/_conv_grad_weight_kernel": grad_weight_grid(c_in, c_out, kernel_size),
+        "grad_input_masked/_compact_rows_kernel": compact_grid(n * h * w),
+        "grad_input_masked/_conv_masked_grad_kernel": masked_grad_grid(n, c_in, size),
     }
 
 
@@ -238,6 +318,40 @@ def grad_weight_t(grad_out, spikes, kernel_size, stride, padding, dilation):
         BLOCK_K=BLOCK_K,
         BLOCK_N=_block_n(c_out),
         num_warps=_num_warps(_block_n(c_out)),
+        **TOLERANT,
+    )
+    return out
+
+
+def grad_input_masked(grad_out, weight_t, mask, kernel_size, stride, padding, dilation):
+    """The input gradient [N, C_in, H, W] at mask's nonzeros, zero elsewhere. weight_t is
+    [C_in * KH * KW, C_out]; padding is (top, left)."""
+    n, c_in, h, w = mask.shape
+    c_out, h_out, w_out = grad_out.shape[1:]
+    acc = _accumulator_dtype(grad_out.dtype)
+    idx, _, cnt = compact_rows(mask.permute(0, 2, 3, 1).reshape(n * h * w, c_in), acc)
+    g = grad_out.permute(0, 2, 3, 1).contiguous()  # NHWC: one output pixel's channels contiguous
+    out = torch.zeros((n, c_in, h, w), dtype=grad_out.dtype, device=grad_out.device)
+    _conv_masked_grad_kernel[masked_grad_grid(n, c_in, (h, w))](
+        idx,
+        cnt,
+        g,
+        weight_t.contiguous(),
+        out,
+        c_in,
+        h,
+        w,
+        c_out,
+        h_out,
+        w_out,
+        *kernel_size,
+        *stride,
+        *padding,
+        *dilation,
+        ACC_FP64=acc == torch.float64,
+        BLOCK_K=MASKED_BLOCK_K,
+        BLOCK_O=MASKED_BLOCK_O,
+        num_warps=MASKED_NUM_WARPS,
         **TOLERANT,
     )
     return out

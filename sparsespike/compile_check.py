@@ -138,8 +138,11 @@ def _cases(subset: str) -> list[tuple[str, Callable[[], None]]]:
         def call():
             w = torch.randn(c_out, c_in, 3, 3, generator=g).to(w_dtype).requires_grad_()
             b = torch.randn(c_out, generator=g).to(w_dtype) if bias else None
-            x = spikes((2, c_in, size, size), w_dtype)
-            ss.spike_conv2d(x, w, b, stride=stride, padding=padding, backend="triton").sum().backward()
+            x = spikes((2, c_in, size, size), w_dtype).requires_grad_()
+            mask = torch.rand(x.shape, generator=g) < 0.5  # the masked input gradient
+            for grad_mask in (None, mask):
+                out = ss.spike_conv2d(x, w, b, stride=stride, padding=padding, grad_mask=grad_mask, backend="triton")
+                out.sum().backward()
 
         return call
 

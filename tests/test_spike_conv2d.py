@@ -305,6 +305,90 @@ def test_synops_same_on_both_paths_and_with_groups():
     assert counter.total() == brute_force_synops(spikes, 6, (3, 3), (1, 1), (1, 1), (1, 1), (6, 6), groups=2)
 
 
+# ----------------------------------------------------------------------------- gradient mask
+
+
+def check_grad_mask(backend, geometry, density, mask_density, seed, wdtype=torch.float32):
+    """grad_mask: the spikes' gradient equals the dense input gradient x mask, zero elsewhere;
+    the forward and the weight and bias gradients do not change."""
+    n, c_in, c_out, h, w, kernel, stride, padding, dilation = geometry
+    spikes = make_spikes((n, c_in, h, w), density, wdtype, seed).requires_grad_()
+    weight, b = (t.requires_grad_() for t in make_weight(c_out, c_in, kernel, wdtype, seed))
+    g = torch.Generator().manual_seed(seed + 3)
+    mask = torch.rand(spikes.shape, generator=g) < mask_density
+    as_uint8 = seed % 2 == 1
+    grad_mask = mask.to(torch.uint8) if as_uint8 else mask
+    out = spike_conv2d(spikes, weight, b, stride, padding, dilation, grad_mask=grad_mask, backend=backend)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (spikes, weight, b))
+    ref = F.conv2d(x64, w64, b64, stride, padding, dilation)
+    assert_matches(out, ref.detach(), c_in * kernel[0] * kernel[1], wdtype)
+    grad_out = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    gs, gw, gb = torch.autograd.grad(out, (spikes, weight, b), grad_out.to(wdtype))
+    rs, rw, rb = torch.autograd.grad(ref, (x64, w64, b64), grad_out)
+    positions = n * out.shape[2] * out.shape[3]
+    assert_matches(gs, rs * mask, c_out * kernel[0] * kernel[1], wdtype)
+    assert bool((gs[~mask] == 0).all())
+    assert_matches(gw, rw, positions, wdtype)
+    assert_matches(gb, rb, positions, wdtype)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "auto", "reference"])
+@settings(max_examples=40)
+@given(
+    geometry=geometries(),
+    density=DENSITIES,
+    mask_density=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_grad_mask_gives_the_dense_input_gradient_at_the_mask(backend, geometry, density, mask_density, seed):
+    check_grad_mask(backend, geometry, density, mask_density, seed)
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        (2, 3, 5, 4, 5, (3, 3), (1, 1), (1, 1), (1, 1)),
+        (1, 2, 20, 5, 6, (2, 3), (2, 1), (1, 0), (1, 2)),  # stride, dilation, C_out past one block
+    ],
+)
+@pytest.mark.parametrize("mask_density", [0.0, 0.4, 1.0])
+def test_triton_grad_mask(geometry, mask_density):
+    check_grad_mask("triton", geometry, 0.3, mask_density, 7)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_grad_mask_float64_and_study_layer(backend):
+    check_grad_mask(backend, (2, 3, 10, 6, 7, (3, 2), (2, 1), (1, 1), (1, 2)), 0.3, 0.3, 4, torch.float64)
+    if backend == "cpp":  # 64 -> 128, 3x3, padding 1: the study's conv2, four channels at a time
+        check_grad_mask(backend, (2, 64, 128, 9, 9, (3, 3), (1, 1), (1, 1), (1, 1)), 0.05, 0.1, 5)
+
+
+def test_grad_mask_is_checked():
+    weight = _w()
+    spikes = torch.zeros(1, 3, 5, 5)
+    with pytest.raises(ValueError, match="grad_mask must have the spikes' shape"):
+        spike_conv2d(spikes, weight, grad_mask=torch.ones(1, 3, 5, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="grad_mask must be a bool or uint8"):
+        spike_conv2d(spikes, weight, grad_mask=torch.ones(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="grad_mask needs groups=1"):
+        spike_conv2d(torch.zeros(1, 4, 5, 5), torch.randn(4, 2, 3, 3), groups=2, grad_mask=torch.ones(1, 4, 5, 5) > 0)
+
+
+def test_grad_mask_under_torch_compile():
+    spikes = make_spikes((2, 3, 6, 6), 0.3, torch.float32, 16).requires_grad_()
+    weight, _ = make_weight(5, 3, (3, 3), torch.float32, 16)
+    mask = torch.rand(spikes.shape, generator=torch.Generator().manual_seed(16)) < 0.4
+
+    @torch.compile(fullgraph=True)
+    def loss_fn(x):
+        return spike_conv2d(x, weight, padding=1, grad_mask=mask, backend="cpp").square().sum()
+
+    (got,) = torch.autograd.grad(loss_fn(spikes), spikes)
+    x = spikes.detach().requires_grad_()
+    (want,) = torch.autograd.grad(F.conv2d(x, weight, None, 1, 1).square().sum(), x)
+    torch.testing.assert_close(got, want * mask, rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- torch integration
 
 
@@ -313,9 +397,15 @@ def test_opcheck():
     weight, b = make_weight(3, 2, (3, 2), torch.float32, 15)
     geometry = ([1, 2], [1, 1, 0, 0], [1, 1])
     for backend in ("reference", "cpp", "auto", "triton"):
+        mask = torch.rand(spikes.shape, generator=torch.Generator().manual_seed(15)) < 0.5
+        for grad_mask in (None, mask):
+            torch.library.opcheck(
+                torch.ops.sparsespike.spike_conv2d.default,
+                (spikes, weight.requires_grad_(), b.requires_grad_(), *geometry, grad_mask, backend),
+            )
         torch.library.opcheck(
-            torch.ops.sparsespike.spike_conv2d.default,
-            (spikes, weight.requires_grad_(), b.requires_grad_(), *geometry, backend),
+            torch.ops.sparsespike.spike_conv2d_grad_input.default,
+            (torch.randn(1, 3, 4, 1), weight.detach(), mask, *geometry, backend),
         )
         counts = torch.tensor([int(torch.count_nonzero(spikes)), 0])
         torch.library.opcheck(
@@ -499,6 +589,23 @@ class TestExtensionBoundary:
             self.C.spike_conv2d_pack_weight(torch.zeros(4, 3, 3, 3).numpy(), torch.zeros(27, 4).numpy(), 1)
         with pytest.raises(ValueError, match="weight must be 4-D"):
             self.C.spike_conv2d_pack_weight(torch.zeros(4, 27).numpy(), self.packed, 1)
+
+    def test_masked_grad_input(self):
+        mask = torch.ones(2, 3, 5, 5, dtype=torch.bool).numpy()
+        grad = torch.ones(2, 4, 5, 5).numpy()
+        out = torch.full((2, 3, 5, 5), float("nan")).numpy()
+        self.C.spike_conv2d_grad_input_masked(mask, grad, self.packed, out, *self.geom, 1)
+        assert (out == 0).all()  # packed weight of zeros
+        with pytest.raises(TypeError, match="grad_mask must be bool or uint8"):
+            self.C.spike_conv2d_grad_input_masked(self.spikes, grad, self.packed, out, *self.geom, 1)
+        with pytest.raises(ValueError, match="grad_out has 1 images but grad_mask has 2"):
+            self.C.spike_conv2d_grad_input_masked(mask, grad[:1], self.packed, out, *self.geom, 1)
+        with pytest.raises(ValueError, match=r"packed_weight must have shape \[27, 8\]"):
+            self.C.spike_conv2d_grad_input_masked(mask, grad, self.packed[:, :4], out, *self.geom, 1)
+        with pytest.raises(ValueError, match=r"grad_input must have shape \[2, 3, 5, 5\]"):
+            self.C.spike_conv2d_grad_input_masked(mask, grad, self.packed, out[:1], *self.geom, 1)
+        with pytest.raises(TypeError, match="grad_out must be float32 or float64"):
+            self.C.spike_conv2d_grad_input_masked(mask, grad.astype("float16"), self.packed, out, *self.geom, 1)
 
 
 # ----------------------------------------------------------------------------- CUDA

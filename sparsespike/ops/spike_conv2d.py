@@ -19,7 +19,9 @@ device's ``conv_forward_density`` / ``conv_backward_density`` (``sparsespike.dis
 the forward samples 16 images, the weight gradient uses the forward's exact count; on CUDA the
 previous call's density through the same weight). Backward: the weight gradient sums over
 active inputs only (deterministic, no atomics); the input gradient is torch's dense transposed
-convolution and is skipped when the spikes do not require grad; the bias gradient is a sum.
+convolution, or with ``grad_mask`` only the mask's entries (C++ and Triton: one sum of dot
+products per listed input, zero elsewhere), and is skipped when the spikes do not require grad;
+the bias gradient is a sum.
 
 groups > 1 runs the reference (F.conv2d) with a one-time warning.
 
@@ -43,7 +45,14 @@ from ..dispatch import conv_width_factor, density_history, get_crossover
 from ..synops import record as record_synops
 from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
-from ._validate import CPP_SPIKE_DTYPES, check_finite, require_layer_operands, require_tensor, require_weight
+from ._validate import (
+    CPP_SPIKE_DTYPES,
+    check_finite,
+    require_grad_mask,
+    require_layer_operands,
+    require_tensor,
+    require_weight,
+)
 from ._weight_cache import content_fingerprint, weight_cache
 
 __all__ = ["SPIKE_CONV2D", "spike_conv2d", "spike_conv2d_reference"]
@@ -292,8 +301,11 @@ def _triton_adaptive_forward(spikes, weight, bias, stride, padding, dilation):
     return out, counts
 
 
-def _forward(path, adaptive, spikes, weight, bias, stride, padding, dilation):
-    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach]) on one path."""
+def _forward(path, adaptive, spikes, weight, bias, stride, padding, dilation, grad_mask=None):
+    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach]) on one path; grad_mask only
+    shapes the backward (on the reference path, through the graph)."""
+    if path == "reference" and grad_mask is not None and spikes.requires_grad:
+        spikes = torch.where(grad_mask.bool(), spikes, spikes.detach())  # gradient only at the mask
     if path == "cpp" and (not adaptive or _cpu_event_driven(spikes, weight)):
         return _cpp_forward(spikes, weight, bias, stride, padding, dilation)
     if path == "triton":
@@ -331,8 +343,40 @@ def _grad_weight_t(path, adaptive, grad_out, spikes, counts, kernel_size, stride
     return _grad_weight_t_default(grad_out, spikes, *geometry)
 
 
+def _grad_spikes(path, grad_out, weight, grad_mask, input_shape, stride, padding, dilation):
+    """The input gradient: dense, or only at grad_mask's nonzeros (zero elsewhere)."""
+    if grad_mask is None:
+        return _dense_grad_input(grad_out, weight, input_shape, stride, padding, dilation)
+    if path == "cpp":
+        out = empty_output(grad_out, input_shape)
+        cpp().spike_conv2d_grad_input_masked(
+            _numpy(grad_mask),
+            _numpy(grad_out),
+            _packed_weight(weight).numpy(),  # the forward's, cached for this weight version
+            out.numpy(),
+            list(weight.shape[2:]),
+            list(stride),
+            [padding[0], padding[2]],
+            list(dilation),
+            torch.get_num_threads(),
+        )
+        return out
+    if path == "triton":
+        return require_triton_kernels("spike_conv2d").grad_input_masked(
+            grad_out,
+            _weight_t(weight),
+            grad_mask,
+            tuple(weight.shape[2:]),
+            tuple(stride),
+            (padding[0], padding[2]),
+            tuple(dilation),
+        )
+    grad = _dense_grad_input(grad_out, weight, input_shape, stride, padding, dilation)
+    return grad * grad_mask.to(grad.dtype)
+
+
 def _save(ctx, route, inputs, outputs, eager):
-    spikes, weight, bias, stride, padding, dilation = inputs
+    spikes, weight, bias, stride, padding, dilation, grad_mask = inputs
     ctx.has_bias = bias is not None
     ctx.input_shape = tuple(spikes.shape)
     ctx.kernel_size = tuple(weight.shape[2:])
@@ -341,17 +385,27 @@ def _save(ctx, route, inputs, outputs, eager):
     if needs_weight and eager:
         spikes = as_bytes_if_binary(spikes, route.backend)
     # keep only what the requested gradients read
-    ctx.save_for_backward(spikes if needs_weight else None, weight if needs_spikes else None, outputs[1])
+    ctx.save_for_backward(
+        spikes if needs_weight else None,
+        weight if needs_spikes else None,
+        outputs[1],
+        grad_mask if needs_spikes else None,
+    )
 
 
 def _backward(ctx, grads, compiled):
-    """Gradients of (spikes, weight, bias, stride, padding, dilation)."""
-    spikes, weight, counts = ctx.saved_tensors
+    """Gradients of (spikes, weight, bias, stride, padding, dilation, grad_mask)."""
+    spikes, weight, counts, grad_mask = ctx.saved_tensors
     grad_spikes = grad_weight = grad_bias = None
     grad_out = grads[0].contiguous()
     geometry = (ctx.stride, ctx.padding, ctx.dilation)
     if ctx.input_needs[0]:
-        grad_spikes = _dense_grad_input(grad_out, weight, ctx.input_shape, *geometry)
+        if compiled and grad_mask is not None:
+            grad_spikes = torch.ops.sparsespike.spike_conv2d_grad_input(
+                grad_out, weight, grad_mask, *geometry, ctx.route.backend
+            )
+        else:
+            grad_spikes = _grad_spikes(ctx.route.path, grad_out, weight, grad_mask, ctx.input_shape, *geometry)
     if ctx.input_needs[1]:
         if compiled:
             gwt = torch.ops.sparsespike.spike_conv2d_grad_weight(
@@ -364,7 +418,7 @@ def _backward(ctx, grads, compiled):
         grad_weight = gwt.t().reshape(grad_out.shape[1], ctx.input_shape[1], *ctx.kernel_size)
     if ctx.has_bias and ctx.input_needs[2]:
         grad_bias = grad_out.sum((0, 2, 3))
-    return grad_spikes, grad_weight, grad_bias, None, None, None
+    return grad_spikes, grad_weight, grad_bias, None, None, None, None
 
 
 # --------------------------------------------------------------------------- torch.library custom ops
@@ -380,9 +434,10 @@ def _spike_conv2d_op(
     stride: list[int],
     padding: list[int],
     dilation: list[int],
+    grad_mask: Optional[Tensor],
     backend: str,
 ) -> tuple[Tensor, Tensor]:
-    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach])."""
+    """(conv2d(spikes, weight) + bias, int64 [nonzeros, reach]); grad_mask shapes the backward."""
     route = SPIKE_CONV2D.route(backend, weight)
     return _forward(route.path, route.adaptive, spikes, weight, bias, stride, padding, dilation)
 
@@ -403,8 +458,28 @@ def _grad_weight_op(
     return _grad_weight_t(route.path, route.adaptive, grad_out, spikes, counts, kernel_size, stride, padding, dilation)
 
 
+@torch.library.custom_op("sparsespike::spike_conv2d_grad_input", mutates_args=())
+def _grad_input_op(
+    grad_out: Tensor,
+    weight: Tensor,
+    grad_mask: Tensor,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    backend: str,
+) -> Tensor:
+    """The input gradient at grad_mask's nonzeros, zero elsewhere ([N, C_in, H, W])."""
+    path = SPIKE_CONV2D.route(backend, grad_out).path
+    return _grad_spikes(path, grad_out, weight, grad_mask, tuple(grad_mask.shape), stride, padding, dilation)
+
+
+@_grad_input_op.register_fake
+def _grad_input_fake(grad_out, weight, grad_mask, stride, padding, dilation, backend):
+    return grad_out.new_empty(tuple(grad_mask.shape))
+
+
 @_spike_conv2d_op.register_fake
-def _spike_conv2d_fake(spikes, weight, bias, stride, padding, dilation, backend):
+def _spike_conv2d_fake(spikes, weight, bias, stride, padding, dilation, grad_mask, backend):
     out_size = _out_size(spikes, weight.shape[2:], stride, padding, dilation)
     out = spikes.new_empty((spikes.shape[0], weight.shape[0], *out_size), dtype=weight.dtype)
     return out, spikes.new_empty((2,), dtype=torch.int64)
@@ -473,7 +548,7 @@ def _geometry(spikes_shape, weight_shape, stride, padding, dilation):
     return list(stride), list(pads), list(dilation)
 
 
-def _validate(spikes, weight, bias, groups) -> None:
+def _validate(spikes, weight, bias, groups, grad_mask) -> None:
     require_tensor(spikes, "spikes")
     require_weight(weight, 4, "[C_out, C_in / groups, KH, KW]")
     if spikes.dim() < 4:
@@ -491,6 +566,10 @@ def _validate(spikes, weight, bias, groups) -> None:
             f"C_in={weight.shape[1] * groups} (weight shape {tuple(weight.shape)}, groups={groups})"
         )
     require_layer_operands(spikes, weight, bias)
+    if grad_mask is not None:
+        require_grad_mask(grad_mask, spikes)
+        if groups > 1:
+            raise ValueError("grad_mask needs groups=1 (groups > 1 runs the dense reference)")
 
 
 _warned_groups = False
@@ -521,6 +600,7 @@ def spike_conv2d(
     dilation: IntPair = 1,
     groups: int = 1,
     *,
+    grad_mask: Optional[Tensor] = None,
     backend: Optional[str] = None,
 ) -> Tensor:
     """``F.conv2d(spikes, weight, bias, stride, padding, dilation, groups)``, propagating only the
@@ -536,6 +616,9 @@ def spike_conv2d(
             dilation * (kernel_size - 1) per side (beyond that whole output rows see only
             padding); or "valid" (0) or "same" (stride 1; an odd remainder goes bottom / right).
         groups: 1 runs the event-driven kernels; > 1 runs the reference, with a warning.
+        grad_mask: optional bool/uint8 tensor of the spikes' shape: the gradient to the spikes is
+            computed only at its nonzeros and is zero elsewhere (e.g. the band-active set of the
+            LIF layer that produced the spikes). The forward does not change. groups=1 only.
         backend: "auto" (default, per call: event-driven or torch's conv2d by input density),
             "reference", "cpp" (CPU) or "triton" (CUDA, or CPU under TRITON_INTERPRET=1). None
             uses the process default.
@@ -543,7 +626,7 @@ def spike_conv2d(
     Returns:
         [N, C_out, H_out, W_out] (with spikes' leading dimensions) in the weight's dtype.
     """
-    _validate(spikes, weight, bias, groups)
+    _validate(spikes, weight, bias, groups, grad_mask)
     stride, padding, dilation = _geometry(spikes.shape, weight.shape, stride, padding, dilation)
     backend = resolve_backend(backend, weight.device)
     lead = spikes.shape[:-3]
@@ -551,6 +634,8 @@ def spike_conv2d(
     if groups > 1:
         out, counts = _grouped(flat, weight, bias, stride, padding, dilation, groups)
     else:
-        out, counts = SPIKE_CONV2D(SPIKE_CONV2D.route(backend, weight), flat, weight, bias, stride, padding, dilation)
+        mask = None if grad_mask is None else grad_mask.reshape(flat.shape)
+        route = SPIKE_CONV2D.route(backend, weight)
+        out, counts = SPIKE_CONV2D(route, flat, weight, bias, stride, padding, dilation, mask)
     record_synops("spike_conv2d", counts[1], weight.shape[0] // groups)
     return out.reshape(*lead, *out.shape[1:])
