@@ -190,3 +190,28 @@ def guarded(prog: str, body: Callable[[Callable[[], None]], int]) -> int:
         if started:
             raise
         return fail(prog, exc, 2)
+
+
+def add_surrogate_arguments(p: argparse.ArgumentParser) -> None:
+    """--surrogate, --surrogate-param and --grad-band, as train and study take them."""
+    from .ops.lif_reference import SURROGATES
+
+    p.add_argument(
+        "--surrogate",
+        choices=SURROGATES,
+        default="fast_sigmoid",
+        help="every LIF's surrogate gradient (default: fast_sigmoid, the study's)",
+    )
+    p.add_argument(
+        "--surrogate-param",
+        type=positive_float,
+        default=None,
+        help="its slope / alpha (default: 25 for fast_sigmoid, as the study; else the surrogate's default)",
+    )
+    p.add_argument(
+        "--grad-band",
+        type=positive_float,
+        default=None,
+        help="truncate the surrogate to |membrane - threshold| < this band: the backward then runs "
+        "only at band-active neuron-steps (exact for that surrogate); triangle has a band of its own",
+    )

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 from ._cli import (
     Parser,
     UsageError,
+    add_surrogate_arguments,
     data_folders,
     guarded,
     non_negative_float,
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hgrn", choices=("qin", "study"), default=None, help="deprecated: --memory (qin is sequence)")
     p.add_argument("--hopfield", choices=("sequence", "study"), default=None, help="deprecated: --memory")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
+    add_surrogate_arguments(p)
     p.add_argument(
         "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
     )
@@ -154,6 +156,9 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
         init=args.init,
         calibrate_modalities=tuple(m.strip() for m in args.calibrate.split(",") if m.strip()),
         memory=_memory(args),
+        surrogate=args.surrogate,
+        surrogate_param=args.surrogate_param,
+        grad_band=args.grad_band,
         backend=args.backend,
         eval_split=args.eval_split,
         limit_train=args.limit_train,

@@ -114,6 +114,7 @@ def test_study_grids_within_cuda_limits():
         "_masked_dot_kernel",
         "_conv_gather_kernel",
         "_conv_grad_weight_kernel",
+        "_conv_masked_grad_kernel",
         "_hgrn_forward_kernel",
         "_hgrn_backward_kernel",
         "_forward_kernel",
@@ -151,7 +152,11 @@ FUSION = {
         "_backward_scores_kernel": "TOLERANT",
         "_product_kernel": "TOLERANT",
     },
-    "spike_conv2d.py": {"_conv_gather_kernel": "TOLERANT", "_conv_grad_weight_kernel": "TOLERANT"},
+    "spike_conv2d.py": {
+        "_conv_gather_kernel": "TOLERANT",
+        "_conv_grad_weight_kernel": "TOLERANT",
+        "_conv_masked_grad_kernel": "TOLERANT",
+    },
     "spike_linear.py": {
         "_compact_rows_kernel": "EXACT",
         "_gather_rows_kernel": "TOLERANT",

@@ -139,6 +139,80 @@ def test_joint_fused_equals_reference(memory, modality):
     assert out.rates.sum() > 0
 
 
+# compact-support surrogates: a truncated fast sigmoid (wide enough that every layer has neurons
+# in the band at these sizes) and the triangle
+BANDED = [{"grad_band": 0.5}, {"surrogate": "triangle"}]
+
+
+def spike_layer_masks(model: nn.Module, monkeypatch) -> list:
+    """Record the grad_mask every spike layer of ``model`` gets (None: a dense input gradient)."""
+    import sparsespike.nn.conv as conv_module
+    import sparsespike.nn.linear as linear_module
+
+    seen = []
+    for module, name in ((linear_module, "spike_linear"), (conv_module, "spike_conv2d")):
+        original = getattr(module, name)
+
+        def recording(*args, _original=original, grad_mask=None, **kwargs):
+            seen.append(grad_mask)
+            return _original(*args, grad_mask=grad_mask, **kwargs)
+
+        monkeypatch.setattr(module, name, recording)
+    return seen
+
+
+@pytest.mark.parametrize("banded", BANDED, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()))
+@pytest.mark.parametrize("modality", ["visual", "audio"])
+@pytest.mark.parametrize("name, options", [CONFIGS[0], CONFIGS[4]], ids=lambda v: str(v) if v else "")
+def test_band_limited_gradients_equal_reference(name, options, modality, banded, monkeypatch):
+    """With a compact-support surrogate the encoders pass each LIF's band to the next spike
+    layer, whose input gradient the kernels then compute only there: every parameter's gradient
+    still equals the reference backend's (which masks through the graph)."""
+    fused, reference = make_pair(
+        lambda b: build_model(name, modality, backend=b, **SMALL[modality], **options, **banded), "cpp"
+    )
+    masks = spike_layer_masks(fused, monkeypatch)
+    x = spikes_input((BATCH, STEPS) + fused.input_shape, seed=2)
+    out = assert_same(fused, reference, lambda m: m(x))
+    assert out.rates.sum() > 0
+    # the first layer reads the input (no band); the encoder's next two read a LIF's spikes
+    assert masks[0] is None and all(m is not None and m.dtype == torch.bool for m in masks[1:3])
+    fractions = {
+        n: float(m.band_fraction) for n, m in fused.named_modules() if getattr(m, "band_fraction", None) is not None
+    }
+    assert len(fractions) == 4 and all(0 < f < 1 for f in fractions.values()), fractions
+
+
+def test_exact_surrogate_passes_no_band(monkeypatch):
+    model = build_model("m1", "audio", backend="cpp", **SMALL["audio"])
+    masks = spike_layer_masks(model, monkeypatch)
+    model(spikes_input((BATCH, STEPS, 40), seed=1, dtype=torch.float32))
+    assert masks and all(m is None for m in masks)
+
+
+@pytest.mark.parametrize("modality", ["visual", "audio"])
+def test_joint_band_limited_equals_reference(modality):
+    fused, reference = make_pair(lambda b: JointModel(backend=b, grad_band=0.5, **JOINT_SMALL), "cpp")
+    shape = (2, 8, 8) if modality == "visual" else (40,)
+    x = spikes_input((BATCH, STEPS) + shape, seed=3)
+    assert_same(fused, reference, lambda m: m(x, modality))
+    assert fused.surrogate.grad_band == 0.5 and fused.head.lif_out.grad_band == 0.5
+
+
+def test_surrogate_options_reach_every_lif():
+    from sparsespike.nn import LIF
+
+    model = build_model("m4", "visual", surrogate="triangle", surrogate_param=2.0, **SMALL["visual"])
+    lifs = [m for m in model.modules() if isinstance(m, LIF)]
+    assert len(lifs) == 4 and all(m.surrogate == "triangle" and m.surrogate_param == 2.0 for m in lifs)
+    study = build_model("m1", "audio", **SMALL["audio"])
+    assert all(m.surrogate_param == 25.0 and m.grad_band is None for m in study.modules() if isinstance(m, LIF))
+    with pytest.raises(ValueError, match="surrogate must be one of"):
+        build_model("m1", "audio", surrogate="relu", **SMALL["audio"])
+    with pytest.raises(ValueError, match="grad_band"):
+        build_model("m1", "audio", grad_band=-0.1, **SMALL["audio"])
+
+
 @pytest.mark.parametrize("modality", ["visual", "audio"])
 @pytest.mark.parametrize("name, options", CONFIGS, ids=lambda v: str(v) if v else "")
 def test_output_shapes_and_attributes(name, options, modality):

@@ -73,3 +73,26 @@ def test_lifnode_errors():
         LIFNode(tau=0.5)
     with pytest.raises(ValueError, match="step_mode"):
         LIFNode(step_mode="x")
+
+
+def test_fire_gives_the_band_when_the_surrogate_has_compact_support():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 10, requires_grad=True)
+    layer = LIF(beta=0.8, grad_band=0.3)
+    calls = []
+    layer.register_forward_hook(lambda m, i, o: calls.append(o))  # fire() runs the module's hooks
+    spikes, band = layer.fire(x)
+    want = lif(x, 0.8, 1.0, grad_band=0.3, return_band=True)
+    assert torch.equal(spikes, want.spikes) and torch.equal(band, want.band) and len(calls) == 1
+    assert float(layer.band_fraction) == pytest.approx(want.band.float().mean().item())
+    # batch_first: the band comes back in the input's layout
+    first = LIF(beta=0.8, grad_band=0.3, batch_first=True)
+    spikes_bf, band_bf = first.fire(x.transpose(0, 1))
+    assert torch.equal(band_bf, band.transpose(0, 1)) and torch.equal(spikes_bf, spikes.transpose(0, 1))
+    # no band: an exact surrogate, no graph to record, or a plain call
+    assert LIF().fire(x)[1] is None
+    with torch.no_grad():
+        assert layer.fire(x)[1] is None
+    assert layer.fire(x.detach())[1] is None
+    assert isinstance(layer(x), torch.Tensor) and layer._band is None
+    assert LIF(surrogate="triangle").fire(x)[1] is not None

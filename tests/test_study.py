@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from sparsespike.study import StudyConfig
 from sparsespike.study.__main__ import main
@@ -129,9 +130,27 @@ def test_bad_settings_are_refused(capsys):
         ("epochs", 2.5, TypeError),
         ("batch_size", "32", TypeError),
         ("limit_train", 0, ValueError),
+        ("grad_band", 0.0, ValueError),
+        ("surrogate_param", float("inf"), ValueError),
+        ("surrogate", "relu", ValueError),
     ],
 )
 def test_settings_must_be_finite_integers_or_numbers(field, value, error):
     # NaN compares false, so "not lr > 0" caught it but "lr < 0" checks would not; floats for counts
     with pytest.raises(error, match=field):
         StudyConfig(**{field: value})
+
+
+def test_the_surrogate_and_band_reach_every_run(monkeypatch, tmp_path):
+    from sparsespike.study import runner
+    from sparsespike.study.__main__ import config_from_args
+
+    config = config_from_args(
+        ["--quick", "--out", str(tmp_path / "out"), "--grad-band", "0.4", "--surrogate-param", "9"]
+    )
+    assert (config.surrogate, config.surrogate_param, config.grad_band) == ("fast_sigmoid", 9.0, 0.4)
+    seen = []
+    summary = {"history": [], "best_eval_acc": 0.0, "best_epoch": 0, "epochs": 0, "stopped_early": False}
+    monkeypatch.setattr(runner, "fit", lambda c: seen.append(c) or {**summary, "model": torch.nn.Linear(1, 1)})
+    runner._train(config, "m1", "audio", tmp_path / "run", "cpu", lambda *_: None)
+    assert (seen[0].surrogate, seen[0].surrogate_param, seen[0].grad_band) == ("fast_sigmoid", 9.0, 0.4)

@@ -338,6 +338,10 @@ def test_a_batch_larger_than_the_training_set_is_refused_before_training(tmp_pat
         ("limit_train", 0),
         ("limit_eval", 0),
         ("calibration_samples", 0),
+        ("grad_band", 0.0),
+        ("grad_band", float("nan")),
+        ("surrogate_param", -1.0),
+        ("surrogate", "relu"),
     ],
 )
 def test_config_values_must_be_finite_and_in_range(field, value):
@@ -411,3 +415,64 @@ def test_a_bug_during_training_keeps_its_traceback(tmp_path, monkeypatch):
     args = tiny_cli_args(tmp_path, tmp_path / "run")
     with pytest.raises(ValueError, match="a bug in the loop"):
         train_cli.main(args)
+
+
+# ----------------------------------------------------------------------------- band-limited surrogates
+
+
+def test_band_limited_training_logs_band_fractions_and_warns_once_on_starvation(tmp_path, capsys):
+    """--grad-band reaches every LIF; each epoch's metrics hold the mean band-active fraction per
+    layer, and a band that is nearly empty warns once per layer (not once per step)."""
+    with pytest.warns(RuntimeWarning, match="gradient starvation") as caught:
+        summary = fit(small_config(tmp_path, grad_band=1e-3, epochs=2))
+    starved = {str(w.message).split("of ")[1].split("'s")[0] for w in caught if "starvation" in str(w.message)}
+    assert len([w for w in caught if "starvation" in str(w.message)]) == len(starved)  # once per layer
+    rows = _metrics(tmp_path / "run" / "metrics.jsonl")
+    bands = rows[0]["train_band_active"]
+    assert set(bands) == {"encoder.lif_input", "encoder.lif1", "encoder.lif_hidden", "head.lif_out"}
+    assert all(0 <= f < 1 for f in bands.values()) and starved <= set(bands)
+    assert "band active: encoder.lif_input" in capsys.readouterr().out
+    assert all(m.grad_band == 1e-3 for m in summary["model"].modules() if hasattr(m, "grad_band"))
+    assert "eval_band_active" not in rows[0]  # evaluation records no graph, so no band
+
+
+def test_exact_training_logs_no_band(tmp_path):
+    fit(small_config(tmp_path, epochs=1))
+    assert "train_band_active" not in _metrics(tmp_path / "run" / "metrics.jsonl")[0]
+
+
+def test_band_monitor_means_and_starvation():
+    from sparsespike.nn import LIF
+    from sparsespike.training.bands import BandMonitor, band_summary
+
+    model = torch.nn.Sequential(LIF(grad_band=0.5), LIF(), LIF(surrogate="triangle"))
+    monitor = BandMonitor(model)
+    assert [name for name, _ in monitor.layers] == ["0", "2"]  # the exact one has no band
+    x = torch.randn(5, 3, 8, requires_grad=True)
+    fractions = []
+    for step in range(2):
+        _, band0 = model[0].fire(x * (step + 1))
+        _, band2 = model[2].fire(x + 1.5)
+        fractions.append((band0.float().mean().item(), band2.float().mean().item()))
+        monitor.add(step)
+    means = monitor.means()
+    assert means["0"] == pytest.approx((fractions[0][0] + fractions[1][0]) / 2)
+    assert means["2"] == pytest.approx((fractions[0][1] + fractions[1][1]) / 2)
+    assert not monitor.warned
+    # every membrane at 0, far below the band around the threshold 1: starved, warned once
+    with pytest.warns(RuntimeWarning, match="only 0.00% of 0's neuron-steps") as caught:
+        for step in range(0, 30, 10):
+            model[0].fire(x * 0.0)
+            monitor.add(step)
+    assert len(caught) == 1 and monitor.warned == {"0"}
+    assert band_summary({"a": 0.105, "b": 0.004}) == "a 10.5%, b 0.4%"
+    assert band_summary({"a": 0.105, "b": 0.004}, short=True) == "10.5/0.4%"
+
+
+def test_the_cli_takes_the_surrogate_and_band():
+    config = train_cli.config_from_args(["--surrogate", "triangle", "--surrogate-param", "2", "--grad-band", "0.3"])
+    assert (config.surrogate, config.surrogate_param, config.grad_band) == ("triangle", 2.0, 0.3)
+    default = train_cli.config_from_args([])
+    assert (default.surrogate, default.surrogate_param, default.grad_band) == ("fast_sigmoid", None, None)
+    with pytest.raises(SystemExit):
+        train_cli.config_from_args(["--grad-band", "-1"])

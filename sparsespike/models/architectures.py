@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from .._backend import check_backend
 from ..nn import HGRN, HopfieldMemory
 from ..ops._validate import spikes_named
-from .backbones import AudioEncoder, SpikingHead, VisualEncoder
+from .backbones import STUDY_SURROGATE, AudioEncoder, SpikingHead, Surrogate, VisualEncoder
 from .memory import MEMORY_MODES, SEQUENCE, STUDY, deprecated_memory, memory_mode
 from .study_gate import StudyGate
 
@@ -87,7 +87,12 @@ def _choice(value: str, options: Sequence[str], name: str) -> str:
 
 
 def build_encoder(
-    modality: str, input_shape=None, hidden_sizes=None, feature_size: int = 512, backend: Optional[str] = None
+    modality: str,
+    input_shape=None,
+    hidden_sizes=None,
+    feature_size: int = 512,
+    backend: Optional[str] = None,
+    surrogate: Surrogate = STUDY_SURROGATE,
 ) -> nn.Module:
     """The study's encoder for ``modality`` up to the spike layer; None sizes mean the study's.
 
@@ -100,6 +105,7 @@ def build_encoder(
             hidden_sizes if hidden_sizes is not None else (64, 128),
             feature_size,
             backend,
+            surrogate,
         )
     if input_shape is None:
         size = 700
@@ -110,7 +116,9 @@ def build_encoder(
         if len(shape) != 1:
             raise ValueError(f"input_shape for audio must be (channels,), got {shape!r}")
         size = shape[0]
-    return AudioEncoder(size, hidden_sizes if hidden_sizes is not None else (1024, 1024), feature_size, backend)
+    return AudioEncoder(
+        size, hidden_sizes if hidden_sizes is not None else (1024, 1024), feature_size, backend, surrogate
+    )
 
 
 def check_input(x, input_shape: Sequence[int], modality: str, dtype: torch.dtype, name: str = "x") -> None:
@@ -173,6 +181,10 @@ class StudyModel(nn.Module):
         supcon_temperature: SCL temperature (0.07).
         memory: one of the class's ``memory_modes`` (None: "sequence"; see
             :mod:`sparsespike.models.memory`).
+        surrogate, surrogate_param, grad_band: every LIF's surrogate gradient (see
+            :class:`~sparsespike.models.backbones.Surrogate`; the study's fast sigmoid, slope 25,
+            by default). With compact support (a grad_band, or "triangle") the spike layers
+            compute their input gradients only inside the band of the LIF below.
     """
 
     default_supcon_weight = 0.0
@@ -193,12 +205,16 @@ class StudyModel(nn.Module):
         supcon_weight: Optional[float] = None,
         supcon_temperature: float = SUPCON_TEMPERATURE,
         memory: Optional[str] = None,
+        surrogate: str = "fast_sigmoid",
+        surrogate_param: Optional[float] = None,
+        grad_band: Optional[float] = None,
     ) -> None:
         super().__init__()
         self.modality = _choice(modality, MODALITIES, "modality")
         self.memory_mode = memory_mode(memory, self.memory_modes, self.name)
         self.backend = None if backend is None else check_backend(backend)
-        self.encoder = build_encoder(modality, input_shape, hidden_sizes, feature_size, self.backend)
+        self.surrogate = Surrogate(surrogate, surrogate_param, grad_band)
+        self.encoder = build_encoder(modality, input_shape, hidden_sizes, feature_size, self.backend, self.surrogate)
         self.input_shape = self.encoder.input_shape
         self.feature_size, self.num_classes = self.encoder.feature_size, num_classes
         self.supcon_weight = float(self.default_supcon_weight if supcon_weight is None else supcon_weight)
@@ -269,7 +285,7 @@ class M1Baseline(StudyModel):
         self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None, **options
     ) -> None:
         super().__init__(modality, num_classes, backend, **options)
-        self.head = SpikingHead(self.feature_size, num_classes, spiking_input=True, backend=self.backend)
+        self.head = SpikingHead(self.feature_size, num_classes, True, self.backend, self.surrogate)
 
 
 class M2SupCon(M1Baseline):
@@ -306,7 +322,7 @@ class M3Hopfield(StudyModel):
         super().__init__(modality, num_classes, backend, memory=memory, **options)
         self._set_readout(self.memory_mode == STUDY)
         self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
-        self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
+        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         return self.hopfield(spikes)
@@ -347,7 +363,7 @@ class M4HGRN(StudyModel):
         super().__init__(modality, num_classes, backend, memory=memory, **options)
         self._set_readout(self.memory_mode == STUDY)
         self.hgrn = _hgrn_memory(self.memory_mode, self.feature_size, True, self.backend)
-        self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
+        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         return self.hgrn(spikes)
@@ -385,7 +401,7 @@ class M5Hybrid(StudyModel):
         self._set_readout(self.memory_mode == STUDY)
         self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
         self.hgrn = _hgrn_memory(self.memory_mode, self.feature_size, False, self.backend)
-        self.head = SpikingHead(self.feature_size, num_classes, spiking_input=False, backend=self.backend)
+        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         return self.hgrn(self.hopfield(spikes))

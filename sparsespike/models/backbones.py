@@ -5,6 +5,10 @@ Every LIF is the study's snnTorch ``Leaky(beta=0.9, spike_grad=fast_sigmoid(slop
 initial membrane per forward. Our ``surrogate_param`` for "fast_sigmoid" is snnTorch's ``slope``
 (both: d spike / du = 1 / (1 + slope |u|)^2), so 25.0 matches exactly.
 
+The surrogate is selectable (:class:`Surrogate`): with one of compact support (a ``grad_band``,
+or "triangle") each LIF also gives its band-active set, and the layer reading its spikes
+computes its input gradient only there (``grad_mask``): the same gradient, sparse.
+
 Unlike the reference code (a Python loop over time, one layer call per step), each layer runs the
 whole sequence at once: conv / linear layers see T folded into the batch ([T, B, ...] leading
 dims), then one fused multi-step LIF call over [T, B, ...]. Both orders compute the same
@@ -13,13 +17,13 @@ recurrence, since a layer's input at step t depends only on the layer below at s
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from torch import Tensor, nn
 
 from ..nn import LIF, SpikeConv2d, SpikeLinear
 
-__all__ = ["AudioEncoder", "SpikingHead", "VisualEncoder", "study_lif"]
+__all__ = ["STUDY_SURROGATE", "AudioEncoder", "SpikingHead", "Surrogate", "VisualEncoder", "study_lif"]
 
 # the study's neuron (Models/backbones.py of the reference code)
 STUDY_BETA = 0.9
@@ -27,18 +31,38 @@ STUDY_THRESHOLD = 1.0
 STUDY_SLOPE = 25.0
 
 
-def study_lif(backend: Optional[str] = None) -> LIF:
-    """The study's LIF (snnTorch Leaky, beta 0.9, threshold 1, subtract reset, fast sigmoid 25)."""
+class Surrogate(NamedTuple):
+    """The neurons' surrogate gradient: its name, parameter (None: the study's slope 25 for
+    fast_sigmoid, else the surrogate's default) and grad_band (None: not truncated)."""
+
+    name: str = "fast_sigmoid"
+    param: Optional[float] = None
+    grad_band: Optional[float] = None
+
+    def lif_options(self) -> dict:
+        param = STUDY_SLOPE if self.param is None and self.name == "fast_sigmoid" else self.param
+        return {"surrogate": self.name, "surrogate_param": param, "grad_band": self.grad_band}
+
+
+STUDY_SURROGATE = Surrogate()  # fast sigmoid, slope 25, exact
+
+
+def study_lif(backend: Optional[str] = None, surrogate: Surrogate = STUDY_SURROGATE) -> LIF:
+    """The study's LIF (snnTorch Leaky, beta 0.9, threshold 1, subtract reset, fast sigmoid 25),
+    with another surrogate if given."""
     return LIF(
         beta=STUDY_BETA,
         threshold=STUDY_THRESHOLD,
         reset="subtract",
-        surrogate="fast_sigmoid",
-        surrogate_param=STUDY_SLOPE,
         detach_reset=True,
         convention="snntorch",
         backend=backend,
+        **surrogate.lif_options(),
     )
+
+
+def _flat_band(band: Optional[Tensor]) -> Optional[Tensor]:
+    return None if band is None else band.flatten(2)
 
 
 def _positive_ints(values, name: str, length: Optional[int] = None) -> tuple[int, ...]:
@@ -61,6 +85,7 @@ class VisualEncoder(nn.Module):
         channels: output channels of the two 3x3 convolutions (64, 128).
         feature_size: the spike layer's width (512).
         backend: for every sparsespike op ("auto", "reference", "cpp", "triton" or None).
+        surrogate: the LIFs' surrogate gradient (the study's by default).
     """
 
     def __init__(
@@ -69,6 +94,7 @@ class VisualEncoder(nn.Module):
         channels: Sequence[int] = (64, 128),
         feature_size: int = 512,
         backend: Optional[str] = None,
+        surrogate: Surrogate = STUDY_SURROGATE,
     ) -> None:
         super().__init__()
         self.input_shape = _positive_ints(input_shape, "input_shape", 3)
@@ -76,17 +102,21 @@ class VisualEncoder(nn.Module):
         (self.feature_size,) = _positive_ints((feature_size,), "feature_size")
         c, h, w = self.input_shape
         self.conv1 = SpikeConv2d(c, self.channels[0], 3, padding=1, backend=backend)
-        self.lif1 = study_lif(backend)
+        self.lif1 = study_lif(backend, surrogate)
         self.conv2 = SpikeConv2d(self.channels[0], self.channels[1], 3, padding=1, backend=backend)
-        self.lif2 = study_lif(backend)
+        self.lif2 = study_lif(backend, surrogate)
         self.fc1 = SpikeLinear(self.channels[1] * h * w, self.feature_size, backend=backend)
-        self.lif3 = study_lif(backend)
+        self.lif3 = study_lif(backend, surrogate)
 
     def forward(self, x: Tensor) -> Tensor:
-        # one expression, no locals: each layer's float spikes are freed once the next layer has
-        # read them (backward reads the copies the ops saved, as bytes); flatten (C, H, W) like
-        # the reference's flatten(1) on [B, C, H, W]
-        return self.lif3(self.fc1(self.lif2(self.conv2(self.lif1(self.conv1(x)))).flatten(2)))
+        # each layer's float spikes are freed when the name is rebound, once the next layer has
+        # read them (backward reads the copies the ops saved, as bytes); a LIF's band (None
+        # unless its surrogate has compact support) limits the next layer's input gradient;
+        # flatten (C, H, W) like the reference's flatten(1) on [B, C, H, W]
+        s, band = self.lif1.fire(self.conv1(x))
+        s, band = self.lif2.fire(self.conv2(s, grad_mask=band))
+        s, _ = self.lif3.fire(self.fc1(s.flatten(2), grad_mask=_flat_band(band)))
+        return s
 
 
 class AudioEncoder(nn.Module):
@@ -99,6 +129,7 @@ class AudioEncoder(nn.Module):
         hidden_sizes: the two hidden layers (1024, 1024).
         feature_size: the spike layer's width (512).
         backend: for every sparsespike op.
+        surrogate: the LIFs' surrogate gradient (the study's by default).
     """
 
     def __init__(
@@ -107,6 +138,7 @@ class AudioEncoder(nn.Module):
         hidden_sizes: Sequence[int] = (1024, 1024),
         feature_size: int = 512,
         backend: Optional[str] = None,
+        surrogate: Surrogate = STUDY_SURROGATE,
     ) -> None:
         super().__init__()
         (self.input_size,) = _positive_ints((input_size,), "input_size")
@@ -115,16 +147,18 @@ class AudioEncoder(nn.Module):
         (self.feature_size,) = _positive_ints((feature_size,), "feature_size")
         h1, h2 = self.hidden_sizes
         self.fc_input = SpikeLinear(self.input_size, h1, backend=backend)
-        self.lif_input = study_lif(backend)
+        self.lif_input = study_lif(backend, surrogate)
         self.fc1 = SpikeLinear(h1, h2, backend=backend)
-        self.lif1 = study_lif(backend)
+        self.lif1 = study_lif(backend, surrogate)
         self.fc_hidden = SpikeLinear(h2, self.feature_size, backend=backend)
-        self.lif_hidden = study_lif(backend)
+        self.lif_hidden = study_lif(backend, surrogate)
 
     def forward(self, x: Tensor) -> Tensor:
-        # one expression, no locals: each layer's float spikes are freed once the next layer has
-        # read them (backward reads the copies the ops saved, as bytes)
-        return self.lif_hidden(self.fc_hidden(self.lif1(self.fc1(self.lif_input(self.fc_input(x))))))
+        # as VisualEncoder.forward: spikes freed on rebinding, bands limit the input gradients
+        s, band = self.lif_input.fire(self.fc_input(x))
+        s, band = self.lif1.fire(self.fc1(s, grad_mask=band))
+        s, _ = self.lif_hidden.fire(self.fc_hidden(s, grad_mask=band))
+        return s
 
 
 class SpikingHead(nn.Module):
@@ -136,7 +170,12 @@ class SpikingHead(nn.Module):
     """
 
     def __init__(
-        self, feature_size: int, num_classes: int, spiking_input: bool = True, backend: Optional[str] = None
+        self,
+        feature_size: int,
+        num_classes: int,
+        spiking_input: bool = True,
+        backend: Optional[str] = None,
+        surrogate: Surrogate = STUDY_SURROGATE,
     ) -> None:
         super().__init__()
         (num_classes,) = _positive_ints((num_classes,), "num_classes")
@@ -145,7 +184,8 @@ class SpikingHead(nn.Module):
             if spiking_input
             else nn.Linear(feature_size, num_classes)
         )
-        self.lif_out = study_lif(backend)
+        self.lif_out = study_lif(backend, surrogate)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lif_out(self.fc_out(x))
+        spikes, _ = self.lif_out.fire(self.fc_out(x))  # fire: its band fraction for the log
+        return spikes

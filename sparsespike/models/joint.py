@@ -31,7 +31,7 @@ from .architectures import (
     residual_memory,
     run_encoder,
 )
-from .backbones import SpikingHead
+from .backbones import SpikingHead, Surrogate
 from .memory import MEMORY_MODES, STUDY, deprecated_memory, memory_mode
 
 __all__ = ["JointModel"]
@@ -49,6 +49,8 @@ class JointModel(nn.Module):
             sizes (None: the study's; see :func:`~sparsespike.models.architectures.build_encoder`).
         feature_size: the shared spike layer's width (512).
         supcon_weight: SCL weight (0 by default, as the study's joint run), supcon_temperature 0.07.
+        surrogate, surrogate_param, grad_band: every LIF's surrogate gradient (see
+            :class:`~sparsespike.models.architectures.StudyModel`).
     """
 
     name = "joint"
@@ -69,6 +71,9 @@ class JointModel(nn.Module):
         feature_size: int = 512,
         supcon_weight: float = 0.0,
         supcon_temperature: float = SUPCON_TEMPERATURE,
+        surrogate: str = "fast_sigmoid",
+        surrogate_param: Optional[float] = None,
+        grad_band: Optional[float] = None,
         *,
         hgrn: Optional[str] = None,
     ) -> None:
@@ -77,16 +82,15 @@ class JointModel(nn.Module):
         self.memory_mode = memory_mode(
             deprecated_memory(memory, self.deprecated_memory_keyword, hgrn), self.memory_modes, self.name
         )
+        self.surrogate = Surrogate(surrogate, surrogate_param, grad_band)
+        sizes = {"visual": (visual_input_shape, visual_hidden_sizes), "audio": (audio_input_shape, audio_hidden_sizes)}
         self.encoders = nn.ModuleDict(
-            {
-                "visual": build_encoder("visual", visual_input_shape, visual_hidden_sizes, feature_size, self.backend),
-                "audio": build_encoder("audio", audio_input_shape, audio_hidden_sizes, feature_size, self.backend),
-            }
+            {m: build_encoder(m, *sizes[m], feature_size, self.backend, self.surrogate) for m in MODALITIES}
         )
         self.feature_size, self.num_classes = feature_size, num_classes
         self.hgrn = _hgrn_memory(self.memory_mode, feature_size, True, self.backend)
         self.memory_gate = memory_gate(self.memory_mode != STUDY)
-        self.head = SpikingHead(feature_size, num_classes, spiking_input=False, backend=self.backend)
+        self.head = SpikingHead(feature_size, num_classes, False, self.backend, self.surrogate)
         self.supcon_weight, self.supcon_temperature = float(supcon_weight), float(supcon_temperature)
         if not self.supcon_temperature > 0:
             raise ValueError(f"supcon_temperature must be > 0, got {supcon_temperature}")

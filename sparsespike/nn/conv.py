@@ -93,10 +93,15 @@ class SpikeConv2d(nn.Conv2d):
         new.backend = None if backend is None else check_backend(backend)
         return new
 
-    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+    def forward(self, spikes: torch.Tensor, grad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """grad_mask (optional, the spikes' shape): the input gradient only at its nonzeros, e.g.
+        the band of the LIF that fired the spikes (:meth:`LIF.fire`); zero padding only."""
         unbatched = spikes.dim() == 3
         if unbatched:
             spikes = spikes.unsqueeze(0)
+            grad_mask = None if grad_mask is None else grad_mask.unsqueeze(0)
+        if grad_mask is not None and self.padding_mode != "zeros":
+            raise ValueError(f"grad_mask needs padding_mode='zeros', got {self.padding_mode!r}")
         if self.padding_mode != "zeros":
             x = spikes if spikes.dtype.is_floating_point else spikes.to(self.weight.dtype)
             flat = x.reshape(-1, *x.shape[-3:])
@@ -105,7 +110,15 @@ class SpikeConv2d(nn.Conv2d):
         else:
             padding = self.padding
         out = spike_conv2d(
-            spikes, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, backend=self.backend
+            spikes,
+            self.weight,
+            self.bias,
+            self.stride,
+            padding,
+            self.dilation,
+            self.groups,
+            grad_mask=grad_mask,
+            backend=self.backend,
         )
         return out.squeeze(0) if unbatched else out
 

@@ -49,8 +49,10 @@ class SpikeLinear(nn.Linear):
         new.backend = None if backend is None else check_backend(backend)
         return new
 
-    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        return spike_linear(spikes, self.weight, self.bias, backend=self.backend)
+    def forward(self, spikes: torch.Tensor, grad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """grad_mask (optional, the spikes' shape): the input gradient only at its nonzeros, e.g.
+        the band of the LIF that fired the spikes (:meth:`LIF.fire`)."""
+        return spike_linear(spikes, self.weight, self.bias, grad_mask=grad_mask, backend=self.backend)
 
     def extra_repr(self) -> str:
         backend = "" if self.backend is None else f", backend={self.backend!r}"

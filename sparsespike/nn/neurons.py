@@ -80,6 +80,8 @@ class LIF(nn.Module):
         self.grad_band = None if grad_band is None else require_finite_number(grad_band, "grad_band", positive=True)
         self.batch_first, self.convention, self.decay_input = batch_first, convention, decay_input
         self.backend = None if backend is None else check_backend(backend)
+        self.band_fraction: Optional[Tensor] = None  # of the last band fire() made
+        self._want_band, self._band = False, None
 
     @property
     def compact_support(self) -> bool:
@@ -93,9 +95,8 @@ class LIF(nn.Module):
         else:
             self.register_buffer(name, value, persistent=persistent)
 
-    def forward(self, x: Tensor, v0: Optional[Tensor] = None, return_membrane: bool = False):
-        current = x.transpose(0, 1) if self.batch_first else x
-        out = lif(
+    def _lif(self, current: Tensor, v0: Optional[Tensor], return_band: bool = False):
+        return lif(
             current,
             self.beta,
             self.threshold,
@@ -107,10 +108,45 @@ class LIF(nn.Module):
             grad_band=self.grad_band,
             convention=self.convention,
             decay_input=self.decay_input,
+            return_band=return_band,
             backend=self.backend,
         )
+
+    def forward(self, x: Tensor, v0: Optional[Tensor] = None, return_membrane: bool = False):
+        current = x.transpose(0, 1) if self.batch_first else x
+        want_band = self._needs_band(current, v0)
+        out = self._lif(current, v0, return_band=want_band)
+        if want_band:
+            self._band = out.band.transpose(0, 1) if self.batch_first else out.band
+            self.band_fraction = torch.count_nonzero(out.band) / out.band.numel()
         spikes = out.spikes.transpose(0, 1) if self.batch_first else out.spikes
         return (spikes, out.membrane) if return_membrane else spikes
+
+    def fire(self, x: Tensor, v0: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
+        """(spikes, band): ``self(x, v0)`` (hooks run), and where the surrogate has compact
+        support and this call records a graph, the band-active set (bool, the spikes' shape),
+        else None.
+
+        Pass the band as the next spike layer's ``grad_mask``: a spike outside the band meets a
+        zero surrogate in this layer's backward, so the consuming layer computes its input
+        gradient only inside the band, and the result is the same. Each band also sets
+        ``band_fraction`` (a 0-d tensor, no host sync) for the training log."""
+        self._want_band = True
+        try:
+            spikes = self(x, v0)
+        finally:
+            self._want_band = False
+        band, self._band = self._band, None
+        return spikes, band
+
+    def _needs_band(self, current: Tensor, v0: Optional[Tensor]) -> bool:
+        """Inside fire(), with compact support, when this call records a graph."""
+        return (
+            self._want_band
+            and self.compact_support
+            and torch.is_grad_enabled()
+            and any(isinstance(t, Tensor) and t.requires_grad for t in (current, v0, self.beta, self.threshold))
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .._cli import Parser, data_folders, guarded, output_dir, positive_float, positive_int
+from .._cli import Parser, add_surrogate_arguments, data_folders, guarded, output_dir, positive_float, positive_int
 from .._cli import device as check_device
 from .plan import ALL_RUNS, SIZES, StudyConfig
 from .runner import run_study
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
+    add_surrogate_arguments(p)
     p.add_argument("--quick", action="store_true", help="CI-sized: tiny models, 1 epoch, a few dozen samples")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -109,6 +110,9 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
         seed=args.seed,
         device=args.device,
         backend=args.backend,
+        surrogate=args.surrogate,
+        surrogate_param=args.surrogate_param,
+        grad_band=args.grad_band,
         progress=not args.no_progress,
         quick=args.quick,
     )

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
 from ..models.registry import MODEL_NAMES, model_modalities
+from ..ops.lif_reference import SURROGATES
 
 ALL_RUNS = MODEL_NAMES
 STUDY_MODELS = tuple(m for m in ALL_RUNS if model_modalities(m) is None)  # trained per modality: Table I
@@ -63,6 +64,9 @@ class StudyConfig:
     seed: int = 0
     device: str = "auto"
     backend: Optional[str] = None
+    surrogate: str = "fast_sigmoid"  # every LIF's surrogate gradient (see TrainConfig)
+    surrogate_param: Optional[float] = None
+    grad_band: Optional[float] = None
     progress: bool = True
     quick: bool = False
     notes: list[str] = field(default_factory=list)
@@ -92,6 +96,11 @@ class StudyConfig:
         if any(m not in ("visual", "audio") for m in self.calibrate):
             raise ValueError(f"calibrate must hold 'visual' and/or 'audio', got {self.calibrate!r}")
         require_finite_number(self.lr, "lr", positive=True)
+        if self.surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
+        for name in ("surrogate_param", "grad_band"):
+            if getattr(self, name) is not None:
+                require_finite_number(getattr(self, name), name, positive=True)
         self._apply_preset()
 
     @property

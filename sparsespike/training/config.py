@@ -9,6 +9,7 @@ from typing import Any, Optional
 from .._checks import require_finite_number, require_int
 from ..models.memory import SEQUENCE, memory_mode
 from ..models.registry import MODEL_NAMES, memory_from_deprecated, model_class, model_modalities
+from ..ops.lif_reference import SURROGATES
 
 MODELS = MODEL_NAMES
 DEFAULT_DATASETS = {"visual": "saccade-digits", "audio": "randman"}  # the embedded sets: no download
@@ -27,7 +28,10 @@ class TrainConfig:
     sparsespike.models.calibration), for the modalities in calibrate_modalities (audio by default);
     init="default" keeps PyTorch's init everywhere, as the study's code. memory: the model's
     memory mode, "sequence" or "study" (see sparsespike.models.memory; M1 and M2 have only
-    "sequence"); hgrn= and hopfield= are its deprecated names (the one the model took applies)."""
+    "sequence"); hgrn= and hopfield= are its deprecated names (the one the model took applies).
+    surrogate, surrogate_param, grad_band: every LIF's surrogate gradient (the study's fast sigmoid,
+    slope 25, exact by default); with compact support (a grad_band, or "triangle") the backward
+    runs only inside each layer's band (see sparsespike.models.StudyModel)."""
 
     model: str = "m1"
     dataset: str = "saccade-digits"  # a model that takes several modalities: one per modality, "<visual>+<audio>"
@@ -50,6 +54,9 @@ class TrainConfig:
     # (measured; see sparsespike.study.plan), while audio layers past the first stay silent without it.
     calibrate_modalities: Optional[tuple[str, ...]] = ("audio",)
     memory: str = SEQUENCE
+    surrogate: str = "fast_sigmoid"
+    surrogate_param: Optional[float] = None  # None: 25 for fast_sigmoid (the study's), else the default
+    grad_band: Optional[float] = None  # None: the surrogate is not truncated
     backend: Optional[str] = None
     eval_split: Optional[str] = None  # None: "valid" when the dataset has one, else "test"
     limit_train: Optional[int] = None  # use a fixed random subset (quick runs)
@@ -89,9 +96,13 @@ class TrainConfig:
             ("min_lr", False),
             ("grad_clip", False),
             ("scl_weight", False),
+            ("surrogate_param", True),
+            ("grad_band", True),
         ):
-            if not (name == "scl_weight" and self.scl_weight is None):
+            if not (name in ("scl_weight", "surrogate_param", "grad_band") and getattr(self, name) is None):
                 require_finite_number(getattr(self, name), name, positive=strict, non_negative=not strict)
+        if self.surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
         if self.init not in ("calibrated", "default"):
             raise ValueError(f"init must be 'calibrated' or 'default', got {self.init!r}")
         if self.calibrate_modalities is not None:

@@ -27,6 +27,7 @@ from ..models.contract import modalities_of
 from ..models.registry import build_model, model_modalities
 from ..ops.supcon_loss import supcon_loss
 from . import distributed
+from .bands import BandMonitor, band_summary
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .optim import adamw
@@ -113,7 +114,13 @@ def build(config: TrainConfig, splits: list[Split]) -> nn.Module:
     """The config's model for the run's data, by name (see sparsespike.models.build_model): for the
     first dataset's modality (a model that takes several takes them all) and its classes."""
     split = splits[0]
-    options = dict(config.model_options, memory=config.memory)
+    options = dict(
+        config.model_options,
+        memory=config.memory,
+        surrogate=config.surrogate,
+        surrogate_param=config.surrogate_param,
+        grad_band=config.grad_band,
+    )
     return build_model(config.model, split.modality, num_classes=split.num_classes, backend=config.backend, **options)
 
 
@@ -210,8 +217,12 @@ def run_epoch(
     optimizer: Optional[torch.optim.Optimizer] = None,
     desc: str = "",
     epoch: Optional[int] = None,
+    bands: Optional[BandMonitor] = None,
 ) -> dict[str, Any]:
     """Train (with an optimizer) or evaluate (without) over the loaders; returns the metrics.
+
+    With ``bands`` (training, a model with compact-support surrogates) the metrics also hold
+    each such LIF's mean band-active fraction ("band_active"), and a starved band warns once.
 
     Training checks every step that the loss is finite, and after every optimizer step that the
     weights are (event-driven ops skip silent inputs, so a NaN weight row can stay invisible in
@@ -225,6 +236,9 @@ def run_epoch(
     total = sum(len(loader) for _, loader in loaders)
     started, waiting = time.perf_counter(), 0.0
     batches = _progress(_interleave(loaders), total, desc, config.progress and ctx.is_main)
+    bands = bands if training and bands else None
+    if bands:
+        bands.start_epoch()
     with torch.set_grad_enabled(training):
         fetch = time.perf_counter()
         for step, (modality, (x, labels)) in enumerate(batches):
@@ -254,8 +268,11 @@ def run_epoch(
                         f"(--lr, now {config.lr})"
                     )
             meter.add(modality, output, labels, loss.detach(), ce.detach(), scl.detach())
+            if bands:
+                bands.add(step)
             if hasattr(batches, "set_postfix") and step % 10 == 0:
-                batches.set_postfix(loss=f"{float(loss):.3f}")
+                band = {"band": band_summary(bands.last, short=True)} if bands else {}
+                batches.set_postfix(loss=f"{float(loss):.3f}", **band)
             fetch = time.perf_counter()
     per_modality = meter.reduce(ctx, device)
     if training and not any(v["samples"] for v in per_modality.values()):
@@ -272,6 +289,8 @@ def run_epoch(
         "samples": samples,
         "samples_per_second": samples / seconds if seconds > 0 else 0.0,
     }
+    if bands:
+        metrics["band_active"] = bands.means()
     if len(per_modality) == 1:
         metrics.update(next(iter(per_modality.values())))
     else:
@@ -407,6 +426,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=ids, find_unused_parameters=len(modalities_of(model)) > 1
         )
+    bands = BandMonitor(model)
     params = sum(p.numel() for p in model.parameters())
     log(
         f"{config.model} on {config.dataset}: {params:,} parameters, {sum(len(s.train) for s in splits)} train / "
@@ -459,6 +479,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
             optimizer,
             desc=f"epoch {epoch + 1}/{config.epochs} train",
             epoch=epoch + 1,
+            bands=bands,
         )
         evaluation = run_epoch(
             model, eval_loaders, config, device, ctx, scl_weight, desc=f"epoch {epoch + 1}/{config.epochs} eval"
@@ -507,6 +528,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
             f"epoch {epoch + 1}: train loss {train['loss']:.4f} acc {train['acc']:.2f}% | eval acc "
             f"{evaluation['acc']:.2f}% | {train['samples_per_second']:.0f} samples/s, data wait "
             f"{train['data_wait_seconds']:.2f} of {train['seconds']:.2f} s"
+            + (f" | band active: {band_summary(train['band_active'])}" if "band_active" in train else "")
         )
         distributed.barrier(ctx)
     stopped_early = run.bad_epochs >= config.patience and run.epoch < config.epochs
