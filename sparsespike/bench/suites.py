@@ -4,7 +4,20 @@ table(points), as_json(points) and a Point dataclass that its JSON rows rebuild.
 
 from __future__ import annotations
 
-from . import allocator, batch_sweep, conv, headline, hgrn, hopfield, lif, models, spike_linear, supcon, train_epoch
+from . import (
+    accuracy,
+    allocator,
+    batch_sweep,
+    conv,
+    headline,
+    hgrn,
+    hopfield,
+    lif,
+    models,
+    spike_linear,
+    supcon,
+    train_epoch,
+)
 
 SWEEP = {
     "spike_linear": spike_linear,
@@ -18,4 +31,5 @@ SWEEP = {
     "batch": batch_sweep,
     "allocator": allocator,
 }
-ALL = {"headline": headline, **SWEEP}
+# accuracy trains 36 models (about half an hour on 2 cores): run on its own, not in --full
+ALL = {"headline": headline, **SWEEP, "accuracy": accuracy}
