@@ -11,6 +11,11 @@ input; the measured per-layer densities are reported. A training step is forward
 as the training CLI runs it, for every backend): every backend does the optimizer's full
 arithmetic, and the weights, hence the densities, stay as calibrated across repeats.
 
+Surrogate axis: the train step also runs on the fused backend with the surrogate truncated to two
+band widths and with the triangle (same weights and input), where each spike layer computes its
+input gradient only at the band-active entries of the LIF below; its rows carry the surrogate's
+name and the measured band-active fraction of every layer.
+
 Peak memory: the peak of the tensor memory allocated during one call and still alive (activations,
 saved tensors, gradients), beyond what existed before it: on CUDA from the allocator's statistics,
 on CPU by tracking every storage the dispatched ops create until it is freed (the C++ kernels'
@@ -55,6 +60,13 @@ QUICK_CASES = (
 )
 BREAKDOWN_DENSITY = 0.03  # the per-layer table is printed at the swept density nearest to this
 STEPS = {"audio": 100, "visual": 25}  # time steps of a sample, as the study's datasets have them
+EXACT = "exact"  # the study's fast sigmoid, slope 25
+# the train step's surrogate axis beyond the exact one: (label, model options)
+SURROGATE_AXIS = (
+    ("band 0.05", {"grad_band": 0.05}),
+    ("band 0.2", {"grad_band": 0.2}),
+    ("triangle", {"surrogate": "triangle"}),
+)
 
 
 @dataclass
@@ -74,6 +86,8 @@ class Point:
     speedup_vs_reference: float = float("nan")
     layer_density: dict = field(default_factory=dict)
     layer_ms: dict = field(default_factory=dict)  # auto inference only
+    surrogate: str = EXACT
+    band_active: dict = field(default_factory=dict)  # per LIF, in the last timed step (compact support)
 
 
 def _input(modality: str, model: nn.Module, batch: int, density: float, generator: torch.Generator) -> torch.Tensor:
@@ -192,7 +206,30 @@ def _contenders(name: str, modality: str, options: dict, batch: int, density: fl
     if name in EAGER_MODELS:
         eager = eager_model(fused)
         outputs["eager"], owners["eager"] = (lambda: eager(x)), fused
+    for label, surrogate in SURROGATE_AXIS:  # train mode only (the forward is the same)
+        variant = build_model(name, modality, backend="auto", **options, **surrogate).to(device)
+        variant.load_state_dict(fused.state_dict())
+        outputs[_variant_key(label)] = lambda m=variant: tuple(m(x))[:2]
+        owners[_variant_key(label)] = variant
     return fused, x, labels, outputs, owners
+
+
+def _variant_key(label: str) -> str:
+    return f"auto|{label}"
+
+
+def _backend_and_surrogate(key: str) -> tuple[str, str]:
+    backend, _, surrogate = key.partition("|")
+    return backend, surrogate or EXACT
+
+
+def _band_fractions(model: nn.Module) -> dict[str, float]:
+    """The band-active fraction per LIF that recorded one in the model's last training step."""
+    return {
+        name: float(m.band_fraction)
+        for name, m in model.named_modules()
+        if getattr(m, "band_fraction", None) is not None
+    }
 
 
 def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> dict[str, Callable[[], object]]:
@@ -206,7 +243,7 @@ def _callables(outputs: dict, owners: dict, labels: torch.Tensor, mode: str) -> 
 
             return call
 
-        return {b: infer(f) for b, f in outputs.items()}
+        return {b: infer(f) for b, f in outputs.items() if "|" not in b}
     fns = {}
     for backend, f in outputs.items():
         model = owners[backend]
@@ -257,7 +294,8 @@ def run(
                 fns = _callables(outputs, owners, labels, mode)
                 ms = median_ms_interleaved(fns, device, repeats, warmup=1)
                 group = []
-                for backend in fns:
+                for key in fns:
+                    backend, surrogate = _backend_and_surrogate(key)
                     group.append(
                         Point(
                             name,
@@ -266,13 +304,15 @@ def run(
                             density,
                             backend,
                             batch,
-                            ms[backend],
-                            batch / ms[backend] * 1e3,
+                            ms[key],
+                            batch / ms[key] * 1e3,
                             sum(hidden) / len(hidden),
                             per_sample,
-                            peak_memory_mb(fns[backend], device),
+                            peak_memory_mb(fns[key], device),
                             layer_density=layer_density,
-                            layer_ms=layer_ms if backend == "auto" and mode == "inference" else {},
+                            layer_ms=layer_ms if key == "auto" and mode == "inference" else {},
+                            surrogate=surrogate,
+                            band_active=_band_fractions(owners[key]) if surrogate != EXACT else {},
                         )
                     )
                 for p in group:
@@ -290,6 +330,8 @@ def table(points: list[Point]) -> str:
         "target density",
         "hidden density",
         "backend",
+        "surrogate",
+        "band active %",
         "batch",
         "ms",
         "samples/s",
@@ -306,6 +348,8 @@ def table(points: list[Point]) -> str:
             p.target_density,
             p.hidden_density,
             p.backend,
+            p.surrogate,
+            band_range(p.band_active),
             p.batch,
             p.ms,
             p.samples_per_s,
@@ -335,6 +379,14 @@ def table(points: list[Point]) -> str:
             ],
         )
     return text
+
+
+def band_range(band_active: dict) -> str:
+    """The smallest and largest layer's band-active fraction, "1.2-9.7" (%), or "-"."""
+    if not band_active:
+        return "-"
+    low, high = min(band_active.values()), max(band_active.values())
+    return f"{100 * low:.1f}-{100 * high:.1f}"
 
 
 def as_json(points: list[Point]) -> list[dict]:

@@ -9,6 +9,12 @@ from pathlib import Path
 from ..analysis.figures import new_figure, save_png
 
 
+def _label(point: dict) -> str:
+    """The backend, with the surrogate where it is not the exact one (the train step's axis)."""
+    surrogate = point.get("surrogate", "exact")
+    return point["backend"] if surrogate == "exact" else f"{point['backend']} {surrogate}"
+
+
 def plot_models(points: list[dict], folder) -> list[Path]:
     """Write <model>-<modality>-throughput.png and <model>-<modality>-layers.png for each case of
     the models suite's JSON points; returns the paths."""
@@ -19,11 +25,11 @@ def plot_models(points: list[dict], folder) -> list[Path]:
         fig = new_figure((10, 4))
         for i, mode in enumerate(("inference", "train")):
             ax = fig.add_subplot(1, 2, i + 1)
-            for backend in dict.fromkeys(p["backend"] for p in rows):
+            for backend in dict.fromkeys(_label(p) for p in rows):
                 series = sorted(
                     (p["hidden_density"], p["samples_per_s"])
                     for p in rows
-                    if p["mode"] == mode and p["backend"] == backend
+                    if p["mode"] == mode and _label(p) == backend
                 )
                 if series:
                     ax.plot([100 * d for d, _ in series], [s for _, s in series], marker="o", label=backend)
