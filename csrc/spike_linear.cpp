@@ -227,6 +227,23 @@ inline void masked_dots(const int64_t* inputs, const T* g, const T* packed, int6
   }
 }
 
+// The positions i in [i0, i1) where m[i] != 0, ascending, into listed; returns how many. 32
+// bytes per compare (an element-by-element scan cost more than the dot products at 3% of entries).
+inline int64_t list_nonzero(const uint8_t* m, int64_t i0, int64_t i1, int64_t* listed) {
+  int64_t count = 0, i = i0;
+  uint32_t unused = 0;
+  for (; i + 32 <= i1; i += 32) {
+    uint32_t bits = nonzero_mask32(m + i, unused);
+    while (bits) {
+      listed[count++] = i + __builtin_ctz(bits);
+      bits &= bits - 1;
+    }
+  }
+  for (; i < i1; ++i)
+    if (m[i]) listed[count++] = i;
+  return count;
+}
+
 // The input gradient where the mask lists an input, the mirror image of the forward's gather:
 // the input's packed weight row (tile by tile) dotted with the row's grad instead of added to
 // the output. It reads the forward's packed weight, which the forward of this weight version
@@ -254,11 +271,8 @@ void spike_linear_grad_input_masked(const uint8_t* mask, int64_t rows, int64_t i
       const uint8_t* m = mask + r * in;
       const T* g = grad + r * out;
       T* dst = gx + r * in;
-      int64_t count = 0;
-      for (int64_t i = i0; i < i1; ++i) {
-        dst[i] = T(0);
-        if (m[i]) listed[count++] = i;
-      }
+      std::fill(dst + i0, dst + i1, T(0));
+      const int64_t count = list_nonzero(m, i0, i1, listed);
       // two inputs per pass: each grad tile loaded once for both, eight independent vector sums
       int64_t k = 0;
       for (; k + 2 <= count; k += 2)

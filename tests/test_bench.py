@@ -139,13 +139,22 @@ def test_full_quick_run_writes_table_and_json(tiny_suite, tmp_path, capsys, monk
     assert all(p["samples"] == 16 and p["epoch_s"] > 0 for p in train_points)
     assert train_points[1]["speedup_vs_reference"] == 1.0 and "## train" in printed
     model_points = report["suites"]["models"]
+    cases = (("m1", "audio"), ("m1", "visual"), ("m2", "audio"), ("m4", "audio"))
     expected = {
-        (m, mod, mode, b)
-        for m, mod in (("m1", "audio"), ("m1", "visual"), ("m2", "audio"), ("m4", "audio"))
+        (m, mod, mode, b, "exact")
+        for m, mod in cases
         for mode in ("inference", "train")
         for b in ("auto", "reference", "eager")
     }
-    assert {(p["model"], p["modality"], p["mode"], p["backend"]) for p in model_points} == expected
+    # the train step's surrogate axis: the fused backend with each compact-support surrogate
+    expected |= {(m, mod, "train", "auto", s) for m, mod in cases for s in ("band 0.05", "band 0.2", "triangle")}
+    assert {(p["model"], p["modality"], p["mode"], p["backend"], p["surrogate"]) for p in model_points} == expected
+    for p in model_points:
+        if p["surrogate"] == "exact":
+            assert p["band_active"] == {}
+        else:  # every LIF of the model reports its band, a fraction
+            assert len(p["band_active"]) == 4 and all(0 <= f <= 1 for f in p["band_active"].values()), p
+    assert "| triangle |" in printed
     assert all(p["ms"] > 0 and p["peak_mb"] > 0 and p["synops_per_sample"] > 0 for p in model_points)
     assert all(p["speedup_vs_eager"] == 1.0 for p in model_points if p["backend"] == "eager")
     assert all(p["speedup_vs_eager"] > 0 for p in model_points)
@@ -183,16 +192,21 @@ def test_default_run_is_the_headline_and_writes_json_under_runs(tiny_suite, tmp_
     report = json.loads((tmp_path / written.group(1)).read_text())
     assert list(report["suites"]) == ["headline"]
     points = report["suites"]["headline"]
-    assert {(p["model"], p["modality"], p["mode"], p["backend"]) for p in points} == {
-        ("m1", modality, mode, backend)
+    assert {(p["model"], p["modality"], p["mode"], p["backend"], p["surrogate"]) for p in points} == {
+        ("m1", modality, mode, backend, "exact")
         for modality in ("audio", "visual")
         for mode in ("inference", "train")
         for backend in ("auto", "reference", "eager")
+    } | {
+        ("m1", modality, "train", "auto", surrogate)
+        for modality in ("audio", "visual")
+        for surrogate in ("band 0.05", "band 0.2", "triangle")
     }
     assert all(p["target_density"] == 0.03 and p["synops_per_sample"] > 0 and p["peak_mb"] > 0 for p in points)
     for label in ("fused (auto)", "reference", "eager (step-by-step)", "SynOps/sample", "peak MB", "x eager"):
         assert label in printed
-    assert len(re.findall(r"^\|\s+audio \|", printed, re.M)) == len(re.findall(r"^\|\s+visual \|", printed, re.M)) == 6
+    # 3 backends x 2 modes, and the train step's 3 compact-support surrogates
+    assert len(re.findall(r"^\|\s+audio \|", printed, re.M)) == len(re.findall(r"^\|\s+visual \|", printed, re.M)) == 9
     _stamped(report)
 
 
@@ -250,7 +264,9 @@ def test_models_suite_filters(tiny_suite, tmp_path, capsys):
         == 0
     )
     points = json.loads(out.read_text())["suites"]["models"]
-    assert {(p["model"], p["modality"]) for p in points} == {("m4", "audio")} and len(points) == 6
+    assert {(p["model"], p["modality"]) for p in points} == {("m4", "audio")} and len(
+        points
+    ) == 9  # 3 backends x 2 modes, 3 surrogates (train)
     # no quick case is M3: nothing to run is an error, not an empty table
     assert bench_cli.main(["--quick", "--suite", "models", "--model", "m3", "--no-progress"]) == 2
     assert "no models case matches" in capsys.readouterr().err
@@ -287,3 +303,18 @@ def test_bad_arguments(argv, message, capsys):
         status = exit_.code
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # end to end: whole runs or subprocesses
+def test_accuracy_suite_trains_each_surrogate(tmp_path, capsys, monkeypatch):
+    from sparsespike.bench import accuracy
+
+    monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))
+    out = tmp_path / "accuracy.json"
+    assert bench_cli.main(["--suite", "accuracy", "--quick", "--json", str(out), "--no-progress"]) == 0
+    points = json.loads(out.read_text())["suites"]["accuracy"]
+    assert [p["surrogate"] for p in points] == [label for label, _ in accuracy.SURROGATES]
+    assert all(0 <= p["best_eval_acc"] <= 100 and p["step_ms"] > 0 and p["train_samples"] > 0 for p in points)
+    assert points[0]["band_active"] == {} and all(len(p["band_active"]) == 4 for p in points[1:])
+    printed = capsys.readouterr().out
+    assert "## accuracy" in printed and "| band 0.05 |" in printed and "vs exact (points)" in printed
