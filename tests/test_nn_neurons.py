@@ -96,3 +96,10 @@ def test_fire_gives_the_band_when_the_surrogate_has_compact_support():
     assert layer.fire(x.detach())[1] is None
     assert isinstance(layer(x), torch.Tensor) and layer._band is None
     assert LIF(surrogate="triangle").fire(x)[1] is not None
+
+
+def test_fire_is_lifs_own_call():
+    from sparsespike.nn import Leaky
+
+    with pytest.raises(TypeError, match="Leaky has a forward of its own"):
+        Leaky(beta=0.9, grad_band=0.2).fire(torch.randn(3, 4))

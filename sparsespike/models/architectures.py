@@ -184,7 +184,9 @@ class StudyModel(nn.Module):
         surrogate, surrogate_param, grad_band: every LIF's surrogate gradient (see
             :class:`~sparsespike.models.backbones.Surrogate`; the study's fast sigmoid, slope 25,
             by default). With compact support (a grad_band, or "triangle") the spike layers
-            compute their input gradients only inside the band of the LIF below.
+            compute their input gradients only inside the band of the LIF below. A grad_band
+            truncates the hidden LIFs only: the encoder's output layer and the head keep the
+            whole surrogate (see :mod:`~sparsespike.models.backbones`).
     """
 
     default_supcon_weight = 0.0

@@ -131,6 +131,8 @@ class LIF(nn.Module):
         zero surrogate in this layer's backward, so the consuming layer computes its input
         gradient only inside the band, and the result is the same. Each band also sets
         ``band_fraction`` (a 0-d tensor, no host sync) for the training log."""
+        if type(self).forward is not LIF.forward:  # Leaky, LIFNode: their own calls and outputs
+            raise TypeError(f"fire() runs LIF's multi-step forward; {type(self).__name__} has a forward of its own")
         self._want_band = True
         try:
             spikes = self(x, v0)
