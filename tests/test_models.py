@@ -185,6 +185,14 @@ def test_band_limited_gradients_equal_reference(name, options, modality, banded,
     assert all(0 < f < 1 for f in fractions.values()), fractions
 
 
+@pytest.mark.parametrize("banded", BANDED, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()))
+def test_band_limited_triton_equals_reference(banded):
+    """The same on the Triton kernels (the interpreter on CPU; audio: the linear layers only)."""
+    fused, reference = make_pair(lambda b: build_model("m1", "audio", backend=b, **SMALL["audio"], **banded), "triton")
+    x = spikes_input((BATCH, STEPS, 40), seed=2)
+    assert assert_same(fused, reference, lambda m: m(x)).rates.sum() > 0
+
+
 def test_exact_surrogate_passes_no_band(monkeypatch):
     model = build_model("m1", "audio", backend="cpp", **SMALL["audio"])
     masks = spike_layer_masks(model, monkeypatch)
