@@ -31,5 +31,5 @@ SWEEP = {
     "batch": batch_sweep,
     "allocator": allocator,
 }
-# accuracy trains 36 models (about half an hour on 2 cores): run on its own, not in --full
+# accuracy trains 36 models (43 minutes on 2 cores): run on its own, not in --full
 ALL = {"headline": headline, **SWEEP, "accuracy": accuracy}
