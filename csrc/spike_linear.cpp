@@ -49,6 +49,94 @@ ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const
   return result;
 }
 
+// Input-stationary forward. Phase 1: every thread compacts its rows (as in the forward); then one
+// counting sort regroups the events by input (rows ascending within an input). Phase 2: each
+// thread owns whole output tiles; per tile it zeroes an accumulator [rows, TW] (in cache for the
+// few rows this kernel is chosen for) and streams tile t of the packed weight, [in, TW],
+// contiguous, in input order, adding each active input's slice into the rows where it fired.
+// Each output sums its events in ascending input order (as the gather does); deterministic.
+template <typename S, typename T>
+ScanResult spike_linear_forward_by_input(const S* spikes, int64_t rows, int64_t in,
+                                         const T* packed_weight, int64_t out, const T* bias, T* y,
+                                         int threads) {
+  ScanResult result;
+  constexpr int64_t TW = tile_width<T>();
+  const int64_t tiles = tile_count<T>(out);
+  RowEvents<T> events;
+  std::unique_ptr<int64_t[]> start(new (std::nothrow) int64_t[in + 1]);
+  std::unique_ptr<int32_t[]> by_row;
+  std::unique_ptr<T[]> by_val;
+  if (!events.allocate(rows, in) || !start) {
+    result.out_of_memory = true;
+    return result;
+  }
+  const int p = threads_for_work(threads, std::max(rows, tiles), rows * in + in * out);
+  std::atomic<bool> any_bad{false}, oom{false};
+  std::atomic<int64_t> total{0};
+
+#pragma omp parallel num_threads(p)
+  {
+    bool bad = false;
+    total += events.compact(spikes, in, thread_range(rows), bad);
+    if (bad) any_bad = true;
+    std::unique_ptr<T[]> acc(new (std::nothrow) T[rows * TW]);
+    if (!acc) oom = true;
+    parallel_barrier();
+#pragma omp single
+    if (!any_bad.load() && !oom.load()) {
+      // counting sort of the events by input
+      const int64_t nnz = total.load();
+      by_row.reset(new (std::nothrow) int32_t[std::max<int64_t>(nnz, 1)]);
+      by_val.reset(new (std::nothrow) T[std::max<int64_t>(nnz, 1)]);
+      if (!by_row || !by_val) {
+        oom = true;
+      } else {
+        std::fill(start.get(), start.get() + in + 1, int64_t(0));
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t e = events.beg[r]; e < events.end[r]; ++e) ++start[events.idx[e] + 1];
+        for (int64_t i = 0; i < in; ++i) start[i + 1] += start[i];
+        std::unique_ptr<int64_t[]> cursor(new (std::nothrow) int64_t[in]);
+        if (!cursor) {
+          oom = true;
+        } else {
+          std::memcpy(cursor.get(), start.get(), in * sizeof(int64_t));
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t e = events.beg[r]; e < events.end[r]; ++e) {
+              const int64_t slot = cursor[events.idx[e]]++;
+              by_row[slot] = static_cast<int32_t>(r);
+              by_val[slot] = events.val[e];
+            }
+        }
+      }
+    }  // implicit barrier
+    if (!any_bad.load() && !oom.load()) {
+      const Range tr = thread_range(tiles);
+      T* a = acc.get();
+      for (int64_t t = tr.begin; t < tr.end; ++t) {
+        std::fill(a, a + rows * TW, T(0));
+        const T* wt = packed_weight + t * in * TW;
+        for (int64_t i = 0; i < in; ++i) {
+          const int64_t e0 = start[i], e1 = start[i + 1];
+          if (e0 == e1) continue;
+          const T* w = wt + i * TW;
+          for (int64_t e = e0; e < e1; ++e) {
+            T* dst = a + static_cast<int64_t>(by_row[e]) * TW;
+            const T v = by_val[e];
+            for (int64_t j = 0; j < TW; ++j) dst[j] += v * w[j];
+          }
+        }
+        const int64_t c0 = t * TW, width = std::min(TW, out - c0);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < width; ++j) y[r * out + c0 + j] = a[r * TW + j] + (bias ? bias[c0 + j] : T(0));
+      }
+    }
+  }
+  result.nnz = total.load();
+  result.nonfinite = any_bad.load();
+  result.out_of_memory = oom.load();
+  return result;
+}
+
 template <typename S, typename T>
 ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, const T* grad,
                                     int64_t out, T* gwt, int threads) {
@@ -303,6 +391,8 @@ ScanResult scan_spikes(const S* spikes, int64_t rows, int64_t in, int threads) {
 #define SPARSESPIKE_INSTANTIATE(S, T)                                                         \
   template ScanResult spike_linear_forward<S, T>(const S*, int64_t, int64_t, const T*, int64_t, \
                                                  const T*, T*, int);                           \
+  template ScanResult spike_linear_forward_by_input<S, T>(const S*, int64_t, int64_t, const T*,  \
+                                                          int64_t, const T*, T*, int);          \
   template ScanResult spike_linear_grad_weight<S, T>(const S*, int64_t, int64_t, const T*,      \
                                                      int64_t, T*, int);                        \
   template ScanResult spike_linear_grad_weight_by_input<S, T>(const S*, int64_t, int64_t,       \

@@ -24,6 +24,14 @@ template <typename S, typename T>
 ScanResult spike_linear_forward(const S* spikes, int64_t rows, int64_t in, const T* packed_weight,
                                 int64_t out, const T* bias, T* y, int threads);
 
+// The same y, input-stationary: the events regrouped by input, and each thread streams its output
+// tiles of the packed weight once, adding every input's slice into the rows where it fired. For
+// wide inputs and few rows (visual fc1), where the row-by-row gather reads the weight many times.
+template <typename S, typename T>
+ScanResult spike_linear_forward_by_input(const S* spikes, int64_t rows, int64_t in,
+                                         const T* packed_weight, int64_t out, const T* bias, T* y,
+                                         int threads);
+
 // gwt[in, out] = spikes[rows, in]^T @ grad[rows, out], touching only active inputs.
 template <typename S, typename T>
 ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, const T* grad,

@@ -45,8 +45,8 @@ void pack_weight(const py::array& weight, py::array& packed, int threads) {
   dispatch_float(weight, "weight", run);
 }
 
-int64_t forward(const py::array& spikes, const py::array& packed_weight, const py::object& bias,
-                py::array& out, int threads) {
+int64_t forward_any(const py::array& spikes, const py::array& packed_weight, const py::object& bias,
+                    py::array& out, int threads, bool by_input) {
   require_matrix(spikes, "spikes");
   if (packed_weight.ndim() != 3 || !(packed_weight.flags() & py::array::c_style))
     throw py::value_error(
@@ -78,11 +78,22 @@ int64_t forward(const py::array& spikes, const py::array& packed_weight, const p
     ScanResult r;
     {
       py::gil_scoped_release release;
-      r = sparsespike::spike_linear_forward(s, rows, in, w, n_out, b, y, threads);
+      r = by_input ? sparsespike::spike_linear_forward_by_input(s, rows, in, w, n_out, b, y, threads)
+                   : sparsespike::spike_linear_forward(s, rows, in, w, n_out, b, y, threads);
     }
     raise_on(r);
     return r.nnz;
   });
+}
+
+int64_t forward(const py::array& spikes, const py::array& packed_weight, const py::object& bias,
+                py::array& out, int threads) {
+  return forward_any(spikes, packed_weight, bias, out, threads, false);
+}
+
+int64_t forward_by_input(const py::array& spikes, const py::array& packed_weight,
+                         const py::object& bias, py::array& out, int threads) {
+  return forward_any(spikes, packed_weight, bias, out, threads, true);
 }
 
 // by_input: the output is grad_weight [out, in] (spike_linear_grad_weight_by_input), else
@@ -164,6 +175,9 @@ void bind_spike_linear(py::module_& m) {
   m.def("spike_linear_forward", &forward, py::arg("spikes"), py::arg("packed_weight"),
         py::arg("bias"), py::arg("out").noconvert(), py::arg("threads"),
         "out = spikes @ W^T (+ bias), event-driven; returns the number of events (nonzeros).");
+  m.def("spike_linear_forward_by_input", &forward_by_input, py::arg("spikes"), py::arg("packed_weight"),
+        py::arg("bias"), py::arg("out").noconvert(), py::arg("threads"),
+        "The forward, input-stationary (wide inputs, few rows); returns the number of events.");
   m.def("spike_linear_grad_weight", &grad_weight, py::arg("spikes"), py::arg("grad_out"),
         py::arg("grad_weight_t").noconvert(), py::arg("threads"),
         "grad_weight_t = spikes^T @ grad_out over active inputs only; returns the nonzeros.");

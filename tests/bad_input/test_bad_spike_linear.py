@@ -182,6 +182,25 @@ class TestExtensionBoundary:
         with pytest.raises(ValueError, match="out must be writable"):
             _C.spike_linear_forward(spikes, packed, None, readonly, 1)
 
+    def test_input_stationary_forward(self):
+        from sparsespike import _C
+
+        tile = _C.spike_linear_tile_bytes // 4
+        spikes = torch.zeros(3, 8).numpy()
+        packed = torch.zeros(1, 8, tile).numpy()
+        out = torch.full((3, 4), 7.0).numpy()
+        assert _C.spike_linear_forward_by_input(spikes, packed, None, out, 1) == 0 and (out == 0).all()
+        with pytest.raises(ValueError, match="packed_weight has 7 inputs"):
+            _C.spike_linear_forward_by_input(spikes, torch.zeros(1, 7, tile).numpy(), None, out, 1)
+        with pytest.raises(ValueError, match="out must have shape"):
+            _C.spike_linear_forward_by_input(spikes, packed, None, torch.zeros(2, 4).numpy(), 1)
+        bad = torch.zeros(3, 8)
+        bad[2, 5] = float("nan")
+        out[:] = 7.0
+        with pytest.raises(ValueError, match="spikes contains NaN or Inf"):
+            _C.spike_linear_forward_by_input(bad.numpy(), packed, None, out, 1)
+        assert (out == 7.0).all()  # validated before writing
+
     def test_lif_arguments(self):
         from sparsespike import _C
 
