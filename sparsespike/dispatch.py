@@ -108,6 +108,12 @@ def padding_factor(out_features: int, tile: int) -> float:
     return (-(-out_features // tile) * tile) / out_features
 
 
+def mask_denser_than(mask: torch.Tensor, max_density: float) -> bool:
+    """Whether more than ``max_density`` of a grad_mask's entries are set: past the measured
+    crossover the spike layers compute the dense input gradient times the mask instead."""
+    return int(torch.count_nonzero(mask)) > max_density * mask.numel()
+
+
 def conv_width_factor(out_channels: int) -> float:
     """Relative cost per event of spike_conv2d's kernels against a dense convolution: each event
     pays a fixed overhead (indexing, one pass per kernel tap) besides its C_out multiply-adds,

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _numpy
-from ..dispatch import conv_width_factor, density_history, get_crossover
+from ..dispatch import conv_width_factor, density_history, get_crossover, mask_denser_than
 from ..synops import record as record_synops
 from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
@@ -354,10 +354,8 @@ def _grad_spikes(path, adaptive, grad_out, weight, grad_mask, input_shape, strid
     on CPU takes the dense one times the mask above MASKED_MAX_DENSITY."""
     if grad_mask is None:
         return _dense_grad_input(grad_out, weight, input_shape, stride, padding, dilation)
-    if path == "cpp" and adaptive:
-        flat = grad_mask.reshape(1, -1)
-        if cpp().spikes_count(_numpy(flat), torch.get_num_threads()) > MASKED_MAX_DENSITY * flat.numel():
-            path = "reference"
+    if path == "cpp" and adaptive and mask_denser_than(grad_mask, MASKED_MAX_DENSITY):
+        path = "reference"
     if path == "cpp":
         out = empty_output(grad_out, input_shape)
         cpp().spike_conv2d_grad_input_masked(

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .._backend import cpp, empty_output, require_triton_kernels, resolve_backend
 from .._backend import numpy_view as _numpy
-from ..dispatch import density_history, get_crossover, padding_factor
+from ..dispatch import density_history, get_crossover, mask_denser_than, padding_factor
 from ..synops import record as record_synops
 from ._framework import KernelOp
 from ._saved_spikes import as_bytes_if_binary
@@ -261,7 +261,7 @@ def _grad_spikes(path, adaptive, grad_out, weight, grad_mask):
     dense product times the mask above MASKED_MAX_DENSITY."""
     if grad_mask is None:
         return grad_out @ weight  # dense: every input receives gradient
-    if path == "cpp" and adaptive and _cpp_count(grad_mask) > MASKED_MAX_DENSITY * grad_mask.numel():
+    if path == "cpp" and adaptive and mask_denser_than(grad_mask, MASKED_MAX_DENSITY):
         path = "reference"
     if path == "cpp":
         out = empty_output(grad_out, (grad_out.shape[0], weight.shape[1]))
