@@ -139,7 +139,7 @@ ScanResult spike_linear_forward_by_input(const S* spikes, int64_t rows, int64_t 
 
 template <typename S, typename T>
 ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, const T* grad,
-                                    int64_t out, T* gwt, int threads) {
+                                    int64_t out, T* gw, int threads) {
   ScanResult result;
   constexpr int64_t TW = tile_width<T, kScatterTileBytes>();
   const int64_t tiles = tile_count<T, kScatterTileBytes>(out);
@@ -162,24 +162,18 @@ ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, c
     parallel_barrier();
 
     // Phase 2: every thread owns whole column tiles of grad_weight^T and streams all rows into
-    // them: no atomics, and each element sums its rows in ascending order. With at least one
-    // event per input on average, a packed accumulator tile (in L2, few pages) pays for its
-    // zeroing and copy-out; with fewer, events scatter straight into the zeroed output.
+    // them: no atomics, and each element sums its rows in ascending order. The tile's packed
+    // [in, TW] accumulator stays in L2 (few pages); transposed once into gw's TW rows, it comes
+    // out in nn.Linear's layout, so autograd keeps it without a transposing copy of its own.
     if (!any_bad.load()) {
       const Range tr = thread_range(tiles);
-      const bool packed = total.load() >= in;
       T* tile_acc = acc.get() + static_cast<int64_t>(thread_index()) * in * TW;
       for (int64_t t = tr.begin; t < tr.end; ++t) {
         const int64_t c0 = t * TW, valid = std::min(TW, out - c0);
-        T* dst = packed ? tile_acc : gwt + c0;
-        const int64_t ld = packed ? TW : out;
-        for (int64_t i = 0; i < in; ++i)
-          std::memset(dst + i * ld, 0, (packed ? TW : valid) * sizeof(T));
+        std::memset(tile_acc, 0, in * TW * sizeof(T));
         scatter_tile(events.beg.get(), events.end.get(), events.idx.get(), events.val.get(), rows,
-                     grad, out, c0, valid, dst, ld);
-        if (packed)
-          for (int64_t i = 0; i < in; ++i)
-            std::memcpy(gwt + i * out + c0, tile_acc + i * TW, valid * sizeof(T));
+                     grad, out, c0, valid, tile_acc, TW);
+        transpose(tile_acc, TW, in, valid, gw + c0 * in, in);
       }
     }
   }

@@ -32,10 +32,11 @@ ScanResult spike_linear_forward_by_input(const S* spikes, int64_t rows, int64_t 
                                          const T* packed_weight, int64_t out, const T* bias, T* y,
                                          int threads);
 
-// gwt[in, out] = spikes[rows, in]^T @ grad[rows, out], touching only active inputs.
+// gw[out, in] = (spikes[rows, in]^T @ grad[rows, out])^T (nn.Linear's weight layout), touching
+// only active inputs: scattered row by row into column tiles.
 template <typename S, typename T>
 ScanResult spike_linear_grad_weight(const S* spikes, int64_t rows, int64_t in, const T* grad,
-                                    int64_t out, T* gwt, int threads);
+                                    int64_t out, T* gw, int threads);
 
 // gw[out, in] = spikes[rows, in]^T @ grad[rows, out], transposed (nn.Linear's weight layout),
 // input by input: for few rows (grad in cache) and wide inputs.

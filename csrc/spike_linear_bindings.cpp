@@ -96,8 +96,7 @@ int64_t forward_by_input(const py::array& spikes, const py::array& packed_weight
   return forward_any(spikes, packed_weight, bias, out, threads, true);
 }
 
-// by_input: the output is grad_weight [out, in] (spike_linear_grad_weight_by_input), else
-// grad_weight_t [in, out] (the scatter kernel).
+// grad_weight [out, in] = (spikes^T @ grad)^T, by the scatter kernel or input by input.
 int64_t grad_weight_any(const py::array& spikes, const py::array& grad, py::array& result, int threads,
                         bool by_input) {
   require_matrix(spikes, "spikes");
@@ -106,11 +105,10 @@ int64_t grad_weight_any(const py::array& spikes, const py::array& grad, py::arra
   if (grad.shape(0) != rows)
     throw py::value_error("grad_out has " + std::to_string(grad.shape(0)) +
                           " rows but spikes has " + std::to_string(rows));
-  const char* name = by_input ? "grad_weight" : "grad_weight_t";
-  require_output(result, name, by_input ? n_out : in, by_input ? in : n_out);
+  require_output(result, "grad_weight", n_out, in);
   return dispatch_spike_types(spikes, grad, "weight", [&](auto* s, auto* type_tag) -> int64_t {
     using T = std::remove_pointer_t<decltype(type_tag)>;
-    require_dtype<T>(result, name, grad);
+    require_dtype<T>(result, "grad_weight", grad);
     const T* g = static_cast<const T*>(grad.data());
     T* gw = static_cast<T*>(result.mutable_data());
     ScanResult r;
@@ -124,8 +122,8 @@ int64_t grad_weight_any(const py::array& spikes, const py::array& grad, py::arra
   });
 }
 
-int64_t grad_weight(const py::array& spikes, const py::array& grad, py::array& grad_weight_t, int threads) {
-  return grad_weight_any(spikes, grad, grad_weight_t, threads, false);
+int64_t grad_weight(const py::array& spikes, const py::array& grad, py::array& grad_weight, int threads) {
+  return grad_weight_any(spikes, grad, grad_weight, threads, false);
 }
 
 int64_t grad_weight_by_input(const py::array& spikes, const py::array& grad, py::array& grad_weight,
@@ -179,8 +177,9 @@ void bind_spike_linear(py::module_& m) {
         py::arg("bias"), py::arg("out").noconvert(), py::arg("threads"),
         "The forward, input-stationary (wide inputs, few rows); returns the number of events.");
   m.def("spike_linear_grad_weight", &grad_weight, py::arg("spikes"), py::arg("grad_out"),
-        py::arg("grad_weight_t").noconvert(), py::arg("threads"),
-        "grad_weight_t = spikes^T @ grad_out over active inputs only; returns the nonzeros.");
+        py::arg("grad_weight").noconvert(), py::arg("threads"),
+        "grad_weight [out, in] = (spikes^T @ grad_out)^T over active inputs only, scattered row by "
+        "row (many rows); returns the nonzeros.");
   m.def("spike_linear_grad_weight_by_input", &grad_weight_by_input, py::arg("spikes"), py::arg("grad_out"),
         py::arg("grad_weight").noconvert(), py::arg("threads"),
         "grad_weight [out, in] = (spikes^T @ grad_out)^T, input by input (few rows, wide inputs); "

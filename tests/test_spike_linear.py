@@ -335,16 +335,20 @@ def test_binary_spikes_saved_as_bytes(backend):
         torch.testing.assert_close(w.grad, w_ref.grad, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel", ["by_input", "scatter"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("spike_dtype", ["float", torch.uint8])
 @pytest.mark.parametrize("rows, in_f, out_f", [(50, 300, 70), (7, 1030, 64), (1, 17, 130)])
-def test_weight_gradient_input_by_input(dtype, spike_dtype, rows, in_f, out_f):
-    # few rows and at least 64 outputs: the input-by-input kernel, which returns the gradient in
-    # nn.Linear's [out, in] layout (no transposing copy by autograd)
+def test_weight_gradient_comes_in_linear_layout(monkeypatch, kernel, dtype, spike_dtype, rows, in_f, out_f):
+    # few rows and at least 64 outputs: the input-by-input kernel; with its limit at zero, the
+    # scatter kernel. Both return the gradient in nn.Linear's [out, in] layout (no transposing
+    # copy by autograd), ragged column tiles included (70, 130 outputs)
     import importlib
 
     op = importlib.import_module("sparsespike.ops.spike_linear")
     assert rows * out_f * 8 <= op.BY_INPUT_MAX_GRAD_BYTES and out_f >= op.BY_INPUT_MIN_OUTPUTS
+    if kernel == "scatter":
+        monkeypatch.setattr(op, "BY_INPUT_MAX_GRAD_BYTES", 0)
     spikes = make_spikes((rows, in_f), 0.1, dtype if spike_dtype == "float" else spike_dtype, 14)
     weight, b = make_layer(in_f, out_f, dtype, 14)
     w = weight.detach().clone().requires_grad_()
@@ -364,10 +368,9 @@ def test_weight_gradient_input_by_input_refuses_non_finite_spikes():
     with pytest.raises(ValueError, match="NaN or Inf"):
         cpp().spike_linear_grad_weight_by_input(spikes.numpy(), torch.randn(20, 64).numpy(), gw.numpy(), 2)
     assert bool((gw == 7.0).all())  # validated before any output was written
-    with pytest.raises(ValueError, match=r"grad_weight must have shape \[64, 40\]"):
-        cpp().spike_linear_grad_weight_by_input(
-            spikes.numpy(), torch.randn(20, 64).numpy(), torch.empty(40, 64).numpy(), 2
-        )
+    for kernel in (cpp().spike_linear_grad_weight_by_input, cpp().spike_linear_grad_weight):
+        with pytest.raises(ValueError, match=r"grad_weight must have shape \[64, 40\]"):
+            kernel(spikes.numpy(), torch.randn(20, 64).numpy(), torch.empty(40, 64).numpy(), 2)
 
 
 def test_spikes_to_bytes_boundaries():
@@ -474,6 +477,22 @@ def test_input_stationary_forward_at_visual_fc1_width():
 
 
 # ----------------------------------------------------------------------------- gradient mask
+
+
+def test_mask_density_is_estimated_from_evenly_spaced_slices():
+    # auto's dense-gradient fallback decides on 64 slices of the first dimension, all of them
+    # when there are fewer; any mask shape (linear [rows, in], conv [N, C, H, W])
+    from sparsespike.dispatch import MASK_SAMPLE_SLICES, mask_denser_than
+
+    g = torch.Generator().manual_seed(3)
+    for shape in [(3200, 256), (10, 500), (200, 4, 6, 6)]:
+        mask = torch.rand(shape, generator=g) < 0.3
+        assert mask_denser_than(mask, 0.2) and not mask_denser_than(mask, 0.4)
+    # rows outside the sample do not count: the estimate reads only the sampled slices
+    mask = torch.ones(10 * MASK_SAMPLE_SLICES, 8, dtype=torch.bool)
+    mask[torch.linspace(0, mask.shape[0] - 1, MASK_SAMPLE_SLICES).long()] = False  # 90% set
+    assert not mask_denser_than(mask, 0.05)
+    assert mask_denser_than(mask[:MASK_SAMPLE_SLICES], 0.05)  # few slices: counted exactly
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])

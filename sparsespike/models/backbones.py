@@ -114,13 +114,18 @@ class VisualEncoder(nn.Module):
         self.lif3 = study_lif(backend, surrogate, truncate=False)  # its band feeds no spike layer
 
     def forward(self, x: Tensor) -> Tensor:
-        # each layer's float spikes are freed when the name is rebound, once the next layer has
-        # read them (backward reads the copies the ops saved, as bytes); a LIF's band (None
-        # unless its surrogate has compact support) limits the next layer's input gradient;
-        # flatten (C, H, W) like the reference's flatten(1) on [B, C, H, W]
+        # each layer's float spikes are freed once the next spike layer has read them (backward
+        # reads the copies the ops saved, as bytes), before the next LIF allocates its own: two
+        # layers' float spikes never coexist (audio M1's training peak: 65.0 -> 61.0 MB); a
+        # LIF's band (None unless its surrogate has compact support) limits the next layer's
+        # input gradient; flatten (C, H, W) like the reference's flatten(1) on [B, C, H, W]
         s, band = self.lif1.fire(self.conv1(x))
-        s, band = self.lif2.fire(self.conv2(s, grad_mask=band))
-        s, _ = self.lif3.fire(self.fc1(s.flatten(2), grad_mask=_flat_band(band)))
+        current = self.conv2(s, grad_mask=band)
+        del s
+        s, band = self.lif2.fire(current)
+        current = self.fc1(s.flatten(2), grad_mask=_flat_band(band))
+        del s
+        s, _ = self.lif3.fire(current)
         return s
 
 
@@ -159,10 +164,14 @@ class AudioEncoder(nn.Module):
         self.lif_hidden = study_lif(backend, surrogate, truncate=False)  # its band feeds no spike layer
 
     def forward(self, x: Tensor) -> Tensor:
-        # as VisualEncoder.forward: spikes freed on rebinding, bands limit the input gradients
+        # as VisualEncoder.forward: spikes freed before the next LIF, bands limit input gradients
         s, band = self.lif_input.fire(self.fc_input(x))
-        s, band = self.lif1.fire(self.fc1(s, grad_mask=band))
-        s, _ = self.lif_hidden.fire(self.fc_hidden(s, grad_mask=band))
+        current = self.fc1(s, grad_mask=band)
+        del s
+        s, band = self.lif1.fire(current)
+        current = self.fc_hidden(s, grad_mask=band)
+        del s
+        s, _ = self.lif_hidden.fire(current)
         return s
 
 

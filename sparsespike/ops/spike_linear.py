@@ -123,19 +123,17 @@ BY_INPUT_MIN_OUTPUTS = 64
 
 
 def _cpp_grad_weight_t(grad_out: Tensor, spikes: Tensor) -> Tensor:
-    """spikes^T @ grad_out, [in, out]: a transposed view of an nn.Linear-layout [out, in] gradient
-    when computed input by input, else the scatter kernel's [in, out] array."""
+    """spikes^T @ grad_out, [in, out]: the transposed view of an nn.Linear-layout [out, in]
+    gradient (both kernels write that layout, so autograd keeps it without a copy), computed
+    input by input for few rows, else scattered row by row."""
     rows, out_features = grad_out.shape
-    if (
-        rows * out_features * grad_out.element_size() <= BY_INPUT_MAX_GRAD_BYTES
-        and out_features >= BY_INPUT_MIN_OUTPUTS
-    ):
-        gw = empty_output(grad_out, (out_features, spikes.shape[1]))
-        cpp().spike_linear_grad_weight_by_input(_numpy(spikes), _numpy(grad_out), gw.numpy(), torch.get_num_threads())
-        return gw.t()
-    gwt = torch.empty((spikes.shape[1], out_features), dtype=grad_out.dtype)
-    cpp().spike_linear_grad_weight(_numpy(spikes), _numpy(grad_out), gwt.numpy(), torch.get_num_threads())
-    return gwt
+    by_input = rows * out_features * grad_out.element_size() <= BY_INPUT_MAX_GRAD_BYTES and (
+        out_features >= BY_INPUT_MIN_OUTPUTS
+    )
+    kernel = cpp().spike_linear_grad_weight_by_input if by_input else cpp().spike_linear_grad_weight
+    gw = empty_output(grad_out, (out_features, spikes.shape[1]))
+    kernel(_numpy(spikes), _numpy(grad_out), gw.numpy(), torch.get_num_threads())
+    return gw.t()
 
 
 def _sampled_nnz(spikes: Tensor) -> tuple[Tensor, int, bool]:
@@ -228,7 +226,8 @@ def _forward(path, adaptive, spikes, weight, bias, grad_mask=None):
 
 
 def _grad_weight_t_default(grad_out, spikes):
-    return _as_dense(spikes, grad_out.dtype).t() @ grad_out
+    # computed as [out, in], nn.Linear's layout: autograd keeps the transposed view without a copy
+    return (grad_out.t() @ _as_dense(spikes, grad_out.dtype)).t()
 
 
 def _grad_weight_t(path, adaptive, grad_out, spikes, nnz):
