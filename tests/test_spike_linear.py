@@ -453,16 +453,17 @@ def test_default_backend(monkeypatch):
 @pytest.mark.parametrize("wdtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("spike_dtype", ["float", torch.bool, torch.uint8])
 @pytest.mark.parametrize("density", [0.0, 0.02, 0.4, 1.0])
-@pytest.mark.parametrize("shape", [(1, 40), (5, 300), (2, 3, 97)])
+@pytest.mark.parametrize("shape", [(1, 40), (5, 300), (2, 3, 97), (300, 50)])
 def test_input_stationary_forward_equals_the_reference(monkeypatch, shape, density, spike_dtype, wdtype):
-    """The wide-input forward (chosen here for every width): outputs across several tiles, graded
-    values, bias or none; backward unchanged."""
+    """The wide-input forward (chosen here for every width): outputs across several tiles (600
+    and 416 outputs: 8, 4, 2 and single tiles a pass for few rows; 300 rows: one tile a pass),
+    graded values, bias or none; backward unchanged."""
     import importlib
 
     ops = importlib.import_module("sparsespike.ops.spike_linear")
     monkeypatch.setattr(ops, "BY_INPUT_MIN_IN_FEATURES", 1)
     dtype = wdtype if spike_dtype == "float" else spike_dtype
-    for out_f, bias in ((70, True), (5, False)):
+    for out_f, bias in ((70, True), (5, False), (600, True), (416, False)):
         check_forward("cpp", shape, out_f, density, dtype, 3, graded=spike_dtype == "float", bias=bias, wdtype=wdtype)
     check_backward("cpp", shape, 70, density, 4, wdtype=wdtype)
 
