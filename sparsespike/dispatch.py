@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._backend import count_set
+
 _ENV = "SPARSESPIKE_CROSSOVER"
 
 
@@ -108,19 +110,10 @@ def padding_factor(out_features: int, tile: int) -> float:
     return (-(-out_features // tile) * tile) / out_features
 
 
-# mask_denser_than counts this many evenly spaced slices of a mask's first dimension (all of
-# them when it has fewer): a 2% sample of audio M1's [3200, 1024] band decides as the whole does.
-MASK_SAMPLE_SLICES = 64
-
-
 def mask_denser_than(mask: torch.Tensor, max_density: float) -> bool:
-    """Whether more than ``max_density`` of a grad_mask's entries are set (estimated from
-    MASK_SAMPLE_SLICES evenly spaced slices of its first dimension): past the measured crossover
-    the spike layers compute the dense input gradient times the mask instead. Only speed
-    depends on it: both give the same gradient, up to float rounding."""
-    if mask.dim() > 0 and mask.shape[0] > MASK_SAMPLE_SLICES:
-        mask = mask.index_select(0, torch.linspace(0, mask.shape[0] - 1, MASK_SAMPLE_SLICES).long())
-    return int(torch.count_nonzero(mask)) > max_density * mask.numel()
+    """Whether more than ``max_density`` of a grad_mask's entries are set: past the measured
+    crossover the spike layers compute the dense input gradient times the mask instead."""
+    return int(count_set(mask)) > max_density * mask.numel()
 
 
 def conv_width_factor(out_channels: int) -> float:

@@ -480,20 +480,19 @@ def test_input_stationary_forward_at_visual_fc1_width():
 # ----------------------------------------------------------------------------- gradient mask
 
 
-def test_mask_density_is_estimated_from_evenly_spaced_slices():
-    # auto's dense-gradient fallback decides on 64 slices of the first dimension, all of them
-    # when there are fewer; any mask shape (linear [rows, in], conv [N, C, H, W])
-    from sparsespike.dispatch import MASK_SAMPLE_SLICES, mask_denser_than
+def test_count_set_and_the_dense_fallback_decision():
+    # auto's dense-gradient fallback counts the mask (one C++ pass on CPU): any shape, bool or uint8
+    from sparsespike._backend import count_set
+    from sparsespike.dispatch import mask_denser_than
 
     g = torch.Generator().manual_seed(3)
-    for shape in [(3200, 256), (10, 500), (200, 4, 6, 6)]:
-        mask = torch.rand(shape, generator=g) < 0.3
-        assert mask_denser_than(mask, 0.2) and not mask_denser_than(mask, 0.4)
-    # rows outside the sample do not count: the estimate reads only the sampled slices
-    mask = torch.ones(10 * MASK_SAMPLE_SLICES, 8, dtype=torch.bool)
-    mask[torch.linspace(0, mask.shape[0] - 1, MASK_SAMPLE_SLICES).long()] = False  # 90% set
-    assert not mask_denser_than(mask, 0.05)
-    assert mask_denser_than(mask[:MASK_SAMPLE_SLICES], 0.05)  # few slices: counted exactly
+    for shape in [(3200, 256), (10, 500), (200, 4, 6, 6), (700,)]:
+        for dtype in (torch.bool, torch.uint8):
+            mask = (torch.rand(shape, generator=g) < 0.3).to(dtype)
+            assert int(count_set(mask)) == int(torch.count_nonzero(mask))
+            assert mask_denser_than(mask, 0.2) and not mask_denser_than(mask, 0.4)
+    assert int(count_set(torch.ones(50, 3, dtype=torch.bool).t())) == 150  # not contiguous
+    assert int(count_set(torch.zeros(0, 4, dtype=torch.bool))) == 0
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "auto"])

@@ -13,7 +13,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .._backend import check_backend
+from .._backend import check_backend, count_set
 from .._checks import require_finite_number
 from ..ops._validate import require_tensor
 from ..ops.lif import lif
@@ -80,23 +80,8 @@ class LIF(nn.Module):
         self.grad_band = None if grad_band is None else require_finite_number(grad_band, "grad_band", positive=True)
         self.batch_first, self.convention, self.decay_input = batch_first, convention, decay_input
         self.backend = None if backend is None else check_backend(backend)
+        self.band_fraction: Optional[Tensor] = None  # of the last band fire() made
         self._want_band, self._band = False, None
-        # the last band fire() made, counted into band_fraction when that is first read
-        self._last_band: Optional[Tensor] = None
-        self._band_fraction: Optional[Tensor] = None
-
-    @property
-    def band_fraction(self) -> Optional[Tensor]:
-        """The fraction of neuron-steps in the last fire()'s band (a 0-d tensor, no host sync),
-        or None; counted on first read, so a run that never reads it pays nothing."""
-        if self._last_band is not None:
-            self._band_fraction = torch.count_nonzero(self._last_band) / self._last_band.numel()
-            self._last_band = None
-        return self._band_fraction
-
-    @band_fraction.setter
-    def band_fraction(self, value: Optional[Tensor]) -> None:
-        self._band_fraction, self._last_band = value, None
 
     @property
     def compact_support(self) -> bool:
@@ -133,7 +118,7 @@ class LIF(nn.Module):
         out = self._lif(current, v0, return_band=want_band)
         if want_band:
             self._band = out.band.transpose(0, 1) if self.batch_first else out.band
-            self._last_band, self._band_fraction = out.band, None
+            self.band_fraction = count_set(out.band) / out.band.numel()
         spikes = out.spikes.transpose(0, 1) if self.batch_first else out.spikes
         return (spikes, out.membrane) if return_membrane else spikes
 
