@@ -215,3 +215,22 @@ def add_surrogate_arguments(p: argparse.ArgumentParser) -> None:
         help="truncate the surrogate to |membrane - threshold| < this band: the backward then runs "
         "only at band-active neuron-steps (exact for that surrogate); triangle has a band of its own",
     )
+
+
+def add_activity_arguments(p: argparse.ArgumentParser, default_weight: float) -> None:
+    """--activity-target and --activity-weight (sparsespike.training.activity), as train and study
+    take them; the study turns the regulariser on by default, train leaves it off."""
+    p.add_argument(
+        "--activity-target",
+        type=positive_float,
+        default=0.03,
+        help="hidden firing rate above which the activity regulariser pulls back (default: 0.03, the "
+        "study's >97%% sparsity)",
+    )
+    p.add_argument(
+        "--activity-weight",
+        type=non_negative_float,
+        default=default_weight,
+        help="weight of the activity penalty, weight x sum over hidden layers of max(0, rate - target)^2 "
+        f"(default: {default_weight:g}; 0 turns it off)",
+    )

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 from ._cli import (
     Parser,
     UsageError,
+    add_activity_arguments,
     add_surrogate_arguments,
     data_folders,
     guarded,
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hopfield", choices=("sequence", "study"), default=None, help="deprecated: --memory")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     add_surrogate_arguments(p)
+    add_activity_arguments(p, default_weight=defaults.activity_weight)
     p.add_argument(
         "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
     )
@@ -159,6 +161,8 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
         surrogate=args.surrogate,
         surrogate_param=args.surrogate_param,
         grad_band=args.grad_band,
+        activity_target=args.activity_target,
+        activity_weight=args.activity_weight,
         backend=args.backend,
         eval_split=args.eval_split,
         limit_train=args.limit_train,

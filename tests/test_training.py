@@ -477,3 +477,69 @@ def test_the_cli_takes_the_surrogate_and_band():
     assert (default.surrogate, default.surrogate_param, default.grad_band) == ("fast_sigmoid", None, None)
     with pytest.raises(SystemExit):
         train_cli.config_from_args(["--grad-band", "-1"])
+
+
+# ----------------------------------------------------------------------------- activity regulariser
+
+
+def test_activity_penalty_is_the_squared_excess_over_the_target_of_the_hidden_layers():
+    from sparsespike.models import build_model
+    from sparsespike.training.activity import ActivityPenalty, hidden_lifs
+
+    model = build_model("m1", "audio", hidden_sizes=(24, 24), feature_size=16)
+    assert [n for n, _ in hidden_lifs(model)] == ["encoder.lif_input", "encoder.lif1", "encoder.lif_hidden"]
+    joint = build_model("joint", None, visual_hidden_sizes=(2, 4), audio_hidden_sizes=(24, 24), feature_size=16)
+    assert hidden_lifs(joint) and all("head" not in n for n, _ in hidden_lifs(joint))
+    x = (torch.rand(3, 20, 700, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    rates = {}
+    handles = [
+        m.register_forward_hook(lambda m, a, o, n=n: rates.__setitem__(n, o.mean())) for n, m in hidden_lifs(model)
+    ]
+    with ActivityPenalty(model, target=0.01, weight=7.0) as activity:
+        model(x)
+        penalty = activity.penalty()
+        want = 7.0 * sum(torch.clamp(r - 0.01, min=0) ** 2 for r in rates.values())
+        torch.testing.assert_close(penalty, want)
+        assert activity.penalty() is None  # each forward's rates are used once
+        assert float(want.detach()) > 0  # this input drives some layer above 1%
+        (grad,) = torch.autograd.grad(penalty, model.encoder.fc1.weight)  # through the spikes' surrogate
+        assert bool(grad.abs().sum() > 0)
+        with torch.no_grad():
+            model(x)
+        assert activity.penalty() is None  # no graph, nothing recorded
+        model(x)
+        activity.penalty()
+        assert set(activity.epoch_rates()) == set(rates)  # means over the penalised steps
+    for h in handles:
+        h.remove()
+    assert all(not m._forward_hooks for _, m in hidden_lifs(model))  # closed: hooks removed
+    # at or below the target: no penalty
+    with ActivityPenalty(model, target=0.99, weight=7.0) as activity:
+        model(x)
+        assert float(activity.penalty().detach()) == 0.0
+
+
+def test_training_with_the_activity_regulariser_logs_hidden_rates(tmp_path, capsys):
+    summary = fit(small_config(tmp_path, epochs=1, activity_weight=5.0, activity_target=0.02))
+    row = _metrics(tmp_path / "run" / "metrics.jsonl")[0]
+    assert set(row["train_hidden_rates"]) == {"encoder.lif_input", "encoder.lif1", "encoder.lif_hidden"}
+    assert all(0 <= r <= 1 for r in row["train_hidden_rates"].values())
+    assert row["train_activity_penalty"] >= 0 and row["eval_activity_penalty"] == 0
+    assert "hidden rates: lif_input" in capsys.readouterr().out
+    assert all(not m._forward_hooks for m in summary["model"].modules())  # fit removed its hooks
+    fit(small_config(tmp_path, epochs=1, out=str(tmp_path / "off")))
+    assert "train_hidden_rates" not in _metrics(tmp_path / "off" / "metrics.jsonl")[0]  # weight 0: off
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(activity_target=1.0), "activity_target is a fraction"),
+        (dict(activity_target=0.0), "activity_target"),
+        (dict(activity_weight=-1.0), "activity_weight"),
+        (dict(activity_weight=float("nan")), "activity_weight"),
+    ],
+)
+def test_activity_settings_are_checked(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        small_config(tmp_path, **overrides)

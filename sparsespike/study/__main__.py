@@ -18,9 +18,18 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .._cli import Parser, add_surrogate_arguments, data_folders, guarded, output_dir, positive_float, positive_int
+from .._cli import (
+    Parser,
+    add_activity_arguments,
+    add_surrogate_arguments,
+    data_folders,
+    guarded,
+    output_dir,
+    positive_float,
+    positive_int,
+)
 from .._cli import device as check_device
-from .plan import ALL_RUNS, SIZES, StudyConfig
+from .plan import ALL_RUNS, SIZES, STUDY_ACTIVITY_WEIGHT, StudyConfig
 from .runner import run_study
 
 PROG = "python -m sparsespike.study"
@@ -76,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     add_surrogate_arguments(p)
+    add_activity_arguments(p, default_weight=STUDY_ACTIVITY_WEIGHT)
     p.add_argument("--quick", action="store_true", help="CI-sized: tiny models, 1 epoch, a few dozen samples")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -113,6 +123,8 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
         surrogate=args.surrogate,
         surrogate_param=args.surrogate_param,
         grad_band=args.grad_band,
+        activity_target=args.activity_target,
+        activity_weight=args.activity_weight,
         progress=not args.no_progress,
         quick=args.quick,
     )

@@ -37,6 +37,10 @@ SIZE_OPTIONS = {
 }
 
 
+# the study's activity penalty weight (see docs/study-recipe.md for what it was chosen from)
+STUDY_ACTIVITY_WEIGHT = 10.0
+
+
 @dataclass
 class StudyConfig:
     visual: str = "saccade-digits"
@@ -67,6 +71,10 @@ class StudyConfig:
     surrogate: str = "fast_sigmoid"  # every LIF's surrogate gradient (see TrainConfig)
     surrogate_param: Optional[float] = None
     grad_band: Optional[float] = None
+    # the activity regulariser (sparsespike.training.activity), on by default: hidden layers held
+    # near the study's >97% sparsity
+    activity_target: float = 0.03
+    activity_weight: float = STUDY_ACTIVITY_WEIGHT
     progress: bool = True
     quick: bool = False
     notes: list[str] = field(default_factory=list)
@@ -101,6 +109,10 @@ class StudyConfig:
         for name in ("surrogate_param", "grad_band"):
             if getattr(self, name) is not None:
                 require_finite_number(getattr(self, name), name, positive=True)
+        require_finite_number(self.activity_target, "activity_target", positive=True)
+        if self.activity_target >= 1:
+            raise ValueError(f"activity_target is a fraction of neuron-steps in (0, 1), got {self.activity_target}")
+        require_finite_number(self.activity_weight, "activity_weight", non_negative=True)
         self._apply_preset()
 
     @property

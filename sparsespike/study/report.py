@@ -225,6 +225,15 @@ def _per_class(results: dict, config: StudyConfig) -> str:
     return ", ".join(f"{used.get(m, config.per_class)} {m}" for m in MODALITIES)
 
 
+def _activity(config: StudyConfig) -> str:
+    if not config.activity_weight:
+        return "off (weight 0)"
+    return (
+        f"weight {config.activity_weight:g} x sum over hidden layers of max(0, rate - {config.activity_target:g})^2 "
+        f"added to the loss (`--activity-weight`, `--activity-target`)"
+    )
+
+
 def _setup(results: dict, config: StudyConfig) -> str:
     env = results["environment"]
     runs = results["runs"].values()
@@ -239,6 +248,7 @@ def _setup(results: dict, config: StudyConfig) -> str:
         f"clip 1.0, early stopping (patience 7); init: {_init(config)}; train subset "
         f"{config.limit_train or 'all'}, eval subset {config.limit_eval or 'all'} per dataset. Accuracy = the best "
         f"epoch's accuracy on the evaluation split (the test split: these sets have no validation split).",
+        f"- Activity regulariser: {_activity(config)}.",
         f"- Energy: {config.energy_samples} test samples per model and modality, counted by the kernels; "
         f"engram analysis: {_per_class(results, config)} test samples per class.",
         f"- Machine: {env['platform']}, torch {env['torch']}, device {env['device']}"

@@ -71,6 +71,8 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
         surrogate=config.surrogate,
         surrogate_param=config.surrogate_param,
         grad_band=config.grad_band,
+        activity_target=config.activity_target,
+        activity_weight=config.activity_weight,
         out=str(out),
         resume=True,
         progress=config.progress,

@@ -57,6 +57,10 @@ class TrainConfig:
     surrogate: str = "fast_sigmoid"
     surrogate_param: Optional[float] = None  # None: 25 for fast_sigmoid (the study's), else the default
     grad_band: Optional[float] = None  # None: the surrogate is not truncated
+    # activity regulariser (sparsespike.training.activity): activity_weight * sum over hidden LIFs
+    # of max(0, rate - activity_target)^2 joins the loss; weight 0 turns it off
+    activity_target: float = 0.03
+    activity_weight: float = 0.0
     backend: Optional[str] = None
     eval_split: Optional[str] = None  # None: "valid" when the dataset has one, else "test"
     limit_train: Optional[int] = None  # use a fixed random subset (quick runs)
@@ -98,9 +102,13 @@ class TrainConfig:
             ("scl_weight", False),
             ("surrogate_param", True),
             ("grad_band", True),
+            ("activity_target", True),
+            ("activity_weight", False),
         ):
             if not (name in ("scl_weight", "surrogate_param", "grad_band") and getattr(self, name) is None):
                 require_finite_number(getattr(self, name), name, positive=strict, non_negative=not strict)
+        if self.activity_target >= 1:
+            raise ValueError(f"activity_target is a fraction of neuron-steps in (0, 1), got {self.activity_target}")
         if self.surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
         if self.init not in ("calibrated", "default"):

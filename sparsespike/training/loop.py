@@ -27,6 +27,7 @@ from ..models.contract import modalities_of
 from ..models.registry import build_model, model_modalities
 from ..ops.supcon_loss import supcon_loss
 from . import distributed
+from .activity import ActivityPenalty
 from .bands import BandMonitor, band_summary
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -165,18 +166,19 @@ def _loss(output, labels: torch.Tensor, scl_weight: float, temperature: float):
 class _Meter:
     """Sums of per-sample metrics, per modality, reduced over processes at the end."""
 
-    KEYS = ("loss", "ce", "scl", "correct", "samples", "density")
+    KEYS = ("loss", "ce", "scl", "activity", "correct", "samples", "density")
 
     def __init__(self, modalities: list[str]) -> None:
         self.modalities = modalities
         self.sums = {m: dict.fromkeys(self.KEYS, 0.0) for m in modalities}
 
-    def add(self, modality: str, output, labels: torch.Tensor, loss, ce, scl) -> None:
+    def add(self, modality: str, output, labels: torch.Tensor, loss, ce, scl, activity) -> None:
         n = labels.shape[0]
         s = self.sums[modality]
         s["loss"] += float(loss) * n
         s["ce"] += float(ce) * n
         s["scl"] += float(scl) * n
+        s["activity"] += float(activity) * n
         s["correct"] += float((output.logits.argmax(1) == labels).sum())
         s["samples"] += n
         s["density"] += float(output.rates.detach().float().mean()) * n
@@ -192,6 +194,7 @@ class _Meter:
                 "loss": values["loss"] / n,
                 "ce": values["ce"] / n,
                 "scl": values["scl"] / n,
+                "activity_penalty": values["activity"] / n,
                 "acc": 100.0 * values["correct"] / n,
                 "hidden_density": values["density"] / n,
                 "samples": int(values["samples"]),
@@ -218,11 +221,14 @@ def run_epoch(
     desc: str = "",
     epoch: Optional[int] = None,
     bands: Optional[BandMonitor] = None,
+    activity: Optional[ActivityPenalty] = None,
 ) -> dict[str, Any]:
     """Train (with an optimizer) or evaluate (without) over the loaders; returns the metrics.
 
     With ``bands`` (training, a model with compact-support surrogates) the metrics also hold
     each such LIF's mean band-active fraction ("band_active"), and a starved band warns once.
+    With ``activity`` (training) the loss carries its penalty on hidden firing above the target,
+    and the metrics hold each hidden LIF's mean firing rate ("hidden_rates").
 
     Training checks every step that the loss is finite, and after every optimizer step that the
     weights are (event-driven ops skip silent inputs, so a NaN weight row can stay invisible in
@@ -237,6 +243,7 @@ def run_epoch(
     started, waiting = time.perf_counter(), 0.0
     batches = _progress(_interleave(loaders), total, desc, config.progress and ctx.is_main)
     bands = bands if training and bands else None
+    activity = activity if training else None
     if bands:
         bands.start_epoch()
     with torch.set_grad_enabled(training):
@@ -246,6 +253,9 @@ def run_epoch(
             x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             output = model(x, modality)  # every model takes its batch's modality (models.contract)
             loss, ce, scl = _loss(output, labels, scl_weight, config.scl_temperature)
+            penalty = activity.penalty() if activity is not None else None
+            if penalty is not None:
+                loss = loss + penalty
             if training:
                 # under DDP every rank must stop at the same step, or the others hang in backward
                 if distributed.any_rank(not bool(torch.isfinite(loss)), ctx, device):
@@ -267,7 +277,15 @@ def run_epoch(
                         f"optimizer step at {where} step {step + 1}; try a lower learning rate "
                         f"(--lr, now {config.lr})"
                     )
-            meter.add(modality, output, labels, loss.detach(), ce.detach(), scl.detach())
+            meter.add(
+                modality,
+                output,
+                labels,
+                loss.detach(),
+                ce.detach(),
+                scl.detach(),
+                0.0 if penalty is None else penalty.detach(),
+            )
             if bands:
                 bands.add(step)
             if hasattr(batches, "set_postfix") and step % 10 == 0:
@@ -291,6 +309,8 @@ def run_epoch(
     }
     if bands:
         metrics["band_active"] = bands.means()
+    if activity is not None:
+        metrics["hidden_rates"] = activity.epoch_rates()
     if len(per_modality) == 1:
         metrics.update(next(iter(per_modality.values())))
     else:
@@ -300,6 +320,10 @@ def run_epoch(
         metrics["acc"] = sum(v["acc"] for v in per_modality.values()) / len(per_modality)
         metrics["loss"] = sum(v["loss"] * v["samples"] for v in per_modality.values()) / max(samples, 1)
     return metrics
+
+
+def _rates_summary(rates: dict[str, float]) -> str:
+    return " ".join(f"{name.rsplit('.', 1)[-1]} {100 * rate:.1f}%" for name, rate in rates.items())
 
 
 def _first_non_finite(params: list[torch.Tensor]) -> Optional[int]:
@@ -427,6 +451,9 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
             model, device_ids=ids, find_unused_parameters=len(modalities_of(model)) > 1
         )
     bands = BandMonitor(model)
+    activity = (
+        ActivityPenalty(model, config.activity_target, config.activity_weight) if config.activity_weight else None
+    )
     params = sum(p.numel() for p in model.parameters())
     log(
         f"{config.model} on {config.dataset}: {params:,} parameters, {sum(len(s.train) for s in splits)} train / "
@@ -450,87 +477,93 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
         for s in splits
     ]
 
-    while run.epoch < config.epochs and run.bad_epochs < config.patience:
-        epoch = run.epoch
-        train_loaders = [
-            (
-                s.modality,
-                _loader(
-                    s.train,
-                    _batches(
-                        distributed.epoch_order(len(s.train), config.seed, epoch, True, ctx, equal_shares=True),
-                        config.batch_size,
-                        True,
+    try:
+        while run.epoch < config.epochs and run.bad_epochs < config.patience:
+            epoch = run.epoch
+            train_loaders = [
+                (
+                    s.modality,
+                    _loader(
+                        s.train,
+                        _batches(
+                            distributed.epoch_order(len(s.train), config.seed, epoch, True, ctx, equal_shares=True),
+                            config.batch_size,
+                            True,
+                        ),
+                        config,
+                        device,
                     ),
-                    config,
-                    device,
-                ),
-            )
-            for s in splits
-        ]
-        lr = optimizer.param_groups[0]["lr"]
-        train = run_epoch(
-            model,
-            train_loaders,
-            config,
-            device,
-            ctx,
-            scl_weight,
-            optimizer,
-            desc=f"epoch {epoch + 1}/{config.epochs} train",
-            epoch=epoch + 1,
-            bands=bands,
-        )
-        evaluation = run_epoch(
-            model, eval_loaders, config, device, ctx, scl_weight, desc=f"epoch {epoch + 1}/{config.epochs} eval"
-        )
-        scheduler.step()
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            **{f"train_{k}": v for k, v in train.items()},
-            **{f"eval_{k}": v for k, v in evaluation.items()},
-        }
-        if ctx.distributed:
-            checksums = distributed.replica_checksums(model, ctx, device)
-            if any(c != checksums[0] for c in checksums):
-                raise RuntimeError(f"DDP replicas diverged after epoch {epoch + 1}: per-rank parameter sums differ")
-            row["replicas_in_sync"] = len(checksums)
-        run.history.append(row)
-        run.epoch = epoch + 1
-        improved = evaluation["acc"] > run.best_score
-        if improved:
-            run.best_score, run.best_epoch, run.bad_epochs = evaluation["acc"], epoch + 1, 0
-        else:
-            run.bad_epochs += 1
-        if ctx.is_main:
-            state = {
-                "config": config.to_dict(),
-                "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "run": vars(run),
-            }
-            if improved:
-                save_checkpoint(
-                    {
-                        "config": config.to_dict(),
-                        "model": state["model"],
-                        "epoch": epoch + 1,
-                        "eval_acc": evaluation["acc"],
-                    },
-                    out / BEST,
                 )
-            save_checkpoint(state, out / LAST)
-            _write_metrics(out / METRICS, run.history)
-        log(
-            f"epoch {epoch + 1}: train loss {train['loss']:.4f} acc {train['acc']:.2f}% | eval acc "
-            f"{evaluation['acc']:.2f}% | {train['samples_per_second']:.0f} samples/s, data wait "
-            f"{train['data_wait_seconds']:.2f} of {train['seconds']:.2f} s"
-            + (f" | band active: {band_summary(train['band_active'])}" if "band_active" in train else "")
-        )
-        distributed.barrier(ctx)
+                for s in splits
+            ]
+            lr = optimizer.param_groups[0]["lr"]
+            train = run_epoch(
+                model,
+                train_loaders,
+                config,
+                device,
+                ctx,
+                scl_weight,
+                optimizer,
+                desc=f"epoch {epoch + 1}/{config.epochs} train",
+                epoch=epoch + 1,
+                bands=bands,
+                activity=activity,
+            )
+            evaluation = run_epoch(
+                model, eval_loaders, config, device, ctx, scl_weight, desc=f"epoch {epoch + 1}/{config.epochs} eval"
+            )
+            scheduler.step()
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                **{f"train_{k}": v for k, v in train.items()},
+                **{f"eval_{k}": v for k, v in evaluation.items()},
+            }
+            if ctx.distributed:
+                checksums = distributed.replica_checksums(model, ctx, device)
+                if any(c != checksums[0] for c in checksums):
+                    raise RuntimeError(f"DDP replicas diverged after epoch {epoch + 1}: per-rank parameter sums differ")
+                row["replicas_in_sync"] = len(checksums)
+            run.history.append(row)
+            run.epoch = epoch + 1
+            improved = evaluation["acc"] > run.best_score
+            if improved:
+                run.best_score, run.best_epoch, run.bad_epochs = evaluation["acc"], epoch + 1, 0
+            else:
+                run.bad_epochs += 1
+            if ctx.is_main:
+                state = {
+                    "config": config.to_dict(),
+                    "model": _unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "run": vars(run),
+                }
+                if improved:
+                    save_checkpoint(
+                        {
+                            "config": config.to_dict(),
+                            "model": state["model"],
+                            "epoch": epoch + 1,
+                            "eval_acc": evaluation["acc"],
+                        },
+                        out / BEST,
+                    )
+                save_checkpoint(state, out / LAST)
+                _write_metrics(out / METRICS, run.history)
+            log(
+                f"epoch {epoch + 1}: train loss {train['loss']:.4f} acc {train['acc']:.2f}% | eval acc "
+                f"{evaluation['acc']:.2f}% | {train['samples_per_second']:.0f} samples/s, data wait "
+                f"{train['data_wait_seconds']:.2f} of {train['seconds']:.2f} s"
+                + (f" | band active: {band_summary(train['band_active'])}" if "band_active" in train else "")
+                + (f" | hidden rates: {_rates_summary(train['hidden_rates'])}" if "hidden_rates" in train else "")
+            )
+            distributed.barrier(ctx)
+    finally:
+        if activity is not None:
+            activity.close()  # the returned model carries no hooks
     stopped_early = run.bad_epochs >= config.patience and run.epoch < config.epochs
     if stopped_early:
         log(f"early stop: no improvement for {config.patience} epochs")
