@@ -319,3 +319,22 @@ def test_accuracy_suite_trains_each_surrogate(tmp_path, capsys, monkeypatch):
     assert [len(p["band_active"]) for p in points] == [0, 2, 2, 4]  # a grad_band truncates hidden LIFs only
     printed = capsys.readouterr().out
     assert "## accuracy" in printed and re.search(r"\|\s+band 0.05 \|", printed) and "vs exact (points)" in printed
+
+
+@pytest.mark.slow  # end to end: a whole (quick) training run
+def test_recipe_suite_trains_each_trial(tmp_path, capsys, monkeypatch):
+    from sparsespike.bench import recipe
+
+    monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))
+    out = tmp_path / "recipe.json"
+    assert bench_cli.main(["--suite", "recipe", "--quick", "--json", str(out), "--no-progress"]) == 0
+    points = json.loads(out.read_text())["suites"]["recipe"]
+    assert [p["trial"] for p in points] == [recipe._label(t[2]) for t in recipe.QUICK_TRIALS] == ["lr 0.003"]
+    (p,) = points
+    assert 0 <= p["best_eval_acc"] <= 100 and len(p["eval_curve"]) == p["epochs"] == 1 and p["seconds"] > 0
+    assert set(p["hidden_rates"]) == {"encoder.lif_input", "encoder.lif1", "encoder.lif_hidden"}
+    printed = capsys.readouterr().out
+    assert "## recipe" in printed and "hidden rate % (highest layer)" in printed
+    # every full trial is a valid training config (checked without training)
+    for model, base, overrides in recipe.TRIALS:
+        recipe.TrainConfig(model=model, **{**base, **overrides})

@@ -528,7 +528,30 @@ def test_training_with_the_activity_regulariser_logs_hidden_rates(tmp_path, caps
     assert "hidden rates: lif_input" in capsys.readouterr().out
     assert all(not m._forward_hooks for m in summary["model"].modules())  # fit removed its hooks
     fit(small_config(tmp_path, epochs=1, out=str(tmp_path / "off")))
-    assert "train_hidden_rates" not in _metrics(tmp_path / "off" / "metrics.jsonl")[0]  # weight 0: off
+    off = _metrics(tmp_path / "off" / "metrics.jsonl")[0]  # weight 0: rates logged, no penalty
+    assert set(off["train_hidden_rates"]) == set(row["train_hidden_rates"]) and off["train_activity_penalty"] == 0
+
+
+def test_activity_rates_average_over_the_steps_each_layer_ran_in():
+    # the joint model runs one encoder per batch: a layer's epoch mean counts only its own steps
+    from sparsespike.models import build_model
+    from sparsespike.training.activity import ActivityPenalty
+
+    model = build_model("joint", None, visual_hidden_sizes=(2, 4), audio_hidden_sizes=(24, 24), feature_size=16)
+    g = torch.Generator().manual_seed(1)
+    batches = {
+        "visual": (torch.rand(2, 5, 2, 34, 34, generator=g) < 0.2).float(),
+        "audio": (torch.rand(2, 5, 700, generator=g) < 0.2).float(),
+    }
+    seen = {}
+    with ActivityPenalty(model, target=0.03, weight=0.0) as activity:
+        for modality, x in batches.items():
+            model(x, modality)
+            assert activity.penalty() is None  # weight 0: recorded, not penalised
+            seen.update({n: float(r) for n, r in activity._sums.items() if n not in seen})
+        rates = activity.epoch_rates()
+    assert any("visual" in n for n in rates) and any("audio" in n for n in rates)
+    assert rates == pytest.approx(seen)  # one step each: the mean is that step's rate, not half of it
 
 
 @pytest.mark.parametrize(

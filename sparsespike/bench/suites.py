@@ -14,6 +14,7 @@ from . import (
     hopfield,
     lif,
     models,
+    recipe,
     spike_linear,
     supcon,
     train_epoch,
@@ -31,5 +32,5 @@ SWEEP = {
     "batch": batch_sweep,
     "allocator": allocator,
 }
-# accuracy trains 36 models (43 minutes on 2 cores): run on its own, not in --full
-ALL = {"headline": headline, **SWEEP, "accuracy": accuracy}
+# accuracy trains 36 models (43 minutes on 2 cores), recipe 25: run on their own, not in --full
+ALL = {"headline": headline, **SWEEP, "accuracy": accuracy, "recipe": recipe}

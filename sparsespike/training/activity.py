@@ -8,7 +8,8 @@ outside the model's heads (the output layers make the logits and fire as the los
 
 to the loss: nothing while a layer stays at or below the target, a pull back towards it above.
 The rates are differentiable (the spikes' surrogate gradient carries the penalty), and a step
-reads no host value for them.
+reads no host value for them. With weight 0 the rates are only recorded: every training run logs
+its hidden layers' firing rates per epoch.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class ActivityPenalty:
         self.target, self.weight = target, weight
         self.layers = hidden_lifs(model)
         self._rates: dict[str, Tensor] = {}
-        self._sums: dict[str, Tensor] = {}  # per layer, over the epoch's steps (on the device)
-        self._steps = 0
+        # per layer, over the epoch's steps it ran in (one encoder per batch in the joint model)
+        self._sums: dict[str, Tensor] = {}
+        self._steps: dict[str, int] = {}
         self._handles = [m.register_forward_hook(self._recorder(n)) for n, m in self.layers]
 
     def _recorder(self, name: str):
@@ -65,13 +67,16 @@ class ActivityPenalty:
 
     def penalty(self) -> Optional[Tensor]:
         """The penalty of the forward since the last call (None when no hidden LIF ran with a
-        graph); its rates join the epoch's means."""
+        graph, or the weight is 0: then the rates are only recorded); its rates join the epoch's
+        means."""
         rates, self._rates = self._rates, {}
         if not rates:
             return None
         for name, rate in rates.items():
             self._sums[name] = self._sums[name] + rate.detach() if name in self._sums else rate.detach().clone()
-        self._steps += 1
+            self._steps[name] = self._steps.get(name, 0) + 1
+        if not self.weight:
+            return None
         excess = torch.stack([torch.clamp(r - self.target, min=0.0) for r in rates.values()])
         return self.weight * excess.square().sum()
 
@@ -79,5 +84,5 @@ class ActivityPenalty:
         """Each hidden layer's mean firing rate over the penalised steps since the last call (one
         host sync), and start counting anew."""
         sums, steps = self._sums, self._steps
-        self._sums, self._steps = {}, 0
-        return {name: float(total) / steps for name, total in sums.items()}
+        self._sums, self._steps = {}, {}
+        return {name: float(total) / steps[name] for name, total in sums.items()}

@@ -227,8 +227,8 @@ def run_epoch(
 
     With ``bands`` (training, a model with compact-support surrogates) the metrics also hold
     each such LIF's mean band-active fraction ("band_active"), and a starved band warns once.
-    With ``activity`` (training) the loss carries its penalty on hidden firing above the target,
-    and the metrics hold each hidden LIF's mean firing rate ("hidden_rates").
+    With ``activity`` (training) the metrics hold each hidden LIF's mean firing rate
+    ("hidden_rates"), and with its weight the loss carries its penalty on firing above the target.
 
     Training checks every step that the loss is finite, and after every optimizer step that the
     weights are (event-driven ops skip silent inputs, so a NaN weight row can stay invisible in
@@ -451,9 +451,8 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
             model, device_ids=ids, find_unused_parameters=len(modalities_of(model)) > 1
         )
     bands = BandMonitor(model)
-    activity = (
-        ActivityPenalty(model, config.activity_target, config.activity_weight) if config.activity_weight else None
-    )
+    # records every hidden layer's rate for the log; penalises only with a weight
+    activity = ActivityPenalty(model, config.activity_target, config.activity_weight)
     params = sum(p.numel() for p in model.parameters())
     log(
         f"{config.model} on {config.dataset}: {params:,} parameters, {sum(len(s.train) for s in splits)} train / "
@@ -562,8 +561,7 @@ def _fit(config: TrainConfig, ctx: distributed.Context, on_ready: Callable[[], N
             )
             distributed.barrier(ctx)
     finally:
-        if activity is not None:
-            activity.close()  # the returned model carries no hooks
+        activity.close()  # the returned model carries no hooks
     stopped_early = run.bad_epochs >= config.patience and run.epoch < config.epochs
     if stopped_early:
         log(f"early stop: no improvement for {config.patience} epochs")
