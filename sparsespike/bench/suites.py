@@ -32,5 +32,5 @@ SWEEP = {
     "batch": batch_sweep,
     "allocator": allocator,
 }
-# accuracy trains 36 models (43 minutes on 2 cores), recipe 25: run on their own, not in --full
+# accuracy trains 36 models (43 minutes on 2 cores), recipe 12: run on their own, not in --full
 ALL = {"headline": headline, **SWEEP, "accuracy": accuracy, "recipe": recipe}
