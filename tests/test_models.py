@@ -522,3 +522,54 @@ def test_bad_input():
         M1Baseline("audio", hidden_sizes=(1024,))
     with pytest.raises(ValueError, match="backend"):
         M1Baseline("audio", backend="gpu", **{k: v for k, v in SMALL["audio"].items()})
+
+
+# ----------------------------------------------------------------------------- readout
+
+
+def _leaky_mean(current: torch.Tensor, beta: float = 0.9) -> torch.Tensor:
+    """The mean over time of v_t = beta v_{t-1} + I_t from v_0 = 0, step by step."""
+    v, total = torch.zeros_like(current[0]), torch.zeros_like(current[0])
+    for t in range(current.shape[0]):
+        v = beta * v + current[t]
+        total = total + v
+    return total / current.shape[0]
+
+
+@pytest.mark.parametrize("name, options", CONFIGS)
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_membrane_readout_is_the_mean_membrane_of_the_output_layer(name, options, backend):
+    """readout="membrane": logits = mean over time of the output neurons' membrane, integrated
+    without threshold or reset (study mode: one step, so the head's current); the rest of the model
+    as with counts, and a gradient reaches the head where a count would have none."""
+    torch.manual_seed(0)
+    model = build_model(name, "audio", **SMALL["audio"], **options, readout="membrane", backend=backend).double()
+    excite(model.encoder)
+    counting = build_model(name, "audio", **SMALL["audio"], **options, backend=backend).double()
+    counting.load_state_dict(model.state_dict())  # same keys: checkpoints move between readouts
+    x = spikes_input((4, 6, 40), seed=5)
+    out, counted = model(x), counting(x)
+    torch.testing.assert_close(out.features, counted.features)
+    seen = {}
+    handle = model.head.fc_out.register_forward_hook(lambda m, a, o: seen.__setitem__("current", o))
+    out = model(x)
+    handle.remove()
+    current = seen["current"]
+    want = current[0] if model._study_readout else _leaky_mean(current, float(model.head.lif_out.beta))
+    torch.testing.assert_close(out.logits, want, rtol=1e-10, atol=1e-12)
+    # far below threshold every count is 0 and passes no gradient; the membrane still does
+    with torch.no_grad():
+        model.head.fc_out.bias.fill_(-50.0)
+        counting.head.fc_out.bias.fill_(-50.0)
+    (grad,) = torch.autograd.grad(model(x).logits[:, 0].sum(), model.head.fc_out.weight)
+    assert bool(grad.abs().sum() > 0)
+    assert float(counting(x).logits.detach().abs().sum()) == 0.0
+
+
+def test_readout_is_checked():
+    with pytest.raises(ValueError, match="readout must be one of"):
+        build_model("m1", "audio", **SMALL["audio"], readout="max")
+    with pytest.raises(ValueError, match="readout must be one of"):
+        JointModel(**JOINT_SMALL, readout="rate")
+    joint = JointModel(**JOINT_SMALL, readout="membrane")
+    assert joint.head.readout == "membrane"

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from .._backend import check_backend
 from ..nn import HGRN, HopfieldMemory
 from ..ops._validate import spikes_named
-from .backbones import STUDY_SURROGATE, AudioEncoder, SpikingHead, Surrogate, VisualEncoder
+from .backbones import READOUTS, STUDY_SURROGATE, AudioEncoder, SpikingHead, Surrogate, VisualEncoder
 from .memory import MEMORY_MODES, SEQUENCE, STUDY, deprecated_memory, memory_mode
 from .study_gate import StudyGate
 
@@ -181,6 +181,8 @@ class StudyModel(nn.Module):
         supcon_temperature: SCL temperature (0.07).
         memory: one of the class's ``memory_modes`` (None: "sequence"; see
             :mod:`sparsespike.models.memory`).
+        readout: "count" (the study's: logits = output spike counts) or "membrane" (the output
+            neurons' mean membrane, no threshold); see :class:`~.backbones.SpikingHead`.
         surrogate, surrogate_param, grad_band: every LIF's surrogate gradient (see
             :class:`~sparsespike.models.backbones.Surrogate`; the study's fast sigmoid, slope 25,
             by default). With compact support (a grad_band, or "triangle") the spike layers
@@ -210,9 +212,11 @@ class StudyModel(nn.Module):
         surrogate: str = "fast_sigmoid",
         surrogate_param: Optional[float] = None,
         grad_band: Optional[float] = None,
+        readout: str = "count",
     ) -> None:
         super().__init__()
         self.modality = _choice(modality, MODALITIES, "modality")
+        self.readout_mode = _choice(readout, READOUTS, "readout")
         self.memory_mode = memory_mode(memory, self.memory_modes, self.name)
         self.backend = None if backend is None else check_backend(backend)
         self.surrogate = Surrogate(surrogate, surrogate_param, grad_band)
@@ -287,7 +291,7 @@ class M1Baseline(StudyModel):
         self, modality: str = "visual", num_classes: int = 10, backend: Optional[str] = None, **options
     ) -> None:
         super().__init__(modality, num_classes, backend, **options)
-        self.head = SpikingHead(self.feature_size, num_classes, True, self.backend, self.surrogate)
+        self.head = SpikingHead(self.feature_size, num_classes, True, self.backend, self.surrogate, self.readout_mode)
 
 
 class M2SupCon(M1Baseline):
@@ -324,7 +328,7 @@ class M3Hopfield(StudyModel):
         super().__init__(modality, num_classes, backend, memory=memory, **options)
         self._set_readout(self.memory_mode == STUDY)
         self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
-        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate)
+        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate, self.readout_mode)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         return self.hopfield(spikes)
@@ -365,7 +369,7 @@ class M4HGRN(StudyModel):
         super().__init__(modality, num_classes, backend, memory=memory, **options)
         self._set_readout(self.memory_mode == STUDY)
         self.hgrn = _hgrn_memory(self.memory_mode, self.feature_size, True, self.backend)
-        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate)
+        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate, self.readout_mode)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         return self.hgrn(spikes)
@@ -403,7 +407,7 @@ class M5Hybrid(StudyModel):
         self._set_readout(self.memory_mode == STUDY)
         self.hopfield = _study_hopfield(self.feature_size, num_patterns, hopfield_temperature, self.backend)
         self.hgrn = _hgrn_memory(self.memory_mode, self.feature_size, False, self.backend)
-        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate)
+        self.head = SpikingHead(self.feature_size, num_classes, False, self.backend, self.surrogate, self.readout_mode)
 
     def memory_sequence(self, spikes: Tensor) -> Tensor:
         return self.hgrn(self.hopfield(spikes))

@@ -26,6 +26,7 @@ from typing import NamedTuple, Optional, Sequence
 from torch import Tensor, nn
 
 from ..nn import LIF, SpikeConv2d, SpikeLinear
+from ..ops.lif import lif
 
 __all__ = ["STUDY_SURROGATE", "AudioEncoder", "SpikingHead", "Surrogate", "VisualEncoder", "study_lif"]
 
@@ -175,9 +176,19 @@ class AudioEncoder(nn.Module):
         return s
 
 
+READOUTS = ("count", "membrane")
+
+
 class SpikingHead(nn.Module):
-    """Linear(feature_size, num_classes) -> LIF: forward(x [T, B, feature_size]) -> output spikes
-    [T, B, num_classes]; the logits are their count over time.
+    """Linear(feature_size, num_classes) -> LIF: forward(x [T, B, feature_size]) -> its output per
+    step [T, B, num_classes], which the model sums over time into the logits.
+
+    readout="count" (the study's): the output spikes, so the logits are spike counts.
+    readout="membrane": the output neurons' membrane divided by T, integrated without a threshold
+    or reset (v_t = beta v_{t-1} + I_t, the LIF's beta), so the logits are the mean membrane. A
+    membrane has a gradient wherever it is; a spike count has none once every output neuron sits
+    far below threshold, which is where count training on the embedded sets went within 10-20
+    steps (all logits 0, the loss stuck at ln 10; see docs/study-results.md).
 
     spiking_input: the input is a spike tensor, so the layer is an event-driven SpikeLinear;
     otherwise (memory outputs, dense floats) an nn.Linear. Same state_dict keys either way.
@@ -190,9 +201,13 @@ class SpikingHead(nn.Module):
         spiking_input: bool = True,
         backend: Optional[str] = None,
         surrogate: Surrogate = STUDY_SURROGATE,
+        readout: str = "count",
     ) -> None:
         super().__init__()
         (num_classes,) = _positive_ints((num_classes,), "num_classes")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        self.readout, self.backend = readout, backend
         self.fc_out = (
             SpikeLinear(feature_size, num_classes, backend=backend)
             if spiking_input
@@ -201,5 +216,19 @@ class SpikingHead(nn.Module):
         self.lif_out = study_lif(backend, surrogate, truncate=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        spikes, _ = self.lif_out.fire(self.fc_out(x))  # fire: its band fraction for the log
+        current = self.fc_out(x)
+        if self.readout == "membrane":
+            membrane = lif(
+                current,
+                self.lif_out.beta,
+                self.lif_out.threshold,
+                reset="none",
+                return_trace=True,
+                backend=self.backend,
+            ).trace
+            return membrane / current.shape[0]
+        spikes, _ = self.lif_out.fire(current)  # fire: its band fraction for the log
         return spikes
+
+    def extra_repr(self) -> str:
+        return f"readout={self.readout!r}"

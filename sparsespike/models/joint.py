@@ -31,7 +31,7 @@ from .architectures import (
     residual_memory,
     run_encoder,
 )
-from .backbones import SpikingHead, Surrogate
+from .backbones import READOUTS, SpikingHead, Surrogate
 from .memory import MEMORY_MODES, STUDY, deprecated_memory, memory_mode
 
 __all__ = ["JointModel"]
@@ -74,10 +74,12 @@ class JointModel(nn.Module):
         surrogate: str = "fast_sigmoid",
         surrogate_param: Optional[float] = None,
         grad_band: Optional[float] = None,
+        readout: str = "count",
         *,
         hgrn: Optional[str] = None,
     ) -> None:
         super().__init__()
+        self.readout_mode = _choice(readout, READOUTS, "readout")
         self.backend = None if backend is None else check_backend(backend)
         self.memory_mode = memory_mode(
             deprecated_memory(memory, self.deprecated_memory_keyword, hgrn), self.memory_modes, self.name
@@ -90,7 +92,7 @@ class JointModel(nn.Module):
         self.feature_size, self.num_classes = feature_size, num_classes
         self.hgrn = _hgrn_memory(self.memory_mode, feature_size, True, self.backend)
         self.memory_gate = memory_gate(self.memory_mode != STUDY)
-        self.head = SpikingHead(feature_size, num_classes, False, self.backend, self.surrogate)
+        self.head = SpikingHead(feature_size, num_classes, False, self.backend, self.surrogate, self.readout_mode)
         self.supcon_weight, self.supcon_temperature = float(supcon_weight), float(supcon_temperature)
         if not self.supcon_temperature > 0:
             raise ValueError(f"supcon_temperature must be > 0, got {supcon_temperature}")
