@@ -234,3 +234,16 @@ def add_activity_arguments(p: argparse.ArgumentParser, default_weight: float) ->
         help="weight of the activity penalty, weight x sum over hidden layers of max(0, rate - target)^2 "
         f"(default: {default_weight:g}; 0 turns it off)",
     )
+
+
+def add_readout_argument(p: argparse.ArgumentParser) -> None:
+    """--readout, as train and study take it."""
+    from .models.backbones import READOUTS
+
+    p.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default="count",
+        help="the logits: the output layer's spike counts (count, the study's) or its neurons' mean membrane "
+        "without threshold (membrane: a gradient even when every output neuron is silent)",
+    )

@@ -20,6 +20,7 @@ from ._cli import (
     Parser,
     UsageError,
     add_activity_arguments,
+    add_readout_argument,
     add_surrogate_arguments,
     data_folders,
     guarded,
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     add_surrogate_arguments(p)
     add_activity_arguments(p, default_weight=defaults.activity_weight)
+    add_readout_argument(p)
     p.add_argument(
         "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
     )
@@ -163,6 +165,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
         grad_band=args.grad_band,
         activity_target=args.activity_target,
         activity_weight=args.activity_weight,
+        readout=args.readout,
         backend=args.backend,
         eval_split=args.eval_split,
         limit_train=args.limit_train,

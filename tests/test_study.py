@@ -133,6 +133,9 @@ def test_bad_settings_are_refused(capsys):
         ("grad_band", 0.0, ValueError),
         ("surrogate_param", float("inf"), ValueError),
         ("surrogate", "relu", ValueError),
+        ("activity_target", 1.5, ValueError),
+        ("activity_weight", -1.0, ValueError),
+        ("readout", "max", ValueError),
     ],
 )
 def test_settings_must_be_finite_integers_or_numbers(field, value, error):
@@ -154,3 +157,22 @@ def test_the_surrogate_and_band_reach_every_run(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "fit", lambda c: seen.append(c) or {**summary, "model": torch.nn.Linear(1, 1)})
     runner._train(config, "m1", "audio", tmp_path / "run", "cpu", lambda *_: None)
     assert (seen[0].surrogate, seen[0].surrogate_param, seen[0].grad_band) == ("fast_sigmoid", 9.0, 0.4)
+
+
+def test_the_activity_regulariser_and_readout_reach_every_run(monkeypatch, tmp_path):
+    from sparsespike.study import runner
+    from sparsespike.study.__main__ import config_from_args
+    from sparsespike.study.plan import STUDY_ACTIVITY_WEIGHT
+
+    default = config_from_args(["--quick", "--out", str(tmp_path / "d")])
+    assert (default.activity_weight, default.activity_target, default.readout) == (STUDY_ACTIVITY_WEIGHT, 0.03, "count")
+    assert STUDY_ACTIVITY_WEIGHT > 0  # on by default in the study
+    config = config_from_args(
+        ["--quick", "--out", str(tmp_path / "out"), "--activity-weight", "0", "--activity-target", "0.05"]
+        + ["--readout", "membrane"]
+    )
+    seen = []
+    summary = {"history": [], "best_eval_acc": 0.0, "best_epoch": 0, "epochs": 0, "stopped_early": False}
+    monkeypatch.setattr(runner, "fit", lambda c: seen.append(c) or {**summary, "model": torch.nn.Linear(1, 1)})
+    runner._train(config, "m1", "audio", tmp_path / "run", "cpu", lambda *_: None)
+    assert (seen[0].activity_weight, seen[0].activity_target, seen[0].readout) == (0.0, 0.05, "membrane")

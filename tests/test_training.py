@@ -479,6 +479,18 @@ def test_the_cli_takes_the_surrogate_and_band():
         train_cli.config_from_args(["--grad-band", "-1"])
 
 
+def test_the_cli_takes_the_activity_regulariser_and_readout():
+    config = train_cli.config_from_args(
+        ["--activity-weight", "50", "--activity-target", "0.02", "--readout", "membrane"]
+    )
+    assert (config.activity_weight, config.activity_target, config.readout) == (50.0, 0.02, "membrane")
+    default = train_cli.config_from_args([])
+    assert (default.activity_weight, default.activity_target, default.readout) == (0.0, 0.03, "count")
+    for bad in (["--activity-weight", "-1"], ["--activity-target", "0"], ["--readout", "max"]):
+        with pytest.raises(SystemExit):
+            train_cli.config_from_args(bad)
+
+
 # ----------------------------------------------------------------------------- activity regulariser
 
 

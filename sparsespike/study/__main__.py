@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from .._cli import (
     Parser,
     add_activity_arguments,
+    add_readout_argument,
     add_surrogate_arguments,
     data_folders,
     guarded,
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     add_surrogate_arguments(p)
     add_activity_arguments(p, default_weight=STUDY_ACTIVITY_WEIGHT)
+    add_readout_argument(p)
     p.add_argument("--quick", action="store_true", help="CI-sized: tiny models, 1 epoch, a few dozen samples")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -125,6 +127,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
         grad_band=args.grad_band,
         activity_target=args.activity_target,
         activity_weight=args.activity_weight,
+        readout=args.readout,
         progress=not args.no_progress,
         quick=args.quick,
     )

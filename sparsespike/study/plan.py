@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
+from ..models.backbones import READOUTS
 from ..models.registry import MODEL_NAMES, model_modalities
 from ..ops.lif_reference import SURROGATES
 
@@ -75,6 +76,7 @@ class StudyConfig:
     # near the study's >97% sparsity
     activity_target: float = 0.03
     activity_weight: float = STUDY_ACTIVITY_WEIGHT
+    readout: str = "count"  # the study's spike-count logits, or "membrane" (see TrainConfig)
     progress: bool = True
     quick: bool = False
     notes: list[str] = field(default_factory=list)
@@ -113,6 +115,8 @@ class StudyConfig:
         if self.activity_target >= 1:
             raise ValueError(f"activity_target is a fraction of neuron-steps in (0, 1), got {self.activity_target}")
         require_finite_number(self.activity_weight, "activity_weight", non_negative=True)
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         self._apply_preset()
 
     @property

@@ -248,7 +248,8 @@ def _setup(results: dict, config: StudyConfig) -> str:
         f"clip 1.0, early stopping (patience 7); init: {_init(config)}; train subset "
         f"{config.limit_train or 'all'}, eval subset {config.limit_eval or 'all'} per dataset. Accuracy = the best "
         f"epoch's accuracy on the evaluation split (the test split: these sets have no validation split).",
-        f"- Activity regulariser: {_activity(config)}.",
+        f"- Activity regulariser: {_activity(config)}. Logits: "
+        + ("output spike counts (the study's)." if config.readout == "count" else "the output neurons' mean membrane."),
         f"- Energy: {config.energy_samples} test samples per model and modality, counted by the kernels; "
         f"engram analysis: {_per_class(results, config)} test samples per class.",
         f"- Machine: {env['platform']}, torch {env['torch']}, device {env['device']}"

@@ -73,6 +73,7 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
         grad_band=config.grad_band,
         activity_target=config.activity_target,
         activity_weight=config.activity_weight,
+        readout=config.readout,
         out=str(out),
         resume=True,
         progress=config.progress,

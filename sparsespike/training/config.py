@@ -7,6 +7,7 @@ from dataclasses import InitVar, asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
+from ..models.backbones import READOUTS
 from ..models.memory import SEQUENCE, memory_mode
 from ..models.registry import MODEL_NAMES, memory_from_deprecated, model_class, model_modalities
 from ..ops.lif_reference import SURROGATES
@@ -61,6 +62,7 @@ class TrainConfig:
     # of max(0, rate - activity_target)^2 joins the loss; weight 0 turns it off
     activity_target: float = 0.03
     activity_weight: float = 0.0
+    readout: str = "count"  # the logits: output spike counts (the study's) or "membrane" (see SpikingHead)
     backend: Optional[str] = None
     eval_split: Optional[str] = None  # None: "valid" when the dataset has one, else "test"
     limit_train: Optional[int] = None  # use a fixed random subset (quick runs)
@@ -109,6 +111,8 @@ class TrainConfig:
                 require_finite_number(getattr(self, name), name, positive=strict, non_negative=not strict)
         if self.activity_target >= 1:
             raise ValueError(f"activity_target is a fraction of neuron-steps in (0, 1), got {self.activity_target}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
         if self.init not in ("calibrated", "default"):

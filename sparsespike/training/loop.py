@@ -121,6 +121,7 @@ def build(config: TrainConfig, splits: list[Split]) -> nn.Module:
         surrogate=config.surrogate,
         surrogate_param=config.surrogate_param,
         grad_band=config.grad_band,
+        readout=config.readout,
     )
     return build_model(config.model, split.modality, num_classes=split.num_classes, backend=config.backend, **options)
 
