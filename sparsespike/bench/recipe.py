@@ -1,6 +1,6 @@
 """recipe suite: what makes the study's models learn on the embedded sets, measured. Each trial trains
 one model with the training loop's defaults except what the trial names (learning rate,
-initialisation, activity regulariser weight, memory mode), one seed, a fixed number of epochs on
+initialisation, activity regulariser weight), one seed, a fixed number of epochs on
 all of the training set: randman (2,000 samples) for audio at the study's sizes, saccade-digits
 (1,437) for visual with the default study run's 8/16-channel encoder. Reported per trial: the best
 eval accuracy and its epoch, the eval accuracy after every epoch, the hidden layers' mean firing
