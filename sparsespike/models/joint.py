@@ -51,6 +51,7 @@ class JointModel(nn.Module):
         supcon_weight: SCL weight (0 by default, as the study's joint run), supcon_temperature 0.07.
         surrogate, surrogate_param, grad_band: every LIF's surrogate gradient (see
             :class:`~sparsespike.models.architectures.StudyModel`).
+        readout: "count" (the study's) or "membrane", as StudyModel's.
     """
 
     name = "joint"
