@@ -336,5 +336,7 @@ def test_recipe_suite_trains_each_trial(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "## recipe" in printed and "hidden rate % (highest layer)" in printed
     # every full trial is a valid training config (checked without training)
+    from sparsespike.training import TrainConfig
+
     for model, base, overrides in recipe.TRIALS:
-        recipe.TrainConfig(model=model, **{**base, **overrides})
+        TrainConfig(model=model, **{**base, **overrides})

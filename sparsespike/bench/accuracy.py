@@ -11,16 +11,13 @@ lands in it.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..training import TrainConfig, fit
 from .timing import Progress, markdown_table
+from .training_run import train_once
 
 # (label, TrainConfig surrogate fields)
 SURROGATES = (
@@ -59,25 +56,19 @@ class Point:
 
 def _train(case, surrogate: dict, seed: int, device: torch.device, batch: int) -> Point:
     model, dataset, options, epochs, train, evaluate, init = case
-    with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(
-            model=model,
-            dataset=dataset,
-            epochs=epochs,
-            batch_size=batch,
-            limit_train=train,
-            limit_eval=evaluate,
-            seed=seed,
-            init=init,
-            device=device.type,
-            out=out,
-            progress=False,
-            patience=epochs,
-            model_options=dict(options),
-            **surrogate,
-        )
-        with contextlib.redirect_stdout(sys.stderr):  # the runs' epoch lines, beside the progress
-            summary = fit(config)
+    _, summary = train_once(
+        device,
+        model=model,
+        dataset=dataset,
+        epochs=epochs,
+        batch_size=batch,
+        limit_train=train,
+        limit_eval=evaluate,
+        seed=seed,
+        init=init,
+        model_options=dict(options),
+        **surrogate,
+    )
     history = summary["history"]
     steps = sum(-(-row["train_samples"] // batch) for row in history)
     return Point(

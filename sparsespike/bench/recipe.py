@@ -10,16 +10,13 @@ rate in the last epoch (the highest layer and the mean over layers: the study's 
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..training import TrainConfig, fit
 from .timing import Progress, markdown_table
+from .training_run import train_once
 
 AUDIO = {"dataset": "randman"}
 VISUAL = {"dataset": "saccade-digits", "model_options": {"hidden_sizes": (8, 16)}, "init": "default"}
@@ -64,22 +61,15 @@ def _label(overrides: dict) -> str:
 
 
 def _train(model: str, base: dict, overrides: dict, epochs: int, quick: bool, device: torch.device) -> Point:
-    with tempfile.TemporaryDirectory() as out:
-        settings = {**base, **overrides}
-        config = TrainConfig(
-            model=model,
-            epochs=epochs,
-            batch_size=16 if quick else 32,
-            limit_train=48 if quick else None,
-            limit_eval=32 if quick else None,
-            patience=epochs,
-            device=device.type,
-            out=out,
-            progress=False,
-            **settings,
-        )
-        with contextlib.redirect_stdout(sys.stderr):  # the runs' epoch lines, beside the progress
-            summary = fit(config)
+    config, summary = train_once(
+        device,
+        model=model,
+        epochs=epochs,
+        batch_size=16 if quick else 32,
+        limit_train=48 if quick else None,
+        limit_eval=32 if quick else None,
+        **{**base, **overrides},  # a trial's setting replaces its base's (visual init)
+    )
     history = summary["history"]
     return Point(
         model,

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from .._backend import check_backend
 from ..nn import HGRN, HopfieldMemory
 from ..ops._validate import spikes_named
-from .backbones import READOUTS, STUDY_SURROGATE, AudioEncoder, SpikingHead, Surrogate, VisualEncoder
+from .backbones import STUDY_SURROGATE, AudioEncoder, SpikingHead, Surrogate, VisualEncoder, check_readout
 from .memory import MEMORY_MODES, SEQUENCE, STUDY, deprecated_memory, memory_mode
 from .study_gate import StudyGate
 
@@ -216,7 +216,7 @@ class StudyModel(nn.Module):
     ) -> None:
         super().__init__()
         self.modality = _choice(modality, MODALITIES, "modality")
-        self.readout_mode = _choice(readout, READOUTS, "readout")
+        self.readout_mode = check_readout(readout)
         self.memory_mode = memory_mode(memory, self.memory_modes, self.name)
         self.backend = None if backend is None else check_backend(backend)
         self.surrogate = Surrogate(surrogate, surrogate_param, grad_band)

@@ -179,6 +179,12 @@ class AudioEncoder(nn.Module):
 READOUTS = ("count", "membrane")
 
 
+def check_readout(readout: str) -> str:
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    return readout
+
+
 class SpikingHead(nn.Module):
     """Linear(feature_size, num_classes) -> LIF: forward(x [T, B, feature_size]) -> its output per
     step [T, B, num_classes], which the model sums over time into the logits.
@@ -205,9 +211,7 @@ class SpikingHead(nn.Module):
     ) -> None:
         super().__init__()
         (num_classes,) = _positive_ints((num_classes,), "num_classes")
-        if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-        self.readout, self.backend = readout, backend
+        self.readout, self.backend = check_readout(readout), backend
         self.fc_out = (
             SpikeLinear(feature_size, num_classes, backend=backend)
             if spiking_input

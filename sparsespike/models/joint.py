@@ -31,7 +31,7 @@ from .architectures import (
     residual_memory,
     run_encoder,
 )
-from .backbones import READOUTS, SpikingHead, Surrogate
+from .backbones import SpikingHead, Surrogate, check_readout
 from .memory import MEMORY_MODES, STUDY, deprecated_memory, memory_mode
 
 __all__ = ["JointModel"]
@@ -80,7 +80,7 @@ class JointModel(nn.Module):
         hgrn: Optional[str] = None,
     ) -> None:
         super().__init__()
-        self.readout_mode = _choice(readout, READOUTS, "readout")
+        self.readout_mode = check_readout(readout)
         self.backend = None if backend is None else check_backend(backend)
         self.memory_mode = memory_mode(
             deprecated_memory(memory, self.deprecated_memory_keyword, hgrn), self.memory_modes, self.name

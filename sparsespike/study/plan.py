@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
-from ..models.backbones import READOUTS
+from ..models.backbones import check_readout
 from ..models.registry import MODEL_NAMES, model_modalities
 from ..ops.lif_reference import SURROGATES
+from ..training.activity import check_activity
 
 ALL_RUNS = MODEL_NAMES
 STUDY_MODELS = tuple(m for m in ALL_RUNS if model_modalities(m) is None)  # trained per modality: Table I
@@ -113,12 +114,8 @@ class StudyConfig:
         for name in ("surrogate_param", "grad_band"):
             if getattr(self, name) is not None:
                 require_finite_number(getattr(self, name), name, positive=True)
-        require_finite_number(self.activity_target, "activity_target", positive=True)
-        if self.activity_target >= 1:
-            raise ValueError(f"activity_target is a fraction of neuron-steps in (0, 1), got {self.activity_target}")
-        require_finite_number(self.activity_weight, "activity_weight", non_negative=True)
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        check_activity(self.activity_target, self.activity_weight)
+        check_readout(self.readout)
         self._apply_preset()
 
     @property

@@ -19,7 +19,17 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .._checks import require_finite_number
 from ..nn import LIF
+
+
+def check_activity(target: float, weight: float) -> None:
+    """The regulariser's settings, as TrainConfig and StudyConfig take them: target a fraction of
+    neuron-steps in (0, 1), weight finite and >= 0."""
+    require_finite_number(target, "activity_target", positive=True)
+    if target >= 1:
+        raise ValueError(f"activity_target is a fraction of neuron-steps in (0, 1), got {target}")
+    require_finite_number(weight, "activity_weight", non_negative=True)
 
 
 def hidden_lifs(model: nn.Module) -> list[tuple[str, LIF]]:

@@ -7,10 +7,11 @@ from dataclasses import InitVar, asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from .._checks import require_finite_number, require_int
-from ..models.backbones import READOUTS
+from ..models.backbones import check_readout
 from ..models.memory import SEQUENCE, memory_mode
 from ..models.registry import MODEL_NAMES, memory_from_deprecated, model_class, model_modalities
 from ..ops.lif_reference import SURROGATES
+from .activity import check_activity
 
 MODELS = MODEL_NAMES
 DEFAULT_DATASETS = {"visual": "saccade-digits", "audio": "randman"}  # the embedded sets: no download
@@ -104,15 +105,11 @@ class TrainConfig:
             ("scl_weight", False),
             ("surrogate_param", True),
             ("grad_band", True),
-            ("activity_target", True),
-            ("activity_weight", False),
         ):
             if not (name in ("scl_weight", "surrogate_param", "grad_band") and getattr(self, name) is None):
                 require_finite_number(getattr(self, name), name, positive=strict, non_negative=not strict)
-        if self.activity_target >= 1:
-            raise ValueError(f"activity_target is a fraction of neuron-steps in (0, 1), got {self.activity_target}")
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        check_activity(self.activity_target, self.activity_weight)
+        check_readout(self.readout)
         if self.surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
         if self.init not in ("calibrated", "default"):
