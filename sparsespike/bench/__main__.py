@@ -180,7 +180,7 @@ def _run(args, argv: list[str], ready) -> int:
         measured[name] = suite.run(device, quick=args.quick, repeats=args.repeats, progress=progress, **filters)
         report["suites"][name] = suite.as_json(measured[name])
         if name != "headline":  # printed last
-            unit = "" if name in ("accuracy", "recipe") else " (median ms)"  # training runs: accuracies
+            unit = "" if name in ("accuracy", "recipe", "readout") else " (median ms)"  # training runs: accuracies
             print(f"## {name}{unit}\n")
             print(suite.table(measured[name]))
             print()

@@ -49,6 +49,8 @@ class Point:
     eval_curve: list = field(default_factory=list)  # eval accuracy after each epoch, %
     hidden_rates: dict = field(default_factory=dict)  # per hidden LIF, mean over the last epoch
     seconds: float = 0.0  # wall time of the run (data loading included)
+    # a model that takes several modalities: each one's eval accuracy at the best epoch, %
+    best_eval_by_modality: dict = field(default_factory=dict)
 
 
 def _label(overrides: dict) -> str:
@@ -60,7 +62,9 @@ def _label(overrides: dict) -> str:
     return ", ".join(parts)
 
 
-def _train(model: str, base: dict, overrides: dict, epochs: int, quick: bool, device: torch.device) -> Point:
+def _train(
+    model: str, base: dict, overrides: dict, epochs: int, quick: bool, device: torch.device, label=_label
+) -> Point:
     config, summary = train_once(
         device,
         model=model,
@@ -71,10 +75,12 @@ def _train(model: str, base: dict, overrides: dict, epochs: int, quick: bool, de
         **{**base, **overrides},  # a trial's setting replaces its base's (visual init)
     )
     history = summary["history"]
+    best = history[summary["best_epoch"] - 1] if summary["best_epoch"] > 0 else history[-1]
+    by_modality = {key[5:-4]: round(value, 2) for key, value in best.items() if _per_modality(key)}
     return Point(
         model,
         config.dataset,
-        _label(overrides),
+        label(overrides),
         epochs,
         history[-1]["train_samples"],
         summary["best_eval_acc"],
@@ -82,24 +88,36 @@ def _train(model: str, base: dict, overrides: dict, epochs: int, quick: bool, de
         [round(row["eval_acc"], 2) for row in history],
         history[-1].get("train_hidden_rates", {}),
         sum(row["train_seconds"] + row["eval_seconds"] for row in history),
+        by_modality,
     )
+
+
+def _per_modality(key: str) -> bool:
+    return key.startswith("eval_") and key.endswith("_acc") and key != "eval_acc"
 
 
 def run(device: torch.device, quick: bool = False, repeats=None, progress: bool = True) -> list[Point]:
     """Every trial, trained once (``repeats`` does not apply)."""
-    trials, epochs = (QUICK_TRIALS, 1) if quick else (TRIALS, EPOCHS)
+    return run_trials(device, QUICK_TRIALS if quick else TRIALS, 1 if quick else EPOCHS, quick, progress)
+
+
+def run_trials(device: torch.device, trials, epochs: int, quick: bool, progress: bool, label=_label) -> list[Point]:
+    """Train each (model, base, overrides) of ``trials`` once for ``epochs``; ``label(overrides)``
+    names the trial."""
     bar = Progress(len(trials), enabled=progress)
     points = []
     for model, base, overrides in trials:
-        bar.step(f"{model} {base['dataset']} {_label(overrides)}")
-        points.append(_train(model, base, overrides, epochs, quick, device))
+        bar.step(f"{model} {base['dataset']} {label(overrides)}")
+        points.append(_train(model, base, overrides, epochs, quick, device, label))
     return points
 
 
 def table(points: list[Point]) -> str:
+    joint = any(p.best_eval_by_modality for p in points)  # the column only where a run has it
     rows = []
     for p in points:
         rates = list(p.hidden_rates.values())
+        by_modality = [" / ".join(f"{m} {a:.1f}" for m, a in p.best_eval_by_modality.items())] if joint else []
         rows.append(
             [
                 p.model,
@@ -107,6 +125,7 @@ def table(points: list[Point]) -> str:
                 p.trial,
                 p.epochs,
                 p.best_eval_acc,
+                *by_modality,
                 p.best_epoch,
                 " ".join(f"{a:.0f}" for a in p.eval_curve),
                 100 * max(rates) if rates else float("nan"),
@@ -120,6 +139,7 @@ def table(points: list[Point]) -> str:
         "trial",
         "epochs",
         "best eval acc %",
+        *(["by modality %"] if joint else []),
         "best epoch",
         "eval acc % per epoch",
         "hidden rate % (highest layer)",

@@ -14,6 +14,7 @@ from . import (
     hopfield,
     lif,
     models,
+    readout,
     recipe,
     spike_linear,
     supcon,
@@ -32,5 +33,6 @@ SWEEP = {
     "batch": batch_sweep,
     "allocator": allocator,
 }
-# accuracy trains 36 models (43 minutes on 2 cores), recipe 12: run on their own, not in --full
-ALL = {"headline": headline, **SWEEP, "accuracy": accuracy, "recipe": recipe}
+# accuracy trains 36 models (43 minutes on 2 cores), recipe 12, readout 30: run on their own, not
+# in --full
+ALL = {"headline": headline, **SWEEP, "accuracy": accuracy, "recipe": recipe, "readout": readout}
