@@ -1,5 +1,5 @@
 """Reproduce the study: ``python -m sparsespike.study [--datasets visual,audio] [--data-dir DIR] [--epochs N]
-[--out DIR] [--quick]``.
+[--seeds N] [--out DIR] [--quick | --full]``.
 
 Trains M1-M5 on both modalities and the joint model, meters each trained model's energy from the
 synaptic operations its kernels performed, runs the engram analysis, and writes to --out:
@@ -7,9 +7,10 @@ report.md (the study's numbers beside the measured ones), tables/*.md (Table I a
 joint vs parallel, Table III engrams, energy), figures/*.png, results.json, engram.json, and every
 training run under runs/. Rerunning with the same settings continues an interrupted study.
 
-Default: the embedded sets (saccade-digits, randman) with a budget that finishes in minutes on a
-CPU. With --datasets nmnist,shd and --data-dir holding them: the real study (its topologies, 30
-epochs). --quick: CI-sized, checks the pipeline only.
+Default: the embedded sets (saccade-digits, randman), the measured recipe, 3 seeds; it finishes
+within an hour on two CPU cores. With --datasets nmnist,shd and --data-dir holding them, or with
+--full on any data: the study's topologies and budget (30 epochs, early stopping; for real data or
+a GPU). --quick: CI-sized, checks the pipeline only.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from .._cli import (
     positive_int,
 )
 from .._cli import device as check_device
-from .plan import ALL_RUNS, SIZES, STUDY_ACTIVITY_WEIGHT, StudyConfig
+from ..models.memory import MEMORY_MODES, SEQUENCE
+from .plan import ALL_RUNS, SIZES, STUDY_ACTIVITY_WEIGHT, STUDY_EPOCHS, STUDY_LR, StudyConfig
 from .runner import run_study
 
 PROG = "python -m sparsespike.study"
@@ -58,9 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         help="model sizes: study (real data default), small (embedded default: visual convolutions "
         "8/16 channels), tiny",
     )
-    p.add_argument("--epochs", type=positive_int, default=None, help="default: 30 (real data), 5 (embedded)")
+    p.add_argument(
+        "--epochs", type=positive_int, default=None, help=f"default: 30 (real data, --full), {STUDY_EPOCHS} (embedded)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr", type=positive_float, default=StudyConfig.lr)
+    p.add_argument(
+        "--lr", type=positive_float, default=None, help=f"default: 3e-4 (real data, --full), {STUDY_LR:g} (embedded)"
+    )
     p.add_argument(
         "--calibrate",
         default="audio",
@@ -71,9 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         "--limit-train",
         type=positive_int,
         default=None,
-        help="train subset per dataset (default: all; embedded 1000)",
+        help="train subset per dataset (default: all)",
     )
-    p.add_argument("--limit-eval", type=positive_int, default=None, help="default: all; embedded 400")
+    p.add_argument("--limit-eval", type=positive_int, default=None, help="eval subset per dataset (default: all)")
     p.add_argument(
         "--energy-samples", type=positive_int, default=256, help="test samples metered per model and modality"
     )
@@ -82,13 +88,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--embedding", choices=("tsne", "pca"), default="tsne", help="the figures' 2-D embedding")
     p.add_argument("--out", default="runs/study")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    p.add_argument(
+        "--seeds", type=positive_int, default=None, help="seeds per run: seed, seed+1, ... (default 3; --quick 1)"
+    )
+    p.add_argument(
+        "--memory",
+        choices=MEMORY_MODES,
+        default=SEQUENCE,
+        help="memory mode of M3-M5 and the joint model: sequence (the engine's, default) or study (the "
+        "reference code's heads: the memory once on the time-mean features, one output LIF step)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     add_surrogate_arguments(p)
     add_activity_arguments(p, default_weight=STUDY_ACTIVITY_WEIGHT)
     add_readout_argument(p)
-    p.add_argument("--quick", action="store_true", help="CI-sized: tiny models, 1 epoch, a few dozen samples")
+    preset = p.add_mutually_exclusive_group()
+    preset.add_argument(
+        "--quick", action="store_true", help="CI-sized: tiny models, 1 epoch, a few dozen samples, 1 seed"
+    )
+    preset.add_argument(
+        "--full", action="store_true", help="the study's sizes and budget on any data (for real data or a GPU)"
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -120,6 +142,8 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
         embedding=args.embedding,
         out=args.out,
         seed=args.seed,
+        seeds=args.seeds,
+        memory=args.memory,
         device=args.device,
         backend=args.backend,
         surrogate=args.surrogate,
@@ -130,6 +154,7 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> StudyConfig:
         readout=args.readout,
         progress=not args.no_progress,
         quick=args.quick,
+        full=args.full,
     )
 
 

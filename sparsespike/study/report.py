@@ -32,40 +32,79 @@ def _mean(values) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
-def _average(visual: Optional[float], audio: Optional[float]) -> Optional[float]:
-    return None if visual is None or audio is None else (visual + audio) / 2
+def _spread(values) -> Optional[float]:
+    """The sample standard deviation over seeds; None for fewer than two values."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _run(results: dict, model: str, modality: str) -> dict:
-    """The run that trained ``model`` on ``modality``: its own, or its run on both (a model that
-    takes every modality at once); {} when there is none."""
+def _fmt_seeds(values, digits: int = 2) -> str:
+    """ "mean ± sd" over seeds, the value alone for one seed, "-" for none."""
+    mean, spread = _mean(values), _spread(values)
+    if mean is None:
+        return "-"
+    return _fmt(mean, digits) if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def _seed_runs(results: dict, model: str, modality: str, seeds) -> list[dict]:
+    """The runs that trained ``model`` on ``modality``, one per seed that has one: its own, or its
+    run on both (a model that takes every modality at once)."""
     runs = results["runs"]
-    return runs.get(run_key(model, modality), runs.get(run_key(model, BOTH), {}))
+    found = [runs.get(run_key(model, modality, s), runs.get(run_key(model, BOTH, s))) for s in seeds]
+    return [run for run in found if run is not None]
 
 
-def _accuracies(results: dict, model: str) -> tuple[Optional[float], Optional[float]]:
-    """(visual, audio) accuracy of ``model``: per modality of a run on both, else each run's best."""
-    accuracies = []
-    for modality in MODALITIES:
-        run = _run(results, model, modality)
-        by_modality = run.get("best_eval_acc_by_modality")
-        accuracies.append(by_modality.get(modality) if by_modality is not None else run.get("best_eval_acc"))
-    return tuple(accuracies)
+def _run(results: dict, model: str, modality: str, seed: int) -> dict:
+    """The run of ``model`` on ``modality`` with ``seed``; {} when there is none."""
+    runs = _seed_runs(results, model, modality, (seed,))
+    return runs[0] if runs else {}
+
+
+def _accuracy(run: dict, modality: str) -> Optional[float]:
+    """A run's accuracy on ``modality``: per modality of a run on both, else its best."""
+    by_modality = run.get("best_eval_acc_by_modality")
+    return by_modality.get(modality) if by_modality is not None else run.get("best_eval_acc")
+
+
+def _accuracies(results: dict, model: str, seeds) -> dict[str, list[float]]:
+    """Per modality, ``model``'s accuracy at each seed (that has a run)."""
+    return {m: [_accuracy(r, m) for r in _seed_runs(results, model, m, seeds)] for m in MODALITIES}
+
+
+def _averages(results: dict, model: str, seeds) -> list[float]:
+    """Per seed, the mean of ``model``'s visual and audio accuracy (seeds with both)."""
+    pairs = [[_accuracy(_run(results, model, m, s), m) for m in MODALITIES] for s in seeds]
+    return [sum(pair) / 2 for pair in pairs if None not in pair]
+
+
+def _sparsities(results: dict, model: str, modality: str, seeds) -> list[float]:
+    """Per seed, the activation sparsity (%) that metering ``model`` on ``modality`` found."""
+    runs = _seed_runs(results, model, modality, seeds)
+    return [100 * r["energy"][modality]["activation_sparsity"] for r in runs if modality in r.get("energy", {})]
 
 
 def accuracy_table(results: dict, config: StudyConfig) -> str:
-    """Table I: per model, the study's N-MNIST / SHD accuracy beside the measured one."""
+    """Table I: per model, the study's N-MNIST / SHD accuracy beside the measured one (mean ± sd
+    over the seeds), and the measured activation sparsity."""
+    seeds = config.seed_list
     lines = [
         f"| model | study visual (N-MNIST) | measured visual ({config.visual}) | study audio (SHD) | "
-        f"measured audio ({config.audio}) | study average | measured average |",
-        "|---|---|---|---|---|---|---|",
+        f"measured audio ({config.audio}) | study average | measured average | activation sparsity % "
+        "visual | activation sparsity % audio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model in [m for m in STUDY_MODELS if m in config.models]:
         pv, pa = published.ACCURACY[model]
-        mv, ma = _accuracies(results, model)
+        measured = _accuracies(results, model, seeds)
         lines.append(
-            f"| {published.MODEL_TITLES[model]} | {pv:.2f} | {_fmt(mv)} | {pa:.2f} | {_fmt(ma)} | "
-            f"{published.AVERAGE[model]:.2f} | {_fmt(_average(mv, ma))} |"
+            f"| {published.MODEL_TITLES[model]} | {pv:.2f} | {_fmt_seeds(measured['visual'])} | {pa:.2f} | "
+            f"{_fmt_seeds(measured['audio'])} | {published.AVERAGE[model]:.2f} | "
+            f"{_fmt_seeds(_averages(results, model, seeds))} | "
+            + " | ".join(_fmt_seeds(_sparsities(results, model, m, seeds)) for m in MODALITIES)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -74,6 +113,7 @@ def joint_table(results: dict, config: StudyConfig) -> Optional[str]:
     """Table II: the joint model against separately trained ("parallel") M4 models."""
     if "joint" not in config.models:
         return None
+    seeds = config.seed_list
     lines = [
         "| deployment | study visual | measured visual | study audio | measured audio | study average | "
         "measured average |",
@@ -83,12 +123,72 @@ def joint_table(results: dict, config: StudyConfig) -> Optional[str]:
         if model == "m4" and "m4" not in config.models:
             continue
         pv, pa = published.ACCURACY[model]
-        mv, ma = _accuracies(results, model)
+        measured = _accuracies(results, model, seeds)
         lines.append(
-            f"| {label} | {pv:.2f} | {_fmt(mv)} | {pa:.2f} | {_fmt(ma)} | {published.AVERAGE[model]:.2f} | "
-            f"{_fmt(_average(mv, ma))} |"
+            f"| {label} | {pv:.2f} | {_fmt_seeds(measured['visual'])} | {pa:.2f} | "
+            f"{_fmt_seeds(measured['audio'])} | {published.AVERAGE[model]:.2f} | "
+            f"{_fmt_seeds(_averages(results, model, seeds))} |"
         )
     return "\n".join(lines)
+
+
+# a study difference smaller than this (points) counts as none: the paper gives one run per model
+STUDY_NO_EFFECT = 0.5
+
+
+def pattern(results: dict, config: StudyConfig) -> Optional[str]:
+    """Each memory model against M1 per modality: the measured difference of the mean accuracies,
+    whether it exceeds the spread (the sum of the two models' standard deviations over seeds), and
+    the study's difference; then which measured differences follow the study's pattern."""
+    seeds = config.seed_list
+    if "m1" not in config.models or len(seeds) < 2:
+        return None
+    base = _accuracies(results, "m1", seeds)
+    rows, verdicts = [], []
+    for model in [m for m in STUDY_MODELS if m != "m1" and m in config.models] + (
+        ["joint"] if "joint" in config.models else []
+    ):
+        measured = _accuracies(results, model, seeds)
+        cells = [published.MODEL_TITLES[model]]
+        for index, modality in enumerate(MODALITIES):
+            a, b = measured[modality], base[modality]
+            if _mean(a) is None or _mean(b) is None:
+                cells += ["-", "-", "-"]
+                continue
+            diff = _mean(a) - _mean(b)
+            spread = (_spread(a) or 0.0) + (_spread(b) or 0.0)
+            study = published.ACCURACY[model][index] - published.ACCURACY["m1"][index]
+            beyond = abs(diff) > spread
+            cells += [f"{diff:+.2f} (spread {spread:.2f})", "yes" if beyond else "no", f"{study:+.2f}"]
+            if beyond:
+                verdicts.append(_verdict(model, modality, diff, study))
+        rows.append("| " + " | ".join(cells) + " |")
+    lines = [
+        "| model vs M1 | visual: measured difference | beyond spread | study | audio: measured difference "
+        "| beyond spread | study |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    text = "\n".join(lines) + "\n\n"
+    text += (
+        "\n".join(f"- {v}" for v in verdicts)
+        if verdicts
+        else "- No difference to M1 exceeds the spread over seeds: on these sets the memory mechanisms cannot be "
+        "told apart from noise."
+    )
+    return text
+
+
+def _verdict(model: str, modality: str, diff: float, study: float) -> str:
+    direction = "helps" if diff > 0 else "hurts"
+    title = published.MODEL_TITLES[model]
+    if abs(study) < STUDY_NO_EFFECT:
+        agrees = f"the study saw no effect ({study:+.2f})"
+    elif (study > 0) == (diff > 0):
+        agrees = f"as in the study ({study:+.2f})"
+    else:
+        agrees = f"against the study ({study:+.2f})"
+    return f"{title} {direction} {modality} by {abs(diff):.2f} points, beyond the spread: {agrees}."
 
 
 def energy_table(results: dict, config: StudyConfig, profile: str = "45nm-fp32") -> str:
@@ -99,8 +199,10 @@ def energy_table(results: dict, config: StudyConfig, profile: str = "45nm-fp32")
         "ANN / SNN (real input as SynOps) | study ANN / SNN |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, run in results["runs"].items():
-        model = key.split("-")[0]
+    for run in results["runs"].values():
+        if run["seed"] != config.seed:  # the first seed's models
+            continue
+        model = run["model"]
         for modality, energy in run.get("energy", {}).items():
             as_mac = energy["profiles"][profile]["mac"]
             as_synop = energy["profiles"][profile]["synop"]
@@ -121,7 +223,7 @@ def _engram(out: Path, results: dict, config: StudyConfig, log) -> dict[str, dic
     tables: dict[str, dict] = {}
     figures = out / "figures"
     for model in config.models:
-        paths = {m: _run(results, model, m).get("features", {}).get(m) for m in MODALITIES}
+        paths = {m: _run(results, model, m, config.seed).get("features", {}).get(m) for m in MODALITIES}
         features = {m: load_features(out / p) for m, p in paths.items() if p}
         if not features:
             continue
@@ -237,7 +339,7 @@ def _activity(config: StudyConfig) -> str:
 def _setup(results: dict, config: StudyConfig) -> str:
     env = results["environment"]
     runs = results["runs"].values()
-    train_minutes = sum(r.get("wall_seconds", 0.0) for r in runs) / 60
+    minutes = sum(r.get("wall_seconds", 0.0) + r.get("measure_seconds", 0.0) for r in runs) / 60
     data = "the embedded sets (no download)" if config.embedded else "the datasets in --data-dir"
     lines = [
         f"- Data: visual `{config.visual}`, audio `{config.audio}` ({data}); test split for every measurement.",
@@ -248,13 +350,17 @@ def _setup(results: dict, config: StudyConfig) -> str:
         f"clip 1.0, early stopping (patience 7); init: {_init(config)}; train subset "
         f"{config.limit_train or 'all'}, eval subset {config.limit_eval or 'all'} per dataset. Accuracy = the best "
         f"epoch's accuracy on the evaluation split (the test split: these sets have no validation split).",
+        f"- Seeds: {', '.join(map(str, config.seed_list))}; accuracies and sparsities are the mean ± the "
+        f"standard deviation over them; energy, engram analysis and figures use the first seed's models.",
         f"- Activity regulariser: {_activity(config)}. Logits: "
-        + ("output spike counts (the study's)." if config.readout == "count" else "the output neurons' mean membrane."),
+        + ("output spike counts (the study's)." if config.readout == "count" else "the output neurons' mean membrane.")
+        + f" Memory: `{config.memory}`"
+        + (" (the reference code's heads)." if config.memory == "study" else " (over the spike sequence)."),
         f"- Energy: {config.energy_samples} test samples per model and modality, counted by the kernels; "
         f"engram analysis: {_per_class(results, config)} test samples per class.",
         f"- Machine: {env['platform']}, torch {env['torch']}, device {env['device']}"
         f"{' (' + env['gpu'] + ')' if 'gpu' in env else ''}, {env['torch_threads']} threads; training and "
-        f"measuring took {train_minutes:.1f} min in all.",
+        f"measuring took {minutes:.1f} min in all ({len(results['runs'])} runs).",
     ]
     if config.quick:
         lines.append(
@@ -277,6 +383,7 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
     tables = {
         "table1-accuracy": accuracy_table(results, config),
         "table2-joint": joint_table(results, config),
+        "pattern": pattern(results, config),
         "table3-engram": engram_markdown(engram).rstrip("\n") if engram else None,
         "table3-engram-study": engram_comparison(engram) if engram else None,
         "energy": energy_table(results, config),
@@ -302,10 +409,19 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
             "The study's averages are as published; its joint average (88.78) is M4's, not the mean of "
             "its joint row (86.89).",
         ]
+    if tables["pattern"]:
+        sections += [
+            "## Pattern: which memory helps which modality",
+            "Each model's mean accuracy minus M1's, per modality. A difference counts only beyond the spread, "
+            "the sum of the two models' standard deviations over the seeds; the study's difference (one run "
+            f"per model) beside it, under {STUDY_NO_EFFECT} points read as none. The study's pattern: Hopfield "
+            "memory (M3, M5) helps visual and hurts audio; the contrastive loss (M2) helps audio.",
+            tables["pattern"],
+        ]
     if engram:
         sections += [
             "## Table III: engram analysis",
-            "Rate-coded features (time-mean of the 512-d spike layer) on balanced test samples. The "
+            "The first seed's models. Rate-coded features (time-mean of the 512-d spike layer) on balanced test samples. The "
             "separately trained models are compared across modalities (visual model vs audio model); the "
             "joint model with itself. DB = Davies-Bouldin, CH = Calinski-Harabasz; silhouette is euclidean. "
             "Raw centroid cosine is the study's measure; rates are never negative, so it is biased "
@@ -317,7 +433,7 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
         ]
     sections += [
         "## Energy per inference (45 nm fp32: 0.9 pJ per accumulate, 4.6 pJ per MAC)",
-        "SynOps are the operations the kernels performed on the metered test samples. Layers whose input is "
+        "The first seed's models. SynOps are the operations the kernels performed on the metered test samples. Layers whose input is "
         "real-valued (event-count frames, a memory's dense output) count as MACs in the SNN too, or as "
         "SynOps; both ratios are shown. The study quotes 603x overall; its table gives M1 326x and M4 601x "
         "on N-MNIST (6,495,671 and 3,520,541 SynOps vs 413,840,000 MACs). All profiles are in results.json.",

@@ -1,8 +1,8 @@
-"""The study end to end: train every (model, modality) run and each model that takes both
-modalities (the joint model), then meter each trained model's energy on the test split and collect
-its rate-coded features for the engram analysis. Results go into <out>/results.json after every
-run, so an interrupted study resumes where it stopped (each training run resumes from its own
-last.pt)."""
+"""The study end to end: for each seed, train every (model, modality) run and each model that
+takes both modalities (the joint model), then meter each trained model's energy on the test split;
+the first seed's models also give their rate-coded features for the engram analysis. Results go
+into <out>/results.json after every run, so an interrupted study resumes where it stopped (each
+training run resumes from its own last.pt)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _preflight(config: StudyConfig, runs: list[tuple[str, str]]) -> None:
                 )
 
 
-def _train(config: StudyConfig, model: str, modality: str, out: Path, device: str, log) -> dict[str, Any]:
+def _train(config: StudyConfig, model: str, modality: str, seed: int, out: Path, device: str, log) -> dict[str, Any]:
     train_config = TrainConfig(
         model=model,
         dataset=config.dataset_for(modality),
@@ -65,9 +65,10 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
         lr=config.lr,
         limit_train=config.limit_train,
         limit_eval=config.limit_eval,
-        seed=config.seed,
+        seed=seed,
         device=device,
         backend=config.backend,
+        memory=config.memory_for(model),
         surrogate=config.surrogate,
         surrogate_param=config.surrogate_param,
         grad_band=config.grad_band,
@@ -85,6 +86,9 @@ def _train(config: StudyConfig, model: str, modality: str, out: Path, device: st
     history = summary["history"]
     last = history[-1] if history else {}
     result = {
+        "model": model,
+        "modality": modality,
+        "seed": seed,
         "best_eval_acc": summary["best_eval_acc"],
         "best_epoch": summary["best_epoch"],
         "epochs": summary["epochs"],
@@ -107,9 +111,17 @@ def _test_set(config: StudyConfig, modality: str):
 
 
 def _measure(
-    config: StudyConfig, model_name: str, checkpoint: Path, modalities: list[str], device: str, features_dir: Path, log
+    config: StudyConfig,
+    model_name: str,
+    checkpoint: Path,
+    modalities: list[str],
+    device: str,
+    features_dir: Optional[Path],
+    log,
 ) -> dict[str, Any]:
-    """Energy and engram features of a trained model on each modality's test split."""
+    """Energy of a trained model on each modality's test split, and its engram features there
+    unless ``features_dir`` is None."""
+    started = time.perf_counter()
     model, _ = load_trained(checkpoint, device=device, backend=config.backend)
     measured: dict[str, Any] = {"energy": {}, "features": {}}
     for modality in modalities:
@@ -126,6 +138,13 @@ def _measure(
             progress=config.progress,
         )
         measured["energy"][modality] = report.as_dict(list(PROFILES))
+        ratio = report.per_inference(real_input="mac")["ratio"]
+        log(
+            f"  {modality}: {report.samples} test samples metered, activation sparsity "
+            f"{100 * report.activation_sparsity:.2f}%, ANN/SNN energy {ratio:.1f}x"
+        )
+        if features_dir is None:
+            continue
         # a small test split may hold fewer samples of some class than asked for
         per_class = min(config.per_class, int(np.unique(dataset_labels(data), return_counts=True)[1].min()))
         if per_class < config.per_class:
@@ -144,11 +163,7 @@ def _measure(
         path = features_dir / f"{model_name}-{modality}.npz"
         save_features(path, features)
         measured["features"][modality] = str(path.relative_to(features_dir.parent))
-        ratio = report.per_inference(real_input="mac")["ratio"]
-        log(
-            f"  {modality}: {report.samples} test samples metered, activation sparsity "
-            f"{100 * report.activation_sparsity:.2f}%, ANN/SNN energy {ratio:.1f}x"
-        )
+    measured["measure_seconds"] = time.perf_counter() - started
     return measured
 
 
@@ -200,16 +215,18 @@ def run_study(
     if on_ready is not None:
         on_ready()
     started = time.perf_counter()
-    for index, (model, modality) in enumerate(runs, 1):
-        key = run_key(model, modality)
+    planned = [(seed, model, modality) for seed in config.seed_list for model, modality in runs]
+    for index, (seed, model, modality) in enumerate(planned, 1):
+        key = run_key(model, modality, seed)
         if key in results["runs"]:
-            log(f"[{index}/{len(runs)}] {key}: done before, kept")
+            log(f"[{index}/{len(planned)}] {key}: done before, kept")
             continue
-        log(f"[{index}/{len(runs)}] {key}: training on {config.dataset_for(modality)}")
+        log(f"[{index}/{len(planned)}] {key}: training on {config.dataset_for(modality)}")
         run_dir = out / "runs" / key
-        result = _train(config, model, modality, run_dir, device, log)
+        result = _train(config, model, modality, seed, run_dir, device, log)
+        features = out / "features" if seed == config.seed else None  # the engram analysis: first seed
         result.update(
-            _measure(config, model, run_dir / "best.pt", list(run_modalities(modality)), device, out / "features", log)
+            _measure(config, model, run_dir / "best.pt", list(run_modalities(modality)), device, features, log)
         )
         results["runs"][key] = result
         _write_results(out, results)
