@@ -236,14 +236,14 @@ def add_activity_arguments(p: argparse.ArgumentParser, default_weight: float) ->
     )
 
 
-def add_readout_argument(p: argparse.ArgumentParser) -> None:
+def add_readout_argument(p: argparse.ArgumentParser, default: str) -> None:
     """--readout, as train and study take it."""
     from .models.backbones import READOUTS
 
     p.add_argument(
         "--readout",
         choices=READOUTS,
-        default="count",
+        default=default,
         help="the logits: the output layer's spike counts (count, the study's) or its neurons' mean membrane "
-        "without threshold (membrane: a gradient even when every output neuron is silent)",
+        f"without threshold (membrane: a gradient even when every output neuron is silent; default {default})",
     )

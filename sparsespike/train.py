@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     add_surrogate_arguments(p)
     add_activity_arguments(p, default_weight=defaults.activity_weight)
-    add_readout_argument(p)
+    add_readout_argument(p, defaults.readout)
     p.add_argument(
         "--eval-split", default=None, help="default: valid if the dataset has one, else test (the study's protocol)"
     )

@@ -168,17 +168,21 @@ def test_the_activity_regulariser_and_readout_reach_every_run(monkeypatch, tmp_p
     from sparsespike.study.plan import STUDY_ACTIVITY_WEIGHT
 
     default = config_from_args(["--quick", "--out", str(tmp_path / "d")])
-    assert (default.activity_weight, default.activity_target, default.readout) == (STUDY_ACTIVITY_WEIGHT, 0.03, "count")
+    assert (default.activity_weight, default.activity_target, default.readout) == (
+        STUDY_ACTIVITY_WEIGHT,
+        0.03,
+        "membrane",
+    )
     assert STUDY_ACTIVITY_WEIGHT > 0  # on by default in the study
     config = config_from_args(
         ["--quick", "--out", str(tmp_path / "out"), "--activity-weight", "0", "--activity-target", "0.05"]
-        + ["--readout", "membrane"]
+        + ["--readout", "count"]
     )
     seen = []
     summary = {"history": [], "best_eval_acc": 0.0, "best_epoch": 0, "epochs": 0, "stopped_early": False}
     monkeypatch.setattr(runner, "fit", lambda c: seen.append(c) or {**summary, "model": torch.nn.Linear(1, 1)})
     runner._train(config, "m1", "audio", 0, tmp_path / "run", "cpu", lambda *_: None)
-    assert (seen[0].activity_weight, seen[0].activity_target, seen[0].readout) == (0.0, 0.05, "membrane")
+    assert (seen[0].activity_weight, seen[0].activity_target, seen[0].readout) == (0.0, 0.05, "count")
 
 
 def test_presets_set_the_budget_and_the_seeds(tmp_path):

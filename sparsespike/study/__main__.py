@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
     add_surrogate_arguments(p)
     add_activity_arguments(p, default_weight=STUDY_ACTIVITY_WEIGHT)
-    add_readout_argument(p)
+    add_readout_argument(p, StudyConfig.readout)
     preset = p.add_mutually_exclusive_group()
     preset.add_argument(
         "--quick", action="store_true", help="CI-sized: tiny models, 1 epoch, a few dozen samples, 1 seed"

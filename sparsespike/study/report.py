@@ -353,7 +353,11 @@ def _setup(results: dict, config: StudyConfig) -> str:
         f"- Seeds: {', '.join(map(str, config.seed_list))}; accuracies and sparsities are the mean ± the "
         f"standard deviation over them; energy, engram analysis and figures use the first seed's models.",
         f"- Activity regulariser: {_activity(config)}. Logits: "
-        + ("output spike counts (the study's)." if config.readout == "count" else "the output neurons' mean membrane.")
+        + (
+            "output spike counts (the study's)."
+            if config.readout == "count"
+            else "the output neurons' mean membrane (the study's are spike counts, `--readout count`)."
+        )
         + f" Memory: `{config.memory}`"
         + (" (the reference code's heads)." if config.memory == "study" else " (over the spike sequence)."),
         f"- Energy: {config.energy_samples} test samples per model and modality, counted by the kernels; "
