@@ -340,3 +340,27 @@ def test_recipe_suite_trains_each_trial(tmp_path, capsys, monkeypatch):
 
     for model, base, overrides in recipe.TRIALS:
         TrainConfig(model=model, **{**base, **overrides})
+
+
+@pytest.mark.slow  # end to end: a whole (quick) training run
+def test_readout_suite_trains_the_joint_model_and_gives_each_modality(tmp_path, capsys, monkeypatch):
+    from sparsespike.bench import readout
+    from sparsespike.study.plan import STUDY_ACTIVITY_WEIGHT, STUDY_LR
+    from sparsespike.training import TrainConfig
+
+    monkeypatch.setenv("SPARSESPIKE_DATA", str(tmp_path / "data"))
+    out = tmp_path / "readout.json"
+    assert bench_cli.main(["--suite", "readout", "--quick", "--json", str(out), "--no-progress"]) == 0
+    (p,) = json.loads(out.read_text())["suites"]["readout"]
+    assert (p["model"], p["trial"], p["epochs"]) == ("joint", "readout membrane", 1)
+    assert set(p["best_eval_by_modality"]) == {"visual", "audio"}
+    assert all(0 <= a <= 100 for a in p["best_eval_by_modality"].values())
+    printed = capsys.readouterr().out
+    assert "## readout" in printed and "by modality %" in printed
+    # every full trial is a valid training config with the study's recipe, both readouts, both memories
+    configs = [TrainConfig(model=m, **{**base, **overrides}) for m, base, overrides in readout.TRIALS]
+    assert {(c.lr, c.activity_weight) for c in configs} == {(STUDY_LR, STUDY_ACTIVITY_WEIGHT)}
+    assert {(c.model, c.readout) for c in configs if c.memory == "sequence"} == {
+        (m, r) for m in ("m1", "m2", "m3", "m4", "m5", "joint") for r in ("count", "membrane")
+    }
+    assert {c.model for c in configs if c.memory == "study"} == {"m3", "m4", "m5"}
