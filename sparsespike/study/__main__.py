@@ -31,7 +31,7 @@ from .._cli import (
     positive_int,
 )
 from .._cli import device as check_device
-from ..models.memory import MEMORY_MODES, SEQUENCE
+from ..models.memory import MEMORY_MODES
 from .plan import ALL_RUNS, SIZES, STUDY_ACTIVITY_WEIGHT, STUDY_EPOCHS, STUDY_LR, StudyConfig
 from .runner import run_study
 
@@ -95,9 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--memory",
         choices=MEMORY_MODES,
-        default=SEQUENCE,
-        help="memory mode of M3-M5 and the joint model: sequence (the engine's, default) or study (the "
-        "reference code's heads: the memory once on the time-mean features, one output LIF step)",
+        default=StudyConfig.memory,
+        help="memory mode of M3-M5 and the joint model: study (the reference code's heads: the memory once on "
+        "the time-mean features, one output LIF step; default) or sequence (the engine's, over the spike "
+        "sequence)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", choices=("auto", "reference", "cpp", "triton"), default=None)
