@@ -245,5 +245,6 @@ def add_readout_argument(p: argparse.ArgumentParser, default: str) -> None:
         choices=READOUTS,
         default=default,
         help="the logits: the output layer's spike counts (count, the study's) or its neurons' mean membrane "
-        f"without threshold (membrane: a gradient even when every output neuron is silent; default {default})",
+        f"without threshold (membrane: a gradient even when every output neuron is silent; default {default}). "
+        "With --memory study, counts are one LIF step's 0/1 outputs: measured at chance",
     )

@@ -217,14 +217,38 @@ def test_the_memory_mode_reaches_the_models_that_have_it(monkeypatch, tmp_path):
     from sparsespike.study import runner
     from sparsespike.study.__main__ import config_from_args
 
-    config = config_from_args(["--quick", "--out", str(tmp_path / "out"), "--memory", "study"])
     seen = []
     summary = {"history": [], "best_eval_acc": 0.0, "best_epoch": 0, "epochs": 0, "stopped_early": False}
     monkeypatch.setattr(runner, "fit", lambda c: seen.append(c) or {**summary, "model": torch.nn.Linear(1, 1)})
-    for model in ("m1", "m2", "m3", "m4", "m5", "joint"):
-        runner._train(config, model, "both" if model == "joint" else "audio", 2, tmp_path / model, "cpu", print)
-    assert [c.memory for c in seen] == ["sequence", "sequence", "study", "study", "study", "study"]
-    assert {c.seed for c in seen} == {2}
+    for flags, memory in (([], "study"), (["--memory", "sequence"], "sequence")):  # the reference heads by default
+        seen.clear()
+        config = config_from_args(["--quick", "--out", str(tmp_path / "out")] + flags)
+        for model in ("m1", "m2", "m3", "m4", "m5", "joint"):
+            runner._train(config, model, "both" if model == "joint" else "audio", 2, tmp_path / model, "cpu", print)
+        assert [c.memory for c in seen] == ["sequence", "sequence"] + [memory] * 4
+        assert {c.seed for c in seen} == {2}
+
+
+def test_more_seeds_continue_a_finished_study(monkeypatch, tmp_path):
+    from sparsespike.study import runner
+
+    trained = []
+
+    def fake_train(config, model, modality, seed, out, device, log):
+        trained.append((model, seed))
+        return {"model": model, "modality": modality, "seed": seed, "best_eval_acc": 50.0 + seed}
+
+    monkeypatch.setattr(runner, "_train", fake_train)
+    monkeypatch.setattr(runner, "_measure", lambda *a, **k: {"energy": {}, "features": {}})
+    monkeypatch.setattr(runner, "write_report", lambda *a, **k: None)
+    base = dict(quick=True, models=("m1",), out=str(tmp_path / "out"), data_dir=str(tmp_path / "data"))
+    runner.run_study(StudyConfig(**base), log=None)
+    assert trained == [("m1", 0), ("m1", 0)]  # visual, audio
+    results = runner.run_study(StudyConfig(**base, seeds=2), log=None)  # seed 0 kept, seed 1 added
+    assert trained[2:] == [("m1", 1), ("m1", 1)]
+    assert set(results["runs"]) == {f"m1-{m}-seed{s}" for m in ("visual", "audio") for s in (0, 1)}
+    with pytest.raises(ValueError, match="different settings"):  # any other setting is refused
+        runner.run_study(StudyConfig(**base, seeds=2, seed=1), log=None)
 
 
 def _fake_run(model, modality, seed, accuracy, sparsity=0.98):

@@ -57,15 +57,21 @@ def _parser() -> argparse.ArgumentParser:
         "--size",
         choices=SIZES,
         default=None,
-        help="model sizes: study (real data default), small (embedded default: visual convolutions "
-        "8/16 channels), tiny",
+        help="model sizes: study (real data and --full default), small (embedded default: visual "
+        "convolutions 8/16 channels), tiny (--quick)",
     )
     p.add_argument(
-        "--epochs", type=positive_int, default=None, help=f"default: 30 (real data, --full), {STUDY_EPOCHS} (embedded)"
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help=f"default: 30 (real data, --full), {STUDY_EPOCHS} (embedded); --quick trains 1",
     )
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument(
-        "--lr", type=positive_float, default=None, help=f"default: 3e-4 (real data, --full), {STUDY_LR:g} (embedded)"
+        "--lr",
+        type=positive_float,
+        default=None,
+        help=f"default: 3e-4 (real data, --full), {STUDY_LR:g} (embedded, --quick)",
     )
     p.add_argument(
         "--calibrate",

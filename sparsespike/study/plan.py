@@ -69,10 +69,12 @@ class StudyConfig:
     cache_dir: Optional[str] = None
     download: bool = False
     models: tuple[str, ...] = ALL_RUNS
-    size: Optional[str] = None  # None: "study" on real data, "small" on the embedded sets
-    epochs: Optional[int] = None  # None: 30 on real data, STUDY_EPOCHS on the embedded sets
+    # None below: the preset's (see the module docstring): study / 30 / 3e-4 on real data or with
+    # full, small / STUDY_EPOCHS / STUDY_LR on the embedded sets, tiny / 1 / STUDY_LR with quick
+    size: Optional[str] = None
+    epochs: Optional[int] = None
     batch_size: int = 32
-    lr: Optional[float] = None  # None: the study code's 3e-4 on real data, STUDY_LR on the embedded sets
+    lr: Optional[float] = None
     # modalities whose layers are calibrated to fire at ~3% before training; the others keep
     # PyTorch's init. Measured here (visual M1/M4, 8/16 channels, 800 saccade-digits samples): with
     # calibrated visual layers the output layer falls silent within 6 steps and stays at chance;
@@ -167,7 +169,8 @@ class StudyConfig:
             self.seeds = self.seeds or 1
             return
         self.seeds = self.seeds or 3
-        if self.embedded and not self.full:
+        self.full = self.full or not self.embedded  # real data gets the study's budget either way
+        if not self.full:
             self.size = self.size or "small"
             self.epochs = self.epochs or STUDY_EPOCHS
             self.lr = self.lr or STUDY_LR

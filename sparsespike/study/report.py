@@ -134,11 +134,13 @@ def joint_table(results: dict, config: StudyConfig) -> Optional[str]:
 
 # a study difference smaller than this (points) counts as none: the paper gives one run per model
 STUDY_NO_EFFECT = 0.5
+MIN_SPREAD = 0.5  # nor does a measured one within this many points, however alike the seeds
 
 
 def pattern(results: dict, config: StudyConfig) -> Optional[str]:
     """Each memory model against M1 per modality: the measured difference of the mean accuracies,
-    whether it exceeds the spread (the sum of the two models' standard deviations over seeds), and
+    whether it exceeds the spread (the sum of the two models' standard deviations over seeds, at
+    least MIN_SPREAD points), and
     the study's difference; then which measured differences follow the study's pattern."""
     seeds = config.seed_list
     if "m1" not in config.models or len(seeds) < 2:
@@ -152,11 +154,13 @@ def pattern(results: dict, config: StudyConfig) -> Optional[str]:
         cells = [published.MODEL_TITLES[model]]
         for index, modality in enumerate(MODALITIES):
             a, b = measured[modality], base[modality]
-            if _mean(a) is None or _mean(b) is None:
+            if _spread(a) is None or _spread(b) is None:  # fewer than two seeds on a side
                 cells += ["-", "-", "-"]
                 continue
             diff = _mean(a) - _mean(b)
-            spread = (_spread(a) or 0.0) + (_spread(b) or 0.0)
+            # floored: on a saturated set every seed may score alike, and a spread of 0 would count
+            # one test sample's difference
+            spread = max(_spread(a) + _spread(b), MIN_SPREAD)
             study = published.ACCURACY[model][index] - published.ACCURACY["m1"][index]
             beyond = abs(diff) > spread
             cells += [f"{diff:+.2f} (spread {spread:.2f})", "yes" if beyond else "no", f"{study:+.2f}"]
@@ -200,7 +204,7 @@ def energy_table(results: dict, config: StudyConfig, profile: str = "45nm-fp32")
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"].values():
-        if run["seed"] != config.seed:  # the first seed's models
+        if run.get("seed", config.seed) != config.seed:  # the first seed's models
             continue
         model = run["model"]
         for modality, energy in run.get("energy", {}).items():
@@ -350,13 +354,23 @@ def _setup(results: dict, config: StudyConfig) -> str:
         f"clip 1.0, early stopping (patience 7); init: {_init(config)}; train subset "
         f"{config.limit_train or 'all'}, eval subset {config.limit_eval or 'all'} per dataset. Accuracy = the best "
         f"epoch's accuracy on the evaluation split (the test split: these sets have no validation split).",
-        f"- Seeds: {', '.join(map(str, config.seed_list))}; accuracies and sparsities are the mean ± the "
-        f"standard deviation over them; energy, engram analysis and figures use the first seed's models.",
+        f"- Seeds: {', '.join(map(str, config.seed_list))}"
+        + (
+            "; accuracies and sparsities are the mean ± the standard deviation over them; energy, engram "
+            "analysis and figures use the first seed's models."
+            if len(config.seed_list) > 1
+            else "."
+        ),
         f"- Activity regulariser: {_activity(config)}. Logits: "
         + (
             "output spike counts (the study's)."
             if config.readout == "count"
             else "the output neurons' mean membrane (the study's are spike counts, `--readout count`)."
+        )
+        + (
+            " With the reference heads spike counts are one LIF step's 0/1 outputs: measured at chance."
+            if config.readout == "count" and config.memory == "study"
+            else ""
         )
         + f" Memory: `{config.memory}`"
         + (" (the reference code's heads)." if config.memory == "study" else " (over the spike sequence)."),
@@ -417,7 +431,8 @@ def write_report(out: Path, results: dict, config: StudyConfig, log=print) -> Pa
         sections += [
             "## Pattern: which memory helps which modality",
             "Each model's mean accuracy minus M1's, per modality. A difference counts only beyond the spread, "
-            "the sum of the two models' standard deviations over the seeds; the study's difference (one run "
+            f"the sum of the two models' standard deviations over the seeds (at least {MIN_SPREAD} points); the "
+            "study's difference (one run "
             f"per model) beside it, under {STUDY_NO_EFFECT} points read as none. The study's pattern: Hopfield "
             "memory (M3, M5) helps visual and hurts audio; the contrastive loss (M2) helps audio.",
             tables["pattern"],

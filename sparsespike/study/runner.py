@@ -181,6 +181,12 @@ def _environment(device: str) -> dict[str, Any]:
     return env
 
 
+def _comparable(settings: Optional[dict]) -> Optional[dict]:
+    """The settings a continued study must share with the saved one: all but the number of seeds
+    (runs are keyed by their seed, so more seeds add runs beside the finished ones)."""
+    return None if settings is None else {k: v for k, v in settings.items() if k != "seeds"}
+
+
 def _write_results(out: Path, results: dict[str, Any]) -> None:
     atomic_write(out / RESULTS, (json.dumps(results, indent=2) + "\n").encode())
 
@@ -209,7 +215,7 @@ def run_study(
             saved = json.loads(previous.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{previous} is not valid JSON ({exc}); remove it or choose another --out") from exc
-        if saved.get("config") != json.loads(json.dumps(settings)):
+        if _comparable(saved.get("config")) != _comparable(json.loads(json.dumps(settings))):
             raise ValueError(f"{out} holds a study with different settings; choose another --out")
         results["runs"] = saved.get("runs", {})
     if on_ready is not None:
