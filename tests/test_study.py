@@ -242,10 +242,11 @@ def test_more_seeds_continue_a_finished_study(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "_measure", lambda *a, **k: {"energy": {}, "features": {}})
     monkeypatch.setattr(runner, "write_report", lambda *a, **k: None)
     base = dict(quick=True, models=("m1",), out=str(tmp_path / "out"), data_dir=str(tmp_path / "data"))
-    runner.run_study(StudyConfig(**base), log=None)
+    first = runner.run_study(StudyConfig(**base), log=None)["study_seconds"]
     assert trained == [("m1", 0), ("m1", 0)]  # visual, audio
     results = runner.run_study(StudyConfig(**base, seeds=2), log=None)  # seed 0 kept, seed 1 added
     assert trained[2:] == [("m1", 1), ("m1", 1)]
+    assert results["study_seconds"] > first > 0  # summed over the invocations
     assert set(results["runs"]) == {f"m1-{m}-seed{s}" for m in ("visual", "audio") for s in (0, 1)}
     with pytest.raises(ValueError, match="different settings"):  # any other setting is refused
         runner.run_study(StudyConfig(**base, seeds=2, seed=1), log=None)

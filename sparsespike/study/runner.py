@@ -218,6 +218,7 @@ def run_study(
         if _comparable(saved.get("config")) != _comparable(json.loads(json.dumps(settings))):
             raise ValueError(f"{out} holds a study with different settings; choose another --out")
         results["runs"] = saved.get("runs", {})
+        results["study_seconds"] = saved.get("study_seconds", 0.0)
     if on_ready is not None:
         on_ready()
     started = time.perf_counter()
@@ -236,7 +237,8 @@ def run_study(
         )
         results["runs"][key] = result
         _write_results(out, results)
-    results["study_seconds"] = time.perf_counter() - started
+    # summed over the invocations that continued it: a rerun that trains nothing adds its seconds
+    results["study_seconds"] = results.get("study_seconds", 0.0) + time.perf_counter() - started
     write_report(out, results, config, log)
     _write_results(out, results)
     return results
