@@ -7,7 +7,7 @@ Presets:
 - the default, on the embedded sets (saccade-digits, randman): the study's audio topology, a visual
   encoder with 8 and 16 convolution channels instead of 64 and 128 (the study's fc1 alone has 75.8M
   weights and trains at 3-4 samples/s on two cores), the measured recipe (lr 3e-3, STUDY_EPOCHS
-  epochs on all of each training set), so that three seeds finish within an hour on two cores;
+  epochs on all of each training set); three seeds took 41 minutes on two cores;
 - --quick: tiny models, a few dozen samples, one epoch, one seed (CI-sized: it checks the
   pipeline, not the numbers).
 

@@ -42,7 +42,7 @@ def _spread(values) -> Optional[float]:
 
 
 def _fmt_seeds(values, digits: int = 2) -> str:
-    """ "mean ± sd" over seeds, the value alone for one seed, "-" for none."""
+    """Values over seeds as mean ± standard deviation; the value alone for one seed, "-" for none."""
     mean, spread = _mean(values), _spread(values)
     if mean is None:
         return "-"
