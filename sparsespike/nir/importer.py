@@ -1,0 +1,220 @@
+"""A NIR graph -> a torch module on sparsespike's kernels: a chain of nodes from its Input to its
+Output, run over a whole sequence [T, B, ...] per call."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import nir
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..nn import LIF, SpikeConv2d, SpikeLinear
+from ..ops.lif import lif
+from .conventions import DEFAULT_DT, check_dt, nir_to_beta
+
+SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "LIF", "IF", "LI")
+
+
+class Scale(nn.Module):
+    """Multiplies the input current by a fixed per-neuron factor (a NIR neuron's r dt / tau)."""
+
+    def __init__(self, factor: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("factor", _tensor(factor))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+
+class LeakyIntegrator(nn.Module):
+    """NIR's LI: v_t = beta v_{t-1} + I_t without threshold or reset; outputs the membrane [T, B, ...]."""
+
+    def __init__(self, beta: np.ndarray, backend: Optional[str] = None) -> None:
+        super().__init__()
+        self.register_buffer("beta", _tensor(beta))
+        self.backend = backend
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lif(x, self.beta, 1.0, reset="none", return_trace=True, backend=self.backend).trace
+
+
+class SampleFlatten(nn.Module):
+    """Flattens each sample's dims of [T, B, ...] (NIR's dims count without batch and time)."""
+
+    def __init__(self, start_dim: int, end_dim: int) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        end = self.end_dim + 2 if self.end_dim >= 0 else self.end_dim
+        return x.flatten(self.start_dim + 2, end)
+
+
+class NIRNetwork(nn.Module):
+    """The imported chain: forward(x [T, B, *input_shape], time-major) -> the output node's
+    sequence [T, B, *output_shape] (spikes, or a membrane for an LI output)."""
+
+    def __init__(self, names: list[str], layers: list[nn.Module], input_shape, output_shape) -> None:
+        super().__init__()
+        self.names = names
+        self.layers = nn.ModuleList(layers)
+        self.input_shape, self.output_shape = tuple(input_shape), tuple(output_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
+            raise ValueError(
+                f"x must be [T, B, {', '.join(map(str, self.input_shape))}] (time-major), got {list(x.shape)}"
+            )
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"nodes={self.names}"
+
+
+def _chain(graph: nir.NIRGraph) -> list[str]:
+    """The node names from the graph's one Input to its one Output; a clear error otherwise."""
+    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"graph: one Input and one Output node supported, got inputs {inputs}, outputs {outputs}")
+    following: dict[str, list[str]] = {}
+    for src, dst in graph.edges:
+        for end in (src, dst):
+            if end not in graph.nodes:
+                raise ValueError(f"graph: edge ({src!r}, {dst!r}) names a node that is not in the graph: {end!r}")
+        following.setdefault(src, []).append(dst)
+    chain, node = [inputs[0]], inputs[0]
+    while node != outputs[0]:
+        nxt = following.get(node, [])
+        if len(nxt) != 1:
+            raise ValueError(f"graph: node {node!r} leads to {nxt}; only a chain of nodes (no branches) imports")
+        node = nxt[0]
+        if node in chain:
+            raise ValueError(f"graph: a cycle through {node!r}; recurrent graphs do not import")
+        chain.append(node)
+    unused = set(graph.nodes) - set(chain)
+    if unused:
+        raise ValueError(f"graph: nodes off the Input-Output chain: {sorted(unused)}")
+    return chain
+
+
+def _array(node, field: str, name: str) -> np.ndarray:
+    value = getattr(node, field, None)
+    if value is None:
+        raise ValueError(f"node {name!r} ({type(node).__name__}) has no {field}")
+    value = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"node {name!r} ({type(node).__name__}): {field} holds NaN or Inf")
+    return value
+
+
+def _tensor(value: np.ndarray) -> Tensor:
+    return torch.tensor(np.asarray(value, dtype=np.float32))  # a copy: NIR's arrays may be read-only
+
+
+def _zero(node, field: str, name: str) -> None:
+    value = getattr(node, field, None)
+    if value is not None and np.any(np.asarray(value) != 0):
+        raise ValueError(f"node {name!r} ({type(node).__name__}): {field} must be 0 here, got {value}")
+
+
+def _unit(scale: np.ndarray) -> bool:
+    """r dt / tau is 1 up to float32 rounding of the stored tau and r (an export from beta)."""
+    return bool(np.all(np.abs(scale - 1.0) <= 1e-6))
+
+
+def _shape_error(name: str, node, expected, got) -> ValueError:
+    return ValueError(f"node {name!r} ({type(node).__name__}) takes {expected}, but its input has shape {got}")
+
+
+def import_(graph: nir.NIRGraph, dt: float = DEFAULT_DT, backend: Optional[str] = None) -> NIRNetwork:
+    """A NIR graph as a :class:`NIRNetwork` on sparsespike's kernels (SpikeLinear, SpikeConv2d, the
+    fused LIF). ``dt``: seconds per time step, as the graph was written for (snnTorch's exporter
+    1e-4, Norse 1e-3): beta = 1 - dt / tau, and a neuron's input is scaled by r dt / tau (see
+    :mod:`.conventions`). Chains of Affine, Linear, Conv2d, Flatten, LIF, IF and LI nodes import;
+    anything else, a branch, a cycle or a shape that does not fit raises a ValueError naming the node."""
+    dt = check_dt(dt)
+    if not isinstance(graph, nir.NIRGraph):
+        raise TypeError(f"graph must be a nir.NIRGraph, got {type(graph).__name__}")
+    chain = _chain(graph)
+    names, layers = [], []
+    input_node = graph.nodes[chain[0]]
+    shape = tuple(int(s) for s in np.asarray(next(iter(input_node.input_type.values()))).reshape(-1))
+    input_shape = shape
+    for name in chain[1:-1]:
+        node = graph.nodes[name]
+        kind = type(node).__name__
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            weight = _array(node, "weight", name)
+            if weight.ndim != 2 or shape != (weight.shape[1],):
+                raise _shape_error(name, node, f"({weight.shape[-1]},)", shape)
+            bias = isinstance(node, nir.Affine)
+            layer = SpikeLinear(weight.shape[1], weight.shape[0], bias=bias, backend=backend)
+            with torch.no_grad():
+                layer.weight.copy_(_tensor(weight))
+                if bias:
+                    layer.bias.copy_(_tensor(_array(node, "bias", name)).reshape(-1))
+            shape = (weight.shape[0],)
+        elif isinstance(node, nir.Conv2d):
+            weight = _array(node, "weight", name)
+            if len(shape) != 3 or shape[0] != weight.shape[1] * int(node.groups):
+                raise _shape_error(name, node, f"({weight.shape[1] * int(node.groups)}, H, W)", shape)
+            if isinstance(node.padding, str):
+                raise ValueError(f"node {name!r} (Conv2d): padding {node.padding!r}; numbers import")
+            layer = SpikeConv2d(
+                weight.shape[1] * int(node.groups),
+                weight.shape[0],
+                tuple(weight.shape[2:]),
+                stride=tuple(int(s) for s in node.stride),
+                padding=tuple(int(p) for p in node.padding),
+                dilation=tuple(int(d) for d in node.dilation),
+                groups=int(node.groups),
+                backend=backend,
+            )
+            with torch.no_grad():
+                layer.weight.copy_(_tensor(weight))
+                layer.bias.copy_(_tensor(_array(node, "bias", name)).reshape(-1))
+            probe = layer(torch.zeros((1, *shape)))  # the output shape, as the layer computes it
+            shape = tuple(probe.shape[1:])
+        elif isinstance(node, nir.Flatten):
+            start, end = int(node.start_dim), int(node.end_dim)
+            layer = SampleFlatten(start, end)
+            shape = tuple(torch.zeros((1, 1, *shape)).flatten(start + 2, end + 2 if end >= 0 else end).shape[2:])
+        elif isinstance(node, (nir.LIF, nir.IF)):
+            threshold = _array(node, "v_threshold", name)
+            if isinstance(node, nir.LIF):
+                _zero(node, "v_leak", name)
+                beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
+            else:  # IF: no leak, v += r I
+                beta, scale = np.ones_like(threshold, np.float32), _array(node, "r", name).astype(np.float32)
+            _zero(node, "v_reset", name)
+            for field, value in (("v_threshold", threshold), ("beta", beta), ("scale", scale)):
+                if value.size != 1 and value.shape != shape:
+                    raise _shape_error(name, node, f"{field} of shape {value.shape}", shape)
+            if not np.all(threshold > 0):
+                raise ValueError(f"node {name!r} ({kind}): v_threshold must be > 0")
+            if not _unit(scale):
+                names.append(f"{name}.input_scale")
+                layers.append(Scale(np.broadcast_to(scale, shape)))
+            layer = LIF(
+                _tensor(np.broadcast_to(beta, shape)),
+                _tensor(np.broadcast_to(threshold, shape)),
+                reset="zero",
+                backend=backend,
+            )
+        elif isinstance(node, nir.LI):
+            _zero(node, "v_leak", name)
+            beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
+            if not _unit(scale):
+                names.append(f"{name}.input_scale")
+                layers.append(Scale(np.broadcast_to(scale, shape)))
+            layer = LeakyIntegrator(np.broadcast_to(beta, shape), backend)
+        else:
+            raise ValueError(f"node {name!r}: {kind} does not import; supported: {', '.join(SUPPORTED)}")
+        names.append(name)
+        layers.append(layer)
+    return NIRNetwork(names, layers, input_shape, shape)

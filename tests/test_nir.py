@@ -1,0 +1,262 @@
+"""sparsespike.nir: export to and import from NIR graphs. Round trips give identical spikes; the
+conventions (dt, beta <-> tau and r, reset to zero) are explicit; snnTorch's graphs import with
+snnTorch's spikes and ours import into snnTorch with ours; bad graphs and files get clear errors."""
+
+import warnings
+
+import nir
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sparsespike.nir as snir
+from sparsespike.models import build_model
+from sparsespike.nir.conventions import beta_to_nir, nir_to_beta
+from sparsespike.nn import LIF, SpikeConv2d, SpikeLinear
+
+
+def _conv_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        SpikeConv2d(2, 4, 3, padding=1),
+        LIF(0.8, 1.0, reset="zero"),
+        nn.Flatten(),
+        SpikeLinear(4 * 8 * 8, 16),
+        LIF(torch.linspace(0.5, 0.95, 16), 0.5, reset="zero"),
+        nn.Linear(16, 5),
+        LIF(0.7, 1.0, reset="zero"),
+    )
+    with torch.no_grad():
+        for layer in net:
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                layer.weight.mul_(6.0)
+    return net
+
+
+def _run_sequential(net, x):
+    for layer in net:
+        x = x.flatten(2) if isinstance(layer, nn.Flatten) else layer(x)
+    return x
+
+
+def _zero_resets(model):
+    for module in model.modules():
+        if isinstance(module, LIF):
+            module.reset = "zero"
+
+
+def test_a_sequential_round_trips_with_identical_spikes(tmp_path):
+    net = _conv_net()
+    x = (torch.rand(12, 3, 2, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    expected = _run_sequential(net, x)
+    graph = snir.export(net, dt=1e-3, input_shape=(2, 8, 8))
+    assert [type(graph.nodes[n]).__name__ for n in ("0", "1", "2", "3", "4", "5", "6")] == [
+        "Conv2d",
+        "LIF",
+        "Flatten",
+        "Affine",
+        "LIF",
+        "Affine",
+        "LIF",
+    ]
+    imported = snir.import_(graph, dt=1e-3)
+    assert expected.sum() > 20 and torch.equal(imported(x), expected)
+    path = snir.write(tmp_path / "net.nir", graph)
+    assert torch.equal(snir.import_(snir.read(path), dt=1e-3)(x), expected)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.nir"]  # written atomically, no leftovers
+
+
+@pytest.mark.parametrize("modality, readout", [("audio", "count"), ("visual", "count"), ("visual", "membrane")])
+def test_study_m1_and_m2_export_and_import_end_to_end(modality, readout):
+    sizes = {"hidden_sizes": (2, 4)} if modality == "visual" else {"hidden_sizes": (32, 32)}
+    for name in ("m1", "m2"):
+        torch.manual_seed(0)
+        model = build_model(name, modality, feature_size=16, readout=readout, **sizes)
+        with pytest.raises(ValueError, match="layer 'encoder.lif.*reset='subtract'.*subtract_reset='zero'"):
+            snir.export(model)
+        with pytest.warns(UserWarning, match="reset to zero instead of subtraction: encoder.lif"):
+            graph = snir.export(model, subtract_reset="zero")
+        _zero_resets(model)  # what the graph says the neurons do
+        shape = (2, 34, 34) if modality == "visual" else (700,)
+        x = (torch.rand(20, 2, *shape, generator=torch.Generator().manual_seed(2)) < 0.2).float()
+        with torch.no_grad():
+            expected = model.head(model.encoder(x))
+        got = snir.import_(graph)(x)
+        if readout == "membrane":  # LI: the membrane per step; the model's logits are its time-mean
+            assert type(graph.nodes["head_membrane_out"]).__name__ == "LI"
+            torch.testing.assert_close(got / x.shape[0], expected, rtol=1e-5, atol=1e-6)
+        else:
+            assert torch.equal(got, expected)
+
+
+def test_memories_and_two_input_models_refuse_naming_the_module():
+    with pytest.raises(ValueError, match="M4HGRN has a memory \\(hgrn: HGRN\\).*model.encoder"):
+        snir.export(build_model("m4", "audio", hidden_sizes=(8, 8), feature_size=8))
+    with pytest.raises(ValueError, match="hopfield: HopfieldMemory"):
+        snir.export(build_model("m3", "audio", hidden_sizes=(8, 8), feature_size=8))
+    with pytest.raises(ValueError, match="two inputs"):
+        snir.export(build_model("joint", None, audio_hidden_sizes=(8, 8), visual_hidden_sizes=(2, 2), feature_size=8))
+    model = build_model("m4", "audio", hidden_sizes=(8, 8), feature_size=8)  # the spiking backbone alone
+    with pytest.warns(UserWarning, match="lif_input, lif1, lif_hidden"):
+        backbone = snir.export(model.encoder, subtract_reset="zero")
+    assert list(backbone.nodes)[1:-1] == ["fc_input", "lif_input", "fc1", "lif1", "fc_hidden", "lif_hidden"]
+    with pytest.raises(ValueError, match="layer '1': reset='none'"):
+        snir.export(nn.Sequential(SpikeLinear(3, 3), LIF(0.9, 1.0, reset="none")))
+    with pytest.raises(ValueError, match="dt"):
+        snir.export(nn.Sequential(SpikeLinear(3, 3)), dt=0.0)
+    with pytest.raises(ValueError, match="input_shape"):
+        snir.export(nn.Sequential(SpikeConv2d(1, 1, 3)))
+
+
+def test_the_lif_conventions_are_explicit():
+    tau, r, v_leak = beta_to_nir(np.array([0.9, 0.5]), 1e-3, "x")
+    np.testing.assert_allclose(tau, [1e-2, 2e-3], rtol=1e-6)  # tau = dt / (1 - beta)
+    np.testing.assert_allclose(r, [10.0, 2.0], rtol=1e-6)  # r = tau / dt: one Euler step is beta v + I
+    assert not v_leak.any()
+    beta, scale = nir_to_beta(tau, r, 1e-3, "x")
+    np.testing.assert_allclose(beta, [0.9, 0.5], rtol=1e-6) and np.testing.assert_allclose(scale, 1.0, rtol=1e-6)
+    beta, scale = nir_to_beta(np.array([1e-2]), np.array([1.0]), 1e-3, "x")  # Norse's r = 1: input scaled
+    np.testing.assert_allclose(scale, [0.1], rtol=1e-6)
+    net = nn.Sequential(SpikeLinear(4, 3), LIF(0.9, 1.0, reset="zero"))
+    graph = snir.export(net, dt=1e-3)
+    assert graph.metadata["dt"] == 1e-3
+    # the dt a graph is read with sets the decay: the same tau at a 10x longer step decays faster
+    same, faster = snir.import_(graph, dt=1e-3), snir.import_(graph, dt=5e-3)
+    assert same.names == ["0", "1"] and torch.allclose(same.layers[1].beta, torch.tensor(0.9))
+    assert faster.names == ["0", "1.input_scale", "1"]  # r dt / tau = 5: the exported r was for 1e-3
+    assert torch.allclose(faster.layers[2].beta, torch.tensor(0.5))
+    with pytest.raises(ValueError, match="tau must be finite and >= dt"):
+        snir.import_(graph, dt=2e-2)
+
+
+def test_an_input_scale_and_if_neurons_import_as_nir_defines_them():
+    weight = np.eye(3, dtype=np.float32)
+    graph = nir.NIRGraph.from_list(
+        nir.Linear(weight),
+        nir.LIF(tau=np.full(3, 1e-2), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)),
+    )
+    net = snir.import_(graph, dt=1e-3)
+    assert net.names[1].endswith("input_scale")  # r dt / tau = 0.1
+    x = torch.full((30, 1, 3), 1.0)
+    v, expected = torch.zeros(3), []
+    for t in range(30):  # Euler: v += dt/tau (r I - v), reset to 0 after a spike
+        v = v + 0.1 * (x[t, 0] - v)
+        expected.append((v > 1.0).float())
+        v = torch.where(v > 1.0, torch.zeros(3), v)
+    assert torch.equal(net(x)[:, 0], torch.stack(expected))  # never fires: v -> 1 from below
+    graph = nir.NIRGraph.from_list(nir.Linear(weight), nir.IF(r=np.ones(3), v_threshold=np.full(3, 2.5)))
+    spikes = snir.import_(graph)(torch.ones(6, 1, 3))[:, 0, 0]
+    assert spikes.tolist() == [0, 0, 1, 0, 0, 1]  # integrates 1 a step, resets to 0 above 2.5
+
+
+def _bad(graph_nodes, edges):
+    return nir.NIRGraph(nodes=graph_nodes, edges=edges, type_check=False)
+
+
+def test_bad_graphs_get_errors_naming_the_node():
+    w = np.ones((2, 2), np.float32)
+    lif = dict(tau=np.full(2, 1e-2), r=np.full(2, 10.0), v_leak=np.zeros(2), v_threshold=np.ones(2))
+    inp, out = nir.Input(input_type=np.array([2])), nir.Output(output_type=np.array([2]))
+    cuba = nir.CubaLIF(tau_syn=np.ones(2), tau_mem=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
+    with pytest.raises(ValueError, match="node 'syn': CubaLIF does not import"):
+        snir.import_(_bad({"input": inp, "syn": cuba, "output": out}, [("input", "syn"), ("syn", "output")]))
+    with pytest.raises(ValueError, match="node 'fc' \\(Affine\\) takes \\(3,\\)"):
+        fc = nir.Affine(np.ones((2, 3), np.float32), np.zeros(2, np.float32))
+        snir.import_(_bad({"input": inp, "fc": fc, "output": out}, [("input", "fc"), ("fc", "output")]))
+    nodes = {"input": inp, "a": nir.Linear(w), "b": nir.Linear(w), "output": out}
+    with pytest.raises(ValueError, match="cycle through 'a'"):
+        snir.import_(_bad(nodes, [("input", "a"), ("a", "b"), ("b", "a")]))
+    with pytest.raises(ValueError, match="node 'input' leads to \\['a', 'b'\\]"):
+        snir.import_(_bad(nodes, [("input", "a"), ("input", "b"), ("a", "output"), ("b", "output")]))
+    with pytest.raises(ValueError, match="names a node that is not in the graph: 'c'"):
+        snir.import_(_bad(nodes, [("input", "a"), ("a", "c")]))
+    leaky = nir.LIF(**{**lif, "v_leak": np.full(2, 0.5)})
+    with pytest.raises(ValueError, match="node 'n' \\(LIF\\): v_leak must be 0"):
+        snir.import_(_bad({"input": inp, "n": leaky, "output": out}, [("input", "n"), ("n", "output")]))
+    broken = nir.LIF(**lif)
+    broken.tau = None  # a missing parameter
+    with pytest.raises(ValueError, match="node 'n' \\(LIF\\) has no tau"):
+        snir.import_(_bad({"input": inp, "n": broken, "output": out}, [("input", "n"), ("n", "output")]))
+    with pytest.raises(ValueError, match="x must be \\[T, B, 2\\]"):
+        snir.import_(nir.NIRGraph.from_list(nir.Linear(w), nir.LIF(**lif)))(torch.zeros(3, 2))
+    with pytest.raises(TypeError, match="nir.NIRGraph"):
+        snir.import_({"nodes": {}})
+
+
+def test_files_written_atomically_and_bad_files_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no NIR file"):
+        snir.read(tmp_path / "missing.nir")
+    corrupt = tmp_path / "corrupt.nir"
+    corrupt.write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError, match="corrupt.nir is not a readable NIR graph"):
+        snir.read(corrupt)
+    with pytest.raises(TypeError, match="graph must be a nir.NIRGraph"):
+        snir.write(tmp_path / "x.nir", "graph")
+
+
+snntorch = pytest.importorskip("snntorch")
+
+
+def _leaky(n, beta, output=False):
+    # vector beta and threshold: snnTorch's exporter cannot take scalars; reset to zero, as NIR
+    return snntorch.Leaky(
+        beta=torch.full((n,), beta), threshold=torch.ones(n), reset_mechanism="zero", init_hidden=True, output=output
+    )
+
+
+def test_snntorch_graphs_import_with_snntorch_spikes():
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(10, 6), _leaky(6, 0.8), nn.Linear(6, 4), _leaky(4, 0.9, output=True))
+    x = torch.rand(30, 2, 10, generator=torch.Generator().manual_seed(3)) * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = export_to_nir(net, x[0], ignore_dims=[0])
+    for layer in net:  # the export ran a step: start from rest
+        if isinstance(layer, snntorch.Leaky):
+            layer.init_leaky()
+    expected = []
+    for t in range(x.shape[0]):
+        out = net(x[t])
+        expected.append(out[0] if isinstance(out, tuple) else out)
+    expected = torch.stack(expected)
+    got = snir.import_(graph, dt=1e-4)  # snnTorch's exporter writes tau for dt = 1e-4 s
+    assert expected.sum() > 10 and torch.equal(got(x), expected)
+
+
+def test_our_graphs_import_into_snntorch_with_our_spikes():
+    from snntorch.import_nir import import_from_nir
+
+    torch.manual_seed(0)
+    ours = nn.Sequential(
+        SpikeLinear(10, 6), LIF(0.8, 1.0, reset="zero"), SpikeLinear(6, 4), LIF(0.9, 1.0, reset="zero")
+    )
+    with torch.no_grad():
+        for layer in ours:
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(4.0)
+    x = torch.rand(30, 2, 10, generator=torch.Generator().manual_seed(4)) * 2
+    expected = ours(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = import_from_nir(snir.export(ours, dt=1e-4))  # snnTorch reads tau with dt = 1e-4 s
+    state, got = None, []
+    for t in range(x.shape[0]):
+        out, state = theirs(x[t], state)
+        got.append(out)
+    assert expected.sum() > 10 and torch.equal(torch.stack(got), expected)
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs" / "nir.md").read_text()
+    example = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    with pytest.warns(UserWarning, match="reset to zero instead of subtraction"):
+        exec(compile(example, "docs/nir.md", "exec"), scope)
+    assert scope["spikes"].shape == (100, 8, 10) and (tmp_path / "m1-audio.nir").exists()
