@@ -16,6 +16,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 SPIKINGJELLY_SPEC ?= spikingjelly==2.0.0
+NORSE_SPEC ?= norse==1.1.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sparsespike-installed
 OUT ?= gpu-check-results
@@ -43,6 +44,9 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h) | $(PY)
 	# torchvision/torchaudio pins would replace the CPU torch; its neurons need torch and loguru.
 	$(PY) -m pip install --quiet "loguru>=0.7,<1"
 	$(PY) -m pip install --quiet --no-deps "$(SPIKINGJELLY_SPEC)"
+	# Norse for the NIR interop tests, the same way: its torchvision pin would replace the CPU
+	# torch; norse.torch needs only torch, numpy, nir and nirtorch (in the test extra)
+	$(PY) -m pip install --quiet --no-deps "$(NORSE_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

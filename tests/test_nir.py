@@ -158,9 +158,9 @@ def test_bad_graphs_get_errors_naming_the_node():
     w = np.ones((2, 2), np.float32)
     lif = dict(tau=np.full(2, 1e-2), r=np.full(2, 10.0), v_leak=np.zeros(2), v_threshold=np.ones(2))
     inp, out = nir.Input(input_type=np.array([2])), nir.Output(output_type=np.array([2]))
-    cuba = nir.CubaLIF(tau_syn=np.ones(2), tau_mem=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2))
-    with pytest.raises(ValueError, match="node 'syn': CubaLIF does not import"):
-        snir.import_(_bad({"input": inp, "syn": cuba, "output": out}, [("input", "syn"), ("syn", "output")]))
+    step = nir.Threshold(threshold=np.ones(2))
+    with pytest.raises(ValueError, match="node 'step': Threshold does not import; supported: Input"):
+        snir.import_(_bad({"input": inp, "step": step, "output": out}, [("input", "step"), ("step", "output")]))
     with pytest.raises(ValueError, match="node 'fc' \\(Affine\\) takes \\(3,\\)"):
         fc = nir.Affine(np.ones((2, 3), np.float32), np.zeros(2, np.float32))
         snir.import_(_bad({"input": inp, "fc": fc, "output": out}, [("input", "fc"), ("fc", "output")]))
@@ -260,3 +260,77 @@ def test_the_docs_example_runs(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="reset to zero instead of subtraction"):
         exec(compile(example, "docs/nir.md", "exec"), scope)
     assert scope["spikes"].shape == (100, 8, 10) and (tmp_path / "m1-audio.nir").exists()
+
+
+def test_spikingjelly_lifnodes_export_with_their_input_scale():
+    from sparsespike.nn import LIFNode
+
+    torch.manual_seed(0)
+    net = nn.Sequential(SpikeLinear(10, 6), LIFNode(tau=3.0, v_reset=0.0, step_mode="m"))
+    with torch.no_grad():
+        net[0].weight.mul_(20.0)
+    x = torch.rand(25, 2, 10, generator=torch.Generator().manual_seed(5))
+    expected = net(x)
+    graph = snir.export(net, dt=1e-3)
+    assert np.allclose(graph.nodes["1"].r, 1.0)  # decay_input: the charge is (1 - beta) I
+    imported = snir.import_(graph, dt=1e-3)
+    assert imported.names == ["0", "1.input_scale", "1"]
+    assert expected.sum() > 10 and torch.equal(imported(x), expected)
+    with pytest.raises(ValueError, match="layer '1': reset='subtract'"):  # v_reset=None: soft reset
+        snir.export(nn.Sequential(SpikeLinear(3, 3), LIFNode(tau=2.0, v_reset=None)))
+
+
+def test_cuba_lif_imports_as_nir_defines_it_from_snntorch_synaptic():
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    synaptic = snntorch.Synaptic(
+        alpha=torch.full((4,), 0.6), beta=torch.full((4,), 0.85), threshold=torch.ones(4), init_hidden=True
+    )
+    net = nn.Sequential(nn.Linear(8, 4), synaptic)
+    x = torch.rand(30, 2, 8, generator=torch.Generator().manual_seed(6)) * 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = export_to_nir(net, x[0], ignore_dims=[0])
+    assert type(graph.nodes["1"]).__name__ == "CubaLIF"
+    imported = snir.import_(graph, dt=1e-4)
+    assert imported.names == ["0", "1.synapse", "1"]  # w_in dt / tau_syn = r dt / tau_mem = 1
+    # NIR's CubaLIF, stepped: the current decays with alpha, the membrane with beta, and a spike
+    # resets the membrane only (snnTorch's Synaptic also zeroes the current on reset="zero")
+    current = net[0](x).detach()
+    syn, mem, expected = torch.zeros(2, 4), torch.zeros(2, 4), []
+    for t in range(x.shape[0]):
+        syn = 0.6 * syn + current[t]
+        mem = 0.85 * mem + syn
+        spikes = (mem > 1.0).float()
+        mem = mem * (1 - spikes)
+        expected.append(spikes)
+    expected = torch.stack(expected)
+    got = imported(x)
+    assert expected.sum() > 10 and torch.equal(got, expected)
+
+
+def test_our_graphs_import_into_norse_where_its_conventions_hold():
+    norse = pytest.importorskip("norse.torch")
+    torch.manual_seed(0)
+    ours = nn.Sequential(
+        SpikeLinear(10, 6), LIF(0.8, 1.0, reset="zero"), SpikeLinear(6, 4), LIF(0.9, 1.0, reset="zero")
+    )
+    with torch.no_grad():
+        for layer in ours:
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(40.0)
+    x = torch.rand(30, 2, 10, generator=torch.Generator().manual_seed(4)) * 2
+    graph = snir.export(ours, dt=1e-3)  # Norse steps 1e-3 s
+    for node in graph.nodes.values():  # Norse ignores r (takes it as 1): give the graph that
+        if isinstance(node, nir.LIF):
+            node.r = np.ones_like(node.r)
+    expected = snir.import_(graph, dt=1e-3)(x)  # we honour r: the input scaled by dt / tau
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = norse.from_nir(graph, dt=1e-3)
+    state, got = None, []
+    for t in range(x.shape[0]):
+        out, state = theirs(x[t], state)
+        got.append(out)
+    assert expected.sum() > 10 and torch.equal(torch.stack(got), expected)

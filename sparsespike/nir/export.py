@@ -14,7 +14,7 @@ from torch import nn
 
 from ..models.architectures import StudyModel
 from ..models.backbones import AudioEncoder, SpikingHead, VisualEncoder
-from ..nn import LIF
+from ..nn import LIF, LIFNode
 from .conventions import DEFAULT_DT, beta_to_nir, check_dt
 
 SUBTRACT_RESET = ("error", "zero")
@@ -91,8 +91,9 @@ def _conv_out(shape, conv: nn.Conv2d, name: str) -> tuple[int, ...]:
 
 
 def _neuron(layer: LIF, name: str, shape, dt: float, subtract_reset: str, subtracted: list) -> nir.NIRNode:
-    if layer.convention != "snntorch":
-        raise ValueError(f"layer {name!r}: convention {layer.convention!r}; NIR export takes the snnTorch convention")
+    # SpikingJelly's convention (LIFNode) charges with (1 - beta) I when decay_input: r = 1; it
+    # fires on h >= threshold where NIR fires on v > threshold (equal only on exact equality)
+    scaled_input = layer.convention == "spikingjelly" and layer.decay_input
     if layer.reset == "none":
         raise ValueError(f"layer {name!r}: reset='none' spikes without resetting, which NIR's LIF cannot express")
     if layer.reset == "subtract":
@@ -105,6 +106,8 @@ def _neuron(layer: LIF, name: str, shape, dt: float, subtract_reset: str, subtra
     beta = np.broadcast_to(_array(layer.beta), shape)
     threshold = np.broadcast_to(_array(layer.threshold), shape).astype(np.float32)
     tau, r, v_leak = beta_to_nir(beta, dt, f"layer {name!r}")
+    if scaled_input:
+        r = np.ones_like(r)
     return nir.LIF(tau=tau, r=r, v_leak=v_leak, v_threshold=threshold, v_reset=np.zeros_like(threshold))
 
 
@@ -118,7 +121,7 @@ def export(
 
     Args:
         model: an nn.Sequential of SpikeLinear / nn.Linear, SpikeConv2d / nn.Conv2d, nn.Flatten and
-            LIF (Leaky) layers; a study encoder; or a study model without memory (m1, m2), whose
+            LIF (Leaky, LIFNode) layers; a study encoder; or a study model without memory (m1, m2), whose
             head is exported as its readout: LIF (spike counts) or LI (membrane).
         dt: seconds per time step; sets tau = dt / (1 - beta) (see :mod:`.conventions`).
         input_shape: one sample's shape without batch or time; taken from the model when it has one.
@@ -160,8 +163,9 @@ def export(
                 raise ValueError(f"layer {path!r}: only Flatten(start_dim=1, end_dim=-1) (all of a sample) exports")
             node = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
             shape = (int(np.prod(shape)),)
-        elif isinstance(layer, LIF):
-            node = _neuron(layer, path, shape, dt, subtract_reset, subtracted)
+        elif isinstance(layer, (LIF, LIFNode)):
+            cell = layer.cell if isinstance(layer, LIFNode) else layer  # LIFNode runs on a LIF
+            node = _neuron(cell, path, shape, dt, subtract_reset, subtracted)
         elif isinstance(layer, SpikingHead):  # the membrane readout: a leaky integrator
             tau, r, v_leak = beta_to_nir(np.broadcast_to(_array(layer.lif_out.beta), shape), dt, f"layer {path!r}")
             node = nir.LI(tau=tau, r=r, v_leak=v_leak)

@@ -14,7 +14,7 @@ from ..nn import LIF, SpikeConv2d, SpikeLinear
 from ..ops.lif import lif
 from .conventions import DEFAULT_DT, check_dt, nir_to_beta
 
-SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "LIF", "IF", "LI")
+SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "LIF", "CubaLIF", "IF", "LI")
 
 
 class Scale(nn.Module):
@@ -135,7 +135,8 @@ def import_(graph: nir.NIRGraph, dt: float = DEFAULT_DT, backend: Optional[str] 
     """A NIR graph as a :class:`NIRNetwork` on sparsespike's kernels (SpikeLinear, SpikeConv2d, the
     fused LIF). ``dt``: seconds per time step, as the graph was written for (snnTorch's exporter
     1e-4, Norse 1e-3): beta = 1 - dt / tau, and a neuron's input is scaled by r dt / tau (see
-    :mod:`.conventions`). Chains of Affine, Linear, Conv2d, Flatten, LIF, IF and LI nodes import;
+    :mod:`.conventions`). Chains of Affine, Linear, Conv2d, Flatten, LIF, CubaLIF (a leaky synaptic
+    current into a LIF), IF and LI nodes import;
     anything else, a branch, a cycle or a shape that does not fit raises a ValueError naming the node."""
     dt = check_dt(dt)
     if not isinstance(graph, nir.NIRGraph):
@@ -200,6 +201,29 @@ def import_(graph: nir.NIRGraph, dt: float = DEFAULT_DT, backend: Optional[str] 
             if not _unit(scale):
                 names.append(f"{name}.input_scale")
                 layers.append(Scale(np.broadcast_to(scale, shape)))
+            layer = LIF(
+                _tensor(np.broadcast_to(beta, shape)),
+                _tensor(np.broadcast_to(threshold, shape)),
+                reset="zero",
+                backend=backend,
+            )
+        elif isinstance(node, nir.CubaLIF):  # a leaky synaptic current feeding a LIF
+            _zero(node, "v_leak", name)
+            _zero(node, "v_reset", name)
+            alpha, syn_scale = nir_to_beta(_array(node, "tau_syn", name), _array(node, "w_in", name), dt, name)
+            beta, scale = nir_to_beta(_array(node, "tau_mem", name), _array(node, "r", name), dt, name)
+            threshold = _array(node, "v_threshold", name)
+            if not np.all(threshold > 0):
+                raise ValueError(f"node {name!r} ({kind}): v_threshold must be > 0")
+            parts = [
+                ("synapse_scale", None if _unit(syn_scale) else Scale(np.broadcast_to(syn_scale, shape))),
+                ("synapse", LeakyIntegrator(np.broadcast_to(alpha, shape), backend)),
+                ("input_scale", None if _unit(scale) else Scale(np.broadcast_to(scale, shape))),
+            ]
+            for part, module in parts:
+                if module is not None:
+                    names.append(f"{name}.{part}")
+                    layers.append(module)
             layer = LIF(
                 _tensor(np.broadcast_to(beta, shape)),
                 _tensor(np.broadcast_to(threshold, shape)),
