@@ -159,7 +159,7 @@ def test_bad_graphs_get_errors_naming_the_node():
     lif = dict(tau=np.full(2, 1e-2), r=np.full(2, 10.0), v_leak=np.zeros(2), v_threshold=np.ones(2))
     inp, out = nir.Input(input_type=np.array([2])), nir.Output(output_type=np.array([2]))
     step = nir.Threshold(threshold=np.ones(2))
-    with pytest.raises(ValueError, match="node 'step': Threshold does not import; supported: Input"):
+    with pytest.raises(ValueError, match="node 'step': Threshold does not import; supported: Affine, Linear, Conv2d"):
         snir.import_(_bad({"input": inp, "step": step, "output": out}, [("input", "step"), ("step", "output")]))
     with pytest.raises(ValueError, match="node 'fc' \\(Affine\\) takes \\(3,\\)"):
         fc = nir.Affine(np.ones((2, 3), np.float32), np.zeros(2, np.float32))
@@ -334,3 +334,27 @@ def test_our_graphs_import_into_norse_where_its_conventions_hold():
         out, state = theirs(x[t], state)
         got.append(out)
     assert expected.sum() > 10 and torch.equal(torch.stack(got), expected)
+
+
+def test_a_lif_without_leak_exports_as_if_and_round_trips():
+    torch.manual_seed(0)
+    net = nn.Sequential(SpikeLinear(6, 4), LIF(1.0, 2.0, reset="zero"))
+    x = torch.rand(20, 2, 6, generator=torch.Generator().manual_seed(7))
+    graph = snir.export(net)
+    assert isinstance(graph.nodes["1"], nir.IF)
+    expected = net(x)
+    assert expected.sum() > 5 and torch.equal(snir.import_(graph)(x), expected)
+
+
+def test_parameter_shapes_that_do_not_fit_are_named():
+    inp, out = nir.Input(input_type=np.array([3])), nir.Output(output_type=np.array([3]))
+    affine = nir.Affine(np.ones((3, 3), np.float32), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="node 'fc' \\(Affine\\): bias of 2 for 3 outputs"):
+        snir.import_(_bad({"input": inp, "fc": affine, "output": out}, [("input", "fc"), ("fc", "output")]))
+    lif = nir.LIF(tau=np.full(2, 1e-2), r=np.full(2, 10.0), v_leak=np.zeros(2), v_threshold=np.ones(2))
+    with pytest.raises(ValueError, match="node 'n' \\(LIF\\) takes v_threshold of shape \\(2,\\)"):
+        snir.import_(_bad({"input": inp, "n": lif, "output": out}, [("input", "n"), ("n", "output")]))
+    flat = nir.Flatten(input_type={"input": np.array([3])}, start_dim=0, end_dim=-1)
+    flat.start_dim = 4
+    with pytest.raises(ValueError, match="node 'f' \\(Flatten\\) takes start_dim 4"):
+        snir.import_(_bad({"input": inp, "f": flat, "output": out}, [("input", "f"), ("f", "output")]))

@@ -27,11 +27,13 @@ def _array(t: torch.Tensor) -> np.ndarray:
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model as a chain of (name, layer), in the order its forward runs them."""
     if isinstance(model, StudyModel):
-        memories = [n for n in ("hopfield", "hgrn") if hasattr(model, n)]
+        memories = ", ".join(
+            f"{n}: {type(getattr(model, n)).__name__}" for n in ("hopfield", "hgrn") if hasattr(model, n)
+        )
         if memories:
             raise ValueError(
-                f"model: {type(model).__name__} has a memory ({', '.join(f'{n}: {type(getattr(model, n)).__name__}' for n in memories)}) "
-                "and NIR has no node for it; export model.encoder for the spiking backbone alone"
+                f"model: {type(model).__name__} has a memory ({memories}) and NIR has no node for it; export "
+                "model.encoder for the spiking backbone alone"
             )
         return [(f"encoder.{n}", m) for n, m in _layers(model.encoder)] + [
             (f"head.{n}", m) for n, m in _layers(model.head)
@@ -105,6 +107,11 @@ def _neuron(layer: LIF, name: str, shape, dt: float, subtract_reset: str, subtra
         subtracted.append(name)
     beta = np.broadcast_to(_array(layer.beta), shape)
     threshold = np.broadcast_to(_array(layer.threshold), shape).astype(np.float32)
+    if np.all(beta == 1.0):  # no leak: integrate-and-fire, v += r I
+        if scaled_input:
+            raise ValueError(f"layer {name!r}: beta 1 with decay_input charges nothing; NIR has no such neuron")
+        ones = np.ones(shape, np.float32)
+        return nir.IF(r=ones, v_threshold=threshold, v_reset=np.zeros_like(threshold))
     tau, r, v_leak = beta_to_nir(beta, dt, f"layer {name!r}")
     if scaled_input:
         r = np.ones_like(r)

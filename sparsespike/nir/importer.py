@@ -14,8 +14,6 @@ from ..nn import LIF, SpikeConv2d, SpikeLinear
 from ..ops.lif import lif
 from .conventions import DEFAULT_DT, check_dt, nir_to_beta
 
-SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "LIF", "CubaLIF", "IF", "LI")
-
 
 class Scale(nn.Module):
     """Multiplies the input current by a fixed per-neuron factor (a NIR neuron's r dt / tau)."""
@@ -127,8 +125,139 @@ def _unit(scale: np.ndarray) -> bool:
     return bool(np.all(np.abs(scale - 1.0) <= 1e-6))
 
 
+Layers = list  # of (name suffix, module): "" for the node's own module
+
+
 def _shape_error(name: str, node, expected, got) -> ValueError:
     return ValueError(f"node {name!r} ({type(node).__name__}) takes {expected}, but its input has shape {got}")
+
+
+def _per_neuron(value: np.ndarray, shape, field: str, name: str, node) -> np.ndarray:
+    """``value`` over the layer's neurons: one number, or one per neuron of ``shape``."""
+    if value.size != 1 and value.shape != tuple(shape):
+        raise _shape_error(name, node, f"{field} of shape {value.shape}", shape)
+    return np.broadcast_to(value.reshape(()) if value.size == 1 else value, shape)
+
+
+def _threshold(node, shape, name: str) -> np.ndarray:
+    threshold = _per_neuron(_array(node, "v_threshold", name), shape, "v_threshold", name, node)
+    if not np.all(threshold > 0):
+        raise ValueError(f"node {name!r} ({type(node).__name__}): v_threshold must be > 0")
+    return threshold
+
+
+def _scaled(part: str, scale: np.ndarray, shape) -> Layers:
+    """A Scale layer named ``part`` unless the factor is 1."""
+    return [] if _unit(scale) else [(part, Scale(np.broadcast_to(scale, shape)))]
+
+
+def _spiking(beta: np.ndarray, threshold: np.ndarray, backend: Optional[str]) -> LIF:
+    return LIF(_tensor(beta), _tensor(threshold), reset="zero", backend=backend)
+
+
+def _affine(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
+    weight = _array(node, "weight", name)
+    if weight.ndim != 2 or shape != (weight.shape[1],):
+        raise _shape_error(name, node, f"({weight.shape[-1]},)", shape)
+    bias = _array(node, "bias", name).reshape(-1) if isinstance(node, nir.Affine) else None
+    if bias is not None and bias.size != weight.shape[0]:
+        raise ValueError(f"node {name!r} (Affine): bias of {bias.size} for {weight.shape[0]} outputs")
+    layer = SpikeLinear(weight.shape[1], weight.shape[0], bias=bias is not None, backend=backend)
+    with torch.no_grad():
+        layer.weight.copy_(_tensor(weight))
+        if bias is not None:
+            layer.bias.copy_(_tensor(bias))
+    return [("", layer)], (weight.shape[0],)
+
+
+def _conv(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
+    weight = _array(node, "weight", name)
+    groups = int(node.groups)
+    if weight.ndim != 4 or len(shape) != 3 or shape[0] != weight.shape[1] * groups:
+        raise _shape_error(name, node, f"({weight.shape[1] * groups}, H, W)", shape)
+    if isinstance(node.padding, str):
+        raise ValueError(f"node {name!r} (Conv2d): padding {node.padding!r}; numbers import")
+    bias = _array(node, "bias", name).reshape(-1)
+    if bias.size != weight.shape[0]:
+        raise ValueError(f"node {name!r} (Conv2d): bias of {bias.size} for {weight.shape[0]} channels")
+    layer = SpikeConv2d(
+        weight.shape[1] * groups,
+        weight.shape[0],
+        tuple(weight.shape[2:]),
+        stride=tuple(int(s) for s in node.stride),
+        padding=tuple(int(p) for p in node.padding),
+        dilation=tuple(int(d) for d in node.dilation),
+        groups=groups,
+        backend=backend,
+    )
+    with torch.no_grad():
+        layer.weight.copy_(_tensor(weight))
+        layer.bias.copy_(_tensor(bias))
+    out = layer(torch.zeros((1, *shape)))  # the output shape, as the layer computes it
+    return [("", layer)], tuple(out.shape[1:])
+
+
+def _flatten(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
+    start, end = int(node.start_dim), int(node.end_dim)
+    try:
+        out = torch.zeros((1, 1, *shape)).flatten(start + 2, end + 2 if end >= 0 else end)
+    except (IndexError, RuntimeError) as exc:
+        raise _shape_error(name, node, f"start_dim {start}, end_dim {end}", shape) from exc
+    return [("", SampleFlatten(start, end))], tuple(out.shape[2:])
+
+
+def _lif(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
+    """LIF, or IF (no leak, v += r I)."""
+    _zero(node, "v_reset", name)
+    threshold = _threshold(node, shape, name)
+    if isinstance(node, nir.LIF):
+        _zero(node, "v_leak", name)
+        beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
+    else:
+        scale = _array(node, "r", name).astype(np.float32)
+        beta = np.ones_like(scale)
+    beta = _per_neuron(beta, shape, "tau", name, node)
+    scale = _per_neuron(scale, shape, "r", name, node)
+    return _scaled(".input_scale", scale, shape) + [("", _spiking(beta, threshold, backend))], shape
+
+
+def _cuba_lif(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
+    """A leaky synaptic current (an integrator, input scaled by w_in dt / tau_syn) feeding a LIF."""
+    _zero(node, "v_leak", name)
+    _zero(node, "v_reset", name)
+    threshold = _threshold(node, shape, name)
+    alpha, syn_scale = nir_to_beta(_array(node, "tau_syn", name), _array(node, "w_in", name), dt, name)
+    beta, scale = nir_to_beta(_array(node, "tau_mem", name), _array(node, "r", name), dt, name)
+    alpha, syn_scale = (_per_neuron(v, shape, f, name, node) for v, f in ((alpha, "tau_syn"), (syn_scale, "w_in")))
+    beta, scale = (_per_neuron(v, shape, f, name, node) for v, f in ((beta, "tau_mem"), (scale, "r")))
+    return (
+        _scaled(".synapse_scale", syn_scale, shape)
+        + [(".synapse", LeakyIntegrator(alpha, backend))]
+        + _scaled(".input_scale", scale, shape)
+        + [("", _spiking(beta, threshold, backend))]
+    ), shape
+
+
+def _li(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
+    _zero(node, "v_leak", name)
+    beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
+    beta = _per_neuron(beta, shape, "tau", name, node)
+    scale = _per_neuron(scale, shape, "r", name, node)
+    return _scaled(".input_scale", scale, shape) + [("", LeakyIntegrator(beta, backend))], shape
+
+
+# each importable node type: (node, its name, input shape, dt, backend) -> (layers, output shape)
+BUILDERS = {
+    nir.Affine: _affine,
+    nir.Linear: _affine,
+    nir.Conv2d: _conv,
+    nir.Flatten: _flatten,
+    nir.LIF: _lif,
+    nir.IF: _lif,
+    nir.CubaLIF: _cuba_lif,
+    nir.LI: _li,
+}
+SUPPORTED = tuple(kind.__name__ for kind in BUILDERS)
 
 
 def import_(graph: nir.NIRGraph, dt: float = DEFAULT_DT, backend: Optional[str] = None) -> NIRNetwork:
@@ -136,109 +265,22 @@ def import_(graph: nir.NIRGraph, dt: float = DEFAULT_DT, backend: Optional[str] 
     fused LIF). ``dt``: seconds per time step, as the graph was written for (snnTorch's exporter
     1e-4, Norse 1e-3): beta = 1 - dt / tau, and a neuron's input is scaled by r dt / tau (see
     :mod:`.conventions`). Chains of Affine, Linear, Conv2d, Flatten, LIF, CubaLIF (a leaky synaptic
-    current into a LIF), IF and LI nodes import;
-    anything else, a branch, a cycle or a shape that does not fit raises a ValueError naming the node."""
+    current into a LIF), IF and LI nodes import; anything else, a branch, a cycle, a missing
+    parameter or a shape that does not fit raises a ValueError naming the node."""
     dt = check_dt(dt)
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"graph must be a nir.NIRGraph, got {type(graph).__name__}")
     chain = _chain(graph)
+    input_type = graph.nodes[chain[0]].input_type
+    shape = input_shape = tuple(int(s) for s in np.asarray(next(iter(input_type.values()))).reshape(-1))
     names, layers = [], []
-    input_node = graph.nodes[chain[0]]
-    shape = tuple(int(s) for s in np.asarray(next(iter(input_node.input_type.values()))).reshape(-1))
-    input_shape = shape
     for name in chain[1:-1]:
         node = graph.nodes[name]
-        kind = type(node).__name__
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            weight = _array(node, "weight", name)
-            if weight.ndim != 2 or shape != (weight.shape[1],):
-                raise _shape_error(name, node, f"({weight.shape[-1]},)", shape)
-            bias = isinstance(node, nir.Affine)
-            layer = SpikeLinear(weight.shape[1], weight.shape[0], bias=bias, backend=backend)
-            with torch.no_grad():
-                layer.weight.copy_(_tensor(weight))
-                if bias:
-                    layer.bias.copy_(_tensor(_array(node, "bias", name)).reshape(-1))
-            shape = (weight.shape[0],)
-        elif isinstance(node, nir.Conv2d):
-            weight = _array(node, "weight", name)
-            if len(shape) != 3 or shape[0] != weight.shape[1] * int(node.groups):
-                raise _shape_error(name, node, f"({weight.shape[1] * int(node.groups)}, H, W)", shape)
-            if isinstance(node.padding, str):
-                raise ValueError(f"node {name!r} (Conv2d): padding {node.padding!r}; numbers import")
-            layer = SpikeConv2d(
-                weight.shape[1] * int(node.groups),
-                weight.shape[0],
-                tuple(weight.shape[2:]),
-                stride=tuple(int(s) for s in node.stride),
-                padding=tuple(int(p) for p in node.padding),
-                dilation=tuple(int(d) for d in node.dilation),
-                groups=int(node.groups),
-                backend=backend,
-            )
-            with torch.no_grad():
-                layer.weight.copy_(_tensor(weight))
-                layer.bias.copy_(_tensor(_array(node, "bias", name)).reshape(-1))
-            probe = layer(torch.zeros((1, *shape)))  # the output shape, as the layer computes it
-            shape = tuple(probe.shape[1:])
-        elif isinstance(node, nir.Flatten):
-            start, end = int(node.start_dim), int(node.end_dim)
-            layer = SampleFlatten(start, end)
-            shape = tuple(torch.zeros((1, 1, *shape)).flatten(start + 2, end + 2 if end >= 0 else end).shape[2:])
-        elif isinstance(node, (nir.LIF, nir.IF)):
-            threshold = _array(node, "v_threshold", name)
-            if isinstance(node, nir.LIF):
-                _zero(node, "v_leak", name)
-                beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
-            else:  # IF: no leak, v += r I
-                beta, scale = np.ones_like(threshold, np.float32), _array(node, "r", name).astype(np.float32)
-            _zero(node, "v_reset", name)
-            for field, value in (("v_threshold", threshold), ("beta", beta), ("scale", scale)):
-                if value.size != 1 and value.shape != shape:
-                    raise _shape_error(name, node, f"{field} of shape {value.shape}", shape)
-            if not np.all(threshold > 0):
-                raise ValueError(f"node {name!r} ({kind}): v_threshold must be > 0")
-            if not _unit(scale):
-                names.append(f"{name}.input_scale")
-                layers.append(Scale(np.broadcast_to(scale, shape)))
-            layer = LIF(
-                _tensor(np.broadcast_to(beta, shape)),
-                _tensor(np.broadcast_to(threshold, shape)),
-                reset="zero",
-                backend=backend,
-            )
-        elif isinstance(node, nir.CubaLIF):  # a leaky synaptic current feeding a LIF
-            _zero(node, "v_leak", name)
-            _zero(node, "v_reset", name)
-            alpha, syn_scale = nir_to_beta(_array(node, "tau_syn", name), _array(node, "w_in", name), dt, name)
-            beta, scale = nir_to_beta(_array(node, "tau_mem", name), _array(node, "r", name), dt, name)
-            threshold = _array(node, "v_threshold", name)
-            if not np.all(threshold > 0):
-                raise ValueError(f"node {name!r} ({kind}): v_threshold must be > 0")
-            parts = [
-                ("synapse_scale", None if _unit(syn_scale) else Scale(np.broadcast_to(syn_scale, shape))),
-                ("synapse", LeakyIntegrator(np.broadcast_to(alpha, shape), backend)),
-                ("input_scale", None if _unit(scale) else Scale(np.broadcast_to(scale, shape))),
-            ]
-            for part, module in parts:
-                if module is not None:
-                    names.append(f"{name}.{part}")
-                    layers.append(module)
-            layer = LIF(
-                _tensor(np.broadcast_to(beta, shape)),
-                _tensor(np.broadcast_to(threshold, shape)),
-                reset="zero",
-                backend=backend,
-            )
-        elif isinstance(node, nir.LI):
-            _zero(node, "v_leak", name)
-            beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
-            if not _unit(scale):
-                names.append(f"{name}.input_scale")
-                layers.append(Scale(np.broadcast_to(scale, shape)))
-            layer = LeakyIntegrator(np.broadcast_to(beta, shape), backend)
-        else:
-            raise ValueError(f"node {name!r}: {kind} does not import; supported: {', '.join(SUPPORTED)}")
-        names.append(name)
-        layers.append(layer)
+        build = BUILDERS.get(type(node))
+        if build is None:
+            raise ValueError(f"node {name!r}: {type(node).__name__} does not import; supported: {', '.join(SUPPORTED)}")
+        built, shape = build(node, name, shape, dt, backend)
+        for suffix, module in built:
+            names.append(name + suffix)
+            layers.append(module)
     return NIRNetwork(names, layers, input_shape, shape)
