@@ -115,19 +115,28 @@ def test_the_lif_conventions_are_explicit():
     np.testing.assert_allclose(r, [10.0, 2.0], rtol=1e-6)  # r = tau / dt: one Euler step is beta v + I
     assert not v_leak.any()
     beta, scale = nir_to_beta(tau, r, 1e-3, "x")
-    np.testing.assert_allclose(beta, [0.9, 0.5], rtol=1e-6) and np.testing.assert_allclose(scale, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(beta, [0.9, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(scale, 1.0, rtol=1e-6)
     beta, scale = nir_to_beta(np.array([1e-2]), np.array([1.0]), 1e-3, "x")  # Norse's r = 1: input scaled
     np.testing.assert_allclose(scale, [0.1], rtol=1e-6)
     net = nn.Sequential(SpikeLinear(4, 3), LIF(0.9, 1.0, reset="zero"))
     graph = snir.export(net, dt=1e-3)
     assert graph.metadata["dt"] == 1e-3
     # the dt a graph is read with sets the decay: the same tau at a 10x longer step decays faster
-    same, faster = snir.import_(graph, dt=1e-3), snir.import_(graph, dt=5e-3)
+    same = snir.import_(graph)  # the dt the export stored
+    with pytest.warns(UserWarning, match="dt=0.005 s, but the graph was exported for dt=0.001 s"):
+        faster = snir.import_(graph, dt=5e-3)
     assert same.names == ["0", "1"] and torch.allclose(same.layers[1].beta, torch.tensor(0.9))
     assert faster.names == ["0", "1.input_scale", "1"]  # r dt / tau = 5: the exported r was for 1e-3
     assert torch.allclose(faster.layers[2].beta, torch.tensor(0.5))
-    with pytest.raises(ValueError, match="tau must be finite and >= dt"):
+    with pytest.raises(ValueError, match="tau must be finite and >= dt"), pytest.warns(UserWarning):
         snir.import_(graph, dt=2e-2)
+    # every float32 beta in [0, 1) comes back exactly, 0 (tau = dt) included
+    betas = torch.cat(
+        [torch.tensor([0.0, 1e-7, 0.5, 0.999999]), torch.rand(2000, generator=torch.Generator().manual_seed(8))]
+    )
+    net = nn.Sequential(SpikeLinear(4, betas.numel()), LIF(betas, 1.0, reset="zero"))
+    assert torch.equal(snir.import_(snir.export(net)).layers[1].beta, betas)
 
 
 def test_an_input_scale_and_if_neurons_import_as_nir_defines_them():
@@ -144,10 +153,18 @@ def test_an_input_scale_and_if_neurons_import_as_nir_defines_them():
         v = v + 0.1 * (x[t, 0] - v)
         expected.append((v > 1.0).float())
         v = torch.where(v > 1.0, torch.zeros(3), v)
-    assert torch.equal(net(x)[:, 0], torch.stack(expected))  # never fires: v -> 1 from below
-    graph = nir.NIRGraph.from_list(nir.Linear(weight), nir.IF(r=np.ones(3), v_threshold=np.full(3, 2.5)))
-    spikes = snir.import_(graph)(torch.ones(6, 1, 3))[:, 0, 0]
-    assert spikes.tolist() == [0, 0, 1, 0, 0, 1]  # integrates 1 a step, resets to 0 above 2.5
+    assert torch.equal(net(x)[:, 0], torch.stack(expected))
+    x = torch.full((30, 1, 3), 2.0)  # r I = 2: v climbs past 1 and fires, resets, climbs again
+    v, expected = torch.zeros(3), []
+    for t in range(30):
+        v = v + 0.1 * (x[t, 0] - v)
+        expected.append((v > 1.0).float())
+        v = torch.where(v > 1.0, torch.zeros(3), v)
+    assert torch.stack(expected).sum() >= 9 and torch.equal(net(x)[:, 0], torch.stack(expected))
+    # IF: dv/dt = r I, so a step of dt adds dt r I: 1 a step here, a spike above 2.5, reset to 0
+    graph = nir.NIRGraph.from_list(nir.Linear(weight), nir.IF(r=np.full(3, 1e3), v_threshold=np.full(3, 2.5)))
+    spikes = snir.import_(graph, dt=1e-3)(torch.ones(6, 1, 3))[:, 0, 0]
+    assert spikes.tolist() == [0, 0, 1, 0, 0, 1]
 
 
 def _bad(graph_nodes, edges):
@@ -195,17 +212,19 @@ def test_files_written_atomically_and_bad_files_named(tmp_path):
         snir.write(tmp_path / "x.nir", "graph")
 
 
-snntorch = pytest.importorskip("snntorch")
+def _snntorch():
+    return pytest.importorskip("snntorch")
 
 
 def _leaky(n, beta, output=False):
     # vector beta and threshold: snnTorch's exporter cannot take scalars; reset to zero, as NIR
-    return snntorch.Leaky(
+    return _snntorch().Leaky(
         beta=torch.full((n,), beta), threshold=torch.ones(n), reset_mechanism="zero", init_hidden=True, output=output
     )
 
 
 def test_snntorch_graphs_import_with_snntorch_spikes():
+    snntorch = _snntorch()
     from snntorch.export_nir import export_to_nir
 
     torch.manual_seed(0)
@@ -227,6 +246,7 @@ def test_snntorch_graphs_import_with_snntorch_spikes():
 
 
 def test_our_graphs_import_into_snntorch_with_our_spikes():
+    _snntorch()
     from snntorch.import_nir import import_from_nir
 
     torch.manual_seed(0)
@@ -281,6 +301,7 @@ def test_spikingjelly_lifnodes_export_with_their_input_scale():
 
 
 def test_cuba_lif_imports_as_nir_defines_it_from_snntorch_synaptic():
+    snntorch = _snntorch()
     from snntorch.export_nir import export_to_nir
 
     torch.manual_seed(0)
@@ -340,8 +361,8 @@ def test_a_lif_without_leak_exports_as_if_and_round_trips():
     torch.manual_seed(0)
     net = nn.Sequential(SpikeLinear(6, 4), LIF(1.0, 2.0, reset="zero"))
     x = torch.rand(20, 2, 6, generator=torch.Generator().manual_seed(7))
-    graph = snir.export(net)
-    assert isinstance(graph.nodes["1"], nir.IF)
+    graph = snir.export(net, dt=1e-3)
+    assert isinstance(graph.nodes["1"], nir.IF) and np.allclose(graph.nodes["1"].r, 1e3)  # dt r = 1
     expected = net(x)
     assert expected.sum() > 5 and torch.equal(snir.import_(graph)(x), expected)
 
@@ -358,3 +379,34 @@ def test_parameter_shapes_that_do_not_fit_are_named():
     flat.start_dim = 4
     with pytest.raises(ValueError, match="node 'f' \\(Flatten\\) takes start_dim 4"):
         snir.import_(_bad({"input": inp, "f": flat, "output": out}, [("input", "f"), ("f", "output")]))
+
+
+def test_per_channel_neurons_and_negative_flatten_dims_round_trip():
+    torch.manual_seed(0)
+    beta = torch.tensor([0.2, 0.6, 0.9]).reshape(3, 1, 1)  # one decay per channel
+    net = nn.Sequential(SpikeConv2d(1, 3, 3, padding=1), LIF(beta, 0.5, reset="zero"), nn.Flatten(2))
+    x = (torch.rand(8, 2, 1, 5, 5, generator=torch.Generator().manual_seed(9)) < 0.5).float()
+    graph = snir.export(net, input_shape=(1, 5, 5))
+    assert graph.nodes["1"].tau.shape == (3, 5, 5)
+    imported = snir.import_(graph)
+    assert imported.output_shape == (75,) and torch.equal(imported(x), net(x))
+    flat = nir.Flatten(input_type={"input": np.array([3, 5, 5])}, start_dim=-3, end_dim=-1)
+    graph.nodes["2"] = flat
+    assert snir.import_(graph).output_shape == (75,)
+
+
+def test_more_bad_graphs_and_layers_are_named():
+    inp, out = nir.Input(input_type=np.array([2])), nir.Output(output_type=np.array([2]))
+    nodes = {"input": inp, "a": nir.Linear(np.ones((2, 2), np.float32)), "output": out}
+    with pytest.raises(ValueError, match="an edge leaves the Output node"):
+        snir.import_(_bad(nodes, [("input", "a"), ("a", "output"), ("output", "a")]))
+    with pytest.raises(ValueError, match="layer '0': groups=2"):
+        snir.export(nn.Sequential(SpikeConv2d(2, 2, 3, groups=2)), input_shape=(2, 5, 5))
+    conv = nir.Conv2d(
+        input_shape=(2, 2), weight=np.ones((1, 1, 3, 3)), stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(1)
+    )
+    small = nir.Input(input_type=np.array([1, 2, 2]))
+    with pytest.raises(ValueError, match="node 'c' \\(Conv2d\\) takes a map of at least"):
+        snir.import_(_bad({"input": small, "c": conv, "output": out}, [("input", "c"), ("c", "output")]))
+    with pytest.raises(ValueError, match="layer '1': beta of shape \\(3,\\) does not fit"):
+        snir.export(nn.Sequential(SpikeLinear(2, 2), LIF(torch.full((3,), 0.5), 1.0, reset="zero")))

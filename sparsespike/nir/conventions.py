@@ -41,16 +41,18 @@ def beta_to_nir(beta: np.ndarray, dt: float, name: str) -> NIRLeaky:
     beta = np.asarray(beta, dtype=np.float64)
     if not np.all((beta >= 0) & (beta < 1)):
         raise ValueError(f"{name}: beta must lie in [0, 1) to have a time constant, got {beta.min()}..{beta.max()}")
-    tau = dt / (1.0 - beta)
-    return NIRLeaky(tau.astype(np.float32), (tau / dt).astype(np.float32), np.zeros_like(beta, dtype=np.float32))
+    tau = dt / (1.0 - beta)  # float64: 1 - dt / tau gives the float32 beta back exactly
+    return NIRLeaky(tau, tau / dt, np.zeros_like(beta))
 
 
 def nir_to_beta(tau: np.ndarray, r: np.ndarray, dt: float, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(beta, input scale r dt / tau) of NIR neurons with time constant ``tau`` stepped every ``dt`` s."""
     tau = np.asarray(tau, dtype=np.float64)
-    if not np.all(np.isfinite(tau)) or not np.all(tau >= dt):
+    # a tau written in float32 from beta = 0 may sit one rounding below dt
+    if not np.all(np.isfinite(tau)) or not np.all(tau >= dt * (1 - 1e-6)):
         raise ValueError(
             f"node {name!r}: tau must be finite and >= dt ({dt:g} s) for a stable Euler step, got "
             f"{np.min(tau):g}..{np.max(tau):g}; pass the dt the graph was written for"
         )
-    return (1.0 - dt / tau).astype(np.float32), (np.asarray(r, dtype=np.float64) * dt / tau).astype(np.float32)
+    beta = np.clip(1.0 - dt / tau, 0.0, None)
+    return beta.astype(np.float32), (np.asarray(r, dtype=np.float64) * dt / tau).astype(np.float32)

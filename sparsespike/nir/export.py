@@ -20,8 +20,26 @@ from .conventions import DEFAULT_DT, beta_to_nir, check_dt
 SUBTRACT_RESET = ("error", "zero")
 
 
+class _MembraneReadout(nn.Module):
+    """Marks a study head's membrane readout in the chain: exported as a leaky integrator (LI)."""
+
+    def __init__(self, head: SpikingHead) -> None:
+        super().__init__()
+        self.lif = head.lif_out
+
+
 def _array(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy().copy()
+
+
+def _per_neuron(value: torch.Tensor, shape, path: str, field: str) -> np.ndarray:
+    """A LIF parameter over the layer's neurons; an error naming the layer if it does not fit."""
+    try:
+        return np.broadcast_to(_array(value), shape)
+    except ValueError:
+        raise ValueError(
+            f"layer {path!r}: {field} of shape {tuple(value.shape)} does not fit its {shape} neurons"
+        ) from None
 
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -44,17 +62,19 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             ("lif1", model.lif1),
             ("conv2", model.conv2),
             ("lif2", model.lif2),
-            ("flatten", nn.Flatten()),
+            ("flatten", nn.Flatten(2)),
             ("fc1", model.fc1),
             ("lif3", model.lif3),
         ]
     if isinstance(model, AudioEncoder):
         return [(n, getattr(model, n)) for n in ("fc_input", "lif_input", "fc1", "lif1", "fc_hidden", "lif_hidden")]
     if isinstance(model, SpikingHead):
-        readout = ("lif_out", model.lif_out) if model.readout == "count" else ("membrane_out", model)
+        readout = ("lif_out", model.lif_out) if model.readout == "count" else ("membrane_out", _MembraneReadout(model))
         return [("fc_out", model.fc_out), readout]
     if isinstance(model, nn.Sequential):
         return [(n, m) for n, m in model.named_children()]
+    if isinstance(model, SpikingHead):
+        raise TypeError("model: a SpikingHead exports as part of its study model")
     if hasattr(model, "encoders"):  # the joint model
         raise ValueError(f"model: {type(model).__name__} takes two inputs; export each of its encoders")
     raise TypeError(
@@ -105,13 +125,12 @@ def _neuron(layer: LIF, name: str, shape, dt: float, subtract_reset: str, subtra
                 "subtract_reset='zero' to export it as a reset to zero (spikes differ after a neuron's first spike)"
             )
         subtracted.append(name)
-    beta = np.broadcast_to(_array(layer.beta), shape)
-    threshold = np.broadcast_to(_array(layer.threshold), shape).astype(np.float32)
-    if np.all(beta == 1.0):  # no leak: integrate-and-fire, v += r I
+    beta = _per_neuron(layer.beta, shape, name, "beta")
+    threshold = _per_neuron(layer.threshold, shape, name, "threshold")
+    if np.all(beta == 1.0):  # no leak: NIR's IF, dv/dt = r I; one Euler step adds dt r I = I
         if scaled_input:
             raise ValueError(f"layer {name!r}: beta 1 with decay_input charges nothing; NIR has no such neuron")
-        ones = np.ones(shape, np.float32)
-        return nir.IF(r=ones, v_threshold=threshold, v_reset=np.zeros_like(threshold))
+        return nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=threshold, v_reset=np.zeros_like(threshold))
     tau, r, v_leak = beta_to_nir(beta, dt, f"layer {name!r}")
     if scaled_input:
         r = np.ones_like(r)
@@ -153,6 +172,8 @@ def export(
             node = nir.Linear(weight) if layer.bias is None else nir.Affine(weight, _array(layer.bias))
             shape = (layer.out_features,)
         elif isinstance(layer, nn.Conv2d):
+            if layer.groups != 1:
+                raise ValueError(f"layer {path!r}: groups={layer.groups}; NIR's Conv2d types only groups=1")
             out = _conv_out(shape, layer, path)
             bias = _array(layer.bias) if layer.bias is not None else np.zeros(layer.out_channels, np.float32)
             node = nir.Conv2d(
@@ -166,15 +187,16 @@ def export(
             )
             shape = out
         elif isinstance(layer, nn.Flatten):
-            if layer.start_dim != 1 or layer.end_dim != -1:
-                raise ValueError(f"layer {path!r}: only Flatten(start_dim=1, end_dim=-1) (all of a sample) exports")
+            # a sample's dims: start 1 in a step-wise model ([B, ...]), 2 in a sequence one ([T, B, ...])
+            if layer.start_dim not in (1, 2) or layer.end_dim != -1:
+                raise ValueError(f"layer {path!r}: only a flatten of all of a sample's dims exports (end_dim=-1)")
             node = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
             shape = (int(np.prod(shape)),)
         elif isinstance(layer, (LIF, LIFNode)):
             cell = layer.cell if isinstance(layer, LIFNode) else layer  # LIFNode runs on a LIF
             node = _neuron(cell, path, shape, dt, subtract_reset, subtracted)
-        elif isinstance(layer, SpikingHead):  # the membrane readout: a leaky integrator
-            tau, r, v_leak = beta_to_nir(np.broadcast_to(_array(layer.lif_out.beta), shape), dt, f"layer {path!r}")
+        elif isinstance(layer, _MembraneReadout):  # a leaky integrator; the logits are its time-mean
+            tau, r, v_leak = beta_to_nir(_per_neuron(layer.lif.beta, shape, path, "beta"), dt, f"layer {path!r}")
             node = nir.LI(tau=tau, r=r, v_leak=v_leak)
         else:
             raise ValueError(f"layer {path!r}: {type(layer).__name__} has no NIR node here")

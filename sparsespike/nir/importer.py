@@ -3,6 +3,7 @@ Output, run over a whole sequence [T, B, ...] per call."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import nir
@@ -46,8 +47,7 @@ class SampleFlatten(nn.Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        end = self.end_dim + 2 if self.end_dim >= 0 else self.end_dim
-        return x.flatten(self.start_dim + 2, end)
+        return x.flatten(*(d + 2 if d >= 0 else d for d in (self.start_dim, self.end_dim)))
 
 
 class NIRNetwork(nn.Module):
@@ -84,6 +84,8 @@ def _chain(graph: nir.NIRGraph) -> list[str]:
         for end in (src, dst):
             if end not in graph.nodes:
                 raise ValueError(f"graph: edge ({src!r}, {dst!r}) names a node that is not in the graph: {end!r}")
+        if src == outputs[0]:
+            raise ValueError(f"graph: an edge leaves the Output node ({src!r} -> {dst!r})")
         following.setdefault(src, []).append(dst)
     chain, node = [inputs[0]], inputs[0]
     while node != outputs[0]:
@@ -180,6 +182,8 @@ def _conv(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
     bias = _array(node, "bias", name).reshape(-1)
     if bias.size != weight.shape[0]:
         raise ValueError(f"node {name!r} (Conv2d): bias of {bias.size} for {weight.shape[0]} channels")
+    if not all(len(v) == 2 for v in (node.stride, node.padding, node.dilation)):
+        raise ValueError(f"node {name!r} (Conv2d): stride, padding and dilation need two numbers each")
     layer = SpikeConv2d(
         weight.shape[1] * groups,
         weight.shape[0],
@@ -193,17 +197,22 @@ def _conv(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
     with torch.no_grad():
         layer.weight.copy_(_tensor(weight))
         layer.bias.copy_(_tensor(bias))
-    out = layer(torch.zeros((1, *shape)))  # the output shape, as the layer computes it
-    return [("", layer)], tuple(out.shape[1:])
+    out = [weight.shape[0]]
+    for size, k, st, p, d in zip(shape[1:], weight.shape[2:], layer.stride, layer.padding, layer.dilation):
+        out.append((size + 2 * p - d * (k - 1) - 1) // st + 1)
+    if min(out) < 1:
+        raise _shape_error(name, node, f"a map of at least the kernel's {tuple(weight.shape[2:])} extent", shape)
+    return [("", layer)], tuple(out)
 
 
 def _flatten(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
     start, end = int(node.start_dim), int(node.end_dim)
+    layer = SampleFlatten(start, end)
     try:
-        out = torch.zeros((1, 1, *shape)).flatten(start + 2, end + 2 if end >= 0 else end)
+        out = layer(torch.zeros((1, 1, *shape)))
     except (IndexError, RuntimeError) as exc:
         raise _shape_error(name, node, f"start_dim {start}, end_dim {end}", shape) from exc
-    return [("", SampleFlatten(start, end))], tuple(out.shape[2:])
+    return [("", layer)], tuple(out.shape[2:])
 
 
 def _lif(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
@@ -213,8 +222,8 @@ def _lif(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
     if isinstance(node, nir.LIF):
         _zero(node, "v_leak", name)
         beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
-    else:
-        scale = _array(node, "r", name).astype(np.float32)
+    else:  # IF: dv/dt = r I, one Euler step adds dt r I
+        scale = (_array(node, "r", name) * dt).astype(np.float32)
         beta = np.ones_like(scale)
     beta = _per_neuron(beta, shape, "tau", name, node)
     scale = _per_neuron(scale, shape, "r", name, node)
@@ -260,19 +269,32 @@ BUILDERS = {
 SUPPORTED = tuple(kind.__name__ for kind in BUILDERS)
 
 
-def import_(graph: nir.NIRGraph, dt: float = DEFAULT_DT, backend: Optional[str] = None) -> NIRNetwork:
+def import_(graph: nir.NIRGraph, dt: Optional[float] = None, backend: Optional[str] = None) -> NIRNetwork:
     """A NIR graph as a :class:`NIRNetwork` on sparsespike's kernels (SpikeLinear, SpikeConv2d, the
     fused LIF). ``dt``: seconds per time step, as the graph was written for (snnTorch's exporter
-    1e-4, Norse 1e-3): beta = 1 - dt / tau, and a neuron's input is scaled by r dt / tau (see
-    :mod:`.conventions`). Chains of Affine, Linear, Conv2d, Flatten, LIF, CubaLIF (a leaky synaptic
+    1e-4, Norse 1e-3; None: the dt sparsespike's export stored in the graph's metadata, else
+    1e-4): beta = 1 - dt / tau, and a neuron's input is scaled by r dt / tau (see
+    :mod:`.conventions`). A dt other than the stored one warns. Chains of Affine, Linear, Conv2d, Flatten, LIF, CubaLIF (a leaky synaptic
     current into a LIF), IF and LI nodes import; anything else, a branch, a cycle, a missing
     parameter or a shape that does not fit raises a ValueError naming the node."""
-    dt = check_dt(dt)
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"graph must be a nir.NIRGraph, got {type(graph).__name__}")
+    stored = (graph.metadata or {}).get("dt")
+    if dt is None:
+        dt = stored if stored is not None else DEFAULT_DT
+    elif stored is not None and not np.isclose(float(stored), dt):
+        warnings.warn(
+            f"dt={dt:g} s, but the graph was exported for dt={float(stored):g} s: its neurons decay differently",
+            UserWarning,
+            stacklevel=2,
+        )
+    dt = check_dt(dt)
     chain = _chain(graph)
     input_type = graph.nodes[chain[0]].input_type
-    shape = input_shape = tuple(int(s) for s in np.asarray(next(iter(input_type.values()))).reshape(-1))
+    try:
+        shape = input_shape = tuple(int(s) for s in np.asarray(next(iter(input_type.values()))).reshape(-1))
+    except (AttributeError, StopIteration, TypeError, ValueError):
+        raise ValueError(f"graph: the Input node {chain[0]!r} has no shape") from None
     names, layers = [], []
     for name in chain[1:-1]:
         node = graph.nodes[name]
