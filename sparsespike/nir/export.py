@@ -35,7 +35,7 @@ def _array(t: torch.Tensor) -> np.ndarray:
 def _per_neuron(value: torch.Tensor, shape, path: str, field: str) -> np.ndarray:
     """A LIF parameter over the layer's neurons; an error naming the layer if it does not fit."""
     try:
-        return np.broadcast_to(_array(value), shape)
+        return np.broadcast_to(_array(value), shape).copy()  # NIR stores arrays, not views
     except ValueError:
         raise ValueError(
             f"layer {path!r}: {field} of shape {tuple(value.shape)} does not fit its {shape} neurons"
