@@ -139,6 +139,17 @@ def test_the_lif_conventions_are_explicit():
     assert torch.equal(snir.import_(snir.export(net)).layers[1].beta, betas)
 
 
+def _euler_lif(current, step: float, threshold: float = 1.0):
+    """NIR's LIF (v_leak 0, r 1) stepped by hand: v += (dt / tau) (I - v), a spike above the
+    threshold, then reset to 0. ``step`` is dt / tau."""
+    v, spikes = torch.zeros(current.shape[1:]), []
+    for t in range(current.shape[0]):
+        v = v + step * (current[t] - v)
+        spikes.append((v > threshold).float())
+        v = torch.where(v > threshold, torch.zeros_like(v), v)
+    return torch.stack(spikes)
+
+
 def test_an_input_scale_and_if_neurons_import_as_nir_defines_them():
     weight = np.eye(3, dtype=np.float32)
     graph = nir.NIRGraph.from_list(
@@ -148,19 +159,10 @@ def test_an_input_scale_and_if_neurons_import_as_nir_defines_them():
     net = snir.import_(graph, dt=1e-3)
     assert net.names[1].endswith("input_scale")  # r dt / tau = 0.1
     x = torch.full((30, 1, 3), 1.0)
-    v, expected = torch.zeros(3), []
-    for t in range(30):  # Euler: v += dt/tau (r I - v), reset to 0 after a spike
-        v = v + 0.1 * (x[t, 0] - v)
-        expected.append((v > 1.0).float())
-        v = torch.where(v > 1.0, torch.zeros(3), v)
-    assert torch.equal(net(x)[:, 0], torch.stack(expected))
+    assert torch.equal(net(x)[:, 0], _euler_lif(x[:, 0], 0.1))
     x = torch.full((30, 1, 3), 2.0)  # r I = 2: v climbs past 1 and fires, resets, climbs again
-    v, expected = torch.zeros(3), []
-    for t in range(30):
-        v = v + 0.1 * (x[t, 0] - v)
-        expected.append((v > 1.0).float())
-        v = torch.where(v > 1.0, torch.zeros(3), v)
-    assert torch.stack(expected).sum() >= 9 and torch.equal(net(x)[:, 0], torch.stack(expected))
+    expected = _euler_lif(x[:, 0], 0.1)
+    assert expected.sum() >= 9 and torch.equal(net(x)[:, 0], expected)
     # IF: dv/dt = r I, so a step of dt adds dt r I: 1 a step here, a spike above 2.5, reset to 0
     graph = nir.NIRGraph.from_list(nir.Linear(weight), nir.IF(r=np.full(3, 1e3), v_threshold=np.full(3, 2.5)))
     spikes = snir.import_(graph, dt=1e-3)(torch.ones(6, 1, 3))[:, 0, 0]
@@ -223,6 +225,27 @@ def _leaky(n, beta, output=False):
     )
 
 
+def _two_layer_net(gain: float):
+    """Linear -> LIF -> Linear -> LIF, reset to zero, weights scaled by ``gain`` so that it fires;
+    and an input [30, 2, 10]."""
+    torch.manual_seed(0)
+    net = nn.Sequential(SpikeLinear(10, 6), LIF(0.8, 1.0, reset="zero"), SpikeLinear(6, 4), LIF(0.9, 1.0, reset="zero"))
+    with torch.no_grad():
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(gain)
+    return net, torch.rand(30, 2, 10, generator=torch.Generator().manual_seed(4)) * 2
+
+
+def _step_by_step(module, x):
+    """A peer's imported graph (nirtorch's convention: module(x_t, state) -> (out, state)) over x [T, ...]."""
+    state, outputs = None, []
+    for t in range(x.shape[0]):
+        out, state = module(x[t], state)
+        outputs.append(out)
+    return torch.stack(outputs)
+
+
 def test_snntorch_graphs_import_with_snntorch_spikes():
     snntorch = _snntorch()
     from snntorch.export_nir import export_to_nir
@@ -249,24 +272,12 @@ def test_our_graphs_import_into_snntorch_with_our_spikes():
     _snntorch()
     from snntorch.import_nir import import_from_nir
 
-    torch.manual_seed(0)
-    ours = nn.Sequential(
-        SpikeLinear(10, 6), LIF(0.8, 1.0, reset="zero"), SpikeLinear(6, 4), LIF(0.9, 1.0, reset="zero")
-    )
-    with torch.no_grad():
-        for layer in ours:
-            if isinstance(layer, nn.Linear):
-                layer.weight.mul_(4.0)
-    x = torch.rand(30, 2, 10, generator=torch.Generator().manual_seed(4)) * 2
+    ours, x = _two_layer_net(gain=4.0)
     expected = ours(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = import_from_nir(snir.export(ours, dt=1e-4))  # snnTorch reads tau with dt = 1e-4 s
-    state, got = None, []
-    for t in range(x.shape[0]):
-        out, state = theirs(x[t], state)
-        got.append(out)
-    assert expected.sum() > 10 and torch.equal(torch.stack(got), expected)
+    assert expected.sum() > 10 and torch.equal(_step_by_step(theirs, x), expected)
 
 
 def test_the_docs_example_runs(tmp_path, monkeypatch):
@@ -333,15 +344,7 @@ def test_cuba_lif_imports_as_nir_defines_it_from_snntorch_synaptic():
 
 def test_our_graphs_import_into_norse_where_its_conventions_hold():
     norse = pytest.importorskip("norse.torch")
-    torch.manual_seed(0)
-    ours = nn.Sequential(
-        SpikeLinear(10, 6), LIF(0.8, 1.0, reset="zero"), SpikeLinear(6, 4), LIF(0.9, 1.0, reset="zero")
-    )
-    with torch.no_grad():
-        for layer in ours:
-            if isinstance(layer, nn.Linear):
-                layer.weight.mul_(40.0)
-    x = torch.rand(30, 2, 10, generator=torch.Generator().manual_seed(4)) * 2
+    ours, x = _two_layer_net(gain=40.0)
     graph = snir.export(ours, dt=1e-3)  # Norse steps 1e-3 s
     for node in graph.nodes.values():  # Norse ignores r (takes it as 1): give the graph that
         if isinstance(node, nir.LIF):
@@ -350,11 +353,7 @@ def test_our_graphs_import_into_norse_where_its_conventions_hold():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = norse.from_nir(graph, dt=1e-3)
-    state, got = None, []
-    for t in range(x.shape[0]):
-        out, state = theirs(x[t], state)
-        got.append(out)
-    assert expected.sum() > 10 and torch.equal(torch.stack(got), expected)
+    assert expected.sum() > 10 and torch.equal(_step_by_step(theirs, x), expected)
 
 
 def test_a_lif_without_leak_exports_as_if_and_round_trips():

@@ -16,6 +16,7 @@ from ..models.architectures import StudyModel
 from ..models.backbones import AudioEncoder, SpikingHead, VisualEncoder
 from ..nn import LIF, LIFNode
 from .conventions import DEFAULT_DT, beta_to_nir, check_dt
+from .shapes import conv2d_output
 
 SUBTRACT_RESET = ("error", "zero")
 
@@ -105,11 +106,7 @@ def _conv_out(shape, conv: nn.Conv2d, name: str) -> tuple[int, ...]:
         raise ValueError(f"layer {name!r}: Conv2d with {conv.in_channels} input channels after shape {shape}")
     if isinstance(conv.padding, str):
         raise ValueError(f"layer {name!r}: padding={conv.padding!r}; give the padding as numbers to export")
-    _, h, w = shape
-    out = []
-    for size, k, s, p, d in zip((h, w), conv.kernel_size, conv.stride, conv.padding, conv.dilation):
-        out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
-    return (conv.out_channels, *out)
+    return conv2d_output(shape, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
 
 
 def _neuron(layer: LIF, name: str, shape, dt: float, subtract_reset: str, subtracted: list) -> nir.NIRNode:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ..nn import LIF, SpikeConv2d, SpikeLinear
 from ..ops.lif import lif
 from .conventions import DEFAULT_DT, check_dt, nir_to_beta
+from .shapes import conv2d_output
 
 
 class Scale(nn.Module):
@@ -141,6 +142,12 @@ def _per_neuron(value: np.ndarray, shape, field: str, name: str, node) -> np.nda
     return np.broadcast_to(value.reshape(()) if value.size == 1 else value, shape)
 
 
+def _decay(node, tau: str, r: str, shape, dt: float, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(beta, input scale r dt / tau) over the layer's neurons, from the node's ``tau`` and ``r`` fields."""
+    beta, scale = nir_to_beta(_array(node, tau, name), _array(node, r, name), dt, name)
+    return _per_neuron(beta, shape, tau, name, node), _per_neuron(scale, shape, r, name, node)
+
+
 def _threshold(node, shape, name: str) -> np.ndarray:
     threshold = _per_neuron(_array(node, "v_threshold", name), shape, "v_threshold", name, node)
     if not np.all(threshold > 0):
@@ -197,9 +204,7 @@ def _conv(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
     with torch.no_grad():
         layer.weight.copy_(_tensor(weight))
         layer.bias.copy_(_tensor(bias))
-    out = [weight.shape[0]]
-    for size, k, st, p, d in zip(shape[1:], weight.shape[2:], layer.stride, layer.padding, layer.dilation):
-        out.append((size + 2 * p - d * (k - 1) - 1) // st + 1)
+    out = conv2d_output(shape, weight.shape[0], weight.shape[2:], layer.stride, layer.padding, layer.dilation)
     if min(out) < 1:
         raise _shape_error(name, node, f"a map of at least the kernel's {tuple(weight.shape[2:])} extent", shape)
     return [("", layer)], tuple(out)
@@ -221,12 +226,10 @@ def _lif(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
     threshold = _threshold(node, shape, name)
     if isinstance(node, nir.LIF):
         _zero(node, "v_leak", name)
-        beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
+        beta, scale = _decay(node, "tau", "r", shape, dt, name)
     else:  # IF: dv/dt = r I, one Euler step adds dt r I
-        scale = (_array(node, "r", name) * dt).astype(np.float32)
+        scale = _per_neuron((_array(node, "r", name) * dt).astype(np.float32), shape, "r", name, node)
         beta = np.ones_like(scale)
-    beta = _per_neuron(beta, shape, "tau", name, node)
-    scale = _per_neuron(scale, shape, "r", name, node)
     return _scaled(".input_scale", scale, shape) + [("", _spiking(beta, threshold, backend))], shape
 
 
@@ -235,10 +238,8 @@ def _cuba_lif(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple
     _zero(node, "v_leak", name)
     _zero(node, "v_reset", name)
     threshold = _threshold(node, shape, name)
-    alpha, syn_scale = nir_to_beta(_array(node, "tau_syn", name), _array(node, "w_in", name), dt, name)
-    beta, scale = nir_to_beta(_array(node, "tau_mem", name), _array(node, "r", name), dt, name)
-    alpha, syn_scale = (_per_neuron(v, shape, f, name, node) for v, f in ((alpha, "tau_syn"), (syn_scale, "w_in")))
-    beta, scale = (_per_neuron(v, shape, f, name, node) for v, f in ((beta, "tau_mem"), (scale, "r")))
+    alpha, syn_scale = _decay(node, "tau_syn", "w_in", shape, dt, name)
+    beta, scale = _decay(node, "tau_mem", "r", shape, dt, name)
     return (
         _scaled(".synapse_scale", syn_scale, shape)
         + [(".synapse", LeakyIntegrator(alpha, backend))]
@@ -249,9 +250,7 @@ def _cuba_lif(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple
 
 def _li(node, name: str, shape, dt: float, backend) -> tuple[Layers, tuple]:
     _zero(node, "v_leak", name)
-    beta, scale = nir_to_beta(_array(node, "tau", name), _array(node, "r", name), dt, name)
-    beta = _per_neuron(beta, shape, "tau", name, node)
-    scale = _per_neuron(scale, shape, "r", name, node)
+    beta, scale = _decay(node, "tau", "r", shape, dt, name)
     return _scaled(".input_scale", scale, shape) + [("", LeakyIntegrator(beta, backend))], shape
 
 
